@@ -1,0 +1,1 @@
+//! Stage `audit` (see DESIGN.md).

@@ -1,0 +1,1 @@
+//! Stage `classify` (see DESIGN.md).

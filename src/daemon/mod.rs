@@ -1,0 +1,1 @@
+//! Stage `daemon` (see DESIGN.md).

@@ -1,0 +1,186 @@
+//! Keyed fingerprints and masking: the only forms in which childguard keeps a
+//! value it found. A fingerprint is HMAC-SHA256 over the normalized value with
+//! a secret key, so findings can be joined across sources (for Art. 20
+//! erasure) without childguard becoming a second copy of the data. This is
+//! pseudonymization in the sense of PIPL Art. 73, not anonymization.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Environment variable holding the fingerprint key (hex or any string).
+pub const KEY_ENV: &str = "CHILDGUARD_FINGERPRINT_KEY";
+/// File name of the key inside the state directory.
+pub const KEY_FILE: &str = "fingerprint.key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("fingerprint key file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("fingerprint key file {path} is empty")]
+    Empty { path: PathBuf },
+}
+
+/// Computes keyed fingerprints. Cheap to clone.
+#[derive(Clone)]
+pub struct Fingerprinter {
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for Fingerprinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fingerprinter(<key>)")
+    }
+}
+
+impl Fingerprinter {
+    pub fn new(key: &[u8]) -> Self {
+        Fingerprinter { mac: Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key size") }
+    }
+
+    /// Key from `CHILDGUARD_FINGERPRINT_KEY`, else from `<state_dir>/fingerprint.key`,
+    /// created with 32 random bytes and mode 0600 when absent.
+    pub fn load(state_dir: &Path) -> Result<Self, KeyError> {
+        if let Ok(k) = std::env::var(KEY_ENV) {
+            if !k.is_empty() {
+                return Ok(Self::new(k.as_bytes()));
+            }
+        }
+        let path = state_dir.join(KEY_FILE);
+        let io = |source| KeyError::Io { path: path.clone(), source };
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let trimmed: Vec<u8> = bytes.trim_ascii().to_vec();
+                if trimmed.is_empty() {
+                    return Err(KeyError::Empty { path });
+                }
+                Ok(Self::new(&trimmed))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(state_dir).map_err(io)?;
+                let key: [u8; 32] = rand::random();
+                let text = hex::encode(key);
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    opts.mode(0o600);
+                }
+                match opts.open(&path) {
+                    Ok(mut f) => {
+                        f.write_all(text.as_bytes()).map_err(io)?;
+                        f.sync_all().map_err(io)?;
+                        Ok(Self::new(text.as_bytes()))
+                    }
+                    // Another process created it first: use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(state_dir),
+                    Err(e) => Err(io(e)),
+                }
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Hex HMAC-SHA256 of `category_domain || 0 || normalized`. The domain
+    /// (e.g. "id", "phone") keeps equal digit strings of different kinds apart
+    /// only when callers want that; most callers pass the category id.
+    pub fn fingerprint(&self, normalized: &str) -> String {
+        let mut m = self.mac.clone();
+        m.update(normalized.as_bytes());
+        hex::encode(m.finalize().into_bytes())
+    }
+}
+
+/// Default state directory: `$CHILDGUARD_STATE_DIR`, else `$XDG_STATE_HOME/childguard`,
+/// else `~/.local/state/childguard`, else `./.childguard`.
+pub fn default_state_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("CHILDGUARD_STATE_DIR") {
+        if !d.is_empty() {
+            return PathBuf::from(d);
+        }
+    }
+    if let Ok(d) = std::env::var("XDG_STATE_HOME") {
+        if !d.is_empty() {
+            return PathBuf::from(d).join("childguard");
+        }
+    }
+    if let Ok(h) = std::env::var("HOME") {
+        if !h.is_empty() {
+            return PathBuf::from(h).join(".local/state/childguard");
+        }
+    }
+    PathBuf::from(".childguard")
+}
+
+/// Keep the first `keep_start` and last `keep_end` characters, replace the
+/// rest by `*` (one per character; spaces and hyphens of printed forms stay).
+/// A value no longer than what would be kept is masked entirely.
+pub fn mask_keep(value: &str, keep_start: usize, keep_end: usize) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    let n = chars.len();
+    let (ks, ke) = if keep_start + keep_end >= n {
+        (0, 0)
+    } else {
+        (keep_start, keep_end)
+    };
+    let mut out = String::with_capacity(value.len());
+    for (i, c) in chars.iter().enumerate() {
+        if i < ks || i >= n - ke {
+            out.push(*c);
+        } else if c.is_whitespace() || *c == '-' {
+            out.push(*c);
+        } else {
+            out.push('*');
+        }
+    }
+    out
+}
+
+/// Mask every character but the first (names, schools, addresses keep their
+/// first character only so a reviewer can tell values apart without learning them).
+pub fn mask_all_but_first(value: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in value.chars().enumerate() {
+        out.push(if i == 0 { c } else { '*' });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_id_and_phone() {
+        assert_eq!(mask_keep("652925201503079084", 6, 4), "652925********9084");
+        assert_eq!(mask_keep("13812345678", 3, 4), "138****5678");
+        assert_eq!(mask_keep("ab", 6, 4), "**");
+        assert_eq!(mask_all_but_first("张小明"), "张**");
+    }
+
+    #[test]
+    fn fingerprint_is_keyed_and_stable() {
+        let a = Fingerprinter::new(b"k1");
+        let b = Fingerprinter::new(b"k2");
+        assert_eq!(a.fingerprint("x"), a.fingerprint("x"));
+        assert_ne!(a.fingerprint("x"), b.fingerprint("x"));
+        assert_eq!(a.fingerprint("x").len(), 64);
+    }
+
+    #[test]
+    fn key_file_created_0600() {
+        let d = tempfile::tempdir().unwrap();
+        std::env::remove_var(KEY_ENV);
+        let f1 = Fingerprinter::load(d.path()).unwrap();
+        let f2 = Fingerprinter::load(d.path()).unwrap();
+        assert_eq!(f1.fingerprint("v"), f2.fingerprint("v"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(d.path().join(KEY_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

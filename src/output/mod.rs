@@ -1,0 +1,1 @@
+//! Printers: jsonl, json, table, sarif.

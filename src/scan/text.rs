@@ -1,0 +1,114 @@
+//! Text searcher: one engine pass over a chunk of decoded text, hits mapped
+//! to exact 1-based lines and byte offsets, child inference per line.
+
+use crate::detect::{Engine, Hit};
+use crate::finding::{Finding, Location};
+
+/// Where a chunk of text comes from.
+#[derive(Debug, Clone)]
+pub struct TextOrigin<'a> {
+    /// The scan target as the user gave it.
+    pub target: &'a str,
+    /// Path of the file (relative to the target directory) or object key.
+    pub path: &'a str,
+}
+
+/// Scan `chunk` (whole lines of decoded text), whose first line is
+/// `first_line` (1-based) and whose first byte is at `base_offset` in the
+/// decoded text. Appends findings in text order.
+pub fn scan_chunk(
+    engine: &Engine,
+    origin: &TextOrigin<'_>,
+    chunk: &str,
+    first_line: u64,
+    base_offset: u64,
+    out: &mut Vec<Finding>,
+) {
+    let mut hits = Vec::new();
+    engine.scan_text(chunk, &mut hits);
+    if hits.is_empty() {
+        return;
+    }
+    hits.sort_by_key(|h| (h.start, h.end));
+    let bytes = chunk.as_bytes();
+    let mut line = first_line;
+    let mut pos = 0usize; // bytes before `pos` have been counted into `line`
+    let mut i = 0;
+    while i < hits.len() {
+        line += memchr::memchr_iter(b'\n', &bytes[pos..hits[i].start]).count() as u64;
+        pos = hits[i].start;
+        let line_end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |e| pos + e);
+        let mut j = i;
+        while j < hits.len() && hits[j].start < line_end {
+            j += 1;
+        }
+        let group = &hits[i..j];
+        let child = engine.infer_child(group.iter().filter_map(|h| h.evidence.as_ref()));
+        for h in group {
+            out.push(to_finding(origin, h, line, base_offset + h.start as u64, None, child));
+        }
+        i = j;
+    }
+}
+
+/// Build a text finding from a hit.
+pub fn to_finding(
+    origin: &TextOrigin<'_>,
+    h: &Hit,
+    line: u64,
+    byte_offset: u64,
+    field: Option<String>,
+    child: Option<bool>,
+) -> Finding {
+    let location = Location {
+        path: Some(origin.path.to_string()),
+        line: Some(line),
+        byte_offset: Some(byte_offset),
+        field,
+        ..Default::default()
+    };
+    let finding_id = Finding::compute_id(origin.target, &location, &h.rule, &h.fingerprint);
+    Finding {
+        finding_id,
+        target: origin.target.to_string(),
+        location,
+        category: h.category,
+        rule: h.rule.to_string(),
+        child,
+        confidence: Finding::round_confidence(h.confidence),
+        masked: h.masked.clone(),
+        fingerprint: h.fingerprint.clone(),
+        sensitivity: h.sensitivity,
+        rows_scanned: None,
+        count: None,
+        child_count: None,
+        rows: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::EngineOptions;
+    use crate::fingerprint::Fingerprinter;
+
+    #[test]
+    fn lines_and_offsets_are_exact() {
+        let e = Engine::new(
+            EngineOptions::new(chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()),
+            Fingerprinter::new(b"k"),
+        )
+        .unwrap();
+        let text = "a\nid=110105201503071235\n\nphone 13812345678 x\n";
+        let mut out = Vec::new();
+        let o = TextOrigin { target: "t", path: "p.log" };
+        scan_chunk(&e, &o, text, 10, 100, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].location.line, Some(11));
+        assert_eq!(out[0].location.byte_offset, Some(105));
+        assert_eq!(out[0].child, Some(true));
+        assert_eq!(out[1].location.line, Some(13));
+        assert_eq!(out[1].location.byte_offset, Some(100 + 25 + 6));
+        assert_eq!(out[1].child, None);
+    }
+}

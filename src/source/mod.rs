@@ -1,0 +1,1 @@
+//! Sources: list work units and stream their content to the searchers.

@@ -1,0 +1,1 @@
+//! Stage `sweep` (see DESIGN.md).
