@@ -1,6 +1,8 @@
 //! The configuration file (`config/childguard.toml`): sources, the purpose
 //! inventory (`[[datasets]]`), schedules, API tokens, state location.
 
+pub mod inventory;
+
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +19,9 @@ pub struct Config {
     /// Age under which a person is a child (CAC Order No. 4 Art. 2: 14).
     #[serde(default = "default_child_age")]
     pub child_age: u32,
+    /// The purpose inventory.
+    #[serde(default)]
+    pub datasets: Vec<inventory::Dataset>,
     /// Anything not yet typed by a stage: kept so `config check` can name it.
     #[serde(flatten)]
     pub rest: toml::Table,

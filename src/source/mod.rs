@@ -1,1 +1,71 @@
-//! Sources: list work units and stream their content to the searchers.
+//! Sources: list deterministic work units (file, object, table, partition)
+//! and stream their content to the searchers in [`crate::scan`].
+//!
+//! Every source implements [`Source`]; the scan orchestrator (`childguard
+//! scan`) fans units out over rayon and collects findings, stats and
+//! per-unit errors. A failing unit never stops the others.
+
+use crate::detect::Engine;
+use crate::finding::Finding;
+
+/// One unit of work: the thing a failure, an incremental watermark and a
+/// shard assignment refer to. `id` is stable across runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkUnit {
+    /// Stable id: relative path, object key, or `schema.table`.
+    pub id: String,
+    /// Size in bytes when known (files, objects) — for progress and ETA.
+    pub size: Option<u64>,
+    /// Version marker when known (ETag, mtime+size, row count + watermark) for incremental scans.
+    pub version: Option<String>,
+}
+
+/// Options shared by every source for one scan.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    /// Stream every row (`--full`) instead of sampling tables.
+    pub full: bool,
+    /// Rows sampled per table when not `full`.
+    pub sample_rows: u64,
+    /// List the primary keys of rows with child PI (`--rows`).
+    pub rows: bool,
+}
+
+/// What a unit scan read.
+#[derive(Debug, Clone, Default)]
+pub struct UnitStats {
+    pub bytes: u64,
+    pub rows: u64,
+    /// True when the unit was skipped (binary file, unchanged in an incremental scan).
+    pub skipped: Option<String>,
+}
+
+/// A unit that could not be read: names the unit and the cause, never a value.
+#[derive(Debug, thiserror::Error)]
+#[error("{unit}: {message}")]
+pub struct UnitError {
+    pub unit: String,
+    pub message: String,
+}
+
+impl UnitError {
+    pub fn new(unit: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        UnitError { unit: unit.into(), message: message.to_string() }
+    }
+}
+
+/// The Source extension point.
+pub trait Source: Send + Sync {
+    /// The target as the user wrote it (credentials removed); goes into `Finding::target`.
+    fn target(&self) -> &str;
+    /// Deterministic list of work units.
+    fn units(&self) -> Result<Vec<WorkUnit>, UnitError>;
+    /// Scan one unit; findings are pushed to `emit` (in order within the unit).
+    fn scan_unit(
+        &self,
+        unit: &WorkUnit,
+        engine: &Engine,
+        opts: &ScanOptions,
+        emit: &mut dyn FnMut(Finding),
+    ) -> Result<UnitStats, UnitError>;
+}
