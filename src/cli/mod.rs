@@ -2,6 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod corpus;
+pub mod detectors;
+
 /// childguard — find children's personal information, check it against your
 /// purpose inventory, and sweep what is kept past retention.
 #[derive(Debug, Parser)]
@@ -15,6 +18,11 @@ pub struct Cli {
 pub enum Command {
     /// Scan files, directories, databases or object stores for children's PI.
     Scan(ScanStub),
+    /// Check or list the detector rule packs.
+    Detectors(detectors::DetectorsArgs),
+    /// Write the labelled synthetic corpus (for tests, benchmarks and demos).
+    #[command(hide = true)]
+    Corpus(corpus::CorpusArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -27,6 +35,8 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let r: anyhow::Result<i32> = match cli.command {
         Command::Scan(_) => Err(anyhow::anyhow!("scan is not built yet")),
+        Command::Detectors(a) => detectors::run(a),
+        Command::Corpus(a) => corpus::run(a),
     };
     match r {
         Ok(code) => code,

@@ -44,7 +44,7 @@ fn char_before(t: &str, p: usize) -> Option<char> {
 }
 
 /// Characters that end a person name / cannot be a given-name character.
-const NAME_STOP: &str = "的了在是和与及同已今年岁男女性电手联出生家住就读现等说于被为有去来到从把对向也都还又才要会能将请您你我他她们这那个位名号班级校先老师父母爸妈已未无和或但";
+const NAME_STOP: &str = "的了在是和与及同已今年岁男女性电手联出生住就读现等说于被有去来到从把对向也都还又才要会能将请您你我他她们这那个位名号班级校先老师父母爸妈已未无和或但";
 
 pub(super) fn starts_with_surname(v: &str) -> bool {
     COMPOUND_SURNAMES.iter().any(|s| v.starts_with(s)) || v.chars().next().is_some_and(is_surname)
@@ -548,15 +548,12 @@ impl Engine {
                 let Some(rule) = self.rule_for(Scanner::Mobile) else { return };
                 let start = if prefix > 0 && s > 0 && b[s - 1] == b'+' { s - 1 } else { s };
                 let (pos, neg) = self.context(st, rule, start, e);
+                if neg {
+                    return;
+                }
                 let mut conf = self.rules[rule as usize].confidence;
                 if pos {
                     conf += 0.1;
-                }
-                if neg {
-                    conf -= 0.4;
-                }
-                if conf < 0.5 {
-                    return;
                 }
                 let norm = as_str(&d[prefix..]);
                 self.emit(out, rule, start, e, conf, &norm, self.mask(Category::CnMobile, &norm), None);
@@ -894,11 +891,11 @@ impl Engine {
                 // 初一..高三: only as a standalone grade
                 let prev_ok = match char_before(t, ks) {
                     None => true,
-                    Some(c) => !is_cjk(c) || "读上在是升为级念".contains(c),
+                    Some(c) => !is_cjk(c) || "读上在是升为级念学校园".contains(c),
                 };
                 let next_ok = match char_at(t, ke) {
                     None => true,
-                    Some(c) => !is_cjk(c) || "班学年下上（".contains(c) || c.is_ascii_digit(),
+                    Some(c) => !is_cjk(c) || "班学年下上（".contains(c) || is_cn_numeral(c) && t[ke + 3..].chars().take(3).any(|x| x == '班'),
                 };
                 if !(prev_ok && next_ok) && !st.hints.contains(&Category::GradeClass) {
                     return;
@@ -1043,13 +1040,14 @@ impl Engine {
     }
 
     fn skip_labels(t: &str, mut p: usize) -> usize {
-        const LABELS: [&str; 8] = ["姓名", "名字", "电话", "手机号", "手机", "联系电话", "联系方式", "是"];
+        const LABELS: [&str; 14] =
+            ["姓名", "名字", "电话", "手机号", "手机", "联系电话", "联系方式", "是", "\"name\"", "name", "\"phone\"", "phone", "mobile", "\"mobile\""];
         let mut steps = 0;
-        while steps < 6 {
+        while steps < 10 {
             steps += 1;
             let rest = &t[p..];
             if let Some(c) = rest.chars().next() {
-                if matches!(c, ' ' | ':' | '：' | '=' | '"' | '\'' | '（' | '(' | '）' | ')' | '，' | ',' | '\t') {
+                if matches!(c, ' ' | ':' | '：' | '=' | '"' | '\'' | '（' | '(' | '）' | ')' | '，' | ',' | '\t' | '{') {
                     p += c.len_utf8();
                     continue;
                 }
@@ -1067,7 +1065,7 @@ impl Engine {
     fn name_after(&self, st: &St<'_>, m: M, rule: u16, out: &mut Vec<Hit>) {
         let t = st.text;
         let kw = &t[m.start as usize..m.end as usize];
-        let strong = matches!(kw, "姓名" | "名字" | "学生姓名" | "联系人" | "患者" | "name" | "student_name" | "xm")
+        let strong = matches!(kw, "姓名" | "名字" | "学生姓名" | "联系人" | "患者" | "收件人" | "幼儿姓名" | "name" | "student_name" | "xm")
             || kw.eq_ignore_ascii_case("name")
             || kw.eq_ignore_ascii_case("student_name");
         let p = Self::skip_labels(t, m.end as usize);
