@@ -103,15 +103,23 @@ fn corpus_quality_utf8_gb18030_gzip() {
     assert_targets("gzip", &q);
 
     // Whole-chunk scanning gives the same hits as line-by-line scanning.
+    let cut = utf8.as_bytes()[..200_000].iter().rposition(|b| *b == b'\n').unwrap();
+    let chunk = &utf8[..cut];
     let mut whole = Vec::new();
-    e.scan_text(&utf8[..200_000.min(utf8.len())].rsplit_once('\n').unwrap().0, &mut whole);
-    let mut by_line = 0;
-    for l in utf8[..200_000.min(utf8.len())].rsplit_once('\n').unwrap().0.lines() {
+    e.scan_text(chunk, &mut whole);
+    let mut by_line = Vec::new();
+    let mut off = 0;
+    for l in chunk.split('\n') {
         let mut h = Vec::new();
         e.scan_text(l, &mut h);
-        by_line += h.len();
+        by_line.extend(h.into_iter().map(|x| (x.start + off, x.end + off, x.category)));
+        off += l.len() + 1;
     }
-    assert_eq!(whole.len(), by_line);
+    let whole: Vec<_> = whole.into_iter().map(|x| (x.start, x.end, x.category)).collect();
+    for (a, b) in whole.iter().zip(&by_line) {
+        assert_eq!(a, b, "chunk vs line scan differ near `{}`", &chunk[a.0.min(b.0)..a.1.max(b.1)]);
+    }
+    assert_eq!(whole.len(), by_line.len());
 }
 
 #[test]
