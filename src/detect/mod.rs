@@ -190,7 +190,7 @@ pub(crate) enum Trig {
     Hao,
 }
 
-const SCHOOL_SUFFIXES: [&str; 16] = [
+const SCHOOL_SUFFIXES: [&str; 19] = [
     "幼儿园",
     "小学",
     "中学",
@@ -207,6 +207,9 @@ const SCHOOL_SUFFIXES: [&str; 16] = [
     "附属中学",
     "培智学校",
     "聋哑学校",
+    "附中",
+    "附小",
+    "托儿所",
 ];
 const NOT_SCHOOL: [&str; 4] = ["小学生", "中学生", "幼儿园里", "小学校"];
 const GRADE_TRIGGERS: [&str; 8] = ["年级", "初一", "初二", "初三", "高一", "高二", "高三", "学前班"];

@@ -58,6 +58,21 @@ pub(super) fn is_name_value(v: &str) -> bool {
     cjk && (2..=4).contains(&n) || cjk && v.contains('·') && (3..=12).contains(&n)
 }
 
+/// A keyword answered "no" (`是否留守儿童：否`, `孤儿=N`) or negated (`非孤儿`, `不是留守儿童`).
+fn negated(t: &str, s: usize, e: usize) -> bool {
+    let before = &t[..s];
+    if before.ends_with('非') || before.ends_with("不是") || before.ends_with("不属于") || before.ends_with("无") {
+        return true;
+    }
+    let rest = t[e..].trim_start_matches([' ', ':', '：', '=', '"', '\'', '\t']);
+    if rest.len() == t.len() - e {
+        return false;
+    }
+    ["否", "no", "No", "NO", "false", "False", "0", "N", "n", "无"].iter().any(|w| {
+        rest.starts_with(w) && !rest[w.len()..].chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+    })
+}
+
 /// Parse a date at `p`: YYYY-MM-DD, YYYY/M/D, YYYY.MM.DD, YYYY年M月D日,
 /// YYYYMMDD. Returns the end and the date.
 pub(super) fn parse_date(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
@@ -132,7 +147,9 @@ impl Engine {
             if self.ascii_word[pid] {
                 let s = m.start();
                 let e = m.end();
-                if s > 0 && is_alnum(b[s - 1]) || e < b.len() && b[e].is_ascii_alphabetic() {
+                let start_ok = s == 0 || !is_alnum(b[s - 1]) || b[s].is_ascii_uppercase() && b[s - 1].is_ascii_lowercase();
+                let end_ok = e == b.len() || !b[e].is_ascii_alphabetic() || b[e].is_ascii_uppercase() && b[e - 1].is_ascii_lowercase();
+                if !(start_ok && end_ok) {
                     continue;
                 }
             }
@@ -154,7 +171,7 @@ impl Engine {
                     Role::Trig(Trig::NotSchool) => {}
                     Role::Kw(rule, child) => {
                         let (_, neg) = self.context(&st, rule, m.start as usize, m.end as usize);
-                        if !neg {
+                        if !neg && !negated(text, m.start as usize, m.end as usize) {
                             let kw = &text[m.start as usize..m.end as usize];
                             let conf = self.rules[rule as usize].confidence;
                             self.emit(
@@ -172,6 +189,7 @@ impl Engine {
                     Role::Guard(rule) => self.guardian(&st, m, rule, base, tokens_end, out),
                     Role::Ctx(rule) => match self.rules[rule as usize].scanner {
                         Scanner::PersonName => self.name_after(&st, m, rule, out),
+                        Scanner::Address => self.address_after(&st, m, rule, base, out),
                         Scanner::Age => self.age_word(&st, m, rule, out),
                         _ => {}
                     },
@@ -235,6 +253,21 @@ impl Engine {
         (pos, neg)
     }
 
+    /// A birth-date context word close before `s` (at most 24 bytes, no digits
+    /// in between, same line), or a hinted column. Other dates on the line
+    /// (created, updated, timestamps) are not birth dates.
+    fn birth_context(&self, st: &St<'_>, rule: u16, s: usize) -> bool {
+        if st.hints.contains(&Category::BirthDate) {
+            return true;
+        }
+        let lo = s.saturating_sub(24);
+        let i0 = st.ms.partition_point(|m| (m.end as usize) < lo);
+        st.ms[i0..].iter().take_while(|m| (m.end as usize) <= s).any(|m| {
+            self.roles[m.pid as usize].contains(&Role::Ctx(rule))
+                && !st.b[m.end as usize..s].iter().any(|c| c.is_ascii_digit() || *c == b'\n')
+        })
+    }
+
     /// Whether a context word of `rule` ends at `p` after skipping separators backwards.
     fn ctx_adjacent_before(&self, st: &St<'_>, rule: u16, p: usize) -> bool {
         let t = st.text;
@@ -290,6 +323,26 @@ impl Engine {
                 if de >= n || !b[de].is_ascii_digit() {
                     self.birth_date(st, s, de, d, out);
                     return de;
+                }
+            }
+        }
+        // (010)62345678
+        if (3..=4).contains(&(e - s)) && s > 0 && b[s - 1] == b'(' && e + 1 < n && b[e] == b')' && b[s] == b'0' {
+            let ls = e + 1;
+            let mut le = ls;
+            while le < n && b[le].is_ascii_digit() {
+                le += 1;
+            }
+            if (le >= n || !is_alnum(b[le])) && validate::landline(&b[s..e], &b[ls..le]) {
+                if let Some(rule) = self.rule_for(Scanner::Landline) {
+                    let (pos, neg) = self.context(st, rule, s - 1, le);
+                    if !neg {
+                        let mut norm = String::from_utf8_lossy(&b[s..e]).into_owned();
+                        norm.push_str(&String::from_utf8_lossy(&b[ls..le]));
+                        let conf = self.rules[rule as usize].confidence + if pos { 0.2 } else { 0.1 };
+                        self.emit(out, rule, s - 1, le, conf, &norm, self.mask(Category::CnLandline, &norm), None);
+                        return le;
+                    }
                 }
             }
         }
@@ -433,7 +486,7 @@ impl Engine {
                 // YYYYMMDD birth date with context, or a Taiwan permit number with context.
                 if let Some((_, date)) = parse_date(d, 0) {
                     let rule = self.rule_for(Scanner::BirthDate)?;
-                    if date.year() >= 1900 && self.context(st, rule, s, e).0 {
+                    if date.year() >= 1900 && self.birth_context(st, rule, s) {
                         return Some(Cand::Birth(date));
                     }
                 }
@@ -592,8 +645,7 @@ impl Engine {
         if d > self.opts.as_of || d.year() < 1900 {
             return;
         }
-        let (pos, neg) = self.context(st, rule, s, e);
-        if !pos || neg {
+        if !self.birth_context(st, rule, s) {
             return;
         }
         let norm = d.format("%Y-%m-%d").to_string();
@@ -955,6 +1007,9 @@ impl Engine {
         if hs == 0 || !b[hs - 1].is_ascii_digit() {
             return;
         }
+        if out.iter().rev().take(8).any(|h| h.category == Category::Address && h.start < hs && hs < h.end) {
+            return;
+        }
         let mut p = hs;
         let mut chars = 0;
         while chars < 40 {
@@ -1005,6 +1060,38 @@ impl Engine {
         self.emit(out, rule, start, e, conf, val, self.mask(Category::Address, val), None);
     }
 
+    /// An address right after an address context word (住址：四川省成都市武侯区某某街道12号).
+    fn address_after(&self, st: &St<'_>, m: M, rule: u16, base: usize, out: &mut Vec<Hit>) {
+        let t = st.text;
+        let p = Self::skip_labels(t, m.end as usize);
+        if p - m.end as usize > 8 {
+            return;
+        }
+        let mut e = p;
+        let mut chars = 0;
+        while chars < 60 {
+            match char_at(t, e) {
+                Some(c) if is_cjk(c) || c.is_ascii_digit() || matches!(c, '-' | '#' | '（' | '）') => {
+                    e += c.len_utf8();
+                    chars += 1;
+                }
+                _ => break,
+            }
+        }
+        let span = &t[p..e];
+        if chars < 6 || !span.chars().take(8).any(|c| "省市区县州旗".contains(c)) {
+            return;
+        }
+        if !span.chars().any(|c| "路街道巷弄村组号室镇乡".contains(c)) {
+            return;
+        }
+        if out[base..].iter().any(|h| h.category == Category::Address && h.start < e && p < h.end) {
+            return;
+        }
+        let conf = self.rules[rule as usize].confidence + 0.15;
+        self.emit(out, rule, p, e, conf, span, self.mask(Category::Address, span), None);
+    }
+
     /// Parse a name at `p`; returns its end and whether it was "closed"
     /// (followed by a non-CJK character or a stop character).
     fn parse_name(t: &str, p: usize) -> Option<(usize, bool)> {
@@ -1040,14 +1127,14 @@ impl Engine {
     }
 
     fn skip_labels(t: &str, mut p: usize) -> usize {
-        const LABELS: [&str; 14] =
-            ["姓名", "名字", "电话", "手机号", "手机", "联系电话", "联系方式", "是", "\"name\"", "name", "\"phone\"", "phone", "mobile", "\"mobile\""];
+        const LABELS: [&str; 18] =
+            ["姓名", "名字", "电话", "手机号", "手机", "联系电话", "联系方式", "是", "\"name\"", "name", "\"phone\"", "phone", "mobile", "\"mobile\"", "Name", "Phone", "Mobile", "tel"];
         let mut steps = 0;
         while steps < 10 {
             steps += 1;
             let rest = &t[p..];
             if let Some(c) = rest.chars().next() {
-                if matches!(c, ' ' | ':' | '：' | '=' | '"' | '\'' | '（' | '(' | '）' | ')' | '，' | ',' | '\t' | '{') {
+                if matches!(c, ' ' | ':' | '：' | '=' | '"' | '\'' | '（' | '(' | '）' | ')' | '，' | ',' | '\t' | '{' | '_' | '.') {
                     p += c.len_utf8();
                     continue;
                 }

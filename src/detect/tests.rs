@@ -120,3 +120,28 @@ fn schools() {
         assert!(!cats(&e, t).contains(&Category::SchoolName), "{t}");
     }
 }
+
+#[test]
+fn camel_case_keys_landline_negation_and_birth_nearness() {
+    let e = engine();
+    assert_eq!(
+        cats(&e, "guardianPhone=13812345678"),
+        vec![Category::CnMobile, Category::Guardian]
+    );
+    assert_eq!(cats(&e, "电话 (010)62345678"), vec![Category::CnLandline]);
+    assert_eq!(cats(&e, "是否留守儿童：否"), Vec::<Category>::new());
+    assert_eq!(cats(&e, "是否留守儿童：是").len(), 1);
+    assert_eq!(cats(&e, "该生非孤儿"), Vec::<Category>::new());
+    // a creation date after a birth date is not a birth date
+    let mut out = Vec::new();
+    e.scan_text("dob=1980-01-01 created=2025-05-31", &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(e.infer_child(out.iter().filter_map(|h| h.evidence.as_ref())), Some(false));
+    // address without a house number, after an address label
+    let t = "家庭住址：四川省成都市武侯区桂溪街道，电话";
+    let mut out = Vec::new();
+    e.scan_text(t, &mut out);
+    let a = out.iter().find(|h| h.category == Category::Address).unwrap();
+    assert_eq!(&t[a.start..a.end], "四川省成都市武侯区桂溪街道");
+    assert_eq!(cats(&e, "就读于清华附中"), vec![Category::SchoolName]);
+}
