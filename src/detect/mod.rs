@@ -219,7 +219,8 @@ pub struct Engine {
     opts: EngineOptions,
     fp: Fingerprinter,
     rules: Vec<Rule>,
-    by_scanner: HashMap<Scanner, Vec<u16>>,
+    /// First rule of each built-in scanner, indexed by `Scanner as usize`.
+    scanner_rule: [Option<u16>; 18],
     ac: AhoCorasick,
     /// Roles per pattern id.
     roles: Vec<Vec<Role>>,
@@ -287,10 +288,10 @@ impl Engine {
         if rules.len() > u16::MAX as usize {
             return Err(DetectError::Pack { path: "rule packs".into(), message: "too many rules".into() });
         }
-        let mut by_scanner: HashMap<Scanner, Vec<u16>> = HashMap::new();
+        let mut scanner_rule: [Option<u16>; 18] = [None; 18];
         let mut regex_rules = Vec::new();
         for (i, r) in rules.iter().enumerate() {
-            by_scanner.entry(r.scanner).or_default().push(i as u16);
+            scanner_rule[r.scanner as usize].get_or_insert(i as u16);
             if r.scanner == Scanner::Regex {
                 regex_rules.push(i as u16);
             }
@@ -385,7 +386,7 @@ impl Engine {
             opts,
             fp,
             rules,
-            by_scanner,
+            scanner_rule,
             ac,
             roles,
             ascii_word,
@@ -437,6 +438,14 @@ impl Engine {
     pub fn column_ctx(&self, name: &str) -> ColumnCtx {
         let norm = normalize_column(name);
         let mut hints = Vec::new();
+        // A key path under a guardian object (guardian.name, parent.phone) is the guardian's.
+        let lower = name.to_ascii_lowercase();
+        if name.contains('.') {
+            let parent = &lower[..lower.rfind('.').unwrap_or(0)];
+            if ["guardian", "parent", "jhr", "father", "mother", "监护人", "家长"].iter().any(|k| parent.contains(k)) {
+                hints.push(Category::Guardian);
+            }
+        }
         for i in self.hint_set.matches(&norm).iter() {
             let c = self.hint_cat[i];
             if !hints.contains(&c) {
@@ -471,7 +480,7 @@ impl Engine {
     }
 
     fn rule_for(&self, s: Scanner) -> Option<u16> {
-        self.by_scanner.get(&s).and_then(|v| v.first().copied())
+        self.scanner_rule[s as usize]
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -564,8 +573,8 @@ impl Engine {
                 Category::PersonName | Category::Guardian => {
                     let scanner_kind = if cat == Category::PersonName { Scanner::PersonName } else { Scanner::Guardian };
                     let Some(rule) = self.rule_for(scanner_kind) else { continue };
-                    if scanner::is_name_value(v) {
-                        let conf = if scanner::starts_with_surname(v) { 0.9 } else { 0.7 };
+                    if scanner::is_name_value(v) && (scanner::starts_with_surname(v) || v.contains('·')) {
+                        let conf = 0.9;
                         self.emit(out, rule, off, off + v.len(), conf, v, self.mask(cat, v), None);
                     }
                 }

@@ -53,6 +53,16 @@ fn column_hints() {
         ("guardianPhone", Category::CnMobile),
         ("xjh", Category::StudentId),
         ("student.age", Category::Age),
+        ("guardian.name", Category::Guardian),
+        ("guardian.name", Category::PersonName),
+        ("身份证号", Category::CnResidentId),
+        ("出生日期", Category::BirthDate),
+        ("监护人电话", Category::Guardian),
+        ("监护人电话", Category::CnMobile),
+        ("学生姓名", Category::PersonName),
+        ("年龄", Category::Age),
+        ("就读学校", Category::SchoolName),
+        ("家庭住址", Category::Address),
     ] {
         assert!(e.column_ctx(n).hints.contains(&c), "{n} -> {c}");
     }
