@@ -341,7 +341,8 @@ impl Generator {
             43..=49 => self.json_line(false),
             50..=64 => self.free_line(true),
             65..=69 => self.free_line(false),
-            70..=77 => self.ocr_line(),
+            70..=74 => self.ocr_line(),
+            75..=77 => self.misc_line(),
             _ => self.negative_line(),
         }
     }
@@ -494,6 +495,37 @@ impl Generator {
         }
         b.s(&format!(" ~{}~", self.pick(&["丨", "l", "I", "!", "_"])));
         b.line(Some(child), Style::Ocr)
+    }
+
+    /// Other shapes: Chinese keys, bare CSV-like records, teachers with classes.
+    fn misc_line(&mut self) -> Line {
+        use Category::*;
+        let mut b = B::new();
+        let ts = self.ts();
+        match self.rng.gen_range(0..3) {
+            0 => {
+                let child = self.rng.gen_bool(0.6);
+                let p = self.person(child);
+                b.s(&format!("{ts} 登记 姓名=")).v(&p.name, PersonName).s(" 身份证号=").v(&p.id, CnResidentId);
+                b.s(" 手机=").v(&p.mobile, CnMobile).s(" 年龄=").v(&p.age.to_string(), Age);
+                b.line(Some(child), Style::KeyValue)
+            }
+            1 => {
+                let child = self.rng.gen_bool(0.6);
+                let p = self.person(child);
+                let m = self.printed_mobile(&p.mobile);
+                b.s(&format!("{ts},{},{},", self.rng.gen_range(1..99999), p.name)).v(&p.id, CnResidentId).s(",").v(&m, CnMobile);
+                b.s(&format!(",{}", self.pick(&["A", "B", "C"])));
+                b.line(Some(child), Style::KeyValue)
+            }
+            _ => {
+                let p = self.person(false);
+                let age = self.rng.gen_range(6..=13);
+                let (g, _) = self.grade(age);
+                b.s(&format!("{ts} 班主任")).v(&p.name, PersonName).s("老师，手机").v(&p.mobile, CnMobile).s("，负责").v(&g, GradeClass).s("的教学工作");
+                b.line(None, Style::FreeText)
+            }
+        }
     }
 
     fn negative_line(&mut self) -> Line {

@@ -995,6 +995,15 @@ impl Engine {
         let (pos, _) = self.context(st, rule, start, e);
         let conf = self.rules[rule as usize].confidence + if pos { 0.1 } else { 0.0 } + if e > ke { 0.05 } else { 0.0 };
         let span = &t[start..e];
+        // A teacher's class is not a pupil's age evidence.
+        let mut lo = start.saturating_sub(60);
+        while !t.is_char_boundary(lo) {
+            lo += 1;
+        }
+        let before = &t[lo..start];
+        let before = before.rsplit('\n').next().unwrap_or(before);
+        let teacher = ["老师", "教师", "班主任", "任教", "执教", "teacher"].iter().any(|w| before.contains(w));
+        let child = child && !teacher;
         self.emit(out, rule, start, e, conf, span, self.mask(Category::GradeClass, span), child.then_some(AgeEvidence::ChildGrade));
     }
 
