@@ -949,7 +949,14 @@ impl Engine {
                     None => true,
                     Some(c) => !is_cjk(c) || "班学年下上（".contains(c) || is_cn_numeral(c) && t[ke + 3..].chars().take(3).any(|x| x == '班'),
                 };
-                if !(prev_ok && next_ok) && !st.hints.contains(&Category::GradeClass) {
+                let class_follows = {
+                    let r: String = t[ke..].chars().take(5).collect();
+                    let r = r.trim_start_matches(['(', '（']);
+                    let r = r.trim_start_matches(|c: char| c.is_ascii_digit() || is_cn_numeral(c));
+                    let r = r.trim_start_matches([')', '）']);
+                    r.starts_with('班') && t[ke..].len() - r.len() > 0
+                };
+                if !(prev_ok && next_ok || class_follows) && !st.hints.contains(&Category::GradeClass) {
                     return;
                 }
                 child = kw.starts_with('初');
