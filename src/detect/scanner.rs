@@ -551,7 +551,7 @@ impl Engine {
         if s >= 2 && matches!(b[s - 1], b'-' | b'~') && b[s - 2].is_ascii_digit() {
             return None;
         }
-        if after.first().is_some_and(|c| *c == b'.' || *c == b'%') {
+        if after.first() == Some(&b'%') || after.first() == Some(&b'.') && after.get(1).is_some_and(u8::is_ascii_digit) {
             return None;
         }
         let lower = |x: &[u8]| x.iter().map(|c| c.to_ascii_lowercase()).collect::<Vec<u8>>();
