@@ -11,7 +11,9 @@ use std::time::Instant;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let path = args.get(1).expect("usage: engine_throughput FILE [--as-of YYYY-MM-DD]");
+    let path = args
+        .get(1)
+        .expect("usage: engine_throughput FILE [--as-of YYYY-MM-DD]");
     let as_of = args
         .iter()
         .position(|a| a == "--as-of")
@@ -20,7 +22,8 @@ fn main() {
         .unwrap_or_else(|| chrono::Utc::now().date_naive());
     let data = std::fs::read(path).expect("read file");
     let text = std::str::from_utf8(&data).expect("UTF-8 input");
-    let engine = Engine::new(EngineOptions::new(as_of), Fingerprinter::new(b"bench")).expect("engine");
+    let engine =
+        Engine::new(EngineOptions::new(as_of), Fingerprinter::new(b"bench")).expect("engine");
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut hits = Vec::with_capacity(1 << 16);
     let t0 = Instant::now();
@@ -43,5 +46,10 @@ fn main() {
     for (c, n) in &counts {
         eprintln!("  {c:<18} {n}");
     }
-    println!("childguard engine (17 categories, 1 thread): {:.1} MB in {:.2} s = {:.1} MB/s", mb, secs, mb / secs);
+    println!(
+        "childguard engine (17 categories, 1 thread): {:.1} MB in {:.2} s = {:.1} MB/s",
+        mb,
+        secs,
+        mb / secs
+    );
 }

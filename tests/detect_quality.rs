@@ -19,7 +19,14 @@ fn engine() -> Engine {
 fn report(name: &str, q: &Quality) {
     eprintln!("== {name}");
     for (c, s) in &q.per_category {
-        eprintln!("{c:<18} tp={:<6} fp={:<5} fn={:<5} precision={:.4} recall={:.4}", s.tp, s.fp, s.fn_, s.precision(), s.recall());
+        eprintln!(
+            "{c:<18} tp={:<6} fp={:<5} fn={:<5} precision={:.4} recall={:.4}",
+            s.tp,
+            s.fp,
+            s.fn_,
+            s.precision(),
+            s.recall()
+        );
     }
     eprintln!(
         "child lines: {} recall {:.4}; adult/unknown lines: {} flagged child {:.4}",
@@ -47,11 +54,27 @@ fn assert_targets(name: &str, q: &Quality) {
     for (c, p, r) in t {
         let s = q.score(c);
         assert!(s.tp > 20, "{name}: too few {c} in corpus");
-        assert!(s.precision() >= p, "{name}: {c} precision {:.4} < {p}", s.precision());
-        assert!(s.recall() >= r, "{name}: {c} recall {:.4} < {r}", s.recall());
+        assert!(
+            s.precision() >= p,
+            "{name}: {c} precision {:.4} < {p}",
+            s.precision()
+        );
+        assert!(
+            s.recall() >= r,
+            "{name}: {c} recall {:.4} < {r}",
+            s.recall()
+        );
     }
-    assert!(q.child_recall() >= 0.99, "{name}: child-line recall {:.4}", q.child_recall());
-    assert!(q.adult_false_child_rate() <= 0.005, "{name}: adult lines flagged child {:.4}", q.adult_false_child_rate());
+    assert!(
+        q.child_recall() >= 0.99,
+        "{name}: child-line recall {:.4}",
+        q.child_recall()
+    );
+    assert!(
+        q.adult_false_child_rate() <= 0.005,
+        "{name}: adult lines flagged child {:.4}",
+        q.adult_false_child_rate()
+    );
 }
 
 fn score_text(e: &Engine, text: &str, truth: &[LineTruth]) -> Quality {
@@ -72,7 +95,10 @@ fn score_text(e: &Engine, text: &str, truth: &[LineTruth]) -> Quality {
 #[test]
 fn corpus_quality_utf8_gb18030_gzip() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = CorpusOptions { seed: 20250601, as_of: as_of() };
+    let opts = CorpusOptions {
+        seed: 20250601,
+        as_of: as_of(),
+    };
     write_corpus(dir.path(), &opts, 20_000, 0).unwrap();
     let truth: Vec<LineTruth> = std::fs::read_to_string(dir.path().join("truth.jsonl"))
         .unwrap()
@@ -103,7 +129,10 @@ fn corpus_quality_utf8_gb18030_gzip() {
     assert_targets("gzip", &q);
 
     // Whole-chunk scanning gives the same hits as line-by-line scanning.
-    let cut = utf8.as_bytes()[..200_000].iter().rposition(|b| *b == b'\n').unwrap();
+    let cut = utf8.as_bytes()[..200_000]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .unwrap();
     let chunk = &utf8[..cut];
     let mut whole = Vec::new();
     e.scan_text(chunk, &mut whole);
@@ -112,12 +141,23 @@ fn corpus_quality_utf8_gb18030_gzip() {
     for l in chunk.split('\n') {
         let mut h = Vec::new();
         e.scan_text(l, &mut h);
-        by_line.extend(h.into_iter().map(|x| (x.start + off, x.end + off, x.category)));
+        by_line.extend(
+            h.into_iter()
+                .map(|x| (x.start + off, x.end + off, x.category)),
+        );
         off += l.len() + 1;
     }
-    let whole: Vec<_> = whole.into_iter().map(|x| (x.start, x.end, x.category)).collect();
+    let whole: Vec<_> = whole
+        .into_iter()
+        .map(|x| (x.start, x.end, x.category))
+        .collect();
     for (a, b) in whole.iter().zip(&by_line) {
-        assert_eq!(a, b, "chunk vs line scan differ near `{}`", &chunk[a.0.min(b.0)..a.1.max(b.1)]);
+        assert_eq!(
+            a,
+            b,
+            "chunk vs line scan differ near `{}`",
+            &chunk[a.0.min(b.0)..a.1.max(b.1)]
+        );
     }
     assert_eq!(whole.len(), by_line.len());
 }
@@ -125,7 +165,10 @@ fn corpus_quality_utf8_gb18030_gzip() {
 #[test]
 fn table_columns_and_rows() {
     let e = engine();
-    let mut g = Generator::new(&CorpusOptions { seed: 7, as_of: as_of() });
+    let mut g = Generator::new(&CorpusOptions {
+        seed: 7,
+        as_of: as_of(),
+    });
     let t = g.table(2000);
     let ctx: Vec<_> = t.columns.iter().map(|c| e.column_ctx(c)).collect();
     let mut found = vec![0usize; t.columns.len()];
@@ -156,19 +199,37 @@ fn table_columns_and_rows() {
         }
     }
     for (ci, c) in t.columns.iter().enumerate() {
-        eprintln!("{c:<12} truth={:?} found={} wrong={}", t.column_truth[ci], found[ci], wrong[ci]);
+        eprintln!(
+            "{c:<12} truth={:?} found={} wrong={}",
+            t.column_truth[ci], found[ci], wrong[ci]
+        );
         match t.column_truth[ci] {
-            Some(_) => assert!(found[ci] as f64 >= 0.99 * t.rows.len() as f64, "column {c}: {} of {}", found[ci], t.rows.len()),
+            Some(_) => assert!(
+                found[ci] as f64 >= 0.99 * t.rows.len() as f64,
+                "column {c}: {} of {}",
+                found[ci],
+                t.rows.len()
+            ),
             None => assert_eq!(wrong[ci], 0, "column {c} is not PI"),
         }
     }
-    assert!(child_ok as f64 >= 0.995 * t.rows.len() as f64, "row child inference {child_ok}/{}", t.rows.len());
+    assert!(
+        child_ok as f64 >= 0.995 * t.rows.len() as f64,
+        "row child inference {child_ok}/{}",
+        t.rows.len()
+    );
 }
 
 #[test]
 fn resident_id_regressions() {
     // python-stdnum (doctest / test_cn_ric) and id-validator style numbers.
-    for ok in ["360426199101010071", "440308199901101512", "11010119900307803X", "210203197503102721", "11010519491231002X"] {
+    for ok in [
+        "360426199101010071",
+        "440308199901101512",
+        "11010119900307803X",
+        "210203197503102721",
+        "11010519491231002X",
+    ] {
         assert!(validate::resident_id_18(ok).is_some(), "{ok}");
         let mut h = Vec::new();
         engine().scan_text(&format!("身份证:{ok}"), &mut h);
@@ -177,16 +238,29 @@ fn resident_id_regressions() {
         assert_eq!(h[0].masked.len(), 18);
         assert!(h[0].masked.contains("********"));
     }
-    for bad in ["110101199003070088", "51080219830827001X", "445102199001011118", "110105194912310021"] {
+    for bad in [
+        "110101199003070088",
+        "51080219830827001X",
+        "445102199001011118",
+        "110105194912310021",
+    ] {
         let mut h = Vec::new();
         engine().scan_text(&format!("身份证:{bad}"), &mut h);
-        assert!(h.iter().all(|x| x.category != Category::CnResidentId), "{bad}");
+        assert!(
+            h.iter().all(|x| x.category != Category::CnResidentId),
+            "{bad}"
+        );
     }
     // legacy 15-digit with context
     let mut h = Vec::new();
     engine().scan_text("身份证 130503670401001", &mut h);
     assert_eq!(h.len(), 1);
-    assert_eq!(h[0].evidence, Some(AgeEvidence::BirthDate(NaiveDate::from_ymd_opt(1967, 4, 1).unwrap())));
+    assert_eq!(
+        h[0].evidence,
+        Some(AgeEvidence::BirthDate(
+            NaiveDate::from_ymd_opt(1967, 4, 1).unwrap()
+        ))
+    );
     // lowercase x normalizes to the same fingerprint as uppercase
     let (mut a, mut b) = (Vec::new(), Vec::new());
     engine().scan_text("id 11010119900307803x", &mut a);
@@ -207,11 +281,19 @@ fn child_edge_at_fourteen() {
     for (birth, child) in [(exactly, false), (exactly.succ_opt().unwrap(), true)] {
         let mut h = Vec::new();
         e.scan_text(&format!("学生 {}", id_born(birth)), &mut h);
-        assert_eq!(e.infer_child(h.iter().filter_map(|x| x.evidence.as_ref())), Some(child), "{birth}");
+        assert_eq!(
+            e.infer_child(h.iter().filter_map(|x| x.evidence.as_ref())),
+            Some(child),
+            "{birth}"
+        );
         let mut h = Vec::new();
         e.scan_text(&format!("出生日期：{}", birth.format("%Y-%m-%d")), &mut h);
         assert_eq!(h.len(), 1);
-        assert_eq!(e.infer_child(h.iter().filter_map(|x| x.evidence.as_ref())), Some(child), "{birth}");
+        assert_eq!(
+            e.infer_child(h.iter().filter_map(|x| x.evidence.as_ref())),
+            Some(child),
+            "{birth}"
+        );
     }
     // configurable child age (e.g. 18)
     let mut o = EngineOptions::new(as_of());
@@ -241,7 +323,13 @@ fn hard_negatives_find_nothing() {
     ] {
         let mut h = Vec::new();
         e.scan_text(t, &mut h);
-        assert!(h.is_empty(), "{t}: {:?}", h.iter().map(|x| (x.category, &t[x.start..x.end])).collect::<Vec<_>>());
+        assert!(
+            h.is_empty(),
+            "{t}: {:?}",
+            h.iter()
+                .map(|x| (x.category, &t[x.start..x.end]))
+                .collect::<Vec<_>>()
+        );
     }
 }
 

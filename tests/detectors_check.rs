@@ -20,7 +20,12 @@ fn embedded_packs_pass_check() {
     let d = tempfile::tempdir().unwrap();
     let out = common::run(d.path(), &["detectors", "check"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("0 problem(s)"), "{stdout}");
     let n: usize = stdout.split_whitespace().next().unwrap().parse().unwrap();
     assert!(n >= 17, "{stdout}");
@@ -33,7 +38,10 @@ fn list_shows_every_category() {
     assert_eq!(out.status.code(), Some(0));
     let rows = common::jsonl(&out.stdout);
     for c in Category::ALL {
-        assert!(rows.iter().any(|r| r["category"] == c.as_str()), "no rule for {c}");
+        assert!(
+            rows.iter().any(|r| r["category"] == c.as_str()),
+            "no rule for {c}"
+        );
     }
     assert!(rows.iter().any(|r| r["id"] == "cn.resident_id"));
     assert!(rows.iter().any(|r| r["id"] == "cn.mobile"));
@@ -63,22 +71,42 @@ examples = ["会员 MB-123456", "nothing here"]
 negative_examples = ["code MB-654321"]
 "#;
     std::fs::write(packs.join("zz_custom.toml"), extra).unwrap();
-    let out = common::run(d.path(), &["detectors", "check", "--detectors", packs.to_str().unwrap()]);
+    let out = common::run(
+        d.path(),
+        &["detectors", "check", "--detectors", packs.to_str().unwrap()],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("custom.member_no") && stdout.contains("example #2 is not found"), "{stdout}");
+    assert!(
+        stdout.contains("custom.member_no") && stdout.contains("example #2 is not found"),
+        "{stdout}"
+    );
     assert!(stdout.contains("negative example #1 is found"), "{stdout}");
 
     // duplicate ids are an error naming the rule
-    std::fs::write(packs.join("zz_custom.toml"), extra.replace("custom.member_no", "cn.mobile")).unwrap();
-    let out = common::run(d.path(), &["detectors", "check", "--detectors", packs.to_str().unwrap()]);
+    std::fs::write(
+        packs.join("zz_custom.toml"),
+        extra.replace("custom.member_no", "cn.mobile"),
+    )
+    .unwrap();
+    let out = common::run(
+        d.path(),
+        &["detectors", "check", "--detectors", packs.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cn.mobile"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("duplicate rule id"));
 
     // a regex that does not compile
-    std::fs::write(packs.join("zz_custom.toml"), extra.replace("MB-[0-9]{6}", "MB-[0-9")).unwrap();
-    let out = common::run(d.path(), &["detectors", "check", "--detectors", packs.to_str().unwrap()]);
+    std::fs::write(
+        packs.join("zz_custom.toml"),
+        extra.replace("MB-[0-9]{6}", "MB-[0-9"),
+    )
+    .unwrap();
+    let out = common::run(
+        d.path(),
+        &["detectors", "check", "--detectors", packs.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("custom.member_no"));
 }
@@ -115,7 +143,11 @@ examples = ["会员 MB-123456"]
     let contact = std::fs::read_to_string(d.path().join("contact.toml")).unwrap();
     let cut = contact.find("[[rule]]\nid = \"cn.landline\"").unwrap();
     let start = contact.find("[[rule]]\nid = \"cn.mobile\"").unwrap();
-    std::fs::write(d.path().join("contact.toml"), format!("{}{}", &contact[..start], &contact[cut..])).unwrap();
+    std::fs::write(
+        d.path().join("contact.toml"),
+        format!("{}{}", &contact[..start], &contact[cut..]),
+    )
+    .unwrap();
     let mut o = EngineOptions::new(chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap());
     o.detectors_dir = Some(d.path().to_path_buf());
     let e = Engine::new(o, Fingerprinter::new(b"k")).unwrap();

@@ -24,10 +24,20 @@ pub struct CorpusArgs {
 }
 
 pub fn run(args: CorpusArgs) -> anyhow::Result<i32> {
-    let as_of = args.as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
-    let opts = CorpusOptions { seed: args.seed, as_of };
+    let as_of = args
+        .as_of
+        .unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let opts = CorpusOptions {
+        seed: args.seed,
+        as_of,
+    };
     write_corpus(&args.out, &opts, args.lines, args.rows)
         .map_err(|e| anyhow::anyhow!("writing corpus to {}: {e}", args.out.display()))?;
-    eprintln!("wrote {} lines and {} table rows to {}", args.lines, args.rows, args.out.display());
+    eprintln!(
+        "wrote {} lines and {} table rows to {}",
+        args.lines,
+        args.rows,
+        args.out.display()
+    );
     Ok(0)
 }

@@ -74,7 +74,11 @@ pub fn run(args: DetectorsArgs) -> anyhow::Result<i32> {
                 }
             }
             if !json {
-                println!("{} rules; {} administrative division codes", e.rules().len(), e.region_count());
+                println!(
+                    "{} rules; {} administrative division codes",
+                    e.rules().len(),
+                    e.region_count()
+                );
             }
             Ok(0)
         }

@@ -97,7 +97,18 @@ const DISTRICTS: [&str; 18] = [
     "合肥市蜀山区",
     "济南市历下区",
 ];
-const ROADS: [&str; 10] = ["建国路", "人民路", "文一街", "解放大道", "中山路", "学府路", "长江路", "新华街", "友谊路", "光明巷"];
+const ROADS: [&str; 10] = [
+    "建国路",
+    "人民路",
+    "文一街",
+    "解放大道",
+    "中山路",
+    "学府路",
+    "长江路",
+    "新华街",
+    "友谊路",
+    "光明巷",
+];
 const GIVEN: &str = "小明华伟强丽静敏杰涛磊洋勇艳娟军霞平刚英芳秀兰玉梅子涵浩宇欣怡梓萱一诺思雨博文俊熙佳琪晨阳泽嘉豪诗睿轩彤瑶航鹏飞婷雪峰志";
 const CN_DIGITS: [&str; 10] = ["零", "一", "二", "三", "四", "五", "六", "七", "八", "九"];
 
@@ -108,7 +119,11 @@ pub fn cn_number(n: u32) -> String {
         10 => "十".into(),
         11..=19 => format!("十{}", CN_DIGITS[(n % 10) as usize]),
         _ if n % 10 == 0 => format!("{}十", CN_DIGITS[(n / 10) as usize]),
-        _ => format!("{}十{}", CN_DIGITS[(n / 10) as usize], CN_DIGITS[(n % 10) as usize]),
+        _ => format!(
+            "{}十{}",
+            CN_DIGITS[(n / 10) as usize],
+            CN_DIGITS[(n % 10) as usize]
+        ),
     }
 }
 
@@ -119,7 +134,10 @@ struct B {
 
 impl B {
     fn new() -> B {
-        B { text: String::with_capacity(256), spans: Vec::new() }
+        B {
+            text: String::with_capacity(256),
+            spans: Vec::new(),
+        }
     }
     fn s(&mut self, t: &str) -> &mut Self {
         self.text.push_str(t);
@@ -128,19 +146,36 @@ impl B {
     fn v(&mut self, t: &str, c: Category) -> &mut Self {
         let start = self.text.len();
         self.text.push_str(t);
-        self.spans.push(Span { start, end: self.text.len(), category: c });
+        self.spans.push(Span {
+            start,
+            end: self.text.len(),
+            category: c,
+        });
         self
     }
     /// The same text labelled with two categories (a guardian's name is also a person name).
     fn v2(&mut self, t: &str, c1: Category, c2: Category) -> &mut Self {
         let start = self.text.len();
         self.text.push_str(t);
-        self.spans.push(Span { start, end: self.text.len(), category: c1 });
-        self.spans.push(Span { start, end: self.text.len(), category: c2 });
+        self.spans.push(Span {
+            start,
+            end: self.text.len(),
+            category: c1,
+        });
+        self.spans.push(Span {
+            start,
+            end: self.text.len(),
+            category: c2,
+        });
         self
     }
     fn line(self, child: Option<bool>, style: Style) -> Line {
-        Line { text: self.text, spans: self.spans, child, style }
+        Line {
+            text: self.text,
+            spans: self.spans,
+            child,
+            style,
+        }
     }
 }
 
@@ -161,7 +196,12 @@ impl Generator {
             .filter(|c| c.len() == 6 && !c.ends_with("00"))
             .map(str::to_string)
             .collect::<Vec<_>>();
-        Generator { rng: StdRng::seed_from_u64(opts.seed), as_of: opts.as_of, regions, line_no: 0 }
+        Generator {
+            rng: StdRng::seed_from_u64(opts.seed),
+            as_of: opts.as_of,
+            regions,
+            line_no: 0,
+        }
     }
 
     fn pick<'a>(&mut self, xs: &'a [&'a str]) -> &'a str {
@@ -185,14 +225,22 @@ impl Generator {
 
     fn id_for(&mut self, birth: NaiveDate) -> String {
         let region = self.regions[self.rng.gen_range(0..self.regions.len())].clone();
-        let mut s = format!("{}{}{:03}", region, birth.format("%Y%m%d"), self.rng.gen_range(0..1000));
+        let mut s = format!(
+            "{}{}{:03}",
+            region,
+            birth.format("%Y%m%d"),
+            self.rng.gen_range(0..1000)
+        );
         let c = mod11_2_check(s.as_bytes()) as char;
         s.push(c);
         s
     }
 
     fn mobile(&mut self) -> String {
-        const SEG: [&str; 14] = ["130", "131", "135", "138", "139", "150", "158", "166", "176", "177", "186", "188", "191", "199"];
+        const SEG: [&str; 14] = [
+            "130", "131", "135", "138", "139", "150", "158", "166", "176", "177", "186", "188",
+            "191", "199",
+        ];
         let seg = self.pick(&SEG);
         format!("{}{:08}", seg, self.rng.gen_range(0..100_000_000u32))
     }
@@ -204,7 +252,8 @@ impl Generator {
         let birth = if child {
             if self.rng.gen_bool(0.03) {
                 // one day short of 14
-                NaiveDate::from_ymd_opt(a.year() - 14, a.month(), a.day()).unwrap() + Duration::days(1)
+                NaiveDate::from_ymd_opt(a.year() - 14, a.month(), a.day()).unwrap()
+                    + Duration::days(1)
             } else {
                 a - Duration::days(self.rng.gen_range(365 * 2..365 * 14 - 10))
             }
@@ -217,7 +266,14 @@ impl Generator {
         let id = self.id_for(birth);
         let mobile = self.mobile();
         let name = self.name();
-        Person { name, birth, age, id, mobile, child }
+        Person {
+            name,
+            birth,
+            age,
+            id,
+            mobile,
+            child,
+        }
     }
 
     fn school(&mut self) -> String {
@@ -228,11 +284,26 @@ impl Generator {
             1 => format!("{d}第{}中学", cn_number(n)),
             2 => format!("{d}第{n}中学"),
             3 => format!("{}外国语学校", d),
-            4 => self.pick(&["北京师范大学附属中学", "华东师范大学第二附属中学", "南京师范大学附属小学", "首都师范大学附属小学"]).to_string(),
-            5 => format!("{}{}幼儿园", d, self.pick(&["阳光", "蓝天", "金色童年", "育英"])),
+            4 => self
+                .pick(&[
+                    "北京师范大学附属中学",
+                    "华东师范大学第二附属中学",
+                    "南京师范大学附属小学",
+                    "首都师范大学附属小学",
+                ])
+                .to_string(),
+            5 => format!(
+                "{}{}幼儿园",
+                d,
+                self.pick(&["阳光", "蓝天", "金色童年", "育英"])
+            ),
             6 => format!("{}{}小学", d, self.pick(&ROADS)),
             7 => format!("{}{}初级中学", d, self.pick(&["育才", "新星", "城关"])),
-            _ => format!("{}{}", d, self.pick(&["九年一贯制学校", "特殊教育学校", "实验学校", "高级中学"])),
+            _ => format!(
+                "{}{}",
+                d,
+                self.pick(&["九年一贯制学校", "特殊教育学校", "实验学校", "高级中学"])
+            ),
         }
     }
 
@@ -263,7 +334,12 @@ impl Generator {
         let road = self.pick(&ROADS).to_string();
         let mut a = format!("{d}{road}{}号", self.rng.gen_range(1..300));
         if self.rng.gen_bool(0.5) {
-            a.push_str(&format!("{}栋{}单元{}室", self.rng.gen_range(1..30), self.rng.gen_range(1..6), self.rng.gen_range(101..2999)));
+            a.push_str(&format!(
+                "{}栋{}单元{}室",
+                self.rng.gen_range(1..30),
+                self.rng.gen_range(1..6),
+                self.rng.gen_range(101..2999)
+            ));
         }
         a
     }
@@ -281,7 +357,9 @@ impl Generator {
     }
 
     fn hex(&mut self, n: usize) -> String {
-        (0..n).map(|_| char::from(b"0123456789abcdef"[self.rng.gen_range(0..16)])).collect()
+        (0..n)
+            .map(|_| char::from(b"0123456789abcdef"[self.rng.gen_range(0..16)]))
+            .collect()
     }
 
     fn printed_id(&mut self, id: &str) -> String {
@@ -305,7 +383,17 @@ impl Generator {
     }
 
     fn birth_text(&mut self, d: NaiveDate) -> (String, String) {
-        let ctx = self.pick(&["出生日期：", "生日 ", "出生于", "birthday=", "dob: ", "csrq=", "出生年月日:"]).to_string();
+        let ctx = self
+            .pick(&[
+                "出生日期：",
+                "生日 ",
+                "出生于",
+                "birthday=",
+                "dob: ",
+                "csrq=",
+                "出生年月日:",
+            ])
+            .to_string();
         let v = match self.rng.gen_range(0..5) {
             0 => d.format("%Y-%m-%d").to_string(),
             1 => format!("{}年{}月{}日", d.year(), d.month(), d.day()),
@@ -320,7 +408,11 @@ impl Generator {
         // (before, value, after) — the value is what the engine reports
         match self.rng.gen_range(0..8) {
             0 => ("年龄：".into(), age.to_string(), String::new()),
-            1 => ("今年".into(), format!("{}岁", cn_number(age)), String::new()),
+            1 => (
+                "今年".into(),
+                format!("{}岁", cn_number(age)),
+                String::new(),
+            ),
             2 => ("age=".into(), age.to_string(), String::new()),
             3 => (String::new(), format!("{age}岁"), String::new()),
             4 => (String::new(), format!("{age}周岁"), String::new()),
@@ -352,7 +444,11 @@ impl Generator {
         let p = self.person(child);
         let mut b = B::new();
         let ts = self.ts();
-        b.s(&format!("{ts} INFO [{}] svc=enroll uid={} ", self.hex(8), self.rng.gen_range(1000..999999)));
+        b.s(&format!(
+            "{ts} INFO [{}] svc=enroll uid={} ",
+            self.hex(8),
+            self.rng.gen_range(1000..999999)
+        ));
         b.s("name=").v(&p.name, PersonName).s(" ");
         let mut evidence = false;
         if self.rng.gen_bool(0.8) {
@@ -376,13 +472,24 @@ impl Generator {
         }
         if self.rng.gen_bool(0.3) {
             let (c, v) = self.birth_text(p.birth);
-            let c = if c.contains('=') { c } else { "birthday=".into() };
+            let c = if c.contains('=') {
+                c
+            } else {
+                "birthday=".into()
+            };
             b.s(&c).v(&v, BirthDate).s(" ");
         }
         if self.rng.gen_bool(0.5) {
-            b.s(&format!("order_id={} ", self.rng.gen_range(10_000_000_000u64..99_999_999_999)));
+            b.s(&format!(
+                "order_id={} ",
+                self.rng.gen_range(10_000_000_000u64..99_999_999_999)
+            ));
         }
-        b.s(&format!("trace={} cost={}ms", self.hex(16), self.rng.gen_range(1..900)));
+        b.s(&format!(
+            "trace={} cost={}ms",
+            self.hex(16),
+            self.rng.gen_range(1..900)
+        ));
         let _ = evidence;
         b.line(Some(child), Style::KeyValue)
     }
@@ -392,7 +499,10 @@ impl Generator {
         let p = self.person(child);
         let ts = self.ts();
         let mut b = B::new();
-        b.s(&format!("{{\"ts\":\"{ts}\",\"level\":\"info\",\"event\":\"profile.update\",\"req\":\"{}\",", self.hex(32)));
+        b.s(&format!(
+            "{{\"ts\":\"{ts}\",\"level\":\"info\",\"event\":\"profile.update\",\"req\":\"{}\",",
+            self.hex(32)
+        ));
         b.s("\"user\":{\"name\":\"").v(&p.name, PersonName).s("\",");
         b.s("\"idNo\":\"").v(&p.id, CnResidentId).s("\",");
         if self.rng.gen_bool(0.5) {
@@ -414,10 +524,18 @@ impl Generator {
         b.s("}");
         if child && self.rng.gen_bool(0.5) {
             let g = self.person(false);
-            b.s(",\"guardian\":{\"name\":\"").v2(&g.name, Guardian, PersonName).s("\",\"phone\":\"").v(&g.mobile, CnMobile).s("\"}");
+            b.s(",\"guardian\":{\"name\":\"")
+                .v2(&g.name, Guardian, PersonName)
+                .s("\",\"phone\":\"")
+                .v(&g.mobile, CnMobile)
+                .s("\"}");
         }
         if self.rng.gen_bool(0.3) {
-            let e = format!("{}{}@example.com", self.pick(&["xiaoming", "li.hua", "zhang_w", "user"]), self.rng.gen_range(1..999));
+            let e = format!(
+                "{}{}@example.com",
+                self.pick(&["xiaoming", "li.hua", "zhang_w", "user"]),
+                self.rng.gen_range(1..999)
+            );
             b.s(",\"email\":\"").v(&e, Email).s("\"");
         }
         b.s(&format!(",\"latency_ms\":{}}}", self.rng.gen_range(1..500)));
@@ -434,20 +552,33 @@ impl Generator {
             let g = self.person(false);
             match self.rng.gen_range(0..3) {
                 0 => {
-                    b.s("监护人").v2(&g.name, Guardian, PersonName).s("（电话").v(&g.mobile, CnMobile).s("）为其办理手续，");
+                    b.s("监护人")
+                        .v2(&g.name, Guardian, PersonName)
+                        .s("（电话")
+                        .v(&g.mobile, CnMobile)
+                        .s("）为其办理手续，");
                 }
                 1 => {
-                    b.s("家长电话").v2(&g.mobile, Guardian, CnMobile).s("，学生姓名").v(&p.name, PersonName).s("，");
+                    b.s("家长电话")
+                        .v2(&g.mobile, Guardian, CnMobile)
+                        .s("，学生姓名")
+                        .v(&p.name, PersonName)
+                        .s("，");
                 }
                 _ => {
-                    b.s("学生姓名：").v(&p.name, PersonName).s("，母亲").v2(&g.name, Guardian, PersonName).s("，");
+                    b.s("学生姓名：")
+                        .v(&p.name, PersonName)
+                        .s("，母亲")
+                        .v2(&g.name, Guardian, PersonName)
+                        .s("，");
                 }
             }
             let (bef, v, aft) = self.age_text(p.age);
             b.s("孩子").s(&bef).v(&v, Age).s(&aft).s("，");
             if self.rng.gen_bool(0.7) {
                 let s = self.school();
-                b.s(self.pick(&["就读于", "在", "现就读", "学校："])).v(&s, SchoolName);
+                b.s(self.pick(&["就读于", "在", "现就读", "学校："]))
+                    .v(&s, SchoolName);
                 if p.age >= 6 && self.rng.gen_bool(0.6) {
                     let (gr, _) = self.grade(p.age);
                     b.v(&gr, GradeClass);
@@ -469,7 +600,11 @@ impl Generator {
         } else {
             b.s("客户").v(&p.name, PersonName).s("，");
             let (bef, v, aft) = self.age_text(p.age);
-            b.s(&bef).v(&v, Age).s(&aft).s("，联系电话").v(&p.mobile, CnMobile);
+            b.s(&bef)
+                .v(&v, Age)
+                .s(&aft)
+                .s("，联系电话")
+                .v(&p.mobile, CnMobile);
             if self.rng.gen_bool(0.5) {
                 b.s("，身份证").v(&p.id, CnResidentId);
             }
@@ -506,15 +641,28 @@ impl Generator {
             0 => {
                 let child = self.rng.gen_bool(0.6);
                 let p = self.person(child);
-                b.s(&format!("{ts} 登记 姓名=")).v(&p.name, PersonName).s(" 身份证号=").v(&p.id, CnResidentId);
-                b.s(" 手机=").v(&p.mobile, CnMobile).s(" 年龄=").v(&p.age.to_string(), Age);
+                b.s(&format!("{ts} 登记 姓名="))
+                    .v(&p.name, PersonName)
+                    .s(" 身份证号=")
+                    .v(&p.id, CnResidentId);
+                b.s(" 手机=")
+                    .v(&p.mobile, CnMobile)
+                    .s(" 年龄=")
+                    .v(&p.age.to_string(), Age);
                 b.line(Some(child), Style::KeyValue)
             }
             1 => {
                 let child = self.rng.gen_bool(0.6);
                 let p = self.person(child);
                 let m = self.printed_mobile(&p.mobile);
-                b.s(&format!("{ts},{},{},", self.rng.gen_range(1..99999), p.name)).v(&p.id, CnResidentId).s(",").v(&m, CnMobile);
+                b.s(&format!(
+                    "{ts},{},{},",
+                    self.rng.gen_range(1..99999),
+                    p.name
+                ))
+                .v(&p.id, CnResidentId)
+                .s(",")
+                .v(&m, CnMobile);
                 b.s(&format!(",{}", self.pick(&["A", "B", "C"])));
                 b.line(Some(child), Style::KeyValue)
             }
@@ -522,7 +670,13 @@ impl Generator {
                 let p = self.person(false);
                 let age = self.rng.gen_range(6..=13);
                 let (g, _) = self.grade(age);
-                b.s(&format!("{ts} 班主任")).v(&p.name, PersonName).s("老师，手机").v(&p.mobile, CnMobile).s("，负责").v(&g, GradeClass).s("的教学工作");
+                b.s(&format!("{ts} 班主任"))
+                    .v(&p.name, PersonName)
+                    .s("老师，手机")
+                    .v(&p.mobile, CnMobile)
+                    .s("，负责")
+                    .v(&g, GradeClass)
+                    .s("的教学工作");
                 b.line(None, Style::FreeText)
             }
         }
@@ -539,27 +693,61 @@ impl Generator {
                 // bad check digit
                 let mut id = p.id.clone().into_bytes();
                 let c = id[17];
-                id[17] = if c == b'0' { b'1' } else if c == b'X' { b'2' } else { b'0' };
-                b.s(&format!("WARN 订单号 {} 已支付 amount=12.50", String::from_utf8(id).unwrap()));
+                id[17] = if c == b'0' {
+                    b'1'
+                } else if c == b'X' {
+                    b'2'
+                } else {
+                    b'0'
+                };
+                b.s(&format!(
+                    "WARN 订单号 {} 已支付 amount=12.50",
+                    String::from_utf8(id).unwrap()
+                ));
             }
             1 => {
                 // impossible date with a valid check digit
-                let mut s = format!("{}{}{:03}", &p.id[..6], "20150230", self.rng.gen_range(0..1000));
+                let mut s = format!(
+                    "{}{}{:03}",
+                    &p.id[..6],
+                    "20150230",
+                    self.rng.gen_range(0..1000)
+                );
                 s.push(mod11_2_check(s.as_bytes()) as char);
                 b.s(&format!("INFO batch={s} rows=3"));
             }
             2 => {
                 // ID inside a longer digit run
-                b.s(&format!("DEBUG span={}{} seq={}7", self.rng.gen_range(1..9), p.id.trim_end_matches('X'), p.mobile));
+                b.s(&format!(
+                    "DEBUG span={}{} seq={}7",
+                    self.rng.gen_range(1..9),
+                    p.id.trim_end_matches('X'),
+                    p.mobile
+                ));
             }
             3 => {
-                b.s(&format!("INFO ts_ms={} epoch={} pid={}", 1_717_200_000_000u64 + self.rng.gen_range(0..1_000_000_000u64), 1_717_200_000u64 + self.rng.gen_range(0..9_000_000), self.rng.gen_range(100..99999)));
+                b.s(&format!(
+                    "INFO ts_ms={} epoch={} pid={}",
+                    1_717_200_000_000u64 + self.rng.gen_range(0..1_000_000_000u64),
+                    1_717_200_000u64 + self.rng.gen_range(0..9_000_000),
+                    self.rng.gen_range(100..99999)
+                ));
             }
             4 => {
-                b.s(&format!("DEBUG req={} obj=a{}f sha={}", self.hex(24), p.mobile, self.hex(40)));
+                b.s(&format!(
+                    "DEBUG req={} obj=a{}f sha={}",
+                    self.hex(24),
+                    p.mobile,
+                    self.hex(40)
+                ));
             }
             5 => {
-                b.s(&format!("INFO 发票号码 {:010} 发票代码 0{:011} 金额 {}.00元", self.rng.gen_range(0..9_999_999_999u64), self.rng.gen_range(0..99_999_999_999u64), self.rng.gen_range(10..9999)));
+                b.s(&format!(
+                    "INFO 发票号码 {:010} 发票代码 0{:011} 金额 {}.00元",
+                    self.rng.gen_range(0..9_999_999_999u64),
+                    self.rng.gen_range(0..99_999_999_999u64),
+                    self.rng.gen_range(10..9999)
+                ));
             }
             6 => {
                 b.s(self.pick(&[
@@ -579,23 +767,52 @@ impl Generator {
             }
             8 => {
                 // invalid mobile segments and order numbers
-                b.s(&format!("INFO order_no=12{:09} sku=154{:08} 快递单号 SF{}", self.rng.gen_range(0..999_999_999), self.rng.gen_range(0..999_999_999), self.rng.gen_range(1_000_000_000u64..9_999_999_999)));
+                b.s(&format!(
+                    "INFO order_no=12{:09} sku=154{:08} 快递单号 SF{}",
+                    self.rng.gen_range(0..999_999_999),
+                    self.rng.gen_range(0..999_999_999),
+                    self.rng.gen_range(1_000_000_000u64..9_999_999_999)
+                ));
             }
             9 => {
-                b.s(&format!("INFO uuid={}-{}-{}-{}-{} version=1.3.{}", self.hex(8), self.hex(4), self.hex(4), self.hex(4), self.hex(12), self.rng.gen_range(0..99)));
+                b.s(&format!(
+                    "INFO uuid={}-{}-{}-{}-{} version=1.3.{}",
+                    self.hex(8),
+                    self.hex(4),
+                    self.hex(4),
+                    self.hex(4),
+                    self.hex(12),
+                    self.rng.gen_range(0..99)
+                ));
             }
             10 => {
                 // a birth date in the future inside a valid-looking ID
                 let fut = self.as_of + Duration::days(self.rng.gen_range(30..3000));
-                let mut s = format!("{}{}{:03}", &p.id[..6], fut.format("%Y%m%d"), self.rng.gen_range(0..1000));
+                let mut s = format!(
+                    "{}{}{:03}",
+                    &p.id[..6],
+                    fut.format("%Y%m%d"),
+                    self.rng.gen_range(0..1000)
+                );
                 s.push(mod11_2_check(s.as_bytes()) as char);
                 b.s(&format!("INFO voucher {s} issued"));
             }
             11 => {
-                b.s(&format!("INFO 创建时间 {} 更新时间 {}", self.ts(), self.ts()));
+                b.s(&format!(
+                    "INFO 创建时间 {} 更新时间 {}",
+                    self.ts(),
+                    self.ts()
+                ));
             }
             12 => {
-                b.s(&format!("GET /api/v1/items?page={}&size=20 200 {}ms ip=10.{}.{}.{}", self.rng.gen_range(1..99), self.rng.gen_range(1..999), self.rng.gen_range(0..255), self.rng.gen_range(0..255), self.rng.gen_range(0..255)));
+                b.s(&format!(
+                    "GET /api/v1/items?page={}&size=20 200 {}ms ip=10.{}.{}.{}",
+                    self.rng.gen_range(1..99),
+                    self.rng.gen_range(1..999),
+                    self.rng.gen_range(0..255),
+                    self.rng.gen_range(0..255),
+                    self.rng.gen_range(0..255)
+                ));
             }
             _ => {
                 b.s("天气晴朗，家长会下周举行，正月初一放假，价格高一点也可以接受");
@@ -607,8 +824,23 @@ impl Generator {
     /// A table of students (and some adults) with hinted columns.
     pub fn table(&mut self, rows: usize) -> Table {
         use Category::*;
-        let columns: Vec<String> =
-            ["id", "xm", "sfzh", "csrq", "nl", "xxmc", "nj", "jhrxm", "jhrdh", "jtzz", "order_no", "created_at"].iter().map(|s| s.to_string()).collect();
+        let columns: Vec<String> = [
+            "id",
+            "xm",
+            "sfzh",
+            "csrq",
+            "nl",
+            "xxmc",
+            "nj",
+            "jhrxm",
+            "jhrdh",
+            "jtzz",
+            "order_no",
+            "created_at",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let column_truth = vec![
             None,
             Some(PersonName),
@@ -629,10 +861,22 @@ impl Generator {
             let child = self.rng.gen_bool(0.8);
             let p = self.person(child);
             let g = self.person(false);
-            let (grade, _) = if child && p.age >= 6 { self.grade(p.age) } else { ("高一".into(), false) };
-            let grade_num = if child && p.age >= 6 { p.age.saturating_sub(5).clamp(1, 9) } else { 10 };
+            let (grade, _) = if child && p.age >= 6 {
+                self.grade(p.age)
+            } else {
+                ("高一".into(), false)
+            };
+            let grade_num = if child && p.age >= 6 {
+                p.age.saturating_sub(5).clamp(1, 9)
+            } else {
+                10
+            };
             let _ = grade;
-            let mut order = format!("{}{}", self.rng.gen_range(10_000_000u64..99_999_999), self.rng.gen_range(1_000_000_000u64..9_999_999_999));
+            let mut order = format!(
+                "{}{}",
+                self.rng.gen_range(10_000_000u64..99_999_999),
+                self.rng.gen_range(1_000_000_000u64..9_999_999_999)
+            );
             // make sure an order number never passes the ID check by accident
             if crate::detect::validate::resident_id_18(&order).is_some() {
                 order.replace_range(17..18, if &order[17..] == "0" { "1" } else { "0" });
@@ -653,7 +897,12 @@ impl Generator {
             ]);
             row_child.push(child);
         }
-        Table { columns, rows: out, column_truth, row_child }
+        Table {
+            columns,
+            rows: out,
+            column_truth,
+            row_child,
+        }
     }
 }
 
@@ -694,7 +943,10 @@ pub struct Quality {
 
 impl Quality {
     pub fn score(&self, c: Category) -> Score {
-        self.per_category.get(c.as_str()).copied().unwrap_or_default()
+        self.per_category
+            .get(c.as_str())
+            .copied()
+            .unwrap_or_default()
     }
     pub fn child_recall(&self) -> f64 {
         self.child_lines_flagged as f64 / self.child_lines.max(1) as f64
@@ -706,13 +958,25 @@ impl Quality {
 
 /// Score the engine's hits for one line against its truth (a hit matches a
 /// truth span of the same category when they overlap).
-pub fn score_line(engine: &crate::detect::Engine, text: &str, spans: &[Span], child: Option<bool>, q: &mut Quality, misses: &mut Vec<String>) {
+pub fn score_line(
+    engine: &crate::detect::Engine,
+    text: &str,
+    spans: &[Span],
+    child: Option<bool>,
+    q: &mut Quality,
+    misses: &mut Vec<String>,
+) {
     let mut hits = Vec::new();
     engine.scan_text(text, &mut hits);
     let mut matched = vec![false; spans.len()];
     for h in &hits {
-        let e = q.per_category.entry(h.category.as_str().to_string()).or_default();
-        let m = spans.iter().position(|s| s.category == h.category && s.start < h.end && h.start < s.end);
+        let e = q
+            .per_category
+            .entry(h.category.as_str().to_string())
+            .or_default();
+        let m = spans
+            .iter()
+            .position(|s| s.category == h.category && s.start < h.end && h.start < s.end);
         match m {
             Some(i) => {
                 if !matched[i] {
@@ -730,9 +994,17 @@ pub fn score_line(engine: &crate::detect::Engine, text: &str, spans: &[Span], ch
     }
     for (i, s) in spans.iter().enumerate() {
         if !matched[i] {
-            q.per_category.entry(s.category.as_str().to_string()).or_default().fn_ += 1;
+            q.per_category
+                .entry(s.category.as_str().to_string())
+                .or_default()
+                .fn_ += 1;
             if misses.len() < 200 {
-                misses.push(format!("FN {} `{}`: {}", s.category, &text[s.start..s.end], text));
+                misses.push(format!(
+                    "FN {} `{}`: {}",
+                    s.category,
+                    &text[s.start..s.end],
+                    text
+                ));
             }
         }
     }
@@ -773,7 +1045,12 @@ pub struct LineTruth {
 /// Write a corpus: `corpus.log` (UTF-8), `corpus.gb18030.log`,
 /// `corpus.log.gz`, `truth.jsonl` (per line), `students.csv` and
 /// `students.truth.json`. Streams; memory stays small whatever `lines`.
-pub fn write_corpus(dir: &std::path::Path, opts: &CorpusOptions, lines: u64, table_rows: usize) -> std::io::Result<()> {
+pub fn write_corpus(
+    dir: &std::path::Path,
+    opts: &CorpusOptions,
+    lines: u64,
+    table_rows: usize,
+) -> std::io::Result<()> {
     use std::io::Write;
     std::fs::create_dir_all(dir)?;
     let mut g = Generator::new(opts);
@@ -787,7 +1064,13 @@ pub fn write_corpus(dir: &std::path::Path, opts: &CorpusOptions, lines: u64, tab
     let mut offset = 0u64;
     for n in 1..=lines {
         let l = g.next_line();
-        let t = LineTruth { line: n, offset, child: l.child, style: l.style, spans: l.spans };
+        let t = LineTruth {
+            line: n,
+            offset,
+            child: l.child,
+            style: l.style,
+            spans: l.spans,
+        };
         serde_json::to_writer(&mut truth, &t)?;
         truth.write_all(b"\n")?;
         log.write_all(l.text.as_bytes())?;
@@ -805,14 +1088,79 @@ pub fn write_corpus(dir: &std::path::Path, opts: &CorpusOptions, lines: u64, tab
     truth.flush()?;
     if table_rows > 0 {
         let t = g.table(table_rows);
-        let mut w = csv::Writer::from_path(dir.join("students.csv")).map_err(std::io::Error::other)?;
+        let mut w =
+            csv::Writer::from_path(dir.join("students.csv")).map_err(std::io::Error::other)?;
         w.write_record(&t.columns).map_err(std::io::Error::other)?;
         for r in &t.rows {
             w.write_record(r).map_err(std::io::Error::other)?;
         }
         w.flush()?;
         let truth = serde_json::json!({"columns": t.columns, "column_truth": t.column_truth, "row_child": t.row_child});
-        std::fs::write(dir.join("students.truth.json"), serde_json::to_vec_pretty(&truth)?)?;
+        std::fs::write(
+            dir.join("students.truth.json"),
+            serde_json::to_vec_pretty(&truth)?,
+        )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(seed: u64) -> CorpusOptions {
+        CorpusOptions {
+            seed,
+            as_of: NaiveDate::from_ymd_opt(2025, 6, 1).unwrap(),
+        }
+    }
+
+    #[test]
+    fn deterministic_per_seed() {
+        let a: Vec<String> = {
+            let mut g = Generator::new(&opts(5));
+            (0..200).map(|_| g.next_line().text).collect()
+        };
+        let b: Vec<String> = {
+            let mut g = Generator::new(&opts(5));
+            (0..200).map(|_| g.next_line().text).collect()
+        };
+        let c: Vec<String> = {
+            let mut g = Generator::new(&opts(6));
+            (0..200).map(|_| g.next_line().text).collect()
+        };
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn people_are_consistent() {
+        let mut g = Generator::new(&opts(1));
+        for i in 0..2000 {
+            let child = i % 2 == 0;
+            let p = g.person(child);
+            assert_eq!(
+                crate::detect::validate::resident_id_18(&p.id),
+                Some(p.birth)
+            );
+            assert_eq!(p.age < 14, child, "{p:?}");
+            assert_eq!(crate::detect::age_at(p.birth, g.as_of), Some(p.age as i32));
+        }
+    }
+
+    #[test]
+    fn spans_point_at_values() {
+        let mut g = Generator::new(&opts(2));
+        for _ in 0..2000 {
+            let l = g.next_line();
+            for s in &l.spans {
+                assert!(
+                    l.text.is_char_boundary(s.start)
+                        && l.text.is_char_boundary(s.end)
+                        && s.start < s.end
+                );
+            }
+            assert!(!l.text.contains('\n'));
+        }
+    }
 }

@@ -57,7 +57,11 @@ pub struct EngineOptions {
 
 impl EngineOptions {
     pub fn new(as_of: NaiveDate) -> Self {
-        EngineOptions { as_of, child_age: 14, detectors_dir: None }
+        EngineOptions {
+            as_of,
+            child_age: 14,
+            detectors_dir: None,
+        }
     }
 }
 
@@ -212,7 +216,16 @@ const SCHOOL_SUFFIXES: [&str; 19] = [
     "托儿所",
 ];
 const NOT_SCHOOL: [&str; 4] = ["小学生", "中学生", "幼儿园里", "小学校"];
-const GRADE_TRIGGERS: [&str; 8] = ["年级", "初一", "初二", "初三", "高一", "高二", "高三", "学前班"];
+const GRADE_TRIGGERS: [&str; 8] = [
+    "年级",
+    "初一",
+    "初二",
+    "初三",
+    "高一",
+    "高二",
+    "高三",
+    "学前班",
+];
 
 /// The compiled rule set. Shared read-only across threads.
 pub struct Engine {
@@ -236,36 +249,56 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("rules", &self.rules.len()).finish()
+        f.debug_struct("Engine")
+            .field("rules", &self.rules.len())
+            .finish()
     }
 }
 
 impl Engine {
     pub fn new(opts: EngineOptions, fp: Fingerprinter) -> Result<Self, DetectError> {
         let (packs, regions_text) = pack::load(opts.detectors_dir.as_deref())?;
-        let regions = validate::Regions::parse(&regions_text)
-            .map_err(|message| DetectError::Pack { path: "regions.tsv".into(), message })?;
+        let regions =
+            validate::Regions::parse(&regions_text).map_err(|message| DetectError::Pack {
+                path: "regions.tsv".into(),
+                message,
+            })?;
         let mut rules: Vec<Rule> = Vec::new();
         for p in &packs {
             for spec in &p.file.rule {
                 if rules.iter().any(|r| &*r.id == spec.id.as_str()) {
-                    return Err(DetectError::Rule { rule: spec.id.clone(), message: "duplicate rule id".into() });
+                    return Err(DetectError::Rule {
+                        rule: spec.id.clone(),
+                        message: "duplicate rule id".into(),
+                    });
                 }
-                let rerr = |message: String| DetectError::Rule { rule: spec.id.clone(), message };
+                let rerr = |message: String| DetectError::Rule {
+                    rule: spec.id.clone(),
+                    message,
+                };
                 let (scanner, regex) = match (&spec.scanner, &spec.regex) {
                     (Some(s), None) => (
                         Scanner::from_name(s).ok_or_else(|| {
                             rerr(format!(
                                 "unknown scanner `{s}` (known: {})",
-                                Scanner::ALL.iter().map(|x| x.0).collect::<Vec<_>>().join(", ")
+                                Scanner::ALL
+                                    .iter()
+                                    .map(|x| x.0)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ))
                         })?,
                         None,
                     ),
-                    (None, Some(re)) => {
-                        (Scanner::Regex, Some(Regex::new(re).map_err(|e| rerr(format!("regex: {e}")))?))
+                    (None, Some(re)) => (
+                        Scanner::Regex,
+                        Some(Regex::new(re).map_err(|e| rerr(format!("regex: {e}")))?),
+                    ),
+                    _ => {
+                        return Err(rerr(
+                            "exactly one of `scanner` or `regex` is required".into(),
+                        ))
                     }
-                    _ => return Err(rerr("exactly one of `scanner` or `regex` is required".into())),
                 };
                 let confidence = spec.confidence.unwrap_or(0.8);
                 if !(0.0..=1.0).contains(&confidence) {
@@ -286,7 +319,10 @@ impl Engine {
             }
         }
         if rules.len() > u16::MAX as usize {
-            return Err(DetectError::Pack { path: "rule packs".into(), message: "too many rules".into() });
+            return Err(DetectError::Pack {
+                path: "rule packs".into(),
+                message: "too many rules".into(),
+            });
         }
         let mut scanner_rule: [Option<u16>; 18] = [None; 18];
         let mut regex_rules = Vec::new();
@@ -363,25 +399,36 @@ impl Engine {
                 b[0].is_ascii_alphabetic() || b[b.len() - 1].is_ascii_alphabetic()
             })
             .collect();
-        let is_context = roles.iter().map(|rs| rs.iter().any(|r| matches!(r, Role::Ctx(_) | Role::Neg(_)))).collect();
+        let is_context = roles
+            .iter()
+            .map(|rs| rs.iter().any(|r| matches!(r, Role::Ctx(_) | Role::Neg(_))))
+            .collect();
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
             .ascii_case_insensitive(true)
             .kind(Some(AhoCorasickKind::DFA))
             .build(&pats)
-            .map_err(|e| DetectError::Pack { path: "rule packs".into(), message: format!("keyword automaton: {e}") })?;
+            .map_err(|e| DetectError::Pack {
+                path: "rule packs".into(),
+                message: format!("keyword automaton: {e}"),
+            })?;
 
         let mut hint_pats = Vec::new();
         let mut hint_cat = Vec::new();
         for r in &rules {
             for h in &r.spec.column_hints {
-                Regex::new(h).map_err(|e| DetectError::Rule { rule: r.id.to_string(), message: format!("column hint: {e}") })?;
+                Regex::new(h).map_err(|e| DetectError::Rule {
+                    rule: r.id.to_string(),
+                    message: format!("column hint: {e}"),
+                })?;
                 hint_pats.push(h.clone());
                 hint_cat.push(r.category);
             }
         }
-        let hint_set = RegexSet::new(&hint_pats)
-            .map_err(|e| DetectError::Pack { path: "rule packs".into(), message: format!("column hints: {e}") })?;
+        let hint_set = RegexSet::new(&hint_pats).map_err(|e| DetectError::Pack {
+            path: "rule packs".into(),
+            message: format!("column hints: {e}"),
+        })?;
         Ok(Engine {
             opts,
             fp,
@@ -442,7 +489,18 @@ impl Engine {
         let lower = name.to_ascii_lowercase();
         if name.contains('.') {
             let parent = &lower[..lower.rfind('.').unwrap_or(0)];
-            if ["guardian", "parent", "jhr", "father", "mother", "监护人", "家长"].iter().any(|k| parent.contains(k)) {
+            if [
+                "guardian",
+                "parent",
+                "jhr",
+                "father",
+                "mother",
+                "监护人",
+                "家长",
+            ]
+            .iter()
+            .any(|k| parent.contains(k))
+            {
                 hints.push(Category::Guardian);
             }
         }
@@ -452,13 +510,19 @@ impl Engine {
                 hints.push(c);
             }
         }
-        ColumnCtx { name: name.to_string(), hints }
+        ColumnCtx {
+            name: name.to_string(),
+            hints,
+        }
     }
 
     /// Child inference over the evidence of one line or row: a child signal
     /// wins (the data then holds a child's PI); else an adult signal gives
     /// `Some(false)`; else unknown.
-    pub fn infer_child<'a>(&self, evidence: impl IntoIterator<Item = &'a AgeEvidence>) -> Option<bool> {
+    pub fn infer_child<'a>(
+        &self,
+        evidence: impl IntoIterator<Item = &'a AgeEvidence>,
+    ) -> Option<bool> {
         let mut adult = false;
         for e in evidence {
             match self.is_child(e) {
@@ -473,7 +537,9 @@ impl Engine {
     /// Whether one piece of evidence shows a child at `as_of`.
     pub fn is_child(&self, e: &AgeEvidence) -> Option<bool> {
         match *e {
-            AgeEvidence::BirthDate(b) => Some(age_at(b, self.opts.as_of)? < self.opts.child_age as i32),
+            AgeEvidence::BirthDate(b) => {
+                Some(age_at(b, self.opts.as_of)? < self.opts.child_age as i32)
+            }
             AgeEvidence::Years(y) => Some(y < self.opts.child_age),
             AgeEvidence::ChildGrade | AgeEvidence::ChildMarker => Some(true),
         }
@@ -517,14 +583,25 @@ impl Engine {
             Category::StudentId => mask_keep(norm, 7, 4),
             Category::CnLandline => mask_keep(norm, 4, 2),
             Category::BankCard => mask_keep(norm, 4, 4),
-            Category::CnPassport | Category::HkMacauPermit | Category::TwPermit => mask_keep(norm, 1, 2),
+            Category::CnPassport | Category::HkMacauPermit | Category::TwPermit => {
+                mask_keep(norm, 1, 2)
+            }
             Category::BirthDate => {
                 // keep the year only
                 let mut s: String = norm.chars().take(4).collect();
                 s.push_str("-**-**");
                 s
             }
-            Category::Age => norm.chars().map(|c| if c.is_ascii_digit() || validate::is_cn_numeral(c) { '*' } else { c }).collect(),
+            Category::Age => norm
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_digit() || validate::is_cn_numeral(c) {
+                        '*'
+                    } else {
+                        c
+                    }
+                })
+                .collect(),
             Category::Email => {
                 let (local, domain) = norm.split_once('@').unwrap_or((norm, ""));
                 let tld = domain.rsplit('.').next().unwrap_or("");
@@ -549,80 +626,192 @@ impl Engine {
             }
             match cat {
                 Category::BirthDate => {
-                    let Some(rule) = self.rule_for(Scanner::BirthDate) else { continue };
+                    let Some(rule) = self.rule_for(Scanner::BirthDate) else {
+                        continue;
+                    };
                     if let Some((end, d)) = scanner::parse_date(v.as_bytes(), 0) {
                         let rest = &v[end..];
                         let time_ok = rest.is_empty()
-                            || rest.starts_with(' ') && rest[1..].bytes().all(|c| c.is_ascii_digit() || c == b':' || c == b'.')
+                            || rest.starts_with(' ')
+                                && rest[1..]
+                                    .bytes()
+                                    .all(|c| c.is_ascii_digit() || c == b':' || c == b'.')
                             || rest.starts_with('T');
                         if time_ok && d <= self.opts.as_of && d.year() >= 1900 {
                             let norm = d.format("%Y-%m-%d").to_string();
-                            self.emit(out, rule, off, off + end, 0.9, &norm, self.mask(cat, &norm), Some(AgeEvidence::BirthDate(d)));
+                            self.emit(
+                                out,
+                                rule,
+                                off,
+                                off + end,
+                                0.9,
+                                &norm,
+                                self.mask(cat, &norm),
+                                Some(AgeEvidence::BirthDate(d)),
+                            );
                         }
                     }
                 }
                 Category::Age => {
-                    let Some(rule) = self.rule_for(Scanner::Age) else { continue };
+                    let Some(rule) = self.rule_for(Scanner::Age) else {
+                        continue;
+                    };
                     let num = v.trim_end_matches("周岁").trim_end_matches('岁').trim();
-                    let years = validate::parse_u32(num.as_bytes()).or_else(|| validate::chinese_numeral(num));
+                    let years = validate::parse_u32(num.as_bytes())
+                        .or_else(|| validate::chinese_numeral(num));
                     if let Some(y) = years.filter(|y| *y <= 120) {
                         let norm = format!("{y}");
-                        self.emit(out, rule, off, off + v.len(), 0.9, &norm, self.mask(cat, v), Some(AgeEvidence::Years(y)));
+                        self.emit(
+                            out,
+                            rule,
+                            off,
+                            off + v.len(),
+                            0.9,
+                            &norm,
+                            self.mask(cat, v),
+                            Some(AgeEvidence::Years(y)),
+                        );
                     }
                 }
                 Category::PersonName | Category::Guardian => {
-                    let scanner_kind = if cat == Category::PersonName { Scanner::PersonName } else { Scanner::Guardian };
-                    let Some(rule) = self.rule_for(scanner_kind) else { continue };
-                    if scanner::is_name_value(v) && (scanner::starts_with_surname(v) || v.contains('·')) {
+                    let scanner_kind = if cat == Category::PersonName {
+                        Scanner::PersonName
+                    } else {
+                        Scanner::Guardian
+                    };
+                    let Some(rule) = self.rule_for(scanner_kind) else {
+                        continue;
+                    };
+                    if scanner::is_name_value(v)
+                        && (scanner::starts_with_surname(v) || v.contains('·'))
+                    {
                         let conf = 0.9;
-                        self.emit(out, rule, off, off + v.len(), conf, v, self.mask(cat, v), None);
+                        self.emit(
+                            out,
+                            rule,
+                            off,
+                            off + v.len(),
+                            conf,
+                            v,
+                            self.mask(cat, v),
+                            None,
+                        );
                     }
                 }
                 Category::SchoolName => {
-                    let Some(rule) = self.rule_for(Scanner::SchoolName) else { continue };
+                    let Some(rule) = self.rule_for(Scanner::SchoolName) else {
+                        continue;
+                    };
                     let n = v.chars().count();
-                    if (4..=40).contains(&n) && v.chars().filter(|c| scanner::is_cjk(*c)).count() * 2 >= n {
-                        self.emit(out, rule, off, off + v.len(), 0.75, v, self.mask(cat, v), None);
+                    if (4..=40).contains(&n)
+                        && v.chars().filter(|c| scanner::is_cjk(*c)).count() * 2 >= n
+                    {
+                        self.emit(
+                            out,
+                            rule,
+                            off,
+                            off + v.len(),
+                            0.75,
+                            v,
+                            self.mask(cat, v),
+                            None,
+                        );
                     }
                 }
                 Category::GradeClass => {
-                    let Some(rule) = self.rule_for(Scanner::GradeClass) else { continue };
-                    let grade_col = ["nj", "grade", "nianji"].iter().any(|k| norm_col.contains(k));
+                    let Some(rule) = self.rule_for(Scanner::GradeClass) else {
+                        continue;
+                    };
+                    let grade_col = ["nj", "grade", "nianji"]
+                        .iter()
+                        .any(|k| norm_col.contains(k));
                     if let Some(g) = validate::parse_u32(v.as_bytes()) {
                         if (1..=12).contains(&g) {
                             let ev = (grade_col && g <= 9).then_some(AgeEvidence::ChildGrade);
                             self.emit(out, rule, off, off + v.len(), 0.7, v, self.mask(cat, v), ev);
                         }
                     } else if v.ends_with('班') && v.chars().count() <= 8 {
-                        self.emit(out, rule, off, off + v.len(), 0.75, v, self.mask(cat, v), None);
+                        self.emit(
+                            out,
+                            rule,
+                            off,
+                            off + v.len(),
+                            0.75,
+                            v,
+                            self.mask(cat, v),
+                            None,
+                        );
                     }
                 }
                 Category::StudentId => {
-                    let Some(rule) = self.rule_for(Scanner::StudentId) else { continue };
-                    if (6..=24).contains(&v.len()) && v.bytes().all(|c| c.is_ascii_alphanumeric()) && v.bytes().any(|c| c.is_ascii_digit()) {
+                    let Some(rule) = self.rule_for(Scanner::StudentId) else {
+                        continue;
+                    };
+                    if (6..=24).contains(&v.len())
+                        && v.bytes().all(|c| c.is_ascii_alphanumeric())
+                        && v.bytes().any(|c| c.is_ascii_digit())
+                    {
                         let norm = v.to_ascii_uppercase();
                         let ev = if norm.len() == 19 {
-                            validate::resident_id_18_bytes(&norm.as_bytes()[1..]).map(AgeEvidence::BirthDate)
+                            validate::resident_id_18_bytes(&norm.as_bytes()[1..])
+                                .map(AgeEvidence::BirthDate)
                         } else {
                             None
                         };
-                        self.emit(out, rule, off, off + v.len(), 0.75, &norm, self.mask(cat, &norm), ev);
+                        self.emit(
+                            out,
+                            rule,
+                            off,
+                            off + v.len(),
+                            0.75,
+                            &norm,
+                            self.mask(cat, &norm),
+                            ev,
+                        );
                     }
                 }
                 Category::Address => {
-                    let Some(rule) = self.rule_for(Scanner::Address) else { continue };
+                    let Some(rule) = self.rule_for(Scanner::Address) else {
+                        continue;
+                    };
                     let n = v.chars().count();
-                    if n >= 6 && v.chars().any(|c| "省市区县镇乡村路街道巷号弄".contains(c)) {
-                        self.emit(out, rule, off, off + v.len(), 0.75, v, self.mask(cat, v), None);
+                    if n >= 6 && v.chars().any(|c| "省市区县镇乡村路街道巷号弄".contains(c))
+                    {
+                        self.emit(
+                            out,
+                            rule,
+                            off,
+                            off + v.len(),
+                            0.75,
+                            v,
+                            self.mask(cat, v),
+                            None,
+                        );
                     }
                 }
                 Category::VulnerableChild => {
-                    let Some(rule) = self.rule_for(Scanner::Keywords) else { continue };
-                    let truthy = matches!(v.to_ascii_lowercase().as_str(), "是" | "1" | "y" | "yes" | "true" | "t");
+                    let Some(rule) = self.rule_for(Scanner::Keywords) else {
+                        continue;
+                    };
+                    let truthy = matches!(
+                        v.to_ascii_lowercase().as_str(),
+                        "是" | "1" | "y" | "yes" | "true" | "t"
+                    );
                     if truthy {
-                        let child_col = ["sfle", "sfgr", "lset", "knet", "orphan", "left_behind"].iter().any(|k| norm_col.contains(k));
+                        let child_col = ["sfle", "sfgr", "lset", "knet", "orphan", "left_behind"]
+                            .iter()
+                            .any(|k| norm_col.contains(k));
                         let norm = format!("{}={}", norm_col, v);
-                        self.emit(out, rule, off, off + v.len(), 0.85, &norm, "*".into(), child_col.then_some(AgeEvidence::ChildMarker));
+                        self.emit(
+                            out,
+                            rule,
+                            off,
+                            off + v.len(),
+                            0.85,
+                            &norm,
+                            "*".into(),
+                            child_col.then_some(AgeEvidence::ChildMarker),
+                        );
                     }
                 }
                 _ => {}
@@ -694,18 +883,27 @@ pub struct PackCheck {
 /// engine), every example found by its rule, no negative example found.
 pub fn check_packs(opts: EngineOptions) -> Result<PackCheck, DetectError> {
     let engine = Engine::new(opts, Fingerprinter::new(b"detectors-check"))?;
-    let mut res = PackCheck { rules: engine.rules.len(), ..Default::default() };
+    let mut res = PackCheck {
+        rules: engine.rules.len(),
+        ..Default::default()
+    };
     let mut hits = Vec::new();
     for r in &engine.rules {
         if r.spec.examples.is_empty() {
-            res.problems.push(format!("{} ({}): no examples", r.id, r.source));
+            res.problems
+                .push(format!("{} ({}): no examples", r.id, r.source));
         }
         for (i, ex) in r.spec.examples.iter().enumerate() {
             res.examples += 1;
             hits.clear();
             engine.scan_text(ex, &mut hits);
             if !hits.iter().any(|h| h.rule == r.id) {
-                res.problems.push(format!("{} ({}): example #{} is not found", r.id, r.source, i + 1));
+                res.problems.push(format!(
+                    "{} ({}): example #{} is not found",
+                    r.id,
+                    r.source,
+                    i + 1
+                ));
             }
         }
         for (i, ex) in r.spec.negative_examples.iter().enumerate() {
@@ -713,7 +911,12 @@ pub fn check_packs(opts: EngineOptions) -> Result<PackCheck, DetectError> {
             hits.clear();
             engine.scan_text(ex, &mut hits);
             if hits.iter().any(|h| h.rule == r.id) {
-                res.problems.push(format!("{} ({}): negative example #{} is found", r.id, r.source, i + 1));
+                res.problems.push(format!(
+                    "{} ({}): negative example #{} is found",
+                    r.id,
+                    r.source,
+                    i + 1
+                ));
             }
         }
     }

@@ -9,11 +9,17 @@ use std::path::Path;
 
 /// The packs shipped in the binary: (file name, TOML text).
 pub const EMBEDDED: [(&str, &str); 5] = [
-    ("identity.toml", include_str!("../../detectors/identity.toml")),
+    (
+        "identity.toml",
+        include_str!("../../detectors/identity.toml"),
+    ),
     ("contact.toml", include_str!("../../detectors/contact.toml")),
     ("person.toml", include_str!("../../detectors/person.toml")),
     ("school.toml", include_str!("../../detectors/school.toml")),
-    ("vulnerable.toml", include_str!("../../detectors/vulnerable.toml")),
+    (
+        "vulnerable.toml",
+        include_str!("../../detectors/vulnerable.toml"),
+    ),
 ];
 
 /// The administrative-division table shipped in the binary (scripts/gen_regions.py).
@@ -117,7 +123,10 @@ pub fn load(dir: Option<&Path>) -> Result<(Vec<LoadedPack>, String), DetectError
             regions = EMBEDDED_REGIONS.to_string();
         }
         Some(dir) => {
-            let err = |message: String| DetectError::Pack { path: dir.display().to_string(), message };
+            let err = |message: String| DetectError::Pack {
+                path: dir.display().to_string(),
+                message,
+            };
             let rd = std::fs::read_dir(dir).map_err(|e| err(e.to_string()))?;
             let mut paths: Vec<_> = rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -128,14 +137,18 @@ pub fn load(dir: Option<&Path>) -> Result<(Vec<LoadedPack>, String), DetectError
                 return Err(err("no *.toml rule packs in the directory".into()));
             }
             for p in paths {
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| DetectError::Pack { path: p.display().to_string(), message: e.to_string() })?;
+                let text = std::fs::read_to_string(&p).map_err(|e| DetectError::Pack {
+                    path: p.display().to_string(),
+                    message: e.to_string(),
+                })?;
                 packs.push(parse(&p.display().to_string(), &text)?);
             }
             let rp = dir.join("regions.tsv");
             regions = if rp.exists() {
-                std::fs::read_to_string(&rp)
-                    .map_err(|e| DetectError::Pack { path: rp.display().to_string(), message: e.to_string() })?
+                std::fs::read_to_string(&rp).map_err(|e| DetectError::Pack {
+                    path: rp.display().to_string(),
+                    message: e.to_string(),
+                })?
             } else {
                 EMBEDDED_REGIONS.to_string()
             };
@@ -145,7 +158,12 @@ pub fn load(dir: Option<&Path>) -> Result<(Vec<LoadedPack>, String), DetectError
 }
 
 fn parse(source: &str, text: &str) -> Result<LoadedPack, DetectError> {
-    let file: PackFile =
-        toml::from_str(text).map_err(|e| DetectError::Pack { path: source.to_string(), message: e.to_string() })?;
-    Ok(LoadedPack { source: source.to_string(), file })
+    let file: PackFile = toml::from_str(text).map_err(|e| DetectError::Pack {
+        path: source.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(LoadedPack {
+        source: source.to_string(),
+        file,
+    })
 }

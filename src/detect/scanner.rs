@@ -61,15 +61,27 @@ pub(super) fn is_name_value(v: &str) -> bool {
 /// A keyword answered "no" (`是否留守儿童：否`, `孤儿=N`) or negated (`非孤儿`, `不是留守儿童`).
 fn negated(t: &str, s: usize, e: usize) -> bool {
     let before = &t[..s];
-    if before.ends_with('非') || before.ends_with("不是") || before.ends_with("不属于") || before.ends_with("无") {
+    if before.ends_with('非')
+        || before.ends_with("不是")
+        || before.ends_with("不属于")
+        || before.ends_with("无")
+    {
         return true;
     }
     let rest = t[e..].trim_start_matches([' ', ':', '：', '=', '"', '\'', '\t']);
     if rest.len() == t.len() - e {
         return false;
     }
-    ["否", "no", "No", "NO", "false", "False", "0", "N", "n", "无"].iter().any(|w| {
-        rest.starts_with(w) && !rest[w.len()..].chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+    [
+        "否", "no", "No", "NO", "false", "False", "0", "N", "n", "无",
+    ]
+    .iter()
+    .any(|w| {
+        rest.starts_with(w)
+            && !rest[w.len()..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
     })
 }
 
@@ -89,7 +101,11 @@ pub(super) fn parse_date(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
         if ye < b.len() && b[ye].is_ascii_digit() {
             return None;
         }
-        let d = NaiveDate::from_ymd_opt(num(ys, ys + 4)? as i32, num(ys + 4, ys + 6)?, num(ys + 6, ys + 8)?)?;
+        let d = NaiveDate::from_ymd_opt(
+            num(ys, ys + 4)? as i32,
+            num(ys + 4, ys + 6)?,
+            num(ys + 6, ys + 8)?,
+        )?;
         return Some((ye, d));
     }
     if ye - ys != 4 {
@@ -140,20 +156,33 @@ pub(super) fn parse_date(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
 impl Engine {
     pub(super) fn scan_impl(&self, text: &str, hints: &[Category], out: &mut Vec<Hit>) {
         let b = text.as_bytes();
-        let mut st = St { text, b, ms: Vec::new(), hints };
+        let mut st = St {
+            text,
+            b,
+            ms: Vec::new(),
+            hints,
+        };
         // Pass 1: every keyword, context word and trigger literal.
         for m in self.ac.find_iter(text) {
             let pid = m.pattern().as_usize();
             if self.ascii_word[pid] {
                 let s = m.start();
                 let e = m.end();
-                let start_ok = s == 0 || !is_alnum(b[s - 1]) || b[s].is_ascii_uppercase() && b[s - 1].is_ascii_lowercase();
-                let end_ok = e == b.len() || !b[e].is_ascii_alphabetic() || b[e].is_ascii_uppercase() && b[e - 1].is_ascii_lowercase();
+                let start_ok = s == 0
+                    || !is_alnum(b[s - 1])
+                    || b[s].is_ascii_uppercase() && b[s - 1].is_ascii_lowercase();
+                let end_ok = e == b.len()
+                    || !b[e].is_ascii_alphabetic()
+                    || b[e].is_ascii_uppercase() && b[e - 1].is_ascii_lowercase();
                 if !(start_ok && end_ok) {
                     continue;
                 }
             }
-            st.ms.push(M { start: m.start() as u32, end: m.end() as u32, pid: pid as u32 });
+            st.ms.push(M {
+                start: m.start() as u32,
+                end: m.end() as u32,
+                pid: pid as u32,
+            });
         }
         let base = out.len();
         // Pass 2: ASCII alphanumeric runs.
@@ -212,7 +241,16 @@ impl Engine {
                         continue;
                     }
                     let conf = r.confidence + if pos { 0.1 } else { 0.0 };
-                    self.emit(out, ri, m.start(), m.end(), conf, m.as_str(), self.mask(r.category, m.as_str()), None);
+                    self.emit(
+                        out,
+                        ri,
+                        m.start(),
+                        m.end(),
+                        conf,
+                        m.as_str(),
+                        self.mask(r.category, m.as_str()),
+                        None,
+                    );
                 }
             }
         }
@@ -262,10 +300,15 @@ impl Engine {
         }
         let lo = s.saturating_sub(24);
         let i0 = st.ms.partition_point(|m| (m.end as usize) < lo);
-        st.ms[i0..].iter().take_while(|m| (m.end as usize) <= s).any(|m| {
-            self.roles[m.pid as usize].contains(&Role::Ctx(rule))
-                && !st.b[m.end as usize..s].iter().any(|c| c.is_ascii_digit() || *c == b'\n')
-        })
+        st.ms[i0..]
+            .iter()
+            .take_while(|m| (m.end as usize) <= s)
+            .any(|m| {
+                self.roles[m.pid as usize].contains(&Role::Ctx(rule))
+                    && !st.b[m.end as usize..s]
+                        .iter()
+                        .any(|c| c.is_ascii_digit() || *c == b'\n')
+            })
     }
 
     /// Whether a context word of `rule` ends at `p` after skipping separators backwards.
@@ -274,7 +317,12 @@ impl Engine {
         let mut q = p;
         let mut steps = 0;
         while let Some(c) = char_before(t, q) {
-            if steps < 4 && matches!(c, ' ' | '\t' | ':' | '：' | '=' | '"' | '\'' | '是' | '为' | '，' | ',') {
+            if steps < 4
+                && matches!(
+                    c,
+                    ' ' | '\t' | ':' | '：' | '=' | '"' | '\'' | '是' | '为' | '，' | ','
+                )
+            {
                 q -= c.len_utf8();
                 steps += 1;
             } else {
@@ -282,7 +330,9 @@ impl Engine {
             }
         }
         let i = st.ms.partition_point(|m| (m.end as usize) < q);
-        st.ms.get(i).is_some_and(|m| m.end as usize == q && self.roles[m.pid as usize].contains(&Role::Ctx(rule)))
+        st.ms.get(i).is_some_and(|m| {
+            m.end as usize == q && self.roles[m.pid as usize].contains(&Role::Ctx(rule))
+        })
     }
 
     /// Pass 2: ASCII alphanumeric runs.
@@ -302,8 +352,13 @@ impl Engine {
             let tok = &b[s..i];
             let first = tok[0];
             if first.is_ascii_digit() {
-                let digits_end = tok.iter().position(|c| !c.is_ascii_digit()).map_or(i, |p| s + p);
-                if digits_end == i || (i - s == 18 && digits_end == s + 17 && (b[s + 17] | 0x20) == b'x') {
+                let digits_end = tok
+                    .iter()
+                    .position(|c| !c.is_ascii_digit())
+                    .map_or(i, |p| s + p);
+                if digits_end == i
+                    || (i - s == 18 && digits_end == s + 17 && (b[s + 17] | 0x20) == b'x')
+                {
                     i = self.digit_run(st, s, i, out);
                 }
             } else if first.is_ascii_uppercase() && tok.len() >= 9 {
@@ -327,7 +382,13 @@ impl Engine {
             }
         }
         // (010)62345678
-        if (3..=4).contains(&(e - s)) && s > 0 && b[s - 1] == b'(' && e + 1 < n && b[e] == b')' && b[s] == b'0' {
+        if (3..=4).contains(&(e - s))
+            && s > 0
+            && b[s - 1] == b'('
+            && e + 1 < n
+            && b[e] == b')'
+            && b[s] == b'0'
+        {
             let ls = e + 1;
             let mut le = ls;
             while le < n && b[le].is_ascii_digit() {
@@ -339,8 +400,18 @@ impl Engine {
                     if !neg {
                         let mut norm = String::from_utf8_lossy(&b[s..e]).into_owned();
                         norm.push_str(&String::from_utf8_lossy(&b[ls..le]));
-                        let conf = self.rules[rule as usize].confidence + if pos { 0.2 } else { 0.1 };
-                        self.emit(out, rule, s - 1, le, conf, &norm, self.mask(Category::CnLandline, &norm), None);
+                        let conf =
+                            self.rules[rule as usize].confidence + if pos { 0.2 } else { 0.1 };
+                        self.emit(
+                            out,
+                            rule,
+                            s - 1,
+                            le,
+                            conf,
+                            &norm,
+                            self.mask(Category::CnLandline, &norm),
+                            None,
+                        );
                         return le;
                     }
                 }
@@ -392,7 +463,14 @@ impl Engine {
                 }
                 buf[len..len + ge - gs].copy_from_slice(&b[gs..ge]);
                 len += ge - gs;
-                if let Some(c) = self.classify(st, &buf[..len], groups[g].0, ge, k - g + 1, groups[g..=k].as_ref()) {
+                if let Some(c) = self.classify(
+                    st,
+                    &buf[..len],
+                    groups[g].0,
+                    ge,
+                    k - g + 1,
+                    groups[g..=k].as_ref(),
+                ) {
                     best = Some((k, c, len));
                 }
             }
@@ -412,7 +490,15 @@ impl Engine {
     }
 
     /// Which identifier the joined digits `d` (from `s` to `e`, in `ng` groups) are, if any.
-    fn classify(&self, st: &St<'_>, d: &[u8], s: usize, e: usize, ng: usize, groups: &[(usize, usize)]) -> Option<Cand> {
+    fn classify(
+        &self,
+        st: &St<'_>,
+        d: &[u8],
+        s: usize,
+        e: usize,
+        ng: usize,
+        groups: &[(usize, usize)],
+    ) -> Option<Cand> {
         let b = st.b;
         let n = d.len();
         let single = ng == 1;
@@ -420,8 +506,13 @@ impl Engine {
         match n {
             18 => {
                 if let Some(birth) = validate::resident_id_18_bytes(d) {
-                    if birth <= self.opts.as_of && (self.regions.contains(d) || validate::province_prefix(d)) {
-                        return Some(Cand::Id18 { birth, known_region: self.regions.contains(d) });
+                    if birth <= self.opts.as_of
+                        && (self.regions.contains(d) || validate::province_prefix(d))
+                    {
+                        return Some(Cand::Id18 {
+                            birth,
+                            known_region: self.regions.contains(d),
+                        });
                     }
                 }
                 if d.iter().all(u8::is_ascii_digit) {
@@ -434,7 +525,11 @@ impl Engine {
                 if single && d.starts_with(b"0086") && validate::mobile_bytes(&d[4..]) {
                     return Some(Cand::Mobile { prefix: 4 });
                 }
-                if !single && d.starts_with(b"0086") && validate::mobile_bytes(&d[4..]) && groups[0].1 - groups[0].0 == 4 {
+                if !single
+                    && d.starts_with(b"0086")
+                    && validate::mobile_bytes(&d[4..])
+                    && groups[0].1 - groups[0].0 == 4
+                {
                     return Some(Cand::Mobile { prefix: 4 });
                 }
                 if single && self.regions.contains(d) {
@@ -450,7 +545,10 @@ impl Engine {
             13 => {
                 let plus = s > 0 && b[s - 1] == b'+';
                 let sep86 = !single && groups[0].1 - groups[0].0 == 2;
-                if d.starts_with(b"86") && validate::mobile_bytes(&d[2..]) && (plus || sep86 || single) {
+                if d.starts_with(b"86")
+                    && validate::mobile_bytes(&d[2..])
+                    && (plus || sep86 || single)
+                {
                     return Some(Cand::Mobile { prefix: 2 });
                 }
                 None
@@ -459,7 +557,9 @@ impl Engine {
                 if validate::mobile_bytes(d) {
                     // printed forms: 3-4-4 or 3-8 only
                     let ok = single
-                        || ng == 3 && groups[0].1 - groups[0].0 == 3 && groups[1].1 - groups[1].0 == 4
+                        || ng == 3
+                            && groups[0].1 - groups[0].0 == 3
+                            && groups[1].1 - groups[1].0 == 4
                         || ng == 2 && groups[0].1 - groups[0].0 == 3;
                     if ok {
                         return Some(Cand::Mobile { prefix: 0 });
@@ -499,7 +599,10 @@ impl Engine {
     }
 
     fn card(&self, st: &St<'_>, d: &[u8], s: usize, e: usize) -> Option<Cand> {
-        if !(16..=19).contains(&d.len()) || !matches!(d[0], b'3'..=b'6' | b'9') || !validate::luhn(d) {
+        if !(16..=19).contains(&d.len())
+            || !matches!(d[0], b'3'..=b'6' | b'9')
+            || !validate::luhn(d)
+        {
             return None;
         }
         let rule = self.rule_for(Scanner::BankCard)?;
@@ -514,7 +617,14 @@ impl Engine {
         (ok && !paren && self.context(st, rule, s, e).0).then_some(Cand::Landline { ctx: true })
     }
 
-    fn landline_pair(&self, st: &St<'_>, groups: &[(usize, usize)], s: usize, e: usize, hyphen: bool) -> Option<Cand> {
+    fn landline_pair(
+        &self,
+        st: &St<'_>,
+        groups: &[(usize, usize)],
+        s: usize,
+        e: usize,
+        hyphen: bool,
+    ) -> Option<Cand> {
         let b = st.b;
         let area = &b[groups[0].0..groups[0].1];
         let local = &b[groups[1].0..groups[1].1];
@@ -545,19 +655,30 @@ impl Engine {
             return None;
         }
         // ranges: 3-6, 3~6
-        if matches!(after.first(), Some(b'-' | b'~')) && after.get(1).is_some_and(u8::is_ascii_digit) {
+        if matches!(after.first(), Some(b'-' | b'~'))
+            && after.get(1).is_some_and(u8::is_ascii_digit)
+        {
             return None;
         }
         if s >= 2 && matches!(b[s - 1], b'-' | b'~') && b[s - 2].is_ascii_digit() {
             return None;
         }
-        if after.first() == Some(&b'%') || after.first() == Some(&b'.') && after.get(1).is_some_and(u8::is_ascii_digit) {
+        if after.first() == Some(&b'%')
+            || after.first() == Some(&b'.') && after.get(1).is_some_and(u8::is_ascii_digit)
+        {
             return None;
         }
-        let lower = |x: &[u8]| x.iter().map(|c| c.to_ascii_lowercase()).collect::<Vec<u8>>();
+        let lower = |x: &[u8]| {
+            x.iter()
+                .map(|c| c.to_ascii_lowercase())
+                .collect::<Vec<u8>>()
+        };
         let years_old = {
             let a = lower(&after_trim[..after_trim.len().min(10)]);
-            a.starts_with(b"years old") || a.starts_with(b"year old") || a.starts_with(b"yrs old") || a.starts_with(b"-year-old")
+            a.starts_with(b"years old")
+                || a.starts_with(b"year old")
+                || a.starts_with(b"yrs old")
+                || a.starts_with(b"-year-old")
         };
         if years_old || self.ctx_adjacent_before(st, rule, s) {
             let (_, neg) = self.context(st, rule, s, e);
@@ -573,8 +694,13 @@ impl Engine {
         let d = buf;
         let as_str = |x: &[u8]| String::from_utf8_lossy(x).to_ascii_uppercase();
         match c {
-            Cand::Id18 { birth, known_region } => {
-                let Some(rule) = self.rule_for(Scanner::ResidentId) else { return };
+            Cand::Id18 {
+                birth,
+                known_region,
+            } => {
+                let Some(rule) = self.rule_for(Scanner::ResidentId) else {
+                    return;
+                };
                 let (pos, neg) = self.context(st, rule, s, e);
                 let mut conf = self.rules[rule as usize].confidence;
                 if pos {
@@ -590,16 +716,42 @@ impl Engine {
                     return;
                 }
                 let norm = as_str(d);
-                self.emit(out, rule, s, e, conf, &norm, self.mask(Category::CnResidentId, &norm), Some(AgeEvidence::BirthDate(birth)));
+                self.emit(
+                    out,
+                    rule,
+                    s,
+                    e,
+                    conf,
+                    &norm,
+                    self.mask(Category::CnResidentId, &norm),
+                    Some(AgeEvidence::BirthDate(birth)),
+                );
             }
             Cand::Id15 { birth } => {
-                let Some(rule) = self.rule_for(Scanner::ResidentId) else { return };
+                let Some(rule) = self.rule_for(Scanner::ResidentId) else {
+                    return;
+                };
                 let norm = as_str(d);
-                self.emit(out, rule, s, e, 0.8, &norm, self.mask(Category::CnResidentId, &norm), Some(AgeEvidence::BirthDate(birth)));
+                self.emit(
+                    out,
+                    rule,
+                    s,
+                    e,
+                    0.8,
+                    &norm,
+                    self.mask(Category::CnResidentId, &norm),
+                    Some(AgeEvidence::BirthDate(birth)),
+                );
             }
             Cand::Mobile { prefix } => {
-                let Some(rule) = self.rule_for(Scanner::Mobile) else { return };
-                let start = if prefix > 0 && s > 0 && b[s - 1] == b'+' { s - 1 } else { s };
+                let Some(rule) = self.rule_for(Scanner::Mobile) else {
+                    return;
+                };
+                let start = if prefix > 0 && s > 0 && b[s - 1] == b'+' {
+                    s - 1
+                } else {
+                    s
+                };
                 let (pos, neg) = self.context(st, rule, start, e);
                 if neg {
                     return;
@@ -609,39 +761,94 @@ impl Engine {
                     conf += 0.1;
                 }
                 let norm = as_str(&d[prefix..]);
-                self.emit(out, rule, start, e, conf, &norm, self.mask(Category::CnMobile, &norm), None);
+                self.emit(
+                    out,
+                    rule,
+                    start,
+                    e,
+                    conf,
+                    &norm,
+                    self.mask(Category::CnMobile, &norm),
+                    None,
+                );
             }
             Cand::Landline { ctx } => {
-                let Some(rule) = self.rule_for(Scanner::Landline) else { return };
+                let Some(rule) = self.rule_for(Scanner::Landline) else {
+                    return;
+                };
                 let start = if s > 0 && b[s - 1] == b'(' { s - 1 } else { s };
                 let norm = as_str(d);
                 let conf = self.rules[rule as usize].confidence + if ctx { 0.2 } else { 0.0 };
-                self.emit(out, rule, start, e, conf, &norm, self.mask(Category::CnLandline, &norm), None);
+                self.emit(
+                    out,
+                    rule,
+                    start,
+                    e,
+                    conf,
+                    &norm,
+                    self.mask(Category::CnLandline, &norm),
+                    None,
+                );
             }
             Cand::Card => {
-                let Some(rule) = self.rule_for(Scanner::BankCard) else { return };
+                let Some(rule) = self.rule_for(Scanner::BankCard) else {
+                    return;
+                };
                 let norm = as_str(d);
                 let conf = self.rules[rule as usize].confidence + 0.1;
-                self.emit(out, rule, s, e, conf, &norm, self.mask(Category::BankCard, &norm), None);
+                self.emit(
+                    out,
+                    rule,
+                    s,
+                    e,
+                    conf,
+                    &norm,
+                    self.mask(Category::BankCard, &norm),
+                    None,
+                );
             }
             Cand::Birth(date) => self.birth_date(st, s, e, date, out),
             Cand::Tw => {
-                let Some(rule) = self.rule_for(Scanner::TwPermit) else { return };
+                let Some(rule) = self.rule_for(Scanner::TwPermit) else {
+                    return;
+                };
                 let norm = as_str(d);
                 let conf = self.rules[rule as usize].confidence + 0.1;
-                self.emit(out, rule, s, e, conf, &norm, self.mask(Category::TwPermit, &norm), None);
+                self.emit(
+                    out,
+                    rule,
+                    s,
+                    e,
+                    conf,
+                    &norm,
+                    self.mask(Category::TwPermit, &norm),
+                    None,
+                );
             }
             Cand::Age(v) => {
-                let Some(rule) = self.rule_for(Scanner::Age) else { return };
+                let Some(rule) = self.rule_for(Scanner::Age) else {
+                    return;
+                };
                 let conf = self.rules[rule as usize].confidence + 0.1;
-                self.emit(out, rule, s, e, conf, &v.to_string(), self.mask(Category::Age, &v.to_string()), Some(AgeEvidence::Years(v)));
+                self.emit(
+                    out,
+                    rule,
+                    s,
+                    e,
+                    conf,
+                    &v.to_string(),
+                    self.mask(Category::Age, &v.to_string()),
+                    Some(AgeEvidence::Years(v)),
+                );
             }
         }
     }
 
     /// A date at `s..e`: a birth date only with a birth context word or a hinted column.
     fn birth_date(&self, st: &St<'_>, s: usize, e: usize, d: NaiveDate, out: &mut Vec<Hit>) {
-        let Some(rule) = self.rule_for(Scanner::BirthDate) else { return };
+        let Some(rule) = self.rule_for(Scanner::BirthDate) else {
+            return;
+        };
         if d > self.opts.as_of || d.year() < 1900 {
             return;
         }
@@ -650,7 +857,16 @@ impl Engine {
         }
         let norm = d.format("%Y-%m-%d").to_string();
         let conf = self.rules[rule as usize].confidence + 0.1;
-        self.emit(out, rule, s, e, conf, &norm, self.mask(Category::BirthDate, &norm), Some(AgeEvidence::BirthDate(d)));
+        self.emit(
+            out,
+            rule,
+            s,
+            e,
+            conf,
+            &norm,
+            self.mask(Category::BirthDate, &norm),
+            Some(AgeEvidence::BirthDate(d)),
+        );
     }
 
     /// Uppercase letter(s) + digits: student register numbers, passports, permits.
@@ -665,20 +881,38 @@ impl Engine {
         if n == 19 && matches!(t[0], b'G' | b'L') {
             if let Some(rule) = self.rule_for(Scanner::StudentId) {
                 if let Some(birth) = validate::resident_id_18_bytes(&t[1..]) {
-                    if birth <= self.opts.as_of && (self.regions.contains(&t[1..]) || validate::province_prefix(&t[1..])) {
+                    if birth <= self.opts.as_of
+                        && (self.regions.contains(&t[1..]) || validate::province_prefix(&t[1..]))
+                    {
                         let (pos, _) = self.context(st, rule, s, e);
-                        let conf = self.rules[rule as usize].confidence + if pos { 0.08 } else { 0.0 };
-                        self.emit(out, rule, s, e, conf, &norm, self.mask(Category::StudentId, &norm), Some(AgeEvidence::BirthDate(birth)));
+                        let conf =
+                            self.rules[rule as usize].confidence + if pos { 0.08 } else { 0.0 };
+                        self.emit(
+                            out,
+                            rule,
+                            s,
+                            e,
+                            conf,
+                            &norm,
+                            self.mask(Category::StudentId, &norm),
+                            Some(AgeEvidence::BirthDate(birth)),
+                        );
                     }
                 }
             }
             return;
         }
-        let (scanner, needs_ctx) = if n == 9 && t[0] == b'E' && (digits(&t[1..]) || upper_no_io(t[1]) && digits(&t[2..])) {
+        let (scanner, needs_ctx) = if n == 9
+            && t[0] == b'E'
+            && (digits(&t[1..]) || upper_no_io(t[1]) && digits(&t[2..]))
+        {
             (Scanner::Passport, false)
         } else if n == 9 && t[0] == b'G' && digits(&t[1..]) {
             (Scanner::Passport, true)
-        } else if n == 9 && t[0] == b'C' && (digits(&t[1..]) || upper_no_io(t[1]) && digits(&t[2..])) {
+        } else if n == 9
+            && t[0] == b'C'
+            && (digits(&t[1..]) || upper_no_io(t[1]) && digits(&t[2..]))
+        {
             (Scanner::HkMacauPermit, false)
         } else if n == 9 && t[0] == b'W' && digits(&t[1..]) {
             (Scanner::HkMacauPermit, true)
@@ -689,19 +923,32 @@ impl Engine {
         } else {
             return;
         };
-        let Some(rule) = self.rule_for(scanner) else { return };
+        let Some(rule) = self.rule_for(scanner) else {
+            return;
+        };
         let r = &self.rules[rule as usize];
         let (pos, neg) = self.context(st, rule, s, e);
         if neg || (needs_ctx || r.required_context) && !pos {
             return;
         }
         let conf = r.confidence + if pos { 0.2 } else { 0.0 };
-        self.emit(out, rule, s, e, conf, &norm, self.mask(r.category, &norm), None);
+        self.emit(
+            out,
+            rule,
+            s,
+            e,
+            conf,
+            &norm,
+            self.mask(r.category, &norm),
+            None,
+        );
     }
 
     /// School name: a suffix trigger extended back to a plausible proper-name start.
     fn school(&self, st: &St<'_>, m: M, out: &mut Vec<Hit>) {
-        let Some(rule) = self.rule_for(Scanner::SchoolName) else { return };
+        let Some(rule) = self.rule_for(Scanner::SchoolName) else {
+            return;
+        };
         let t = st.text;
         let (ss, se) = (m.start as usize, m.end as usize);
         // Extend back over CJK characters, 第 + digits, digits right before the suffix, brackets.
@@ -733,8 +980,47 @@ impl Engine {
         // Cut after the last boundary word inside the prefix.
         let prefix = &t[start..ss];
         const CUTS: [&str; 41] = [
-            "就读于", "毕业于", "就读", "在读", "来自", "转入", "转学到", "转到", "考入", "进入", "位于", "学校名称", "名称", "所在学校", "学校",
-            "学生", "孩子", "儿子", "女儿", "姓名", "家长", "地址", "住址", "他", "她", "我", "你", "在", "于", "是", "的", "到", "去", "从", "读", "和", "与", "及", "或", "为", "所",
+            "就读于",
+            "毕业于",
+            "就读",
+            "在读",
+            "来自",
+            "转入",
+            "转学到",
+            "转到",
+            "考入",
+            "进入",
+            "位于",
+            "学校名称",
+            "名称",
+            "所在学校",
+            "学校",
+            "学生",
+            "孩子",
+            "儿子",
+            "女儿",
+            "姓名",
+            "家长",
+            "地址",
+            "住址",
+            "他",
+            "她",
+            "我",
+            "你",
+            "在",
+            "于",
+            "是",
+            "的",
+            "到",
+            "去",
+            "从",
+            "读",
+            "和",
+            "与",
+            "及",
+            "或",
+            "为",
+            "所",
         ];
         let mut cut_at = 0;
         for c in CUTS {
@@ -742,7 +1028,10 @@ impl Engine {
                 let after = idx + c.len();
                 // Place names containing these characters.
                 let rest = &prefix[after..];
-                if c == "于" && rest.starts_with('都') || c == "和" && rest.starts_with('平') || c == "所" && idx == 0 {
+                if c == "于" && rest.starts_with('都')
+                    || c == "和" && rest.starts_with('平')
+                    || c == "所" && idx == 0
+                {
                     continue;
                 }
                 if c == "在" && prefix[..idx].ends_with('所') {
@@ -758,20 +1047,27 @@ impl Engine {
             return;
         }
         const GENERIC: [&str; 28] = [
-            "一名", "本册", "普通", "全国", "公立", "私立", "民办", "重点", "农村", "城市", "乡村", "附近", "当地", "这所", "那所", "某", "所有", "各级", "中小",
-            "国内", "知名", "优质", "一所", "多所", "每所", "我们", "他们", "大学",
+            "一名", "本册", "普通", "全国", "公立", "私立", "民办", "重点", "农村", "城市", "乡村",
+            "附近", "当地", "这所", "那所", "某", "所有", "各级", "中小", "国内", "知名", "优质",
+            "一所", "多所", "每所", "我们", "他们", "大学",
         ];
-        if GENERIC.contains(&prefix) || prefix.ends_with("名") || prefix.ends_with("所") && pchars <= 3 {
+        if GENERIC.contains(&prefix)
+            || prefix.ends_with("名")
+            || prefix.ends_with("所") && pchars <= 3
+        {
             return;
         }
         // The prefix must not be a numeral-only phrase (三所小学).
-        if prefix.chars().all(|c| is_cn_numeral(c) || "所个名些几多".contains(c)) {
+        if prefix
+            .chars()
+            .all(|c| is_cn_numeral(c) || "所个名些几多".contains(c))
+        {
             return;
         }
         let rest = &t[se..];
         const SUBJECT: [&str; 21] = [
-            "数学", "语文", "英语", "教材", "课本", "阶段", "教育", "老师", "教师", "学历", "文化", "毕业", "时期", "时代", "以上", "以下", "课程", "知识", "水平",
-            "入学", "生活",
+            "数学", "语文", "英语", "教材", "课本", "阶段", "教育", "老师", "教师", "学历", "文化",
+            "毕业", "时期", "时代", "以上", "以下", "课程", "知识", "水平", "入学", "生活",
         ];
         if pchars < 4 && SUBJECT.iter().any(|w| rest.starts_with(w)) {
             return;
@@ -781,7 +1077,9 @@ impl Engine {
             return;
         }
         let name = &t[start..se];
-        let admin = prefix.chars().any(|c| "省市区县镇乡州".contains(c)) || prefix.contains('第') || prefix.contains("附属");
+        let admin = prefix.chars().any(|c| "省市区县镇乡州".contains(c))
+            || prefix.contains('第')
+            || prefix.contains("附属");
         let mut conf = self.rules[rule as usize].confidence;
         if pos {
             conf += 0.08;
@@ -789,12 +1087,23 @@ impl Engine {
         if admin {
             conf += 0.05;
         }
-        self.emit(out, rule, start, se, conf, name, self.mask(Category::SchoolName, name), None);
+        self.emit(
+            out,
+            rule,
+            start,
+            se,
+            conf,
+            name,
+            self.mask(Category::SchoolName, name),
+            None,
+        );
     }
 
     /// 岁/周岁 after digits or Chinese numerals.
     fn age_sui(&self, st: &St<'_>, m: M, out: &mut Vec<Hit>) {
-        let Some(rule) = self.rule_for(Scanner::Age) else { return };
+        let Some(rule) = self.rule_for(Scanner::Age) else {
+            return;
+        };
         let t = st.text;
         let b = st.b;
         let (ks, ke) = (m.start as usize, m.end as usize);
@@ -825,7 +1134,9 @@ impl Engine {
             }
             years = chinese_numeral(&t[p..num_end]);
         }
-        let Some(years) = years.filter(|y| *y <= 120) else { return };
+        let Some(years) = years.filter(|y| *y <= 120) else {
+            return;
+        };
         // Ranges (3-6岁, 3~6岁, 3至6岁) and product text (3岁以下, 3岁+).
         if let Some(c) = char_before(t, p) {
             if matches!(c, '-' | '~' | '～' | '至' | '到' | '—' | '－' | '、') {
@@ -833,7 +1144,20 @@ impl Engine {
             }
         }
         let rest = &t[ke..];
-        const AFTER_NEG: [&str; 12] = ["以下", "以上", "以内", "及以下", "及以上", "至", "到", "-", "~", "～", "+", "月"];
+        const AFTER_NEG: [&str; 12] = [
+            "以下",
+            "以上",
+            "以内",
+            "及以下",
+            "及以上",
+            "至",
+            "到",
+            "-",
+            "~",
+            "～",
+            "+",
+            "月",
+        ];
         if AFTER_NEG.iter().any(|w| rest.starts_with(w)) {
             return;
         }
@@ -843,7 +1167,16 @@ impl Engine {
         }
         let conf = self.rules[rule as usize].confidence + if pos { 0.1 } else { 0.05 };
         let span = &t[p..ke];
-        self.emit(out, rule, p, ke, conf, &years.to_string(), self.mask(Category::Age, span), Some(AgeEvidence::Years(years)));
+        self.emit(
+            out,
+            rule,
+            p,
+            ke,
+            conf,
+            &years.to_string(),
+            self.mask(Category::Age, span),
+            Some(AgeEvidence::Years(years)),
+        );
     }
 
     /// 年龄：十二 (Chinese numerals after an age word; digits are handled by the token pass).
@@ -876,7 +1209,9 @@ impl Engine {
         if k == 0 {
             return;
         }
-        let Some(years) = chinese_numeral(&t[s..p]).filter(|y| *y <= 120) else { return };
+        let Some(years) = chinese_numeral(&t[s..p]).filter(|y| *y <= 120) else {
+            return;
+        };
         let mut e = p;
         if t[p..].starts_with("周岁") {
             e += "周岁".len();
@@ -887,12 +1222,23 @@ impl Engine {
         }
         let conf = self.rules[rule as usize].confidence + 0.1;
         let span = &t[s..e];
-        self.emit(out, rule, s, e, conf, &years.to_string(), self.mask(Category::Age, span), Some(AgeEvidence::Years(years)));
+        self.emit(
+            out,
+            rule,
+            s,
+            e,
+            conf,
+            &years.to_string(),
+            self.mask(Category::Age, span),
+            Some(AgeEvidence::Years(years)),
+        );
     }
 
     /// Grades and classes: 三年级(2)班, 初二3班, 高一, 学前班.
     fn grade(&self, st: &St<'_>, m: M, out: &mut Vec<Hit>) {
-        let Some(rule) = self.rule_for(Scanner::GradeClass) else { return };
+        let Some(rule) = self.rule_for(Scanner::GradeClass) else {
+            return;
+        };
         let t = st.text;
         let (ks, ke) = (m.start as usize, m.end as usize);
         let kw = &t[ks..ke];
@@ -915,7 +1261,10 @@ impl Engine {
                     return;
                 }
                 start -= c.len_utf8();
-                let level = ["小学", "初中", "高中"].iter().position(|l| t[..start].ends_with(l)).map_or(0, |i| i + 1);
+                let level = ["小学", "初中", "高中"]
+                    .iter()
+                    .position(|l| t[..start].ends_with(l))
+                    .map_or(0, |i| i + 1);
                 if level > 0 && !char_before(t, start - "小学".len()).is_some_and(is_cjk) {
                     start -= "小学".len();
                 }
@@ -927,8 +1276,10 @@ impl Engine {
                 };
                 // teaching material, not a pupil
                 let rest = &t[ke..];
-                const MATERIAL: [&str; 12] =
-                    ["数学", "语文", "英语", "上册", "下册", "教材", "练习", "试卷", "课本", "作文", "同步", "教案"];
+                const MATERIAL: [&str; 12] = [
+                    "数学", "语文", "英语", "上册", "下册", "教材", "练习", "试卷", "课本", "作文",
+                    "同步", "教案",
+                ];
                 if MATERIAL.iter().any(|w| rest.starts_with(w)) {
                     return;
                 }
@@ -947,7 +1298,11 @@ impl Engine {
                 };
                 let next_ok = match char_at(t, ke) {
                     None => true,
-                    Some(c) => !is_cjk(c) || "班学年下上（".contains(c) || is_cn_numeral(c) && t[ke + 3..].chars().take(3).any(|x| x == '班'),
+                    Some(c) => {
+                        !is_cjk(c)
+                            || "班学年下上（".contains(c)
+                            || is_cn_numeral(c) && t[ke + 3..].chars().take(3).any(|x| x == '班')
+                    }
                 };
                 let class_follows = {
                     let r: String = t[ke..].chars().take(5).collect();
@@ -956,7 +1311,9 @@ impl Engine {
                     let r = r.trim_start_matches([')', '）']);
                     r.starts_with('班') && t[ke..].len() - r.len() > 0
                 };
-                if !(prev_ok && next_ok || class_follows) && !st.hints.contains(&Category::GradeClass) {
+                if !(prev_ok && next_ok || class_follows)
+                    && !st.hints.contains(&Category::GradeClass)
+                {
                     return;
                 }
                 child = kw.starts_with('初');
@@ -1000,7 +1357,9 @@ impl Engine {
             }
         }
         let (pos, _) = self.context(st, rule, start, e);
-        let conf = self.rules[rule as usize].confidence + if pos { 0.1 } else { 0.0 } + if e > ke { 0.05 } else { 0.0 };
+        let conf = self.rules[rule as usize].confidence
+            + if pos { 0.1 } else { 0.0 }
+            + if e > ke { 0.05 } else { 0.0 };
         let span = &t[start..e];
         // A teacher's class is not a pupil's age evidence.
         let mut lo = start.saturating_sub(60);
@@ -1009,21 +1368,39 @@ impl Engine {
         }
         let before = &t[lo..start];
         let before = before.rsplit('\n').next().unwrap_or(before);
-        let teacher = ["老师", "教师", "班主任", "任教", "执教", "teacher"].iter().any(|w| before.contains(w));
+        let teacher = ["老师", "教师", "班主任", "任教", "执教", "teacher"]
+            .iter()
+            .any(|w| before.contains(w));
         let child = child && !teacher;
-        self.emit(out, rule, start, e, conf, span, self.mask(Category::GradeClass, span), child.then_some(AgeEvidence::ChildGrade));
+        self.emit(
+            out,
+            rule,
+            start,
+            e,
+            conf,
+            span,
+            self.mask(Category::GradeClass, span),
+            child.then_some(AgeEvidence::ChildGrade),
+        );
     }
 
     /// Address: …省/市/区 … 路/街 … N号 (… 栋 单元 室).
     fn address(&self, st: &St<'_>, m: M, out: &mut Vec<Hit>) {
-        let Some(rule) = self.rule_for(Scanner::Address) else { return };
+        let Some(rule) = self.rule_for(Scanner::Address) else {
+            return;
+        };
         let t = st.text;
         let b = st.b;
         let hs = m.start as usize;
         if hs == 0 || !b[hs - 1].is_ascii_digit() {
             return;
         }
-        if out.iter().rev().take(8).any(|h| h.category == Category::Address && h.start < hs && hs < h.end) {
+        if out
+            .iter()
+            .rev()
+            .take(8)
+            .any(|h| h.category == Category::Address && h.start < hs && hs < h.end)
+        {
             return;
         }
         let mut p = hs;
@@ -1039,7 +1416,18 @@ impl Engine {
         }
         let mut start = p;
         let span = &t[start..hs];
-        const CUTS: [&str; 10] = ["家庭住址", "住址", "地址", "居住地", "户籍地", "居住在", "住在", "位于", "在", "于"];
+        const CUTS: [&str; 10] = [
+            "家庭住址",
+            "住址",
+            "地址",
+            "居住地",
+            "户籍地",
+            "居住在",
+            "住在",
+            "位于",
+            "在",
+            "于",
+        ];
         let mut cut = 0;
         for c in CUTS {
             if let Some(i) = span.rfind(c) {
@@ -1048,7 +1436,10 @@ impl Engine {
         }
         start += cut;
         let span = &t[start..hs];
-        let road = span.char_indices().find(|(_, c)| "路街道巷弄里村胡同".contains(*c)).map(|(i, _)| i);
+        let road = span
+            .char_indices()
+            .find(|(_, c)| "路街道巷弄里村胡同".contains(*c))
+            .map(|(i, _)| i);
         let Some(road) = road else { return };
         if road == 0 || !span[..road].chars().any(|c| "省市区县镇乡州旗".contains(c)) {
             return;
@@ -1064,7 +1455,9 @@ impl Engine {
                 break;
             }
             let rest = &t[q..];
-            let unit = ["号楼", "栋", "幢", "单元", "楼", "层", "室", "号"].iter().find(|u| rest.starts_with(**u));
+            let unit = ["号楼", "栋", "幢", "单元", "楼", "层", "室", "号"]
+                .iter()
+                .find(|u| rest.starts_with(**u));
             match unit {
                 Some(u) => e = q + u.len(),
                 None => break,
@@ -1073,7 +1466,16 @@ impl Engine {
         let (pos, _) = self.context(st, rule, start, e);
         let conf = self.rules[rule as usize].confidence + if pos { 0.15 } else { 0.0 };
         let val = &t[start..e];
-        self.emit(out, rule, start, e, conf, val, self.mask(Category::Address, val), None);
+        self.emit(
+            out,
+            rule,
+            start,
+            e,
+            conf,
+            val,
+            self.mask(Category::Address, val),
+            None,
+        );
     }
 
     /// An address right after an address context word (住址：四川省成都市武侯区某某街道12号).
@@ -1087,7 +1489,9 @@ impl Engine {
         let mut chars = 0;
         while chars < 60 {
             match char_at(t, e) {
-                Some(c) if is_cjk(c) || c.is_ascii_digit() || matches!(c, '-' | '#' | '（' | '）') => {
+                Some(c)
+                    if is_cjk(c) || c.is_ascii_digit() || matches!(c, '-' | '#' | '（' | '）') =>
+                {
                     e += c.len_utf8();
                     chars += 1;
                 }
@@ -1101,11 +1505,23 @@ impl Engine {
         if !span.chars().any(|c| "路街道巷弄村组号室镇乡".contains(c)) {
             return;
         }
-        if out[base..].iter().any(|h| h.category == Category::Address && h.start < e && p < h.end) {
+        if out[base..]
+            .iter()
+            .any(|h| h.category == Category::Address && h.start < e && p < h.end)
+        {
             return;
         }
         let conf = self.rules[rule as usize].confidence + 0.15;
-        self.emit(out, rule, p, e, conf, span, self.mask(Category::Address, span), None);
+        self.emit(
+            out,
+            rule,
+            p,
+            e,
+            conf,
+            span,
+            self.mask(Category::Address, span),
+            None,
+        );
     }
 
     /// Parse a name at `p`; returns its end and whether it was "closed"
@@ -1143,14 +1559,49 @@ impl Engine {
     }
 
     fn skip_labels(t: &str, mut p: usize) -> usize {
-        const LABELS: [&str; 18] =
-            ["姓名", "名字", "电话", "手机号", "手机", "联系电话", "联系方式", "是", "\"name\"", "name", "\"phone\"", "phone", "mobile", "\"mobile\"", "Name", "Phone", "Mobile", "tel"];
+        const LABELS: [&str; 18] = [
+            "姓名",
+            "名字",
+            "电话",
+            "手机号",
+            "手机",
+            "联系电话",
+            "联系方式",
+            "是",
+            "\"name\"",
+            "name",
+            "\"phone\"",
+            "phone",
+            "mobile",
+            "\"mobile\"",
+            "Name",
+            "Phone",
+            "Mobile",
+            "tel",
+        ];
         let mut steps = 0;
         while steps < 10 {
             steps += 1;
             let rest = &t[p..];
             if let Some(c) = rest.chars().next() {
-                if matches!(c, ' ' | ':' | '：' | '=' | '"' | '\'' | '（' | '(' | '）' | ')' | '，' | ',' | '\t' | '{' | '_' | '.') {
+                if matches!(
+                    c,
+                    ' ' | ':'
+                        | '：'
+                        | '='
+                        | '"'
+                        | '\''
+                        | '（'
+                        | '('
+                        | '）'
+                        | ')'
+                        | '，'
+                        | ','
+                        | '\t'
+                        | '{'
+                        | '_'
+                        | '.'
+                ) {
                     p += c.len_utf8();
                     continue;
                 }
@@ -1168,28 +1619,62 @@ impl Engine {
     fn name_after(&self, st: &St<'_>, m: M, rule: u16, out: &mut Vec<Hit>) {
         let t = st.text;
         let kw = &t[m.start as usize..m.end as usize];
-        let strong = matches!(kw, "姓名" | "名字" | "学生姓名" | "联系人" | "患者" | "收件人" | "幼儿姓名" | "name" | "student_name" | "xm")
-            || kw.eq_ignore_ascii_case("name")
+        let strong = matches!(
+            kw,
+            "姓名"
+                | "名字"
+                | "学生姓名"
+                | "联系人"
+                | "患者"
+                | "收件人"
+                | "幼儿姓名"
+                | "name"
+                | "student_name"
+                | "xm"
+        ) || kw.eq_ignore_ascii_case("name")
             || kw.eq_ignore_ascii_case("student_name");
         let p = Self::skip_labels(t, m.end as usize);
         if p - m.end as usize > 12 {
             return;
         }
-        let Some((e, closed)) = Self::parse_name(t, p) else { return };
+        let Some((e, closed)) = Self::parse_name(t, p) else {
+            return;
+        };
         if !closed && !strong {
             return;
         }
         let name = &t[p..e];
-        const NOT_NAMES: [&str; 12] = ["成绩", "信息", "安全", "管理", "资料", "家长", "时间", "学习", "成长", "马上", "方便", "万一"];
+        const NOT_NAMES: [&str; 12] = [
+            "成绩", "信息", "安全", "管理", "资料", "家长", "时间", "学习", "成长", "马上", "方便",
+            "万一",
+        ];
         if NOT_NAMES.iter().any(|w| name.starts_with(w)) {
             return;
         }
-        let conf = self.rules[rule as usize].confidence + if strong { 0.15 } else { 0.0 } - if closed { 0.0 } else { 0.1 };
-        self.emit(out, rule, p, e, conf, name, self.mask(Category::PersonName, name), None);
+        let conf = self.rules[rule as usize].confidence + if strong { 0.15 } else { 0.0 }
+            - if closed { 0.0 } else { 0.1 };
+        self.emit(
+            out,
+            rule,
+            p,
+            e,
+            conf,
+            name,
+            self.mask(Category::PersonName, name),
+            None,
+        );
     }
 
     /// Guardian keyword followed by a name or a mobile number.
-    fn guardian(&self, st: &St<'_>, m: M, rule: u16, base: usize, tokens_end: usize, out: &mut Vec<Hit>) {
+    fn guardian(
+        &self,
+        st: &St<'_>,
+        m: M,
+        rule: u16,
+        base: usize,
+        tokens_end: usize,
+        out: &mut Vec<Hit>,
+    ) {
         let t = st.text;
         let p = Self::skip_labels(t, m.end as usize);
         if p - m.end as usize > 16 {
@@ -1222,19 +1707,40 @@ impl Engine {
                 return;
             }
             let name = &t[p..e];
-            self.emit(out, rule, p, e, conf, name, self.mask(Category::PersonName, name), None);
+            self.emit(
+                out,
+                rule,
+                p,
+                e,
+                conf,
+                name,
+                self.mask(Category::PersonName, name),
+                None,
+            );
             if let Some(nr) = self.rule_for(Scanner::PersonName) {
                 let c = self.rules[nr as usize].confidence + 0.1;
-                self.emit(out, nr, p, e, c, name, self.mask(Category::PersonName, name), None);
+                self.emit(
+                    out,
+                    nr,
+                    p,
+                    e,
+                    c,
+                    name,
+                    self.mask(Category::PersonName, name),
+                    None,
+                );
             }
         }
     }
 
     /// E-mail around an `@`.
     fn email(&self, st: &St<'_>, at: usize, out: &mut Vec<Hit>) {
-        let Some(rule) = self.rule_for(Scanner::Email) else { return };
+        let Some(rule) = self.rule_for(Scanner::Email) else {
+            return;
+        };
         let b = st.b;
-        let lch = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-');
+        let lch =
+            |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-');
         let mut s = at;
         while s > 0 && lch(b[s - 1]) && at - s < 64 {
             s -= 1;
@@ -1246,14 +1752,19 @@ impl Engine {
             return;
         }
         let mut e = at + 1;
-        while e < b.len() && (b[e].is_ascii_alphanumeric() || b[e] == b'.' || b[e] == b'-') && e - at < 255 {
+        while e < b.len()
+            && (b[e].is_ascii_alphanumeric() || b[e] == b'.' || b[e] == b'-')
+            && e - at < 255
+        {
             e += 1;
         }
         while e > at + 1 && !b[e - 1].is_ascii_alphanumeric() {
             e -= 1;
         }
         let domain = &b[at + 1..e];
-        let Some(dot) = domain.iter().rposition(|c| *c == b'.') else { return };
+        let Some(dot) = domain.iter().rposition(|c| *c == b'.') else {
+            return;
+        };
         let tld = &domain[dot + 1..];
         if dot == 0 || tld.len() < 2 || !tld.iter().all(u8::is_ascii_alphabetic) {
             return;
@@ -1261,16 +1772,34 @@ impl Engine {
         let norm = st.text[s..e].to_ascii_lowercase();
         let (pos, _) = self.context(st, rule, s, e);
         let conf = self.rules[rule as usize].confidence + if pos { 0.05 } else { 0.0 };
-        self.emit(out, rule, s, e, conf, &norm, self.mask(Category::Email, &norm), None);
+        self.emit(
+            out,
+            rule,
+            s,
+            e,
+            conf,
+            &norm,
+            self.mask(Category::Email, &norm),
+            None,
+        );
     }
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Cand {
-    Id18 { birth: NaiveDate, known_region: bool },
-    Id15 { birth: NaiveDate },
-    Mobile { prefix: usize },
-    Landline { ctx: bool },
+    Id18 {
+        birth: NaiveDate,
+        known_region: bool,
+    },
+    Id15 {
+        birth: NaiveDate,
+    },
+    Mobile {
+        prefix: usize,
+    },
+    Landline {
+        ctx: bool,
+    },
     Card,
     Birth(NaiveDate),
     Tw,

@@ -17,7 +17,14 @@ fn cats(e: &Engine, text: &str) -> Vec<Category> {
 #[test]
 fn finds_id_and_mobile() {
     let e = engine();
-    assert_eq!(cats(&e, "学生 110105201503071235 家长电话 13812345678"), vec![Category::CnResidentId, Category::CnMobile, Category::Guardian]);
+    assert_eq!(
+        cats(&e, "学生 110105201503071235 家长电话 13812345678"),
+        vec![
+            Category::CnResidentId,
+            Category::CnMobile,
+            Category::Guardian
+        ]
+    );
 }
 
 #[test]
@@ -26,12 +33,18 @@ fn child_age_edge() {
     // Born exactly 14 years before as-of: not a child; one day later: child.
     let b14 = NaiveDate::from_ymd_opt(2011, 6, 1).unwrap();
     assert_eq!(e.is_child(&AgeEvidence::BirthDate(b14)), Some(false));
-    assert_eq!(e.is_child(&AgeEvidence::BirthDate(b14.succ_opt().unwrap())), Some(true));
+    assert_eq!(
+        e.is_child(&AgeEvidence::BirthDate(b14.succ_opt().unwrap())),
+        Some(true)
+    );
 }
 
 #[test]
 fn embedded_packs_check_clean() {
-    let r = check_packs(EngineOptions::new(NaiveDate::from_ymd_opt(2025, 6, 1).unwrap())).unwrap();
+    let r = check_packs(EngineOptions::new(
+        NaiveDate::from_ymd_opt(2025, 6, 1).unwrap(),
+    ))
+    .unwrap();
     assert!(r.problems.is_empty(), "{:#?}", r.problems);
     assert!(r.rules >= 17);
 }
@@ -91,8 +104,14 @@ fn hinted_values() {
 #[test]
 fn printed_forms_and_boundaries() {
     let e = engine();
-    assert_eq!(cats(&e, "证件 110105 20150307 1235 ok"), vec![Category::CnResidentId]);
-    assert_eq!(cats(&e, "id=110105-20150307-1235"), vec![Category::CnResidentId]);
+    assert_eq!(
+        cats(&e, "证件 110105 20150307 1235 ok"),
+        vec![Category::CnResidentId]
+    );
+    assert_eq!(
+        cats(&e, "id=110105-20150307-1235"),
+        vec![Category::CnResidentId]
+    );
     assert!(cats(&e, "x 1110105201503071235 y").is_empty());
     assert!(cats(&e, "x a110105201503071235 y").is_empty());
     assert_eq!(cats(&e, "tel +86 138 1234 5678"), vec![Category::CnMobile]);
@@ -107,10 +126,23 @@ fn printed_forms_and_boundaries() {
 #[test]
 fn ages() {
     let e = engine();
-    for t in ["年龄：9", "今年八岁", "age=7", "7 years old", "他12岁了", "年龄: 十二"] {
+    for t in [
+        "年龄：9",
+        "今年八岁",
+        "age=7",
+        "7 years old",
+        "他12岁了",
+        "年龄: 十二",
+    ] {
         assert_eq!(cats(&e, t), vec![Category::Age], "{t}");
     }
-    for t in ["3岁以下禁用", "保修3年", "适用年龄 3-6岁", "page=7", "适合3岁儿童"] {
+    for t in [
+        "3岁以下禁用",
+        "保修3年",
+        "适用年龄 3-6岁",
+        "page=7",
+        "适合3岁儿童",
+    ] {
         assert!(cats(&e, t).is_empty(), "{t}");
     }
 }
@@ -121,9 +153,15 @@ fn schools() {
     let mut out = Vec::new();
     let t = "他就读于北京市朝阳区实验小学三年级二班";
     e.scan_text(t, &mut out);
-    let s = out.iter().find(|h| h.category == Category::SchoolName).unwrap();
+    let s = out
+        .iter()
+        .find(|h| h.category == Category::SchoolName)
+        .unwrap();
     assert_eq!(&t[s.start..s.end], "北京市朝阳区实验小学");
-    let g = out.iter().find(|h| h.category == Category::GradeClass).unwrap();
+    let g = out
+        .iter()
+        .find(|h| h.category == Category::GradeClass)
+        .unwrap();
     assert_eq!(&t[g.start..g.end], "三年级二班");
     assert_eq!(g.evidence, Some(AgeEvidence::ChildGrade));
     for t in ["小学生", "小学数学", "中学教材", "他上小学了", "一名小学生"] {
@@ -146,12 +184,18 @@ fn camel_case_keys_landline_negation_and_birth_nearness() {
     let mut out = Vec::new();
     e.scan_text("dob=1980-01-01 created=2025-05-31", &mut out);
     assert_eq!(out.len(), 1);
-    assert_eq!(e.infer_child(out.iter().filter_map(|h| h.evidence.as_ref())), Some(false));
+    assert_eq!(
+        e.infer_child(out.iter().filter_map(|h| h.evidence.as_ref())),
+        Some(false)
+    );
     // address without a house number, after an address label
     let t = "家庭住址：四川省成都市武侯区桂溪街道，电话";
     let mut out = Vec::new();
     e.scan_text(t, &mut out);
-    let a = out.iter().find(|h| h.category == Category::Address).unwrap();
+    let a = out
+        .iter()
+        .find(|h| h.category == Category::Address)
+        .unwrap();
     assert_eq!(&t[a.start..a.end], "四川省成都市武侯区桂溪街道");
     assert_eq!(cats(&e, "就读于清华附中"), vec![Category::SchoolName]);
 }

@@ -8,7 +8,11 @@ const CHECK: &[u8; 11] = b"10X98765432";
 
 /// ISO 7064 MOD 11-2 check character for the first 17 digits.
 pub fn mod11_2_check(first17: &[u8]) -> u8 {
-    let sum: u32 = first17.iter().zip(WEIGHTS).map(|(d, w)| (d - b'0') as u32 * w).sum();
+    let sum: u32 = first17
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(d, w)| (d - b'0') as u32 * w)
+        .sum();
     CHECK[(sum % 11) as usize]
 }
 
@@ -127,7 +131,8 @@ impl Regions {
             if code.len() != 6 {
                 return Err(format!("line {}: region code must have 6 digits", n + 1));
             }
-            let v = parse_u32(code.as_bytes()).ok_or_else(|| format!("line {}: region code is not numeric", n + 1))?;
+            let v = parse_u32(code.as_bytes())
+                .ok_or_else(|| format!("line {}: region code is not numeric", n + 1))?;
             bits[v as usize / 64] |= 1 << (v % 64);
             count += 1;
         }
@@ -196,14 +201,19 @@ pub fn chinese_numeral(s: &str) -> Option<u32> {
 
 /// Whether `c` may appear in a Chinese numeral.
 pub fn is_cn_numeral(c: char) -> bool {
-    matches!(c, '零' | '〇' | '一' | '二' | '两' | '三' | '四' | '五' | '六' | '七' | '八' | '九' | '十')
+    matches!(
+        c,
+        '零' | '〇' | '一' | '二' | '两' | '三' | '四' | '五' | '六' | '七' | '八' | '九' | '十'
+    )
 }
 
 /// Common Chinese surnames (single character), covering the vast majority of the population.
 pub const SURNAMES: &str = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝";
 
 /// Compound surnames.
-pub const COMPOUND_SURNAMES: [&str; 10] = ["欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐"];
+pub const COMPOUND_SURNAMES: [&str; 10] = [
+    "欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐",
+];
 
 /// Whether `c` is a listed single-character surname.
 pub fn is_surname(c: char) -> bool {
