@@ -199,3 +199,23 @@ fn camel_case_keys_landline_negation_and_birth_nearness() {
     assert_eq!(&t[a.start..a.end], "四川省成都市武侯区桂溪街道");
     assert_eq!(cats(&e, "就读于清华附中"), vec![Category::SchoolName]);
 }
+
+#[test]
+fn engine_is_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Engine>();
+    let e = std::sync::Arc::new(engine());
+    let hs: Vec<_> = (0..4)
+        .map(|_| {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                e.scan_text("身份证110105201503071235 手机13812345678", &mut out);
+                out.len()
+            })
+        })
+        .collect();
+    for h in hs {
+        assert_eq!(h.join().unwrap(), 2);
+    }
+}
