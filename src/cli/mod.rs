@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod corpus;
+pub mod detectors;
 pub mod scan;
 
 /// childguard — find children's personal information, check it against your
@@ -17,6 +19,11 @@ pub struct Cli {
 pub enum Command {
     /// Scan files, directories, databases or object stores for children's PI.
     Scan(scan::ScanArgs),
+    /// Check or list the detector rule packs.
+    Detectors(detectors::DetectorsArgs),
+    /// Write the labelled synthetic corpus (for tests, benchmarks and demos).
+    #[command(hide = true)]
+    Corpus(corpus::CorpusArgs),
 }
 
 /// Logs go to stderr; `RUST_LOG` (or `CHILDGUARD_LOG`) selects the level, default `warn`.
@@ -40,6 +47,8 @@ pub fn main() -> i32 {
     init_logging();
     let r: anyhow::Result<i32> = match cli.command {
         Command::Scan(args) => scan::run(args),
+        Command::Detectors(a) => detectors::run(a),
+        Command::Corpus(a) => corpus::run(a),
     };
     match r {
         Ok(code) => code,
