@@ -50,7 +50,10 @@ const TOP_KEYS: &[&str] = &["state_dir", "state_url", "child_age", "datasets"];
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -83,7 +86,13 @@ impl fmt::Display for Diagnostic {
             Level::Error => "error",
             Level::Warning => "warning",
         };
-        write!(f, "{}:{}:{}: {lvl}: ", self.file.display(), self.line, self.col)?;
+        write!(
+            f,
+            "{}:{}:{}: {lvl}: ",
+            self.file.display(),
+            self.line,
+            self.col
+        )?;
         if !self.key.is_empty() {
             write!(f, "{}: ", self.key)?;
         }
@@ -94,21 +103,34 @@ impl fmt::Display for Diagnostic {
 impl Config {
     /// Load and validate; fails with every error found (warnings are not errors).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.into(),
+            source,
+        })?;
         let (cfg, diags) = check_str(&text, path);
-        let errors: Vec<String> = diags.iter().filter(|d| d.level == Level::Error).map(|d| d.to_string()).collect();
+        let errors: Vec<String> = diags
+            .iter()
+            .filter(|d| d.level == Level::Error)
+            .map(|d| d.to_string())
+            .collect();
         match cfg {
             Some(c) if errors.is_empty() => Ok(c),
             _ => Err(ConfigError::Invalid {
                 path: path.into(),
-                message: if errors.is_empty() { "invalid configuration".into() } else { errors.join("\n") },
+                message: if errors.is_empty() {
+                    "invalid configuration".into()
+                } else {
+                    errors.join("\n")
+                },
             }),
         }
     }
 
     /// The state directory: the configured one, else [`crate::fingerprint::default_state_dir`].
     pub fn state_dir(&self) -> PathBuf {
-        self.state_dir.clone().unwrap_or_else(crate::fingerprint::default_state_dir)
+        self.state_dir
+            .clone()
+            .unwrap_or_else(crate::fingerprint::default_state_dir)
     }
 
     /// `[[sources]]` entries as name → target (its `url`, `path` or `target`
@@ -119,7 +141,9 @@ impl Config {
             for s in a {
                 let (Some(name), Some(t)) = (
                     s.get("name").and_then(|v| v.as_str()),
-                    ["url", "path", "target", "uri"].iter().find_map(|k| s.get(*k).and_then(|v| v.as_str())),
+                    ["url", "path", "target", "uri"]
+                        .iter()
+                        .find_map(|k| s.get(*k).and_then(|v| v.as_str())),
                 ) else {
                     continue;
                 };
@@ -132,7 +156,10 @@ impl Config {
 
 /// Read and check a file: every diagnostic, and the config when it has no errors.
 pub fn check_file(path: &Path) -> Result<(Option<Config>, Vec<Diagnostic>), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.into(),
+        source,
+    })?;
     Ok(check_str(&text, path))
 }
 
@@ -148,7 +175,9 @@ impl SpanMap {
     fn new(text: &str, doc: &toml_edit::ImDocument<&str>) -> SpanMap {
         let mut m = SpanMap {
             spans: HashMap::new(),
-            line_starts: std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect(),
+            line_starts: std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
             text: text.to_string(),
         };
         walk_table("", doc.as_table(), &mut m.spans);
@@ -172,7 +201,10 @@ impl SpanMap {
     fn line_col(&self, offset: usize) -> (usize, usize) {
         let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
         let start = self.line_starts[line - 1];
-        let col = self.text.get(start..offset).map_or(1, |s| s.chars().count() + 1);
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(1, |s| s.chars().count() + 1);
         (line, col)
     }
 }
@@ -282,7 +314,9 @@ pub fn check_str(text: &str, file: &Path) -> (Option<Config>, Vec<Diagnostic>) {
         Ok(d) => d,
         Err(e) => {
             let m = SpanMap {
-                line_starts: std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect(),
+                line_starts: std::iter::once(0)
+                    .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                    .collect(),
                 text: text.to_string(),
                 ..Default::default()
             };
@@ -290,12 +324,23 @@ pub fn check_str(text: &str, file: &Path) -> (Option<Config>, Vec<Diagnostic>) {
             let msg = e.message().trim().to_string();
             return (
                 None,
-                vec![Diagnostic { file: file.into(), line, col, key: String::new(), level: Level::Error, message: format!("TOML syntax: {msg}") }],
+                vec![Diagnostic {
+                    file: file.into(),
+                    line,
+                    col,
+                    key: String::new(),
+                    level: Level::Error,
+                    message: format!("TOML syntax: {msg}"),
+                }],
             );
         }
     };
     let spans = SpanMap::new(text, &doc);
-    let mut c = Checker { file, spans: &spans, diags: Vec::new() };
+    let mut c = Checker {
+        file,
+        spans: &spans,
+        diags: Vec::new(),
+    };
     let table: toml::Table = match toml::from_str(text) {
         Ok(t) => t,
         Err(e) => {
@@ -313,7 +358,11 @@ pub fn check_str(text: &str, file: &Path) -> (Option<Config>, Vec<Diagnostic>) {
                 if let Some(u) = c.field::<String>(k, v) {
                     if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
                         c.push(Level::Error, k, "state_url must be a PostgreSQL URL (postgres://…); leave it unset for the embedded SQLite store");
-                    } else if url::Url::parse(&u).ok().and_then(|p| p.password().map(|_| ())).is_some() {
+                    } else if url::Url::parse(&u)
+                        .ok()
+                        .and_then(|p| p.password().map(|_| ()))
+                        .is_some()
+                    {
                         c.push(Level::Warning, k, "state_url contains a plaintext password; use PGPASSWORD or a password file instead");
                     }
                 }
@@ -321,13 +370,23 @@ pub fn check_str(text: &str, file: &Path) -> (Option<Config>, Vec<Diagnostic>) {
             "child_age" => {
                 if let Some(a) = c.field::<u32>(k, v) {
                     if !(1..=18).contains(&a) {
-                        c.push(Level::Error, k, format!("child_age {a} is outside 1..=18 (CAC Order No. 4 Art. 2 uses 14)"));
+                        c.push(
+                            Level::Error,
+                            k,
+                            format!(
+                                "child_age {a} is outside 1..=18 (CAC Order No. 4 Art. 2 uses 14)"
+                            ),
+                        );
                     }
                 }
             }
             "datasets" => {
                 let Some(arr) = v.as_array() else {
-                    c.push(Level::Error, k, "`datasets` must be an array of tables ([[datasets]])");
+                    c.push(
+                        Level::Error,
+                        k,
+                        "`datasets` must be an array of tables ([[datasets]])",
+                    );
                     continue;
                 };
                 let mut parsed = Vec::new();
@@ -338,12 +397,22 @@ pub fn check_str(text: &str, file: &Path) -> (Option<Config>, Vec<Diagnostic>) {
                 }
                 let all: Vec<inventory::Dataset> = parsed.iter().map(|(_, d)| d.clone()).collect();
                 for issue in inventory::validate(&all) {
-                    let key = issue.key.replace(&format!("datasets[{}]", issue.index), &format!("datasets[{}]", parsed[issue.index].0));
+                    let key = issue.key.replace(
+                        &format!("datasets[{}]", issue.index),
+                        &format!("datasets[{}]", parsed[issue.index].0),
+                    );
                     c.push(issue.level, &key, issue.message);
                 }
             }
             other if !TOP_KEYS.contains(&other) && !v.is_table() && !is_array_of_tables(v) => {
-                c.push(Level::Error, other, format!("unknown key `{other}` (expected one of {}, or a section table)", TOP_KEYS.join(", ")));
+                c.push(
+                    Level::Error,
+                    other,
+                    format!(
+                        "unknown key `{other}` (expected one of {}, or a section table)",
+                        TOP_KEYS.join(", ")
+                    ),
+                );
             }
             _ => {}
         }
@@ -369,7 +438,8 @@ pub fn check_str(text: &str, file: &Path) -> (Option<Config>, Vec<Diagnostic>) {
             }
         }
     };
-    c.diags.sort_by(|a, b| (a.line, a.col).cmp(&(b.line, b.col)));
+    c.diags
+        .sort_by(|a, b| (a.line, a.col).cmp(&(b.line, b.col)));
     (cfg, c.diags)
 }
 
@@ -407,12 +477,18 @@ fn check_dataset(c: &mut Checker<'_>, i: usize, v: &toml::Value) -> Option<inven
         let key = format!("{base}.{k}");
         let good = match k.as_str() {
             "name" | "source" => c.field::<String>(&key, fv).is_some(),
-            "owner" | "purpose" | "legal_basis" | "location" | "subject_key" => c.field::<String>(&key, fv).is_some(),
+            "owner" | "purpose" | "legal_basis" | "location" | "subject_key" => {
+                c.field::<String>(&key, fv).is_some()
+            }
             "match" | "primary_key" | "encrypted" => c.field::<Vec<String>>(&key, fv).is_some(),
             "child_data" => c.field::<bool>(&key, fv).is_some(),
             "categories" => match fv.as_table() {
                 None => {
-                    c.push(Level::Error, &key, "`categories` must be a table of column = [category, …]");
+                    c.push(
+                        Level::Error,
+                        &key,
+                        "`categories` must be a table of column = [category, …]",
+                    );
                     false
                 }
                 Some(cats) => {
@@ -426,7 +502,12 @@ fn check_dataset(c: &mut Checker<'_>, i: usize, v: &toml::Value) -> Option<inven
                             }
                             Some(items) => {
                                 for (j, item) in items.iter().enumerate() {
-                                    good &= c.field::<crate::finding::Category>(&format!("{ck}[{j}]"), item).is_some();
+                                    good &= c
+                                        .field::<crate::finding::Category>(
+                                            &format!("{ck}[{j}]"),
+                                            item,
+                                        )
+                                        .is_some();
                                 }
                             }
                         }
@@ -438,19 +519,32 @@ fn check_dataset(c: &mut Checker<'_>, i: usize, v: &toml::Value) -> Option<inven
             "disposal" => c.field::<inventory::Disposal>(&key, fv).is_some(),
             "anonymize" => match fv.as_table() {
                 None => {
-                    c.push(Level::Error, &key, "`anonymize` must be a table of column = \"operator\"");
+                    c.push(
+                        Level::Error,
+                        &key,
+                        "`anonymize` must be a table of column = \"operator\"",
+                    );
                     false
                 }
                 Some(ops) => {
                     let mut good = true;
                     for (col, op) in ops {
-                        good &= c.field::<inventory::AnonOp>(&format!("{key}.{col}"), op).is_some();
+                        good &= c
+                            .field::<inventory::AnonOp>(&format!("{key}.{col}"), op)
+                            .is_some();
                     }
                     good
                 }
             },
             other => {
-                c.push(Level::Error, &key, format!("unknown key `{other}` (expected one of {})", DATASET_KEYS.join(", ")));
+                c.push(
+                    Level::Error,
+                    &key,
+                    format!(
+                        "unknown key `{other}` (expected one of {})",
+                        DATASET_KEYS.join(", ")
+                    ),
+                );
                 false
             }
         };
@@ -499,7 +593,11 @@ name = "nightly"
 "#;
         let (cfg, d) = check_str(text, Path::new("c.toml"));
         assert!(cfg.is_none());
-        let got: Vec<(usize, &str)> = d.iter().filter(|d| d.level == Level::Error).map(|d| (d.line, d.key.as_str())).collect();
+        let got: Vec<(usize, &str)> = d
+            .iter()
+            .filter(|d| d.level == Level::Error)
+            .map(|d| (d.line, d.key.as_str()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -514,7 +612,12 @@ name = "nightly"
             "{d:#?}"
         );
         assert_eq!(d[2].col, 13);
-        assert!(d[2].to_string().starts_with("c.toml:7:13: error: datasets[0].retention:"), "{}", d[2]);
+        assert!(
+            d[2].to_string()
+                .starts_with("c.toml:7:13: error: datasets[0].retention:"),
+            "{}",
+            d[2]
+        );
     }
 
     #[test]
@@ -531,6 +634,9 @@ name = "nightly"
         let (cfg, d) = check_str(text, Path::new("c.toml"));
         assert!(d.is_empty(), "{d:?}");
         let cfg = cfg.unwrap();
-        assert_eq!(cfg.source_targets().get("logs").map(String::as_str), Some("/var/log"));
+        assert_eq!(
+            cfg.source_targets().get("logs").map(String::as_str),
+            Some("/var/log")
+        );
     }
 }
