@@ -261,7 +261,6 @@ impl<'de> Deserialize<'de> for AnonOp {
     }
 }
 
-
 impl Dataset {
     /// True when the dataset is declared to hold children's PI, or declares a
     /// category that only exists for children (`vulnerable_child`).
