@@ -408,10 +408,11 @@ macro_rules! impl_store {
                 .await
                 .map_err(db("resolve findings"))?
                 .rows_affected();
-                let n = sqlx::query("UPDATE runs SET finished_at = $1, status = $2, stats = $3 WHERE id = $4")
+                let n = sqlx::query("UPDATE runs SET finished_at = $1, status = $2, stats = $3, summary = $4 WHERE id = $5")
                     .bind(at)
                     .bind(status.as_str())
                     .bind(serde_json::to_string(stats).expect("stats serialize"))
+                    .bind(serde_json::to_string(&RunSummary { resolved, ..Default::default() }).expect("summary serializes"))
                     .bind(run_id)
                     .execute(&mut *tx)
                     .await
