@@ -35,11 +35,17 @@ pub enum DiagFormat {
 }
 
 /// Print diagnostics; returns (errors, warnings).
-pub(crate) fn print_diagnostics(diags: &[crate::config::Diagnostic], format: DiagFormat) -> (usize, usize) {
+pub(crate) fn print_diagnostics(
+    diags: &[crate::config::Diagnostic],
+    format: DiagFormat,
+) -> (usize, usize) {
     for d in diags {
         match format {
             DiagFormat::Text => println!("{d}"),
-            DiagFormat::Json => println!("{}", serde_json::to_string(d).expect("diagnostic serializes")),
+            DiagFormat::Json => println!(
+                "{}",
+                serde_json::to_string(d).expect("diagnostic serializes")
+            ),
         }
     }
     let errors = diags.iter().filter(|d| d.level == Level::Error).count();
@@ -48,13 +54,24 @@ pub(crate) fn print_diagnostics(diags: &[crate::config::Diagnostic], format: Dia
 
 pub fn run(args: ConfigArgs) -> anyhow::Result<i32> {
     match args.command {
-        ConfigCommand::Check { file, format, strict } => {
+        ConfigCommand::Check {
+            file,
+            format,
+            strict,
+        } => {
             let (_, diags) = check_file(&file)?;
             let (errors, warnings) = print_diagnostics(&diags, format);
             if format == DiagFormat::Text {
-                eprintln!("{}: {errors} error(s), {warnings} warning(s)", file.display());
+                eprintln!(
+                    "{}: {errors} error(s), {warnings} warning(s)",
+                    file.display()
+                );
             }
-            Ok(if errors > 0 || (strict && warnings > 0) { 1 } else { 0 })
+            Ok(if errors > 0 || (strict && warnings > 0) {
+                1
+            } else {
+                0
+            })
         }
     }
 }
@@ -64,23 +81,36 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<i32> {
 pub(crate) fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     match path {
         Some(p) => Ok(Config::load(p)?),
-        None => Ok(Config { child_age: 14, ..Default::default() }),
+        None => Ok(Config {
+            child_age: 14,
+            ..Default::default()
+        }),
     }
 }
 
 /// Open the store the config points to, inside `rt`.
-pub(crate) fn open_store(rt: &tokio::runtime::Runtime, cfg: &Config) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
-    rt.block_on(crate::store::open(cfg)).context("opening the findings store")
+pub(crate) fn open_store(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Config,
+) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+    rt.block_on(crate::store::open(cfg))
+        .context("opening the findings store")
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// Where to write output: a file, or stdout.
 pub(crate) fn output(path: Option<&Path>) -> anyhow::Result<Box<dyn std::io::Write + Send>> {
     Ok(match path {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)),
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
         None => Box::new(std::io::stdout()),
     })
 }

@@ -66,7 +66,11 @@ impl FilterArgs {
             sensitivity: self.severity,
             status: self.status,
             run: self.run,
-            resolved: if self.include_resolved { None } else { Some(false) },
+            resolved: if self.include_resolved {
+                None
+            } else {
+                Some(false)
+            },
             ..Default::default()
         }
     }
@@ -120,7 +124,12 @@ pub fn run(args: FindingsArgs) -> anyhow::Result<i32> {
     let rt = runtime()?;
     let store = open_store(&rt, &cfg)?;
     match args.command {
-        FindingsCommand::List { filter, limit, after, json } => {
+        FindingsCommand::List {
+            filter,
+            limit,
+            after,
+            json,
+        } => {
             let mut f = filter.filter();
             f.limit = limit;
             f.after = after;
@@ -130,7 +139,10 @@ pub fn run(args: FindingsArgs) -> anyhow::Result<i32> {
                     println!("{}", serde_json::to_string(x)?);
                 }
             } else {
-                println!("{:<24}  {:<16}  {:<5}  {:<14}  {:<18}  {:<22}  location", "finding_id", "category", "child", "status", "masked", "dataset");
+                println!(
+                    "{:<24}  {:<16}  {:<5}  {:<14}  {:<18}  {:<22}  location",
+                    "finding_id", "category", "child", "status", "masked", "dataset"
+                );
                 for x in &page.items {
                     let l = &x.finding.location;
                     let loc = match (&l.table, &l.path) {
@@ -142,26 +154,47 @@ pub fn run(args: FindingsArgs) -> anyhow::Result<i32> {
                         "{:<24}  {:<16}  {:<5}  {:<14}  {:<18}  {:<22}  {loc}",
                         x.finding.finding_id,
                         x.finding.category.as_str(),
-                        x.finding.child.map_or("?", |c| if c { "yes" } else { "no" }),
+                        x.finding
+                            .child
+                            .map_or("?", |c| if c { "yes" } else { "no" }),
                         x.triage.status.as_str(),
                         x.finding.masked,
                         x.dataset.as_deref().unwrap_or("(undeclared)")
                     );
                 }
-                eprintln!("{} of {} finding(s){}", page.items.len(), page.total, page.next_after.as_ref().map(|a| format!("; next page: --after {a}")).unwrap_or_default());
+                eprintln!(
+                    "{} of {} finding(s){}",
+                    page.items.len(),
+                    page.total,
+                    page.next_after
+                        .as_ref()
+                        .map(|a| format!("; next page: --after {a}"))
+                        .unwrap_or_default()
+                );
             }
             Ok(0)
         }
-        FindingsCommand::Export { filter, format, output: path } => {
+        FindingsCommand::Export {
+            filter,
+            format,
+            output: path,
+        } => {
             if format == ExportFormat::Parquet && path.is_none() {
                 anyhow::bail!("Parquet export needs --output FILE");
             }
             let out = output(path.as_deref())?;
-            let n = rt.block_on(export_findings(&*store, &filter.filter(), format, out)).context("exporting findings")?;
+            let n = rt
+                .block_on(export_findings(&*store, &filter.filter(), format, out))
+                .context("exporting findings")?;
             eprintln!("exported {n} finding(s)");
             Ok(0)
         }
-        FindingsCommand::Triage { id, status, comment, by } => {
+        FindingsCommand::Triage {
+            id,
+            status,
+            comment,
+            by,
+        } => {
             let f = rt.block_on(store.triage(&id, status, comment.as_deref(), &by))?;
             println!("{} {} (by {})", f.finding.finding_id, f.triage.status, by);
             Ok(0)

@@ -17,7 +17,12 @@ pub enum InventoryCommand {
     /// Exit 1 on errors (or on gaps with --strict).
     Check {
         /// The config file holding the inventory.
-        #[arg(long, short, env = "CHILDGUARD_CONFIG", default_value = "config/childguard.toml")]
+        #[arg(
+            long,
+            short,
+            env = "CHILDGUARD_CONFIG",
+            default_value = "config/childguard.toml"
+        )]
         config: PathBuf,
         /// Output: `text` or `json` (one object per line).
         #[arg(long, value_enum, default_value = "text")]
@@ -29,23 +34,42 @@ pub enum InventoryCommand {
     /// Print the declared datasets as JSON lines (name, source, owner, retention, categories).
     List {
         /// The config file holding the inventory.
-        #[arg(long, short, env = "CHILDGUARD_CONFIG", default_value = "config/childguard.toml")]
+        #[arg(
+            long,
+            short,
+            env = "CHILDGUARD_CONFIG",
+            default_value = "config/childguard.toml"
+        )]
         config: PathBuf,
     },
 }
 
 pub fn run(args: InventoryArgs) -> anyhow::Result<i32> {
     match args.command {
-        InventoryCommand::Check { config, format, strict } => {
+        InventoryCommand::Check {
+            config,
+            format,
+            strict,
+        } => {
             let (cfg, diags) = check_file(&config)?;
             // Only inventory problems (and errors that stop parsing at all).
-            let diags: Vec<_> = diags.into_iter().filter(|d| d.key.starts_with("datasets") || d.key.is_empty() || cfg.is_none()).collect();
+            let diags: Vec<_> = diags
+                .into_iter()
+                .filter(|d| d.key.starts_with("datasets") || d.key.is_empty() || cfg.is_none())
+                .collect();
             let (errors, gaps) = print_diagnostics(&diags, format);
             if format == DiagFormat::Text {
                 let n = cfg.as_ref().map_or(0, |c| c.datasets.len());
-                eprintln!("{}: {n} dataset(s), {errors} error(s), {gaps} gap(s)", config.display());
+                eprintln!(
+                    "{}: {n} dataset(s), {errors} error(s), {gaps} gap(s)",
+                    config.display()
+                );
             }
-            Ok(if errors > 0 || (strict && gaps > 0) { 1 } else { 0 })
+            Ok(if errors > 0 || (strict && gaps > 0) {
+                1
+            } else {
+                0
+            })
         }
         InventoryCommand::List { config } => {
             let cfg = crate::config::Config::load(&config)?;

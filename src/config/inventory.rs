@@ -329,7 +329,7 @@ pub fn validate(datasets: &[Dataset]) -> Vec<InventoryIssue> {
             }
         }
         if d.disposal == Disposal::Anonymize && d.anonymize.is_empty() {
-            push(Level::Error, "anonymize", "disposal = \"anonymize\" but no column has an operator".into());
+            push(Level::Error, "disposal", "disposal = \"anonymize\" but no column has an operator".into());
         }
         if d.disposal == Disposal::Delete && !d.anonymize.is_empty() {
             push(Level::Warning, "anonymize", "operators are ignored: disposal is \"delete\"".into());

@@ -221,6 +221,9 @@ fn walk_table(prefix: &str, t: &toml_edit::Table, out: &mut HashMap<String, Rang
     for (k, item) in t.iter() {
         let path = join(prefix, k);
         let key_span = t.key(k).and_then(|k| k.span());
+        if let Some(ks) = &key_span {
+            out.insert(format!("{path}#key"), ks.clone());
+        }
         let span = match item {
             toml_edit::Item::Value(v) => v.span(),
             _ => None,
@@ -284,7 +287,21 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn push(&mut self, level: Level, key: &str, message: impl Into<String>) {
-        let (line, col) = self.spans.locate(key);
+        self.push_at(level, key, key, message)
+    }
+
+    /// Report at the key itself (`name = …` → `name`), for unknown keys.
+    fn push_key(&mut self, level: Level, key: &str, message: impl Into<String>) {
+        let at = if self.spans.spans.contains_key(&format!("{key}#key")) {
+            format!("{key}#key")
+        } else {
+            key.to_string()
+        };
+        self.push_at(level, &at, key, message)
+    }
+
+    fn push_at(&mut self, level: Level, at: &str, key: &str, message: impl Into<String>) {
+        let (line, col) = self.spans.locate(at);
         self.diags.push(Diagnostic {
             file: self.file.to_path_buf(),
             line,
@@ -405,7 +422,7 @@ pub fn check_str(text: &str, file: &Path) -> (Option<Config>, Vec<Diagnostic>) {
                 }
             }
             other if !TOP_KEYS.contains(&other) && !v.is_table() && !is_array_of_tables(v) => {
-                c.push(
+                c.push_key(
                     Level::Error,
                     other,
                     format!(
@@ -537,7 +554,7 @@ fn check_dataset(c: &mut Checker<'_>, i: usize, v: &toml::Value) -> Option<inven
                 }
             },
             other => {
-                c.push(
+                c.push_key(
                     Level::Error,
                     &key,
                     format!(

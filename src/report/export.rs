@@ -3,7 +3,10 @@
 //! Streams page by page, so memory stays bounded by one page / row group.
 
 use crate::store::{FindingFilter, Store, StoreError, StoredFinding};
-use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use std::io::Write;
@@ -38,7 +41,13 @@ const PAGE: u64 = 10_000;
 pub fn schema() -> Arc<Schema> {
     let s = |n: &str| Field::new(n, DataType::Utf8, true);
     let i = |n: &str| Field::new(n, DataType::Int64, true);
-    let ts = |n: &str| Field::new(n, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true);
+    let ts = |n: &str| {
+        Field::new(
+            n,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        )
+    };
     Arc::new(Schema::new(vec![
         Field::new("finding_id", DataType::Utf8, false),
         Field::new("target", DataType::Utf8, false),
@@ -152,7 +161,12 @@ fn sens(s: crate::finding::Sensitivity) -> &'static str {
 
 /// Export every finding matching `filter` (its paging fields are ignored).
 /// Returns the number of findings written.
-pub async fn export_findings<W: Write + Send>(store: &dyn Store, filter: &FindingFilter, format: ExportFormat, out: W) -> Result<u64, ExportError> {
+pub async fn export_findings<W: Write + Send>(
+    store: &dyn Store,
+    filter: &FindingFilter,
+    format: ExportFormat,
+    out: W,
+) -> Result<u64, ExportError> {
     let mut f = filter.clone();
     f.offset = None;
     f.after = None;
@@ -188,7 +202,9 @@ pub async fn export_findings<W: Write + Send>(store: &dyn Store, filter: &Findin
                     let l = &fi.location;
                     let o = |v: &Option<String>| v.clone().unwrap_or_default();
                     let on = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
-                    let ot = |v: Option<chrono::DateTime<chrono::Utc>>| v.map(|t| t.to_rfc3339()).unwrap_or_default();
+                    let ot = |v: Option<chrono::DateTime<chrono::Utc>>| {
+                        v.map(|t| t.to_rfc3339()).unwrap_or_default()
+                    };
                     w.write_record([
                         fi.finding_id.clone(),
                         fi.target.clone(),

@@ -10,7 +10,10 @@
 pub mod export;
 
 use crate::config::Config;
-use crate::store::{DatasetCount, Run, Severity, Store, StoreError, SweepRow, TrendPoint, UnitRecord, Violation, ViolationFilter};
+use crate::store::{
+    DatasetCount, Run, Severity, Store, StoreError, SweepRow, TrendPoint, UnitRecord, Violation,
+    ViolationFilter,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -39,7 +42,9 @@ impl std::str::FromStr for RunSel {
         if s == "latest" {
             return Ok(RunSel::Latest);
         }
-        s.parse().map(RunSel::Id).map_err(|_| format!("`{s}` is not a run id or `latest`"))
+        s.parse()
+            .map(RunSel::Id)
+            .map_err(|_| format!("`{s}` is not a run id or `latest`"))
     }
 }
 
@@ -100,7 +105,11 @@ pub struct ReportData {
 }
 
 /// Gather a report for a run.
-pub async fn build(store: &dyn Store, sel: RunSel, config: Option<&Config>) -> Result<ReportData, ReportError> {
+pub async fn build(
+    store: &dyn Store,
+    sel: RunSel,
+    config: Option<&Config>,
+) -> Result<ReportData, ReportError> {
     let run = match sel {
         RunSel::Latest => store.latest_run().await?.ok_or(ReportError::NoRuns)?,
         RunSel::Id(id) => store.run(id).await?.ok_or(ReportError::NoRun(id))?,
@@ -109,7 +118,12 @@ pub async fn build(store: &dyn Store, sel: RunSel, config: Option<&Config>) -> R
     let units = store.units(run.id).await?;
     let mut targets: BTreeMap<String, TargetSummary> = BTreeMap::new();
     for u in &units {
-        let t = targets.entry(u.target.clone()).or_insert_with(|| TargetSummary { target: u.target.clone(), ..Default::default() });
+        let t = targets
+            .entry(u.target.clone())
+            .or_insert_with(|| TargetSummary {
+                target: u.target.clone(),
+                ..Default::default()
+            });
         t.units += 1;
         t.units_failed += u.error.is_some() as u64;
         t.bytes += u.bytes;
@@ -117,26 +131,50 @@ pub async fn build(store: &dyn Store, sel: RunSel, config: Option<&Config>) -> R
     }
     for t in &run.targets {
         let t = crate::classify::normalize_target(t);
-        if !targets.keys().any(|k| crate::classify::normalize_target(k) == t) {
-            targets.insert(t.clone(), TargetSummary { target: t, ..Default::default() });
+        if !targets
+            .keys()
+            .any(|k| crate::classify::normalize_target(k) == t)
+        {
+            targets.insert(
+                t.clone(),
+                TargetSummary {
+                    target: t,
+                    ..Default::default()
+                },
+            );
         }
     }
     let failed_units: Vec<UnitRecord> = units.into_iter().filter(|u| u.error.is_some()).collect();
     let by_dataset_category = store.dataset_counts(Some(run.id)).await?;
-    let violations = store.violations(&ViolationFilter { run: Some(run.id), ..Default::default() }).await?;
+    let violations = store
+        .violations(&ViolationFilter {
+            run: Some(run.id),
+            ..Default::default()
+        })
+        .await?;
     let mut violations_by_kind = BTreeMap::new();
     let mut violations_by_severity = BTreeMap::new();
     for v in &violations {
         *violations_by_kind.entry(v.kind.to_string()).or_insert(0) += 1;
-        *violations_by_severity.entry(v.severity.to_string()).or_insert(0) += 1;
+        *violations_by_severity
+            .entry(v.severity.to_string())
+            .or_insert(0) += 1;
     }
     let datasets = config
         .map(|c| {
             c.datasets
                 .iter()
                 .map(|d| {
-                    let mine: Vec<&DatasetCount> = by_dataset_category.iter().filter(|x| x.dataset.as_deref() == Some(d.name.as_str())).collect();
-                    let mut declared: Vec<String> = d.categories.values().flatten().map(|c| c.to_string()).collect();
+                    let mine: Vec<&DatasetCount> = by_dataset_category
+                        .iter()
+                        .filter(|x| x.dataset.as_deref() == Some(d.name.as_str()))
+                        .collect();
+                    let mut declared: Vec<String> = d
+                        .categories
+                        .values()
+                        .flatten()
+                        .map(|c| c.to_string())
+                        .collect();
                     declared.sort();
                     declared.dedup();
                     DatasetLine {
@@ -208,12 +246,17 @@ fn md_cell(s: &str) -> String {
 }
 
 fn sweep_field<'a>(row: &'a SweepRow, names: &[&str]) -> &'a str {
-    row.iter().find(|(k, _)| names.contains(&k.as_str())).map_or("", |(_, v)| v.as_str())
+    row.iter()
+        .find(|(k, _)| names.contains(&k.as_str()))
+        .map_or("", |(_, v)| v.as_str())
 }
 
 /// Pending: a plan whose status is not a finished state.
 fn sweep_done(row: &SweepRow) -> bool {
-    matches!(sweep_field(row, &["status", "state"]), "done" | "completed" | "complete" | "finished" | "verified" | "succeeded")
+    matches!(
+        sweep_field(row, &["status", "state"]),
+        "done" | "completed" | "complete" | "finished" | "verified" | "succeeded"
+    )
 }
 
 pub fn render_markdown(r: &ReportData) -> String {
@@ -223,27 +266,55 @@ pub fn render_markdown(r: &ReportData) -> String {
     for b in &r.basis {
         let _ = writeln!(s, "- {b}");
     }
-    let _ = writeln!(s, "\nGenerated {} from the {} store.\n", fmt_time(&r.generated_at), r.store);
+    let _ = writeln!(
+        s,
+        "\nGenerated {} from the {} store.\n",
+        fmt_time(&r.generated_at),
+        r.store
+    );
     let _ = writeln!(s, "## 1. What was scanned and when\n");
     let _ = writeln!(
         s,
         "Run {} — started {}, finished {}, status **{}**.\n",
         run.id,
         fmt_time(&run.started_at),
-        run.finished_at.as_ref().map(fmt_time).unwrap_or_else(|| "(not finished)".into()),
+        run.finished_at
+            .as_ref()
+            .map(fmt_time)
+            .unwrap_or_else(|| "(not finished)".into()),
         run.status.as_str()
     );
-    let _ = writeln!(s, "| target | units | failed | bytes | rows |\n|---|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "| target | units | failed | bytes | rows |\n|---|---:|---:|---:|---:|"
+    );
     for t in &r.targets {
-        let _ = writeln!(s, "| {} | {} | {} | {} | {} |", md_cell(&t.target), t.units, t.units_failed, t.bytes, t.rows);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            md_cell(&t.target),
+            t.units,
+            t.units_failed,
+            t.bytes,
+            t.rows
+        );
     }
     if !r.failed_units.is_empty() {
         let _ = writeln!(s, "\nUnits that could not be read:\n");
         for u in &r.failed_units {
-            let _ = writeln!(s, "- {} {}: {}", md_cell(&u.target), md_cell(&u.unit_id), md_cell(u.error.as_deref().unwrap_or("")));
+            let _ = writeln!(
+                s,
+                "- {} {}: {}",
+                md_cell(&u.target),
+                md_cell(&u.unit_id),
+                md_cell(u.error.as_deref().unwrap_or(""))
+            );
         }
     }
-    let _ = writeln!(s, "\n## 2. Children's personal information by dataset and category\n");
+    let _ = writeln!(
+        s,
+        "\n## 2. Children's personal information by dataset and category\n"
+    );
     let _ = writeln!(s, "| dataset | category | findings | child findings | child records |\n|---|---|---:|---:|---:|");
     for c in &r.by_dataset_category {
         let _ = writeln!(
@@ -301,7 +372,8 @@ pub fn render_markdown(r: &ReportData) -> String {
             let _ = writeln!(s, "None recorded.");
         }
         Some(rows) => {
-            let (done, pending): (Vec<&SweepRow>, Vec<&SweepRow>) = rows.iter().partition(|r| sweep_done(r));
+            let (done, pending): (Vec<&SweepRow>, Vec<&SweepRow>) =
+                rows.iter().partition(|r| sweep_done(r));
             let _ = writeln!(s, "{} done, {} pending.\n", done.len(), pending.len());
             for row in rows {
                 let line: Vec<String> = row.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -325,15 +397,29 @@ pub fn render_markdown(r: &ReportData) -> String {
             let _ = writeln!(s, "This is the first run.\n");
         }
     }
-    let _ = writeln!(s, "| run | started | findings | child findings | violations |\n|---:|---|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "| run | started | findings | child findings | violations |\n|---:|---|---:|---:|---:|"
+    );
     for t in &r.trend {
-        let _ = writeln!(s, "| {} | {} | {} | {} | {} |", t.run_id, fmt_time(&t.started_at), t.findings, t.child_findings, t.violations);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            t.run_id,
+            fmt_time(&t.started_at),
+            t.findings,
+            t.child_findings,
+            t.violations
+        );
     }
     s
 }
 
 fn where_of(v: &Violation) -> String {
-    let mut w = v.unit_id.clone().unwrap_or_else(|| v.target.clone().unwrap_or_default());
+    let mut w = v
+        .unit_id
+        .clone()
+        .unwrap_or_else(|| v.target.clone().unwrap_or_default());
     if let Some(c) = &v.column {
         let _ = write!(w, " ({c})");
     }
@@ -399,7 +485,12 @@ fn svg_bars(id: &str, title: &str, bars: &[(String, u64, &str)]) -> String {
 fn svg_trend(trend: &[TrendPoint]) -> String {
     let (w, h) = (640.0, 240.0);
     let (left, right, top, bottom) = (50.0, 20.0, 30.0, 40.0);
-    let max = trend.iter().map(|t| t.child_findings.max(t.violations)).max().unwrap_or(0).max(1) as f64;
+    let max = trend
+        .iter()
+        .map(|t| t.child_findings.max(t.violations))
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let n = trend.len().max(1) as f64;
     let slot = (w - left - right) / n;
     let y_of = |v: u64| top + (h - top - bottom) * (1.0 - v as f64 / max);
@@ -429,7 +520,11 @@ fn svg_trend(trend: &[TrendPoint]) -> String {
         points.push(format!("{:.1},{:.1}", x + slot / 2.0, y_of(t.violations)));
     }
     if !points.is_empty() {
-        let _ = write!(s, r##"<polyline points="{}" fill="none" stroke="#c92a2a" stroke-width="2.5"/>"##, points.join(" "));
+        let _ = write!(
+            s,
+            r##"<polyline points="{}" fill="none" stroke="#c92a2a" stroke-width="2.5"/>"##,
+            points.join(" ")
+        );
         for p in &points {
             let (x, y) = p.split_once(',').unwrap_or(("0", "0"));
             let _ = write!(s, r##"<circle cx="{x}" cy="{y}" r="4" fill="#c92a2a"/>"##);
@@ -471,7 +566,11 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}.sev{{color:#fff;borde
         st = esc(run.status.as_str()),
         child = child_total,
         nv = r.violations.len(),
-        delta = r.delta.as_ref().map(|d| format!("{} child", signed(d.child_findings))).unwrap_or_else(|| "first run".into())
+        delta = r
+            .delta
+            .as_ref()
+            .map(|d| format!("{} child", signed(d.child_findings)))
+            .unwrap_or_else(|| "first run".into())
     );
 
     let _ = write!(
@@ -495,7 +594,13 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}.sev{{color:#fff;borde
     if !r.failed_units.is_empty() {
         s.push_str("<p>Units that could not be read:</p><ul>");
         for u in &r.failed_units {
-            let _ = write!(s, "<li>{} {}: {}</li>", esc(&u.target), esc(&u.unit_id), esc(u.error.as_deref().unwrap_or("")));
+            let _ = write!(
+                s,
+                "<li>{} {}: {}</li>",
+                esc(&u.target),
+                esc(&u.unit_id),
+                esc(u.error.as_deref().unwrap_or(""))
+            );
         }
         s.push_str("</ul>");
     }
@@ -505,8 +610,13 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}.sev{{color:#fff;borde
     for c in &r.by_dataset_category {
         *by_cat.entry(c.category.to_string()).or_insert(0) += c.child_findings;
     }
-    let bars: Vec<(String, u64, &str)> = by_cat.into_iter().map(|(k, v)| (k, v, "#4263eb")).collect();
-    s.push_str(&svg_bars("category-chart", "Children's findings by category", &bars));
+    let bars: Vec<(String, u64, &str)> =
+        by_cat.into_iter().map(|(k, v)| (k, v, "#4263eb")).collect();
+    s.push_str(&svg_bars(
+        "category-chart",
+        "Children's findings by category",
+        &bars,
+    ));
     s.push_str("<table id=\"by-dataset\"><tr><th>dataset</th><th>category</th><th>findings</th><th>child findings</th><th>child records</th></tr>");
     for c in &r.by_dataset_category {
         let _ = write!(
@@ -542,9 +652,19 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}.sev{{color:#fff;borde
     let sev_bars: Vec<(String, u64, &str)> = Severity::ALL
         .iter()
         .rev()
-        .map(|sv| (sv.to_string(), r.violations.iter().filter(|v| v.severity == *sv).count() as u64, severity_color(*sv)))
+        .map(|sv| {
+            (
+                sv.to_string(),
+                r.violations.iter().filter(|v| v.severity == *sv).count() as u64,
+                severity_color(*sv),
+            )
+        })
         .collect();
-    s.push_str(&svg_bars("severity-chart", "Violations by severity", &sev_bars));
+    s.push_str(&svg_bars(
+        "severity-chart",
+        "Violations by severity",
+        &sev_bars,
+    ));
     if r.violations.is_empty() {
         s.push_str("<p id=\"no-violations\">No violations.</p>");
     } else {
@@ -571,7 +691,11 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}.sev{{color:#fff;borde
     match &r.sweeps {
         Some(rows) if !rows.is_empty() => {
             let done = rows.iter().filter(|r| sweep_done(r)).count();
-            let _ = write!(s, "<p id=\"sweeps\">{done} done, {} pending.</p><table><tr>", rows.len() - done);
+            let _ = write!(
+                s,
+                "<p id=\"sweeps\">{done} done, {} pending.</p><table><tr>",
+                rows.len() - done
+            );
             for (k, _) in &rows[0] {
                 let _ = write!(s, "<th>{}</th>", esc(k));
             }
