@@ -272,11 +272,82 @@ async fn conformance(store: Arc<dyn Store>, exec: Exec) {
     assert_eq!(seen2.total, 3);
 
     // Run 3: b.log's data comes back: the same finding re-opens, triage kept.
-    let (r3, _) = record(&store, &["fixtures"], &[("b.log", &b_log, None)], &e).await;
+    let (r3b, _) = record(&store, &["fixtures"], &[("b.log", &b_log, None)], &e).await;
     let b = store.finding(&b_id).await.unwrap().unwrap();
     assert!(b.resolved_at.is_none());
-    assert_eq!(b.last_run, r3);
+    assert_eq!(b.last_run, r3b);
     assert_eq!(b.triage.status, TriageStatus::Confirmed);
+
+    // A unit that no longer exists resolves only when the run listed its target completely.
+    let d_log = format!("child {child} again\n");
+    let (_, _) = record(&store, &["fixtures"], &[("d.log", &d_log, None)], &e).await;
+    let d_id = store
+        .findings(&FindingFilter {
+            target: Some("fixtures".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let d_id = d_id
+        .items
+        .iter()
+        .find(|f| f.unit_id == "d.log")
+        .unwrap()
+        .finding
+        .finding_id
+        .clone();
+    let r = store.begin_run(&["fixtures".into()]).await.unwrap();
+    store
+        .record_unit(r, &unit("fixtures", "a.log", None))
+        .await
+        .unwrap();
+    store
+        .upsert_findings(r, &scan_text(&e, "fixtures", "a.log", &a_log))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.finish_run(r, &RunStats::default()).await.unwrap(),
+        0,
+        "a sharded/partial run resolves nothing it did not scan"
+    );
+    assert!(store
+        .finding(&d_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .resolved_at
+        .is_none());
+    let r = store.begin_run(&["fixtures".into()]).await.unwrap();
+    store
+        .record_unit(r, &unit("fixtures", "a.log", None))
+        .await
+        .unwrap();
+    store
+        .record_unit(r, &unit("fixtures", "c.log", Some("still unreadable")))
+        .await
+        .unwrap();
+    store
+        .upsert_findings(r, &scan_text(&e, "fixtures", "a.log", &a_log))
+        .await
+        .unwrap();
+    let stats = RunStats {
+        complete_targets: vec!["fixtures".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        store.finish_run(r, &stats).await.unwrap(),
+        2,
+        "d.log is gone and b.log was not listed: both resolve; c.log failed: stays"
+    );
+    assert!(store
+        .finding(&d_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .resolved_at
+        .is_some());
+    assert_eq!(store.run(r).await.unwrap().unwrap().summary.resolved, 2);
+    let r3 = r;
 
     // Paging over many findings: keyset and offset, with totals.
     let many: Vec<Finding> = (0..2_345)
@@ -478,11 +549,17 @@ async fn conformance(store: Arc<dyn Store>, exec: Exec) {
         .await
         .unwrap();
     let trend = store.trend(10).await.unwrap();
+    assert_eq!(trend.len(), 7);
     assert_eq!(
-        trend.iter().map(|t| t.run_id).collect::<Vec<_>>(),
-        vec![r1, r2, r3, r4]
+        (
+            trend[0].run_id,
+            trend[1].run_id,
+            trend[5].run_id,
+            trend[6].run_id
+        ),
+        (r1, r2, r3, r4)
     );
-    assert_eq!(trend[3].child_findings, 1_173);
+    assert_eq!(trend[6].child_findings, 1_173);
     assert_eq!(store.latest_run().await.unwrap().unwrap().id, r4);
     assert_eq!(store.previous_run(r4).await.unwrap().unwrap().id, r3);
     assert!(store.previous_run(r1).await.unwrap().is_none());
@@ -491,7 +568,7 @@ async fn conformance(store: Arc<dyn Store>, exec: Exec) {
     // Audit: scans and triage were recorded, chained, and tampering is caught.
     let rows = store.audit_rows(0, 1000).await.unwrap();
     let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
-    assert_eq!(actions.iter().filter(|a| **a == "scan.start").count(), 4);
+    assert_eq!(actions.iter().filter(|a| **a == "scan.start").count(), 7);
     assert_eq!(
         actions.iter().filter(|a| **a == "finding.triage").count(),
         2

@@ -487,15 +487,19 @@ fn svg_trend(trend: &[TrendPoint]) -> String {
     let (left, right, top, bottom) = (50.0, 20.0, 30.0, 40.0);
     let max = trend
         .iter()
-        .map(|t| t.child_findings.max(t.violations))
+        .map(|t| t.child_findings)
         .max()
         .unwrap_or(0)
         .max(1) as f64;
+    let vmax = trend.iter().map(|t| t.violations).max().unwrap_or(0).max(1) as f64;
     let n = trend.len().max(1) as f64;
     let slot = (w - left - right) / n;
     let y_of = |v: u64| top + (h - top - bottom) * (1.0 - v as f64 / max);
+    let yv_of = |v: u64| top + (h - top - bottom) * (1.0 - v as f64 / vmax);
     let mut s = format!(
-        r##"<svg id="trend-chart" class="chart" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="Trend over runs"><title>Trend over runs</title><text x="0" y="18" class="ct">Trend over runs: children's findings (bars), violations (line)</text><line x1="{left}" y1="{b}" x2="{r}" y2="{b}" stroke="#888"/><text x="{lt}" y="{yt}" class="cl" text-anchor="end">{max}</text><text x="{lt}" y="{b}" class="cl" text-anchor="end">0</text>"##,
+        r##"<svg id="trend-chart" class="chart" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="Trend over runs"><title>Trend over runs</title><text x="0" y="18" class="ct">Trend over runs: children's findings (bars, left scale), violations (line, right scale)</text><line x1="{left}" y1="{b}" x2="{r}" y2="{b}" stroke="#888"/><text x="{lt}" y="{yt}" class="cl" text-anchor="end">{max}</text><text x="{lt}" y="{b}" class="cl" text-anchor="end">0</text><text x="{rt}" y="{yt}" class="cl" fill="#c92a2a" text-anchor="end">{vmax} violations</text>"##,
+        rt = w - right,
+        vmax = vmax as u64,
         b = h - bottom,
         r = w - right,
         lt = left - 6.0,
@@ -517,7 +521,7 @@ fn svg_trend(trend: &[TrendPoint]) -> String {
             tx = x + slot / 2.0,
             ly = h - bottom + 16.0
         );
-        points.push(format!("{:.1},{:.1}", x + slot / 2.0, y_of(t.violations)));
+        points.push(format!("{:.1},{:.1}", x + slot / 2.0, yv_of(t.violations)));
     }
     if !points.is_empty() {
         let _ = write!(

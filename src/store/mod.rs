@@ -107,6 +107,10 @@ pub struct RunStats {
     pub bytes: u64,
     pub rows: u64,
     pub findings: u64,
+    /// Targets whose units were listed completely in this run (not sharded,
+    /// not filtered): findings of their units that no longer exist resolve too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub complete_targets: Vec<String>,
     /// Set when the run as a whole failed (e.g. a target could not be listed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -474,8 +478,9 @@ pub trait Store: Send + Sync {
     /// re-opens a resolved finding seen again.
     async fn upsert_findings(&self, run_id: i64, findings: &[Finding]) -> Result<u64>;
     /// Finish a run: store stats and status, and resolve findings of units
-    /// scanned (without error) in this run that it no longer saw. Returns
-    /// the number of findings resolved.
+    /// scanned (without error) in this run that it no longer saw, and of
+    /// units of `stats.complete_targets` that no longer exist. Returns the
+    /// number of findings resolved.
     async fn finish_run(&self, run_id: i64, stats: &RunStats) -> Result<u64>;
     async fn set_run_summary(&self, run_id: i64, summary: &RunSummary) -> Result<()>;
 

@@ -408,6 +408,20 @@ macro_rules! impl_store {
                 .await
                 .map_err(db("resolve findings"))?
                 .rows_affected();
+                let mut resolved = resolved;
+                for t in &stats.complete_targets {
+                    resolved += sqlx::query(
+                        "UPDATE findings SET resolved_at = $1 WHERE resolved_at IS NULL AND last_run <> $2 AND target = $3 AND NOT EXISTS (\
+                           SELECT 1 FROM work_units u WHERE u.run_id = $2 AND u.target = findings.target AND u.unit_id = findings.unit_id)",
+                    )
+                    .bind(at)
+                    .bind(run_id)
+                    .bind(t)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("resolve vanished units"))?
+                    .rows_affected();
+                }
                 let n = sqlx::query("UPDATE runs SET finished_at = $1, status = $2, stats = $3, summary = $4 WHERE id = $5")
                     .bind(at)
                     .bind(status.as_str())
