@@ -5,6 +5,11 @@ use clap::{Parser, Subcommand};
 pub mod corpus;
 pub mod detectors;
 pub mod scan;
+pub mod audit;
+pub mod config;
+pub mod findings;
+pub mod inventory;
+pub mod report;
 
 /// childguard — find children's personal information, check it against your
 /// purpose inventory, and sweep what is kept past retention.
@@ -24,6 +29,16 @@ pub enum Command {
     /// Write the labelled synthetic corpus (for tests, benchmarks and demos).
     #[command(hide = true)]
     Corpus(corpus::CorpusArgs),
+    /// Check a config file: every error at once, with file:line:col and key path.
+    Config(config::ConfigArgs),
+    /// Validate the purpose inventory and list its gaps.
+    Inventory(inventory::InventoryArgs),
+    /// List, export (Parquet/CSV/JSONL) and triage stored findings.
+    Findings(findings::FindingsArgs),
+    /// The self-inspection report (MIIT Order No. 24 Art. 16): HTML, Markdown or JSON.
+    Report(report::ReportArgs),
+    /// Verify or export the hash-chained audit log.
+    Audit(audit::AuditArgs),
 }
 
 /// Logs go to stderr; `RUST_LOG` (or `CHILDGUARD_LOG`) selects the level, default `warn`.
@@ -49,6 +64,11 @@ pub fn main() -> i32 {
         Command::Scan(args) => scan::run(args),
         Command::Detectors(a) => detectors::run(a),
         Command::Corpus(a) => corpus::run(a),
+        Command::Config(a) => config::run(a),
+        Command::Inventory(a) => inventory::run(a),
+        Command::Findings(a) => findings::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Audit(a) => audit::run(a),
     };
     match r {
         Ok(code) => code,
