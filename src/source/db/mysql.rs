@@ -118,7 +118,7 @@ pub(super) async fn sample_mode(pool: &MySqlPool, info: &TableInfo, n: u64) -> R
         let min: Option<i64> = text(&row, 0)?.and_then(|s| s.parse().ok());
         let max: Option<i64> = text(&row, 1)?.and_then(|s| s.parse().ok());
         if let (Some(min), Some(max)) = (min, max) {
-            let k = n.clamp(1, 10);
+            let k = (n / 50).clamp(1, 20);
             return Ok(ReadMode::KeyRanges { column: pk, ranges: key_ranges(min, max, k), per: n.div_ceil(k) });
         }
     }

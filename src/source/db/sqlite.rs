@@ -96,7 +96,7 @@ pub(super) async fn sample_mode(pool: &SqlitePool, info: &TableInfo, n: u64) -> 
         sqlx::query_as(&format!("SELECT min(rowid), max(rowid) FROM {tbl}")).fetch_one(pool).await?;
     match (min, max) {
         (Some(min), Some(max)) => {
-            let k = n.clamp(1, 10);
+            let k = (n / 50).clamp(1, 20);
             Ok(ReadMode::KeyRanges { column: "rowid".into(), ranges: key_ranges(min, max, k), per: n.div_ceil(k) })
         }
         _ => Ok(ReadMode::Limit(n)),
