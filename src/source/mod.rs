@@ -7,6 +7,7 @@
 
 pub mod db;
 pub mod incremental;
+pub mod objstore;
 
 use crate::detect::Engine;
 use crate::finding::Finding;
