@@ -16,14 +16,30 @@ use std::time::Instant;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let url = args.next().expect("usage: db_scan URL [--full] [--sample N] [--concurrency N]");
-    let mut opts = ScanOptions { full: false, sample_rows: 1000, rows: false };
+    let url = args
+        .next()
+        .expect("usage: db_scan URL [--full] [--sample N] [--concurrency N]");
+    let mut opts = ScanOptions {
+        full: false,
+        sample_rows: 1000,
+        rows: false,
+    };
     let mut cfg = SourceConfig::from_url(&url);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--full" => opts.full = true,
-            "--sample" => opts.sample_rows = args.next().and_then(|v| v.parse().ok()).expect("--sample N"),
-            "--concurrency" => cfg.concurrency = args.next().and_then(|v| v.parse().ok()).expect("--concurrency N"),
+            "--sample" => {
+                opts.sample_rows = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--sample N")
+            }
+            "--concurrency" => {
+                cfg.concurrency = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--concurrency N")
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -32,9 +48,16 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(2)
     });
-    let engine = Engine::new(EngineOptions::new(chrono::Utc::now().date_naive()), Fingerprinter::new(b"bench")).unwrap();
+    let engine = Engine::new(
+        EngineOptions::new(chrono::Utc::now().date_naive()),
+        Fingerprinter::new(b"bench"),
+    )
+    .unwrap();
     let units = src.units().unwrap();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.concurrency.max(1)).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.concurrency.max(1))
+        .build()
+        .unwrap();
     let results: Vec<_> = pool.install(|| {
         units
             .par_iter()

@@ -133,8 +133,14 @@ pub enum SecretError {
     #[error("source `{source_name}`: environment variable {var} is not set")]
     MissingEnv { source_name: String, var: String },
     #[error("source `{source_name}`: cannot read secret file {path}: {cause}")]
-    File { source_name: String, path: PathBuf, cause: std::io::Error },
-    #[error("source `{source_name}`: the url carries a password; use password_env or password_file")]
+    File {
+        source_name: String,
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(
+        "source `{source_name}`: the url carries a password; use password_env or password_file"
+    )]
     PasswordInUrl { source_name: String },
 }
 
@@ -175,17 +181,28 @@ impl SourceConfig {
     }
 
     /// Resolve a secret from an env var or a file (env first).
-    pub fn secret(&self, env: Option<&str>, file: Option<&Path>) -> Result<Option<String>, SecretError> {
+    pub fn secret(
+        &self,
+        env: Option<&str>,
+        file: Option<&Path>,
+    ) -> Result<Option<String>, SecretError> {
         if let Some(var) = env {
             return match std::env::var(var) {
                 Ok(v) => Ok(Some(v)),
-                Err(_) => Err(SecretError::MissingEnv { source_name: self.name.clone(), var: var.to_string() }),
+                Err(_) => Err(SecretError::MissingEnv {
+                    source_name: self.name.clone(),
+                    var: var.to_string(),
+                }),
             };
         }
         if let Some(path) = file {
             return match std::fs::read_to_string(path) {
                 Ok(v) => Ok(Some(v.trim_end_matches(['\n', '\r']).to_string())),
-                Err(cause) => Err(SecretError::File { source_name: self.name.clone(), path: path.to_path_buf(), cause }),
+                Err(cause) => Err(SecretError::File {
+                    source_name: self.name.clone(),
+                    path: path.to_path_buf(),
+                    cause,
+                }),
             };
         }
         Ok(None)
@@ -195,7 +212,9 @@ impl SourceConfig {
     pub fn check(&self) -> Result<(), SecretError> {
         if let Ok(u) = url::Url::parse(&self.url) {
             if u.password().is_some() {
-                return Err(SecretError::PasswordInUrl { source_name: self.name.clone() });
+                return Err(SecretError::PasswordInUrl {
+                    source_name: self.name.clone(),
+                });
             }
         }
         Ok(())
@@ -228,11 +247,50 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pw");
         std::fs::write(&f, "filepw\n").unwrap();
-        let c2 = SourceConfig { password_env: None, password_file: Some(f), ..c.clone() };
+        let c2 = SourceConfig {
+            password_env: None,
+            password_file: Some(f),
+            ..c.clone()
+        };
         assert_eq!(c2.password().unwrap().as_deref(), Some("filepw"));
         assert!(toml::from_str::<SourceConfig>("name='x'\nurl='s3://b'\nbogus=1").is_err());
         let bad = SourceConfig::from_url("postgres://u:pw@h/db");
         let msg = bad.check().unwrap_err().to_string();
         assert!(!msg.contains("pw@"), "{msg}");
+    }
+}
+
+/// The source configuration for a target given on the command line: `@name`
+/// (or a bare name) selects the `[[sources]]` entry of that name; a URL equal
+/// to an entry's `url` uses that entry (its credentials and limits); any
+/// other URL gets the defaults.
+pub fn resolve(target: &str, sources: &[SourceConfig]) -> Option<SourceConfig> {
+    let name = target.strip_prefix('@').unwrap_or(target);
+    if let Some(s) = sources.iter().find(|s| s.name == name) {
+        return Some(s.clone());
+    }
+    if let Some(s) = sources.iter().find(|s| s.url == target) {
+        return Some(s.clone());
+    }
+    target
+        .contains("://")
+        .then(|| SourceConfig::from_url(target))
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+
+    #[test]
+    fn resolves_names_urls_and_plain_urls() {
+        let mut a = SourceConfig::from_url("postgres://u@h/db");
+        a.name = "school".into();
+        a.sample_rows = 5;
+        let list = vec![a];
+        assert_eq!(resolve("@school", &list).unwrap().sample_rows, 5);
+        assert_eq!(resolve("school", &list).unwrap().sample_rows, 5);
+        assert_eq!(resolve("postgres://u@h/db", &list).unwrap().sample_rows, 5);
+        assert_eq!(resolve("mysql://h/x", &list).unwrap().sample_rows, 1000);
+        assert!(resolve("logs/", &list).is_none());
     }
 }

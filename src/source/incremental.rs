@@ -42,9 +42,15 @@ pub struct UnitState {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("incremental state {path}: {cause}")]
-    Io { path: PathBuf, cause: std::io::Error },
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("incremental state {path}: not valid state JSON: {cause}")]
-    Parse { path: PathBuf, cause: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        cause: serde_json::Error,
+    },
 }
 
 /// Where per-unit state lives.
@@ -76,13 +82,24 @@ pub struct JsonStateStore {
 impl JsonStateStore {
     /// Open (or start) the state of `target` under `state_dir`.
     pub fn open(state_dir: &Path, target: &str) -> Result<JsonStateStore, StateError> {
-        let path = state_dir.join("incremental").join(format!("{}.json", source_hash(target)));
+        let path = state_dir
+            .join("incremental")
+            .join(format!("{}.json", source_hash(target)));
         let file = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|cause| StateError::Parse { path: path.clone(), cause })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile { target: target.to_string(), ..Default::default() },
+            Ok(b) => serde_json::from_slice(&b).map_err(|cause| StateError::Parse {
+                path: path.clone(),
+                cause,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile {
+                target: target.to_string(),
+                ..Default::default()
+            },
             Err(cause) => return Err(StateError::Io { path, cause }),
         };
-        Ok(JsonStateStore { path, inner: Mutex::new(file) })
+        Ok(JsonStateStore {
+            path,
+            inner: Mutex::new(file),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -90,12 +107,18 @@ impl JsonStateStore {
     }
 
     fn write(&self, file: &StateFile) -> Result<(), StateError> {
-        let io = |cause| StateError::Io { path: self.path.clone(), cause };
+        let io = |cause| StateError::Io {
+            path: self.path.clone(),
+            cause,
+        };
         let dir = self.path.parent().expect("state path has a parent");
         std::fs::create_dir_all(dir).map_err(io)?;
         let tmp = dir.join(format!(
             ".{}.tmp.{}.{:x}",
-            self.path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
+            self.path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("state"),
             std::process::id(),
             rand::random::<u64>()
         ));
@@ -116,7 +139,12 @@ impl JsonStateStore {
 
 impl UnitStateStore for JsonStateStore {
     fn get(&self, unit: &str) -> Option<UnitState> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).units.get(unit).cloned()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .units
+            .get(unit)
+            .cloned()
     }
 
     fn put(&self, unit: &str, state: UnitState) -> Result<(), StateError> {
@@ -140,7 +168,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = JsonStateStore::open(dir.path(), "postgres://h/db").unwrap();
         assert!(s.get("public.t").is_none());
-        let st = UnitState { version: "rows=3".into(), rows: Some(3), scanned_at: now_rfc3339(), ..Default::default() };
+        let st = UnitState {
+            version: "rows=3".into(),
+            rows: Some(3),
+            scanned_at: now_rfc3339(),
+            ..Default::default()
+        };
         s.put("public.t", st.clone()).unwrap();
         let again = JsonStateStore::open(dir.path(), "postgres://h/db").unwrap();
         assert_eq!(again.get("public.t"), Some(st));
@@ -148,10 +181,15 @@ mod tests {
         assert!(other.get("public.t").is_none());
         assert_ne!(again.path(), other.path());
         // No temp files left behind.
-        let n = std::fs::read_dir(dir.path().join("incremental")).unwrap().count();
+        let n = std::fs::read_dir(dir.path().join("incremental"))
+            .unwrap()
+            .count();
         assert_eq!(n, 1);
         std::fs::write(again.path(), "{not json").unwrap();
-        let e = JsonStateStore::open(dir.path(), "postgres://h/db").err().unwrap().to_string();
+        let e = JsonStateStore::open(dir.path(), "postgres://h/db")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("incremental"), "{e}");
     }
 }

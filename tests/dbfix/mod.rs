@@ -13,7 +13,11 @@ const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 const CHECK: &[u8; 11] = b"10X98765432";
 
 fn check_digit(first17: &str) -> char {
-    let sum: u32 = first17.bytes().zip(WEIGHTS).map(|(d, w)| (d - b'0') as u32 * w).sum();
+    let sum: u32 = first17
+        .bytes()
+        .zip(WEIGHTS)
+        .map(|(d, w)| (d - b'0') as u32 * w)
+        .sum();
     CHECK[(sum % 11) as usize] as char
 }
 
@@ -46,7 +50,11 @@ pub fn bad_id(i: u64) -> String {
     let good = id18(1990, i);
     let last = good.as_bytes()[17];
     let wrong = if last == b'9' { b'0' } else { last + 1 };
-    let wrong = if CHECK.contains(&wrong) && wrong == b'X' { b'1' } else { wrong };
+    let wrong = if CHECK.contains(&wrong) && wrong == b'X' {
+        b'1'
+    } else {
+        wrong
+    };
     let s = format!("{}{}", &good[..17], wrong as char);
     assert_ne!(s, good);
     s
@@ -58,7 +66,11 @@ pub fn mobile(i: u64) -> String {
 }
 
 pub fn engine() -> Engine {
-    Engine::new(EngineOptions::new(NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()), Fingerprinter::new(b"test-key")).unwrap()
+    Engine::new(
+        EngineOptions::new(NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()),
+        Fingerprinter::new(b"test-key"),
+    )
+    .unwrap()
 }
 
 /// Scan every unit of a source; findings, per-unit stats and per-unit errors.
@@ -71,7 +83,8 @@ pub struct Outcome {
 impl Outcome {
     pub fn find(&self, table: &str, column: &str, cat: Category) -> Option<&Finding> {
         self.findings.iter().find(|f| {
-            (f.location.table.as_deref() == Some(table) || f.location.path.as_deref() == Some(table))
+            (f.location.table.as_deref() == Some(table)
+                || f.location.path.as_deref() == Some(table))
                 && f.location.column.as_deref() == Some(column)
                 && f.category == cat
         })
@@ -79,18 +92,30 @@ impl Outcome {
     pub fn in_table(&self, table: &str) -> Vec<&Finding> {
         self.findings
             .iter()
-            .filter(|f| f.location.table.as_deref() == Some(table) || f.location.path.as_deref() == Some(table))
+            .filter(|f| {
+                f.location.table.as_deref() == Some(table)
+                    || f.location.path.as_deref() == Some(table)
+            })
             .collect()
     }
     pub fn stat(&self, unit: &str) -> &UnitStats {
-        &self.stats.iter().find(|(u, _)| u == unit).unwrap_or_else(|| panic!("no stats for {unit}")).1
+        &self
+            .stats
+            .iter()
+            .find(|(u, _)| u == unit)
+            .unwrap_or_else(|| panic!("no stats for {unit}"))
+            .1
     }
 }
 
 pub fn scan_all(src: &dyn Source, opts: &ScanOptions) -> Outcome {
     let e = engine();
     let units = src.units().expect("units");
-    let mut out = Outcome { findings: Vec::new(), stats: Vec::new(), errors: Vec::new() };
+    let mut out = Outcome {
+        findings: Vec::new(),
+        stats: Vec::new(),
+        errors: Vec::new(),
+    };
     for u in &units {
         let mut fs = Vec::new();
         match src.scan_unit(u, &e, opts, &mut |f| fs.push(f)) {
@@ -105,15 +130,26 @@ pub fn scan_all(src: &dyn Source, opts: &ScanOptions) -> Outcome {
 }
 
 pub fn sample(n: u64) -> ScanOptions {
-    ScanOptions { full: false, sample_rows: n, rows: false }
+    ScanOptions {
+        full: false,
+        sample_rows: n,
+        rows: false,
+    }
 }
 
 pub fn full() -> ScanOptions {
-    ScanOptions { full: true, sample_rows: 0, rows: false }
+    ScanOptions {
+        full: true,
+        sample_rows: 0,
+        rows: false,
+    }
 }
 
 pub fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]

@@ -114,7 +114,11 @@ impl TableInfo {
 /// Column names that say "birth date" (English, pinyin initials, Chinese).
 pub fn is_birth_name(name: &str) -> bool {
     let l = name.to_lowercase();
-    ["birth", "dob", "bday", "born", "csrq", "chusheng", "shengri", "出生", "生日"].iter().any(|h| l.contains(h))
+    [
+        "birth", "dob", "bday", "born", "csrq", "chusheng", "shengri", "出生", "生日",
+    ]
+    .iter()
+    .any(|h| l.contains(h))
 }
 
 /// Whether a column of declared type `data_type` named `name` can hold
@@ -127,7 +131,10 @@ pub fn examine_column(kind: DbKind, data_type: &str, name: &str) -> bool {
     if t.is_empty() {
         return kind == DbKind::Sqlite;
     }
-    if ["char", "text", "json", "clob", "xml", "string"].iter().any(|k| t.contains(k)) {
+    if ["char", "text", "json", "clob", "xml", "string"]
+        .iter()
+        .any(|k| t.contains(k))
+    {
         return true;
     }
     if t.contains("date") || t.contains("time") {
@@ -154,7 +161,10 @@ fn parse_precision(t: &str) -> Option<(u32, u32)> {
     let inner = t.split_once('(')?.1.split_once(')')?.0;
     let mut it = inner.split(',');
     let p = it.next()?.trim().parse().ok()?;
-    let s = it.next().map(|s| s.trim().parse().unwrap_or(0)).unwrap_or(0);
+    let s = it
+        .next()
+        .map(|s| s.trim().parse().unwrap_or(0))
+        .unwrap_or(0);
     Some((p, s))
 }
 
@@ -198,7 +208,11 @@ pub(crate) enum ReadMode {
     /// PostgreSQL TABLESAMPLE: method, percent, limit.
     TableSample(&'static str, f64, u64),
     /// Key ranges `[lo, hi)` of the integer key (or rowid) column, `per` rows each.
-    KeyRanges { column: String, ranges: Vec<(i64, i64)>, per: u64 },
+    KeyRanges {
+        column: String,
+        ranges: Vec<(i64, i64)>,
+        per: u64,
+    },
     /// MySQL: `RAND() < p` with a limit (no integer key to range over).
     Random(f64, u64),
 }
@@ -264,7 +278,9 @@ fn build_globs(target: &str, globs: &[String]) -> Result<Option<GlobSet>, UnitEr
     for g in globs {
         b.add(Glob::new(g).map_err(|e| UnitError::new(target, format!("bad glob `{g}`: {e}")))?);
     }
-    b.build().map(Some).map_err(|e| UnitError::new(target, format!("bad globs: {e}")))
+    b.build()
+        .map(Some)
+        .map_err(|e| UnitError::new(target, format!("bad globs: {e}")))
 }
 
 /// Open a database target given as a URL, with default settings.
@@ -281,8 +297,12 @@ impl DbSource {
     /// Connect (read-only) and check the credentials; fails with a message naming the target and cause.
     pub fn open(source: &SourceConfig, opts: &RemoteOptions) -> Result<DbSource, UnitError> {
         let target = redact_url(&source.url);
-        let kind = DbKind::of(&source.url)
-            .ok_or_else(|| UnitError::new(&target, "not a database URL (postgres://, mysql://, mariadb://, sqlite://)"))?;
+        let kind = DbKind::of(&source.url).ok_or_else(|| {
+            UnitError::new(
+                &target,
+                "not a database URL (postgres://, mysql://, mariadb://, sqlite://)",
+            )
+        })?;
         let password = source.password().map_err(|e| UnitError::new(&target, e))?;
         let mut secrets = Vec::new();
         if let Some(p) = &password {
@@ -332,7 +352,8 @@ impl DbSource {
                 use sqlx::Connection;
                 match kind {
                     DbKind::Postgres => {
-                        let o = postgres::connect_options(&source.url, password.as_deref(), timeout)?;
+                        let o =
+                            postgres::connect_options(&source.url, password.as_deref(), timeout)?;
                         probe(&o).await?.close().await?;
                         Ok::<_, sqlx::Error>(Pool::Pg(popts(concurrency).connect_lazy_with(o)))
                     }
@@ -344,7 +365,9 @@ impl DbSource {
                         mysql::prepare_session(&mut c, secs).await?;
                         c.close().await?;
                         let pool = popts(concurrency)
-                            .after_connect(move |conn, _| Box::pin(async move { mysql::prepare_session(conn, secs).await }))
+                            .after_connect(move |conn, _| {
+                                Box::pin(async move { mysql::prepare_session(conn, secs).await })
+                            })
                             .connect_lazy_with(o);
                         Ok(Pool::My(pool))
                     }
@@ -361,7 +384,9 @@ impl DbSource {
                 .state_dir
                 .clone()
                 .ok_or_else(|| UnitError::new(&target, "--incremental needs a state directory"))?;
-            Some(Box::new(JsonStateStore::open(&dir, &target).map_err(|e| UnitError::new(&target, e))?))
+            Some(Box::new(
+                JsonStateStore::open(&dir, &target).map_err(|e| UnitError::new(&target, e))?,
+            ))
         } else {
             None
         };
@@ -389,7 +414,8 @@ impl DbSource {
     }
 
     fn selected(&self, unit: &str) -> bool {
-        self.include.as_ref().is_none_or(|g| g.is_match(unit)) && !self.exclude.as_ref().is_some_and(|g| g.is_match(unit))
+        self.include.as_ref().is_none_or(|g| g.is_match(unit))
+            && !self.exclude.as_ref().is_some_and(|g| g.is_match(unit))
     }
 
     /// Discover tables and columns from the catalog (system schemas skipped, include/exclude applied).
@@ -404,7 +430,10 @@ impl DbSource {
                 }
             })
             .map_err(|e| self.err(&self.target, format!("reading the catalog: {e}")))?;
-        let mut out: Vec<TableInfo> = tables.into_iter().filter(|t| self.selected(&t.unit_id())).collect();
+        let mut out: Vec<TableInfo> = tables
+            .into_iter()
+            .filter(|t| self.selected(&t.unit_id()))
+            .collect();
         out.sort_by_key(|t| t.unit_id());
         let mut cat = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
         for t in &out {
@@ -415,7 +444,12 @@ impl DbSource {
 
     /// Catalog entry of one unit (discovering when not yet known).
     pub fn table_info(&self, unit: &str) -> Result<TableInfo, UnitError> {
-        if let Some(t) = self.catalog.lock().unwrap_or_else(|p| p.into_inner()).get(unit) {
+        if let Some(t) = self
+            .catalog
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(unit)
+        {
             return Ok(t.clone());
         }
         self.discover()?;
@@ -424,7 +458,12 @@ impl DbSource {
             .unwrap_or_else(|p| p.into_inner())
             .get(unit)
             .cloned()
-            .ok_or_else(|| UnitError::new(unit, "no such table (dropped, or excluded by the source's globs)"))
+            .ok_or_else(|| {
+                UnitError::new(
+                    unit,
+                    "no such table (dropped, or excluded by the source's globs)",
+                )
+            })
     }
 
     /// Run one statement in a scan session (as a scan would). Used to show sessions are read-only:
@@ -448,7 +487,10 @@ impl DbSource {
         let wm = self.cfg.watermarks.get(&unit).cloned();
         if let Some(w) = &wm {
             if !info.columns.iter().any(|c| &c.name == w) {
-                return Err(UnitError::new(&unit, format!("watermark column `{w}` does not exist")));
+                return Err(UnitError::new(
+                    &unit,
+                    format!("watermark column `{w}` does not exist"),
+                ));
             }
         }
         self.with_timeout(&unit, async {
@@ -468,7 +510,8 @@ impl DbSource {
         // The server enforces the statement timeout (PostgreSQL, MySQL); this client-side
         // guard covers SQLite and a server that does not answer at all.
         let secs = self.cfg.statement_timeout_secs.max(1);
-        let guard = Duration::from_secs(secs) + Duration::from_secs(if self.kind == DbKind::Sqlite { 0 } else { 5 });
+        let guard = Duration::from_secs(secs)
+            + Duration::from_secs(if self.kind == DbKind::Sqlite { 0 } else { 5 });
         self.rt
             .block_on(async {
                 match tokio::time::timeout(guard, fut).await {
@@ -486,7 +529,12 @@ impl DbSource {
         }
     }
 
-    fn plan(&self, info: &TableInfo, opts: &ScanOptions, since: Option<String>) -> Result<ReadPlan, UnitError> {
+    fn plan(
+        &self,
+        info: &TableInfo,
+        opts: &ScanOptions,
+        since: Option<String>,
+    ) -> Result<ReadPlan, UnitError> {
         let unit = info.unit_id();
         let q = |c: &str| quote_ident(self.kind, c);
         let columns: Vec<String> = info.examined().iter().map(|c| q(&c.name)).collect();
@@ -494,12 +542,21 @@ impl DbSource {
         let since = match since {
             Some(v) => {
                 let w = &self.cfg.watermarks[&unit];
-                let ty = info.columns.iter().find(|c| &c.name == w).map(|c| c.data_type.clone()).unwrap_or_default();
+                let ty = info
+                    .columns
+                    .iter()
+                    .find(|c| &c.name == w)
+                    .map(|c| c.data_type.clone())
+                    .unwrap_or_default();
                 Some((q(w), v, ty))
             }
             None => None,
         };
-        let n = if opts.sample_rows > 0 { opts.sample_rows } else { self.cfg.sample_rows.max(1) };
+        let n = if opts.sample_rows > 0 {
+            opts.sample_rows
+        } else {
+            self.cfg.sample_rows.max(1)
+        };
         let mode = if opts.full {
             ReadMode::Full
         } else {
@@ -511,12 +568,24 @@ impl DbSource {
                 }
             })?
         };
-        Ok(ReadPlan { columns, key, since, mode })
+        Ok(ReadPlan {
+            columns,
+            key,
+            since,
+            mode,
+        })
     }
 
-    fn read(&self, unit: &str, info: &TableInfo, plan: &ReadPlan, f: &mut RowFn<'_>) -> Result<u64, UnitError> {
+    fn read(
+        &self,
+        unit: &str,
+        info: &TableInfo,
+        plan: &ReadPlan,
+        f: &mut RowFn<'_>,
+    ) -> Result<u64, UnitError> {
         let secs = self.cfg.statement_timeout_secs.max(1);
-        let guard = Duration::from_secs(secs) + Duration::from_secs(if self.kind == DbKind::Sqlite { 0 } else { 5 });
+        let guard = Duration::from_secs(secs)
+            + Duration::from_secs(if self.kind == DbKind::Sqlite { 0 } else { 5 });
         self.rt
             .block_on(async {
                 // Wait for a connection outside the timeout: the pool bounds concurrency.
@@ -559,10 +628,17 @@ impl Source for DbSource {
             // Versions cost a count per table: only computed for incremental scans. A table
             // that cannot be measured gets no version and reports its error when scanned.
             let version = match &self.state {
-                Some(_) => self.measure(&t).ok().map(|(rows, wm)| Self::version_of(rows, &wm)),
+                Some(_) => self
+                    .measure(&t)
+                    .ok()
+                    .map(|(rows, wm)| Self::version_of(rows, &wm)),
                 None => None,
             };
-            out.push(WorkUnit { id, size: None, version });
+            out.push(WorkUnit {
+                id,
+                size: None,
+                version,
+            });
         }
         Ok(out)
     }
@@ -577,7 +653,10 @@ impl Source for DbSource {
         let info = self.table_info(&unit.id)?;
         let examined = info.examined();
         if examined.is_empty() {
-            return Ok(UnitStats { skipped: Some("no columns that can hold personal information".into()), ..Default::default() });
+            return Ok(UnitStats {
+                skipped: Some("no columns that can hold personal information".into()),
+                ..Default::default()
+            });
         }
         let mut since = None;
         let mut measured = None;
@@ -586,7 +665,10 @@ impl Source for DbSource {
             let version = Self::version_of(rows, &wm);
             if let Some(prev) = store.get(&unit.id) {
                 if prev.version == version {
-                    return Ok(UnitStats { skipped: Some("unchanged".into()), ..Default::default() });
+                    return Ok(UnitStats {
+                        skipped: Some("unchanged".into()),
+                        ..Default::default()
+                    });
                 }
                 if self.cfg.watermarks.contains_key(&unit.id) {
                     since = prev.watermark.clone();
@@ -595,26 +677,45 @@ impl Source for DbSource {
             measured = Some((rows, wm, version));
         }
         let names: Vec<String> = examined.iter().map(|c| c.name.clone()).collect();
-        let base = Location { table: Some(unit.id.clone()), ..Default::default() };
+        let base = Location {
+            table: Some(unit.id.clone()),
+            ..Default::default()
+        };
         let mut plan = self.plan(&info, opts, since)?;
         let mut scanner = TableScanner::new(engine, &self.target, base.clone(), &names, opts.rows);
-        let mut rows = self.read(&unit.id, &info, &plan, &mut |cells, key| scanner.add_row(cells, key))?;
+        let mut rows = self.read(&unit.id, &info, &plan, &mut |cells, key| {
+            scanner.add_row(cells, key)
+        })?;
         // Stale statistics can make TABLESAMPLE return far fewer rows than asked: read again plainly.
         if let ReadMode::TableSample(_, _, n) = plan.mode {
             if rows < n / 4 {
                 plan.mode = ReadMode::Limit(n);
                 scanner = TableScanner::new(engine, &self.target, base, &names, opts.rows);
-                rows = self.read(&unit.id, &info, &plan, &mut |cells, key| scanner.add_row(cells, key))?;
+                rows = self.read(&unit.id, &info, &plan, &mut |cells, key| {
+                    scanner.add_row(cells, key)
+                })?;
             }
         }
         for f in scanner.finish() {
             emit(f);
         }
         if let (Some(store), Some((count, wm, version))) = (&self.state, measured) {
-            let st = UnitState { version, rows: Some(count), watermark: wm, scanned_at: now_rfc3339(), ..Default::default() };
-            store.put(&unit.id, st).map_err(|e| UnitError::new(&unit.id, e))?;
+            let st = UnitState {
+                version,
+                rows: Some(count),
+                watermark: wm,
+                scanned_at: now_rfc3339(),
+                ..Default::default()
+            };
+            store
+                .put(&unit.id, st)
+                .map_err(|e| UnitError::new(&unit.id, e))?;
         }
-        Ok(UnitStats { bytes: 0, rows, skipped: None })
+        Ok(UnitStats {
+            bytes: 0,
+            rows,
+            skipped: None,
+        })
     }
 }
 
@@ -628,7 +729,11 @@ pub(crate) fn quote_ident(kind: DbKind, name: &str) -> String {
 
 /// `schema.table`, quoted.
 pub(crate) fn qualified(kind: DbKind, info: &TableInfo) -> String {
-    format!("{}.{}", quote_ident(kind, &info.schema), quote_ident(kind, &info.name))
+    format!(
+        "{}.{}",
+        quote_ident(kind, &info.schema),
+        quote_ident(kind, &info.name)
+    )
 }
 
 /// Quote a string literal (standard SQL; MySQL also escapes backslashes).
@@ -646,15 +751,31 @@ fn key_expr(kind: DbKind, info: &TableInfo) -> String {
     match (kind, info.primary_key.len()) {
         (DbKind::Postgres, 0) => "ctid::text".into(),
         (DbKind::Postgres, 1) => format!("{}::text", q(&info.primary_key[0])),
-        (DbKind::Postgres, _) => format!("concat_ws(',', {})", info.primary_key.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ")),
+        (DbKind::Postgres, _) => format!(
+            "concat_ws(',', {})",
+            info.primary_key
+                .iter()
+                .map(|c| q(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         (DbKind::MySql, 0) => "NULL".into(),
         (DbKind::MySql, _) => format!(
             "CAST(CONCAT_WS(',', {}) AS CHAR)",
-            info.primary_key.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ")
+            info.primary_key
+                .iter()
+                .map(|c| q(c))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         (DbKind::Sqlite, 0) if info.has_rowid => "CAST(rowid AS TEXT)".into(),
         (DbKind::Sqlite, 0) => "NULL".into(),
-        (DbKind::Sqlite, _) => info.primary_key.iter().map(|c| format!("CAST({} AS TEXT)", q(c))).collect::<Vec<_>>().join(" || ',' || "),
+        (DbKind::Sqlite, _) => info
+            .primary_key
+            .iter()
+            .map(|c| format!("CAST({} AS TEXT)", q(c)))
+            .collect::<Vec<_>>()
+            .join(" || ',' || "),
     }
 }
 
@@ -697,8 +818,16 @@ mod tests {
         assert!(examine_column(Postgres, "jsonb", "profile"));
         assert!(examine_column(Postgres, "text[]", "tags"));
         assert!(examine_column(Postgres, "date", "birth_date"));
-        assert!(examine_column(Postgres, "timestamp without time zone", "csrq"));
-        assert!(!examine_column(Postgres, "timestamp with time zone", "created_at"));
+        assert!(examine_column(
+            Postgres,
+            "timestamp without time zone",
+            "csrq"
+        ));
+        assert!(!examine_column(
+            Postgres,
+            "timestamp with time zone",
+            "created_at"
+        ));
         assert!(examine_column(Postgres, "bigint", "order_no"));
         assert!(examine_column(Postgres, "numeric(18,0)", "idno"));
         assert!(examine_column(Postgres, "numeric", "x"));
@@ -717,10 +846,16 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u@h:5432/db"
+        );
         assert_eq!(redact_url("mysql://root@h/test"), "mysql://root@h/test");
         assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
-        assert_eq!(redact_secrets("failed for p%40ss", &["p%40ss".into()]), "failed for ***");
+        assert_eq!(
+            redact_secrets("failed for p%40ss", &["p%40ss".into()]),
+            "failed for ***"
+        );
         assert_eq!(urlencoding_decode("p%40ss").unwrap(), "p@ss");
     }
 
@@ -733,4 +868,16 @@ mod tests {
         assert!(r.windows(2).all(|w| w[0].1 == w[1].0));
         assert_eq!(key_ranges(5, 5, 10), vec![(5, 6)]);
     }
+}
+
+/// Dispatch for `crate::source::open_target`: `Some` when `target` is a
+/// database URL (`postgres://`, `postgresql://`, `mysql://`, `mariadb://`,
+/// `sqlite://`) or names a `[[sources]]` entry with such a URL.
+pub fn open_db_target(
+    target: &str,
+    sources: &[SourceConfig],
+    opts: &RemoteOptions,
+) -> Option<Result<Box<dyn Source>, UnitError>> {
+    let cfg = crate::config::sources::resolve(target, sources)?;
+    is_db_url(&cfg.url).then(|| open(&cfg, opts))
 }

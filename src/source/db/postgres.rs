@@ -9,14 +9,20 @@ use sqlx::Row;
 use std::borrow::Cow;
 use std::time::Duration;
 
-pub(super) fn connect_options(url: &str, password: Option<&str>, timeout: Duration) -> Result<PgConnectOptions, sqlx::Error> {
+pub(super) fn connect_options(
+    url: &str,
+    password: Option<&str>,
+    timeout: Duration,
+) -> Result<PgConnectOptions, sqlx::Error> {
     let mut o: PgConnectOptions = url.parse()?;
     if let Some(p) = password {
         o = o.password(p);
     }
     let ms = timeout.as_millis().to_string();
-    Ok(o.application_name("childguard")
-        .options([("default_transaction_read_only", "on"), ("statement_timeout", ms.as_str())]))
+    Ok(o.application_name("childguard").options([
+        ("default_transaction_read_only", "on"),
+        ("statement_timeout", ms.as_str()),
+    ]))
 }
 
 pub(super) async fn discover(pool: &PgPool) -> Result<Vec<TableInfo>, sqlx::Error> {
@@ -40,7 +46,8 @@ pub(super) async fn discover(pool: &PgPool) -> Result<Vec<TableInfo>, sqlx::Erro
     let flush = |out: &mut Vec<TableInfo>, pk: &mut Vec<(i32, String, String)>| {
         if let Some(t) = out.last_mut() {
             pk.sort();
-            t.integer_key = pk.len() == 1 && ["bigint", "integer", "smallint"].contains(&pk[0].2.as_str());
+            t.integer_key =
+                pk.len() == 1 && ["bigint", "integer", "smallint"].contains(&pk[0].2.as_str());
             t.primary_key = pk.drain(..).map(|(_, n, _)| n).collect();
         }
     };
@@ -51,7 +58,10 @@ pub(super) async fn discover(pool: &PgPool) -> Result<Vec<TableInfo>, sqlx::Erro
         let ty: String = r.try_get(3)?;
         let est: f64 = r.try_get(4)?;
         let pkpos: Option<i32> = r.try_get(5)?;
-        if out.last().is_none_or(|t| t.schema != schema || t.name != table) {
+        if out
+            .last()
+            .is_none_or(|t| t.schema != schema || t.name != table)
+        {
             flush(&mut out, &mut pk);
             out.push(TableInfo {
                 schema,
@@ -67,37 +77,60 @@ pub(super) async fn discover(pool: &PgPool) -> Result<Vec<TableInfo>, sqlx::Erro
             pk.push((p, col.clone(), ty.clone()));
         }
         let examined = super::examine_column(DbKind::Postgres, &ty, &col);
-        out.last_mut().expect("pushed above").columns.push(super::ColumnInfo { name: col, data_type: ty, examined });
+        out.last_mut()
+            .expect("pushed above")
+            .columns
+            .push(super::ColumnInfo {
+                name: col,
+                data_type: ty,
+                examined,
+            });
     }
     flush(&mut out, &mut pk);
     Ok(out)
 }
 
-pub(super) async fn measure(pool: &PgPool, info: &TableInfo, wm: Option<&str>) -> Result<(u64, Option<String>), ReadError> {
+pub(super) async fn measure(
+    pool: &PgPool,
+    info: &TableInfo,
+    wm: Option<&str>,
+) -> Result<(u64, Option<String>), ReadError> {
     let q = |c: &str| super::quote_ident(DbKind::Postgres, c);
-    let max = wm.map(|w| format!("max({})::text", q(w))).unwrap_or_else(|| "NULL::text".into());
-    let sql = format!("SELECT count(*)::int8, {max} FROM {}", qualified(DbKind::Postgres, info));
+    let max = wm
+        .map(|w| format!("max({})::text", q(w)))
+        .unwrap_or_else(|| "NULL::text".into());
+    let sql = format!(
+        "SELECT count(*)::int8, {max} FROM {}",
+        qualified(DbKind::Postgres, info)
+    );
     let (n, m): (i64, Option<String>) = sqlx::query_as(&sql).fetch_one(pool).await?;
     Ok((n as u64, m))
 }
 
-pub(super) async fn sample_mode(pool: &PgPool, info: &TableInfo, n: u64) -> Result<ReadMode, ReadError> {
+pub(super) async fn sample_mode(
+    pool: &PgPool,
+    info: &TableInfo,
+    n: u64,
+) -> Result<ReadMode, ReadError> {
     let tbl = qualified(DbKind::Postgres, info);
     let est = match info.estimated_rows {
         Some(e) => e,
         None => {
             // Never analysed: a bounded count tells small from large; size gives a rough estimate.
-            let small: i64 =
-                sqlx::query_scalar(&format!("SELECT count(*)::int8 FROM (SELECT 1 FROM {tbl} LIMIT {}) s", 2 * n + 1))
-                    .fetch_one(pool)
-                    .await?;
+            let small: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*)::int8 FROM (SELECT 1 FROM {tbl} LIMIT {}) s",
+                2 * n + 1
+            ))
+            .fetch_one(pool)
+            .await?;
             if small as u64 <= 2 * n {
                 return Ok(ReadMode::Limit(n));
             }
             let lit = quote_literal(DbKind::Postgres, &tbl);
-            let bytes: i64 = sqlx::query_scalar(&format!("SELECT pg_relation_size({lit}::regclass)::int8"))
-                .fetch_one(pool)
-                .await?;
+            let bytes: i64 =
+                sqlx::query_scalar(&format!("SELECT pg_relation_size({lit}::regclass)::int8"))
+                    .fetch_one(pool)
+                    .await?;
             (bytes as f64 / 100.0).max(2.0 * n as f64 + 1.0)
         }
     };
@@ -106,7 +139,11 @@ pub(super) async fn sample_mode(pool: &PgPool, info: &TableInfo, n: u64) -> Resu
     }
     let pct = (100.0 * n as f64 / est).min(100.0);
     // BERNOULLI picks single rows (best spread); SYSTEM picks whole pages (cheap on huge tables).
-    let method = if est > 5_000_000.0 { "SYSTEM" } else { "BERNOULLI" };
+    let method = if est > 5_000_000.0 {
+        "SYSTEM"
+    } else {
+        "BERNOULLI"
+    };
     Ok(ReadMode::TableSample(method, pct, n))
 }
 
@@ -145,7 +182,10 @@ fn copy_sql(info: &TableInfo, plan: &ReadPlan) -> Result<String, ReadError> {
         sel.push_str(", ");
         sel.push_str(k);
     }
-    let mut sql = format!("COPY (SELECT {sel} FROM {}", qualified(DbKind::Postgres, info));
+    let mut sql = format!(
+        "COPY (SELECT {sel} FROM {}",
+        qualified(DbKind::Postgres, info)
+    );
     let mut limit = None;
     match &plan.mode {
         ReadMode::Full => {}
@@ -154,10 +194,17 @@ fn copy_sql(info: &TableInfo, plan: &ReadPlan) -> Result<String, ReadError> {
             sql.push_str(&format!(" TABLESAMPLE {method} ({pct:.6})"));
             limit = Some(2 * n);
         }
-        other => return Err(ReadError::Other(format!("unsupported read mode for PostgreSQL: {other:?}"))),
+        other => {
+            return Err(ReadError::Other(format!(
+                "unsupported read mode for PostgreSQL: {other:?}"
+            )))
+        }
     }
     if let Some((col, lit, ty)) = &plan.since {
-        sql.push_str(&format!(" WHERE {col} > CAST({} AS {ty})", quote_literal(DbKind::Postgres, lit)));
+        sql.push_str(&format!(
+            " WHERE {col} > CAST({} AS {ty})",
+            quote_literal(DbKind::Postgres, lit)
+        ));
     }
     if let Some(n) = limit {
         sql.push_str(&format!(" LIMIT {n}"));
@@ -172,9 +219,14 @@ fn lines(buf: &[u8], ncols: usize, want_key: bool, f: &mut RowFn<'_>, rows: &mut
     for nl in memchr::memchr_iter(b'\n', buf) {
         let line = &buf[start..nl];
         start = nl + 1;
-        let fields: Vec<Option<Cow<'_, str>>> = line.split(|&b| b == b'\t').map(decode_field).collect();
+        let fields: Vec<Option<Cow<'_, str>>> =
+            line.split(|&b| b == b'\t').map(decode_field).collect();
         let cells: Vec<Option<&str>> = fields.iter().take(ncols).map(|c| c.as_deref()).collect();
-        let key = if want_key { fields.get(ncols).and_then(|k| k.as_deref()) } else { None };
+        let key = if want_key {
+            fields.get(ncols).and_then(|k| k.as_deref())
+        } else {
+            None
+        };
         f(&cells, key);
         *rows += 1;
     }
@@ -240,16 +292,25 @@ mod tests {
     fn decodes_copy_text_fields() {
         assert_eq!(decode_field(b"\\N"), None);
         assert_eq!(decode_field(b"plain").as_deref(), Some("plain"));
-        assert_eq!(decode_field(b"a\\tb\\nc\\\\d").as_deref(), Some("a\tb\nc\\d"));
+        assert_eq!(
+            decode_field(b"a\\tb\\nc\\\\d").as_deref(),
+            Some("a\tb\nc\\d")
+        );
         assert_eq!(decode_field(b"\\101\\x42").as_deref(), Some("AB"));
-        assert_eq!(decode_field("学生\\t1".as_bytes()).as_deref(), Some("学生\t1"));
+        assert_eq!(
+            decode_field("学生\\t1".as_bytes()).as_deref(),
+            Some("学生\t1")
+        );
     }
 
     #[test]
     fn splits_lines_across_chunks() {
         let mut got: Vec<(Vec<Option<String>>, Option<String>)> = Vec::new();
         let mut f = |c: &[Option<&str>], k: Option<&str>| {
-            got.push((c.iter().map(|x| x.map(str::to_string)).collect(), k.map(str::to_string)))
+            got.push((
+                c.iter().map(|x| x.map(str::to_string)).collect(),
+                k.map(str::to_string),
+            ))
         };
         let mut rows = 0;
         let buf = b"a\t\\N\t1\nb\tc\t2\npartial";

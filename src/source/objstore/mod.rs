@@ -35,7 +35,9 @@ use std::time::Duration;
 /// True when `url` names an object store this module reads.
 pub fn is_object_url(url: &str) -> bool {
     matches!(
-        url.split_once("://").map(|(s, _)| s.to_ascii_lowercase()).as_deref(),
+        url.split_once("://")
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .as_deref(),
         Some("s3" | "s3a" | "gs" | "gcs" | "az" | "azure" | "abfs" | "file")
     )
 }
@@ -73,12 +75,18 @@ fn globs(target: &str, g: &[String]) -> Result<Option<GlobSet>, UnitError> {
     for p in g {
         b.add(Glob::new(p).map_err(|e| UnitError::new(target, format!("bad glob `{p}`: {e}")))?);
     }
-    b.build().map(Some).map_err(|e| UnitError::new(target, format!("bad globs: {e}")))
+    b.build()
+        .map(Some)
+        .map_err(|e| UnitError::new(target, format!("bad globs: {e}")))
 }
 
 fn retry_config(cfg: &SourceConfig) -> RetryConfig {
     RetryConfig {
-        backoff: BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(15), base: 2.0 },
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(15),
+            base: 2.0,
+        },
         max_retries: cfg.max_retries,
         retry_timeout: Duration::from_secs(180),
     }
@@ -92,8 +100,12 @@ impl ObjectSource {
         let scheme = u.scheme().to_ascii_lowercase();
         let bucket = u.host_str().unwrap_or_default().to_string();
         let mut secrets = Vec::new();
-        let mut secret = |env: Option<&str>, file: Option<&std::path::Path>| -> Result<Option<String>, UnitError> {
-            let v = source.secret(env, file).map_err(|err| UnitError::new(&target, err))?;
+        let mut secret = |env: Option<&str>,
+                          file: Option<&std::path::Path>|
+         -> Result<Option<String>, UnitError> {
+            let v = source
+                .secret(env, file)
+                .map_err(|err| UnitError::new(&target, err))?;
             if let Some(s) = &v {
                 secrets.push(s.clone());
             }
@@ -116,13 +128,22 @@ impl ObjectSource {
                 if source.allow_http {
                     b = b.with_allow_http(true);
                 }
-                if let Some(k) = secret(source.access_key_id_env.as_deref(), source.access_key_id_file.as_deref())? {
+                if let Some(k) = secret(
+                    source.access_key_id_env.as_deref(),
+                    source.access_key_id_file.as_deref(),
+                )? {
                     b = b.with_access_key_id(k);
                 }
-                if let Some(k) = secret(source.secret_access_key_env.as_deref(), source.secret_access_key_file.as_deref())? {
+                if let Some(k) = secret(
+                    source.secret_access_key_env.as_deref(),
+                    source.secret_access_key_file.as_deref(),
+                )? {
                     b = b.with_secret_access_key(k);
                 }
-                Arc::new(b.build().map_err(|err| e(format!("S3 configuration: {err}")))?)
+                Arc::new(
+                    b.build()
+                        .map_err(|err| e(format!("S3 configuration: {err}")))?,
+                )
             }
             "gs" | "gcs" => {
                 let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
@@ -131,7 +152,10 @@ impl ObjectSource {
                 if let Some(p) = &source.service_account_file {
                     b = b.with_service_account_path(p.to_string_lossy());
                 }
-                Arc::new(b.build().map_err(|err| e(format!("GCS configuration: {err}")))?)
+                Arc::new(
+                    b.build()
+                        .map_err(|err| e(format!("GCS configuration: {err}")))?,
+                )
             }
             "az" | "azure" | "abfs" => {
                 let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
@@ -146,13 +170,21 @@ impl ObjectSource {
                 if source.allow_http {
                     b = b.with_allow_http(true);
                 }
-                if let Some(k) = secret(source.access_key_env.as_deref(), source.access_key_file.as_deref())? {
+                if let Some(k) = secret(
+                    source.access_key_env.as_deref(),
+                    source.access_key_file.as_deref(),
+                )? {
                     b = b.with_access_key(k);
                 }
-                Arc::new(b.build().map_err(|err| e(format!("Azure configuration: {err}")))?)
+                Arc::new(
+                    b.build()
+                        .map_err(|err| e(format!("Azure configuration: {err}")))?,
+                )
             }
             "file" => {
-                let dir = u.to_file_path().map_err(|_| e("file:// URL without an absolute path".into()))?;
+                let dir = u
+                    .to_file_path()
+                    .map_err(|_| e("file:// URL without an absolute path".into()))?;
                 Arc::new(
                     object_store::local::LocalFileSystem::new_with_prefix(&dir)
                         .map_err(|err| e(format!("{}: {err}", dir.display())))?,
@@ -160,7 +192,11 @@ impl ObjectSource {
             }
             other => return Err(e(format!("unsupported object store scheme `{other}`"))),
         };
-        let prefix_str = if scheme == "file" { "" } else { u.path().trim_matches('/') };
+        let prefix_str = if scheme == "file" {
+            ""
+        } else {
+            u.path().trim_matches('/')
+        };
         let prefix = (!prefix_str.is_empty()).then(|| ObjPath::from(prefix_str));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -169,8 +205,13 @@ impl ObjectSource {
             .build()
             .map_err(|err| e(format!("cannot start the I/O runtime: {err}")))?;
         let state: Option<Box<dyn UnitStateStore>> = if opts.incremental {
-            let dir = opts.state_dir.clone().ok_or_else(|| e("--incremental needs a state directory".into()))?;
-            Some(Box::new(JsonStateStore::open(&dir, &target).map_err(|err| UnitError::new(&target, err))?))
+            let dir = opts
+                .state_dir
+                .clone()
+                .ok_or_else(|| e("--incremental needs a state directory".into()))?;
+            Some(Box::new(
+                JsonStateStore::open(&dir, &target).map_err(|err| UnitError::new(&target, err))?,
+            ))
         } else {
             None
         };
@@ -200,27 +241,41 @@ impl ObjectSource {
 
     fn relative<'a>(&self, key: &'a str) -> &'a str {
         match &self.prefix {
-            Some(p) => key.strip_prefix(p.as_ref()).map(|r| r.trim_start_matches('/')).unwrap_or(key),
+            Some(p) => key
+                .strip_prefix(p.as_ref())
+                .map(|r| r.trim_start_matches('/'))
+                .unwrap_or(key),
             None => key,
         }
     }
 
     fn selected(&self, key: &str) -> bool {
         let rel = self.relative(key);
-        self.include.as_ref().is_none_or(|g| g.is_match(rel)) && !self.exclude.as_ref().is_some_and(|g| g.is_match(rel))
+        self.include.as_ref().is_none_or(|g| g.is_match(rel))
+            && !self.exclude.as_ref().is_some_and(|g| g.is_match(rel))
     }
 
     fn version(meta: &ObjectMeta) -> String {
         match &meta.e_tag {
             Some(t) => format!("etag={t};size={}", meta.size),
-            None => format!("size={};modified={}", meta.size, meta.last_modified.to_rfc3339()),
+            None => format!(
+                "size={};modified={}",
+                meta.size,
+                meta.last_modified.to_rfc3339()
+            ),
         }
     }
 
     /// A byte stream of the object (retried by the store's retry policy).
-    fn get_stream(&self, key: &str) -> Result<BoxStream<'static, object_store::Result<bytes::Bytes>>, UnitError> {
+    fn get_stream(
+        &self,
+        key: &str,
+    ) -> Result<BoxStream<'static, object_store::Result<bytes::Bytes>>, UnitError> {
         let path = ObjPath::from(key);
-        let r = self.rt.block_on(self.store.get(&path)).map_err(|e| self.object_err(key, e))?;
+        let r = self
+            .rt
+            .block_on(self.store.get(&path))
+            .map_err(|e| self.object_err(key, e))?;
         Ok(r.into_stream())
     }
 
@@ -251,7 +306,11 @@ impl Source for ObjectSource {
             if !self.selected(&key) {
                 continue;
             }
-            out.push(WorkUnit { id: key.clone(), size: Some(m.size), version: Some(Self::version(&m)) });
+            out.push(WorkUnit {
+                id: key.clone(),
+                size: Some(m.size),
+                version: Some(Self::version(&m)),
+            });
             listed.insert(key, m);
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -266,21 +325,35 @@ impl Source for ObjectSource {
         emit: &mut dyn FnMut(Finding),
     ) -> Result<UnitStats, UnitError> {
         let key = unit.id.as_str();
-        let meta = self.listed.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned();
+        let meta = self
+            .listed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned();
         let meta = match meta {
             Some(m) => m,
-            None => self.rt.block_on(self.store.head(&ObjPath::from(key))).map_err(|e| self.object_err(key, e))?,
+            None => self
+                .rt
+                .block_on(self.store.head(&ObjPath::from(key)))
+                .map_err(|e| self.object_err(key, e))?,
         };
         if meta.size > self.cfg.max_object_bytes {
             return Err(self.err(
                 key,
-                format!("object is {} bytes, over the limit of {} bytes (max_object_bytes)", meta.size, self.cfg.max_object_bytes),
+                format!(
+                    "object is {} bytes, over the limit of {} bytes (max_object_bytes)",
+                    meta.size, self.cfg.max_object_bytes
+                ),
             ));
         }
         let version = Self::version(&meta);
         if let Some(store) = &self.state {
             if store.get(key).is_some_and(|p| p.version == version) {
-                return Ok(UnitStats { skipped: Some("unchanged".into()), ..Default::default() });
+                return Ok(UnitStats {
+                    skipped: Some("unchanged".into()),
+                    ..Default::default()
+                });
             }
         }
         let format = Format::of(key);
@@ -288,7 +361,16 @@ impl Source for ObjectSource {
             Format::Parquet => parquet_reader::scan(self, key, meta.size, engine, opts, emit)?,
             Format::Csv(delim) => {
                 let body = self.get_stream(key)?;
-                text_reader::scan_csv(self, key, body, Compression::of(key), delim, engine, opts, emit)?
+                text_reader::scan_csv(
+                    self,
+                    key,
+                    body,
+                    Compression::of(key),
+                    delim,
+                    engine,
+                    opts,
+                    emit,
+                )?
             }
             Format::Text => {
                 let body = self.get_stream(key)?;
@@ -370,8 +452,15 @@ pub(crate) struct StreamRead<'a> {
 }
 
 impl<'a> StreamRead<'a> {
-    pub(crate) fn new(rt: &'a tokio::runtime::Runtime, stream: BoxStream<'static, object_store::Result<bytes::Bytes>>) -> Self {
-        StreamRead { rt, stream, buf: bytes::Bytes::new() }
+    pub(crate) fn new(
+        rt: &'a tokio::runtime::Runtime,
+        stream: BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    ) -> Self {
+        StreamRead {
+            rt,
+            stream,
+            buf: bytes::Bytes::new(),
+        }
     }
 }
 
@@ -404,7 +493,21 @@ mod tests {
         assert_eq!(Compression::of("app.log.gz"), Compression::Gzip);
         assert_eq!(Compression::of("a.csv.zst"), Compression::Zstd);
         assert_eq!(Compression::of("a.csv"), Compression::None);
-        assert!(is_object_url("s3://b/p") && is_object_url("gs://b") && is_object_url("file:///tmp"));
+        assert!(
+            is_object_url("s3://b/p") && is_object_url("gs://b") && is_object_url("file:///tmp")
+        );
         assert!(!is_object_url("postgres://h/db") && !is_object_url("logs/"));
     }
+}
+
+/// Dispatch for `crate::source::open_target`: `Some` when `target` is an
+/// object-store URL (`s3://`, `gs://`, `az://`, `file://`) or names a
+/// `[[sources]]` entry with such a URL.
+pub fn open_object_target(
+    target: &str,
+    sources: &[SourceConfig],
+    opts: &RemoteOptions,
+) -> Option<Result<Box<dyn Source>, UnitError>> {
+    let cfg = crate::config::sources::resolve(target, sources)?;
+    is_object_url(&cfg.url).then(|| open(&cfg, opts))
 }

@@ -26,7 +26,9 @@ pub fn examine_arrow(dt: &DataType, name: &str) -> bool {
         DataType::Int64 | DataType::UInt64 => true,
         DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => (*p as i32 - *s as i32) >= 11,
         DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => is_birth_name(name),
-        DataType::List(_) | DataType::LargeList(_) | DataType::Struct(_) | DataType::Map(..) => true,
+        DataType::List(_) | DataType::LargeList(_) | DataType::Struct(_) | DataType::Map(..) => {
+            true
+        }
         _ => false,
     }
 }
@@ -40,7 +42,9 @@ fn useful_row_groups(md: &ParquetMetaData, roots: &[usize]) -> Vec<usize> {
             let rows = rg.num_rows() as u64;
             rg.columns().iter().enumerate().any(|(leaf, c)| {
                 roots.contains(&schema.get_column_root_idx(leaf))
-                    && c.statistics().and_then(|s| s.null_count_opt()).is_none_or(|n| n < rows)
+                    && c.statistics()
+                        .and_then(|s| s.null_count_opt())
+                        .is_none_or(|n| n < rows)
             })
         })
         .collect()
@@ -57,7 +61,9 @@ pub(super) fn scan(
     let path = ObjPath::from(key);
     let reader = ParquetObjectReader::new(src.store.clone(), path.clone()).with_file_size(size);
     let res: Result<(Vec<Finding>, UnitStats), String> = src.rt.block_on(async {
-        let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| format!("reading the Parquet footer: {e}"))?;
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|e| format!("reading the Parquet footer: {e}"))?;
         let schema = builder.schema().clone();
         let roots: Vec<usize> = schema
             .fields()
@@ -68,7 +74,14 @@ pub(super) fn scan(
             .collect();
         if roots.is_empty() {
             let skipped = Some("no columns that can hold personal information".to_string());
-            return Ok((Vec::new(), UnitStats { bytes: 0, rows: 0, skipped }));
+            return Ok((
+                Vec::new(),
+                UnitStats {
+                    bytes: 0,
+                    rows: 0,
+                    skipped,
+                },
+            ));
         }
         let md = builder.metadata().clone();
         let groups = useful_row_groups(&md, &roots);
@@ -82,7 +95,10 @@ pub(super) fn scan(
             }
             groups.iter().map(|&g| all[g]).collect()
         };
-        let names: Vec<String> = roots.iter().map(|&i| schema.field(i).name().clone()).collect();
+        let names: Vec<String> = roots
+            .iter()
+            .map(|&i| schema.field(i).name().clone())
+            .collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots.clone());
         let mut stream = builder
             .with_projection(mask)
@@ -90,13 +106,24 @@ pub(super) fn scan(
             .with_batch_size(8192)
             .build()
             .map_err(|e| format!("reading Parquet: {e}"))?;
-        let base = Location { path: Some(key.to_string()), ..Default::default() };
+        let base = Location {
+            path: Some(key.to_string()),
+            ..Default::default()
+        };
         let mut scanner = TableScanner::new(engine, &src.target, base, &names, opts.rows);
         let fopts = FormatOptions::default();
         let mut cells: Vec<String> = vec![String::new(); roots.len()];
-        let (mut rg, mut rg_left, mut row_no) = (0usize, starts.first().map_or(0, |s| s.1), starts.first().map_or(0, |s| s.0));
+        let (mut rg, mut rg_left, mut row_no) = (
+            0usize,
+            starts.first().map_or(0, |s| s.1),
+            starts.first().map_or(0, |s| s.0),
+        );
         let mut bytes = 0u64;
-        while let Some(batch) = stream.try_next().await.map_err(|e| format!("reading Parquet data: {e}"))? {
+        while let Some(batch) = stream
+            .try_next()
+            .await
+            .map_err(|e| format!("reading Parquet data: {e}"))?
+        {
             bytes += batch.get_array_memory_size() as u64;
             let fmts: Vec<ArrayFormatter<'_>> = batch
                 .columns()
@@ -120,7 +147,11 @@ pub(super) fn scan(
                         present.push(true);
                     }
                 }
-                let refs: Vec<Option<&str>> = cells.iter().zip(&present).map(|(s, &p)| p.then_some(s.as_str())).collect();
+                let refs: Vec<Option<&str>> = cells
+                    .iter()
+                    .zip(&present)
+                    .map(|(s, &p)| p.then_some(s.as_str()))
+                    .collect();
                 row_no += 1;
                 rg_left = rg_left.saturating_sub(1);
                 let k = opts.rows.then(|| row_no.to_string());
@@ -128,7 +159,14 @@ pub(super) fn scan(
             }
         }
         let rows = scanner.rows_scanned();
-        Ok((scanner.finish(), UnitStats { bytes, rows, skipped: None }))
+        Ok((
+            scanner.finish(),
+            UnitStats {
+                bytes,
+                rows,
+                skipped: None,
+            },
+        ))
     });
     match res {
         Ok((findings, stats)) => {
@@ -139,7 +177,9 @@ pub(super) fn scan(
         }
         Err(msg) => {
             // Tell "deleted after listing" apart from a corrupt object.
-            if let Err(e @ object_store::Error::NotFound { .. }) = src.rt.block_on(src.store.head(&path)) {
+            if let Err(e @ object_store::Error::NotFound { .. }) =
+                src.rt.block_on(src.store.head(&path))
+            {
                 return Err(src.object_err(key, e));
             }
             Err(src.err(key, msg))

@@ -44,7 +44,10 @@ pub(super) fn scan_text(
     emit: &mut dyn FnMut(Finding),
 ) -> Result<UnitStats, UnitError> {
     let mut r = reader(src, body, c).map_err(|e| src.err(key, format!("decompressing: {e}")))?;
-    let origin = TextOrigin { target: &src.target, path: key };
+    let origin = TextOrigin {
+        target: &src.target,
+        path: key,
+    };
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
     let mut line = 1u64;
     let mut offset = 0u64;
@@ -65,17 +68,30 @@ pub(super) fn scan_text(
                 }
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(src.err(key, format!("reading after {} bytes: {e}", bytes + filled as u64))),
+                Err(e) => {
+                    return Err(src.err(
+                        key,
+                        format!("reading after {} bytes: {e}", bytes + filled as u64),
+                    ))
+                }
             }
         }
         buf.truncate(filled);
         if first {
             first = false;
             if memchr::memchr(0, &buf[..buf.len().min(8192)]).is_some() {
-                return Ok(UnitStats { bytes: 0, rows: 0, skipped: Some("binary".into()) });
+                return Ok(UnitStats {
+                    bytes: 0,
+                    rows: 0,
+                    skipped: Some("binary".into()),
+                });
             }
         }
-        let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(buf.len(), |p| p + 1) };
+        let cut = if eof {
+            buf.len()
+        } else {
+            memchr::memrchr(b'\n', &buf).map_or(buf.len(), |p| p + 1)
+        };
         let text = decode(&buf[..cut]);
         scan_chunk(engine, &origin, &text, line, offset, &mut out);
         for f in out.drain(..) {
@@ -89,7 +105,11 @@ pub(super) fn scan_text(
             break;
         }
     }
-    Ok(UnitStats { bytes, rows: line - 1, skipped: None })
+    Ok(UnitStats {
+        bytes,
+        rows: line - 1,
+        skipped: None,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -104,14 +124,20 @@ pub(super) fn scan_csv(
     emit: &mut dyn FnMut(Finding),
 ) -> Result<UnitStats, UnitError> {
     let r = reader(src, body, c).map_err(|e| src.err(key, format!("decompressing: {e}")))?;
-    let mut csv = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(r);
+    let mut csv = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_reader(r);
     let headers: Vec<String> = csv
         .byte_headers()
         .map_err(|e| src.err(key, format!("reading the CSV header: {e}")))?
         .iter()
         .map(|h| decode(h).trim().to_string())
         .collect();
-    let base = Location { path: Some(key.to_string()), ..Default::default() };
+    let base = Location {
+        path: Some(key.to_string()),
+        ..Default::default()
+    };
     let mut scanner = TableScanner::new(engine, &src.target, base, &headers, opts.rows);
     let mut rec = csv::ByteRecord::new();
     let mut n = 0u64;
@@ -127,14 +153,21 @@ pub(super) fn scan_csv(
             }
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
-                return Err(src.err(key, format!("CSV record near line {line}: {}", csv_cause(&e))));
+                return Err(src.err(
+                    key,
+                    format!("CSV record near line {line}: {}", csv_cause(&e)),
+                ));
             }
         }
     }
     for f in scanner.finish() {
         emit(f);
     }
-    Ok(UnitStats { bytes: csv.position().byte(), rows: n, skipped: None })
+    Ok(UnitStats {
+        bytes: csv.position().byte(),
+        rows: n,
+        skipped: None,
+    })
 }
 
 /// A CSV error's cause without the record contents.
@@ -142,7 +175,9 @@ fn csv_cause(e: &csv::Error) -> String {
     match e.kind() {
         csv::ErrorKind::Io(io) => io.to_string(),
         csv::ErrorKind::Utf8 { .. } => "invalid UTF-8".into(),
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!("{len} fields, expected {expected_len}"),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("{len} fields, expected {expected_len}"),
         _ => "malformed record".into(),
     }
 }
