@@ -12,6 +12,7 @@
 //! is almost always a typo such as `state_dri`).
 
 pub mod inventory;
+pub mod sources;
 
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -31,6 +32,9 @@ pub struct Config {
     /// Age under which a person is a child (CAC Order No. 4 Art. 2: 14).
     #[serde(default = "default_child_age")]
     pub child_age: u32,
+    /// Named scan targets (databases, object stores) with credentials from env vars or files.
+    #[serde(default)]
+    pub sources: Vec<sources::SourceConfig>,
     /// The purpose inventory.
     #[serde(default)]
     pub datasets: Vec<inventory::Dataset>,
