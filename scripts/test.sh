@@ -63,4 +63,4 @@ if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules ]; the
 fi
 
 log "running cargo test"
-cargo test --locked "$@"
+cargo test --locked --no-fail-fast "$@"

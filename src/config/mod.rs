@@ -137,24 +137,12 @@ impl Config {
             .unwrap_or_else(crate::fingerprint::default_state_dir)
     }
 
-    /// `[[sources]]` entries as name → target (its `url`, `path` or `target`
-    /// key). Read loosely from [`Config::rest`] until the sources stage types them.
+    /// `[[sources]]` entries as name → target URL.
     pub fn source_targets(&self) -> HashMap<String, String> {
-        let mut out = HashMap::new();
-        if let Some(toml::Value::Array(a)) = self.rest.get("sources") {
-            for s in a {
-                let (Some(name), Some(t)) = (
-                    s.get("name").and_then(|v| v.as_str()),
-                    ["url", "path", "target", "uri"]
-                        .iter()
-                        .find_map(|k| s.get(*k).and_then(|v| v.as_str())),
-                ) else {
-                    continue;
-                };
-                out.insert(name.to_string(), t.to_string());
-            }
-        }
-        out
+        self.sources
+            .iter()
+            .map(|s| (s.name.clone(), s.url.clone()))
+            .collect()
     }
 }
 
@@ -651,7 +639,7 @@ name = "nightly"
 
     #[test]
     fn tolerates_other_sections() {
-        let text = "[[sources]]\nname = \"logs\"\npath = \"/var/log\"\n[[tokens]]\nname = \"x\"\n";
+        let text = "[[sources]]\nname = \"logs\"\nurl = \"/var/log\"\n[[tokens]]\nname = \"x\"\n";
         let (cfg, d) = check_str(text, Path::new("c.toml"));
         assert!(d.is_empty(), "{d:?}");
         let cfg = cfg.unwrap();
