@@ -578,11 +578,11 @@ impl Engine {
     /// Mask for a value of a category (never the raw value).
     fn mask(&self, cat: Category, norm: &str) -> String {
         match cat {
-            Category::CnResidentId => mask_keep(norm, 6, 4),
-            Category::CnMobile => mask_keep(norm, 3, 4),
-            Category::StudentId => mask_keep(norm, 7, 4),
-            Category::CnLandline => mask_keep(norm, 4, 2),
-            Category::BankCard => mask_keep(norm, 4, 4),
+            Category::CnResidentId => mask_ascii(norm, 6, 4),
+            Category::CnMobile => mask_ascii(norm, 3, 4),
+            Category::StudentId => mask_ascii(norm, 7, 4),
+            Category::CnLandline => mask_ascii(norm, 4, 2),
+            Category::BankCard => mask_ascii(norm, 4, 4),
             Category::CnPassport | Category::HkMacauPermit | Category::TwPermit => {
                 mask_keep(norm, 1, 2)
             }
@@ -822,12 +822,37 @@ impl Engine {
 
 /// Sort the hits appended since `base` and drop exact duplicates.
 fn finish(out: &mut Vec<Hit>, base: usize) {
+    let key = |h: &Hit| (h.start, h.end, h.category);
     if out.len() - base > 1 {
-        out[base..].sort_by(|a, b| (a.start, a.end, a.category).cmp(&(b.start, b.end, b.category)));
-        let mut tail: Vec<Hit> = out.drain(base..).collect();
-        tail.dedup_by(|a, b| a.start == b.start && a.end == b.end && a.category == b.category);
-        out.extend(tail);
+        let tail = &mut out[base..];
+        if !tail.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
+            tail.sort_by_key(key);
+        }
+        // drop exact duplicates in place
+        let mut w = base + 1;
+        for r in base + 1..out.len() {
+            if key(&out[r]) != key(&out[w - 1]) {
+                out.swap(w, r);
+                w += 1;
+            }
+        }
+        out.truncate(w);
     }
+}
+
+/// Mask an ASCII identifier keeping `ks` leading and `ke` trailing characters.
+fn mask_ascii(norm: &str, ks: usize, ke: usize) -> String {
+    let b = norm.as_bytes();
+    if !norm.is_ascii() || ks + ke >= b.len() {
+        return mask_keep(norm, ks, ke);
+    }
+    let mut v = Vec::with_capacity(b.len());
+    v.extend_from_slice(&b[..ks]);
+    for &c in &b[ks..b.len() - ke] {
+        v.push(if c == b' ' || c == b'-' { c } else { b'*' });
+    }
+    v.extend_from_slice(&b[b.len() - ke..]);
+    String::from_utf8(v).unwrap_or_default()
 }
 
 /// Normalize a column/field name for hint matching: last segment of a key

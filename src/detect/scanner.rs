@@ -692,7 +692,12 @@ impl Engine {
     fn emit_cand(&self, st: &St<'_>, c: Cand, s: usize, e: usize, buf: &[u8], out: &mut Vec<Hit>) {
         let b = st.b;
         let d = buf;
-        let as_str = |x: &[u8]| String::from_utf8_lossy(x).to_ascii_uppercase();
+        // digits (and X): ASCII, uppercase only when needed
+        let as_str = |x: &[u8]| {
+            let mut v = x.to_vec();
+            v.make_ascii_uppercase();
+            String::from_utf8(v).unwrap_or_default()
+        };
         match c {
             Cand::Id18 {
                 birth,
@@ -1023,8 +1028,11 @@ impl Engine {
             "所",
         ];
         let mut cut_at = 0;
-        for c in CUTS {
-            for (idx, _) in prefix.match_indices(c) {
+        for (idx, _) in prefix.char_indices() {
+            for c in CUTS {
+                if !prefix[idx..].starts_with(c) {
+                    continue;
+                }
                 let after = idx + c.len();
                 // Place names containing these characters.
                 let rest = &prefix[after..];
@@ -1429,8 +1437,8 @@ impl Engine {
             "于",
         ];
         let mut cut = 0;
-        for c in CUTS {
-            if let Some(i) = span.rfind(c) {
+        for (i, _) in span.char_indices() {
+            if let Some(c) = CUTS.iter().find(|c| span[i..].starts_with(**c)) {
                 cut = cut.max(i + c.len());
             }
         }
@@ -1507,6 +1515,8 @@ impl Engine {
         }
         if out[base..]
             .iter()
+            .rev()
+            .take(16)
             .any(|h| h.category == Category::Address && h.start < e && p < h.end)
         {
             return;
@@ -1681,9 +1691,13 @@ impl Engine {
             return;
         }
         // A phone found by the token pass starting right there.
-        let phone = out[base..tokens_end]
+        // token hits are in text order: binary search
+        let tok = &out[base..tokens_end];
+        let i = tok.partition_point(|h| h.start < p);
+        let phone = tok[i..]
             .iter()
-            .find(|h| h.category == Category::CnMobile && h.start >= p && h.start <= p + 1)
+            .take_while(|h| h.start <= p + 1)
+            .find(|h| h.category == Category::CnMobile)
             .map(|h| (h.start, h.end, h.fingerprint.clone(), h.masked.clone()));
         let conf = self.rules[rule as usize].confidence;
         if let Some((s, e, fp, masked)) = phone {
