@@ -352,6 +352,11 @@ fn plain_log_lines_have_no_findings() {
         let l = g.next_line();
         let mut h = Vec::new();
         e.scan_text(&l.text, &mut h);
-        assert!(h.is_empty(), "{}: {:?}", l.text, h.iter().map(|x| x.category).collect::<Vec<_>>());
+        assert!(
+            h.is_empty(),
+            "{}: {:?}",
+            l.text,
+            h.iter().map(|x| x.category).collect::<Vec<_>>()
+        );
     }
 }

@@ -31,7 +31,11 @@ pub fn run(args: CorpusArgs) -> anyhow::Result<i32> {
     let as_of = args
         .as_of
         .unwrap_or_else(|| chrono::Utc::now().date_naive());
-    let opts = CorpusOptions { seed: args.seed, as_of, pi_share: args.pi_share };
+    let opts = CorpusOptions {
+        seed: args.seed,
+        as_of,
+        pi_share: args.pi_share,
+    };
     write_corpus(&args.out, &opts, args.lines, args.rows)
         .map_err(|e| anyhow::anyhow!("writing corpus to {}: {e}", args.out.display()))?;
     eprintln!(

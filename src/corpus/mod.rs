@@ -32,7 +32,11 @@ pub struct CorpusOptions {
 impl CorpusOptions {
     /// Every line a labelled case (the quality-test mix).
     pub fn new(seed: u64, as_of: NaiveDate) -> Self {
-        CorpusOptions { seed, as_of, pi_share: 1.0 }
+        CorpusOptions {
+            seed,
+            as_of,
+            pi_share: 1.0,
+        }
     }
 }
 

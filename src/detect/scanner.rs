@@ -23,6 +23,16 @@ struct St<'a> {
     b: &'a [u8],
     ms: Vec<M>,
     hints: &'a [Category],
+    /// Bit r set when a context word of rule r (r < 128) occurs in the text.
+    ctx_rules: u128,
+}
+
+impl St<'_> {
+    /// Whether any context word of `rule` occurs in the text (cheap pre-check).
+    #[inline]
+    fn has_ctx(&self, rule: u16) -> bool {
+        rule >= 127 || self.ctx_rules & (1u128 << rule) != 0
+    }
 }
 
 #[inline]
@@ -161,6 +171,7 @@ impl Engine {
             b,
             ms: Vec::new(),
             hints,
+            ctx_rules: 0,
         };
         // Pass 1: every keyword, context word and trigger literal.
         for m in self.ac.find_iter(text) {
@@ -176,6 +187,11 @@ impl Engine {
                     || b[e].is_ascii_uppercase() && b[e - 1].is_ascii_lowercase();
                 if !(start_ok && end_ok) {
                     continue;
+                }
+            }
+            for r in &self.roles[pid] {
+                if let Role::Ctx(i) | Role::Neg(i) = r {
+                    st.ctx_rules |= 1u128 << (*i as u32).min(127);
                 }
             }
             st.ms.push(M {
@@ -263,6 +279,9 @@ impl Engine {
     fn context(&self, st: &St<'_>, rule: u16, start: usize, end: usize) -> (bool, bool) {
         let cat = self.rules[rule as usize].category;
         let mut pos = st.hints.contains(&cat);
+        if !st.has_ctx(rule) {
+            return (pos, false);
+        }
         let b = st.b;
         let lo = start.saturating_sub(WIN_BEFORE);
         let line_start = memchr::memrchr(b'\n', &b[lo..start]).map_or(lo, |p| lo + p + 1);
@@ -298,6 +317,9 @@ impl Engine {
         if st.hints.contains(&Category::BirthDate) {
             return true;
         }
+        if !st.has_ctx(rule) {
+            return false;
+        }
         let lo = s.saturating_sub(24);
         let i0 = st.ms.partition_point(|m| (m.end as usize) < lo);
         st.ms[i0..]
@@ -313,6 +335,9 @@ impl Engine {
 
     /// Whether a context word of `rule` ends at `p` after skipping separators backwards.
     fn ctx_adjacent_before(&self, st: &St<'_>, rule: u16, p: usize) -> bool {
+        if !st.has_ctx(rule) {
+            return false;
+        }
         let t = st.text;
         let mut q = p;
         let mut steps = 0;
@@ -668,17 +693,13 @@ impl Engine {
         {
             return None;
         }
-        let lower = |x: &[u8]| {
-            x.iter()
-                .map(|c| c.to_ascii_lowercase())
-                .collect::<Vec<u8>>()
-        };
-        let years_old = {
-            let a = lower(&after_trim[..after_trim.len().min(10)]);
-            a.starts_with(b"years old")
-                || a.starts_with(b"year old")
-                || a.starts_with(b"yrs old")
-                || a.starts_with(b"-year-old")
+        let years_old = matches!(after_trim.first(), Some(b'y' | b'Y' | b'-')) && {
+            let a = &after_trim[..after_trim.len().min(10)];
+            let starts = |p: &[u8]| a.len() >= p.len() && a[..p.len()].eq_ignore_ascii_case(p);
+            starts(b"years old")
+                || starts(b"year old")
+                || starts(b"yrs old")
+                || starts(b"-year-old")
         };
         if years_old || self.ctx_adjacent_before(st, rule, s) {
             let (_, neg) = self.context(st, rule, s, e);
