@@ -243,6 +243,12 @@ pub struct Engine {
     is_context: Vec<bool>,
     hint_set: RegexSet,
     hint_cat: Vec<Category>,
+    /// Bitmap over the low 16 bits of 3-byte first characters of patterns.
+    first_cjk: Vec<u64>,
+    /// ASCII first bytes of patterns (both cases).
+    first_ascii: [bool; 256],
+    /// Whether every pattern starts with a character the bitmaps cover.
+    anchored_ok: bool,
     regions: validate::Regions,
     regex_rules: Vec<u16>,
 }
@@ -403,10 +409,30 @@ impl Engine {
             .iter()
             .map(|rs| rs.iter().any(|r| matches!(r, Role::Ctx(_) | Role::Neg(_))))
             .collect();
+        // First characters of the patterns: the one pass over the text tests
+        // a bitmap per character and runs the automaton anchored only where
+        // a pattern can start (CJK code points fit 16 bits; ASCII patterns
+        // only at word starts). Any other first character: plain search.
+        let mut first_cjk = vec![0u64; 65536 / 64];
+        let mut first_ascii = [false; 256];
+        let mut anchored_ok = true;
+        for p in &pats {
+            let c = p.chars().next().unwrap_or(' ');
+            if c.is_ascii_alphabetic() {
+                first_ascii[c.to_ascii_lowercase() as usize] = true;
+                first_ascii[c.to_ascii_uppercase() as usize] = true;
+            } else if c.len_utf8() == 3 {
+                let cp = c as u32 & 0xFFFF;
+                first_cjk[cp as usize / 64] |= 1 << (cp % 64);
+            } else {
+                anchored_ok = false;
+            }
+        }
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
             .ascii_case_insensitive(true)
             .kind(Some(AhoCorasickKind::DFA))
+            .start_kind(aho_corasick::StartKind::Both)
             .build(&pats)
             .map_err(|e| DetectError::Pack {
                 path: "rule packs".into(),
@@ -440,6 +466,9 @@ impl Engine {
             is_context,
             hint_set,
             hint_cat,
+            first_cjk,
+            first_ascii,
+            anchored_ok,
             regions,
             regex_rules,
         })

@@ -174,31 +174,12 @@ impl Engine {
             ctx_rules: 0,
         };
         // Pass 1: every keyword, context word and trigger literal.
-        for m in self.ac.find_iter(text) {
-            let pid = m.pattern().as_usize();
-            if self.ascii_word[pid] {
-                let s = m.start();
-                let e = m.end();
-                let start_ok = s == 0
-                    || !is_alnum(b[s - 1])
-                    || b[s].is_ascii_uppercase() && b[s - 1].is_ascii_lowercase();
-                let end_ok = e == b.len()
-                    || !b[e].is_ascii_alphabetic()
-                    || b[e].is_ascii_uppercase() && b[e - 1].is_ascii_lowercase();
-                if !(start_ok && end_ok) {
-                    continue;
-                }
+        if self.anchored_ok {
+            self.keywords_anchored(&mut st);
+        } else {
+            for m in self.ac.find_iter(text) {
+                self.push_match(&mut st, m.start(), m.end(), m.pattern().as_usize());
             }
-            for r in &self.roles[pid] {
-                if let Role::Ctx(i) | Role::Neg(i) = r {
-                    st.ctx_rules |= 1u128 << (*i as u32).min(127);
-                }
-            }
-            st.ms.push(M {
-                start: m.start() as u32,
-                end: m.end() as u32,
-                pid: pid as u32,
-            });
         }
         let base = out.len();
         // Pass 2: ASCII alphanumeric runs.
@@ -269,6 +250,64 @@ impl Engine {
                     );
                 }
             }
+        }
+    }
+
+    /// Record one automaton match (ASCII words only at word/camelCase boundaries).
+    #[inline]
+    fn push_match(&self, st: &mut St<'_>, s: usize, e: usize, pid: usize) -> bool {
+        let b = st.b;
+        if self.ascii_word[pid] {
+            let start_ok = s == 0
+                || !is_alnum(b[s - 1])
+                || b[s].is_ascii_uppercase() && b[s - 1].is_ascii_lowercase();
+            let end_ok = e == b.len()
+                || !b[e].is_ascii_alphabetic()
+                || b[e].is_ascii_uppercase() && b[e - 1].is_ascii_lowercase();
+            if !(start_ok && end_ok) {
+                return false;
+            }
+        }
+        for r in &self.roles[pid] {
+            if let Role::Ctx(i) | Role::Neg(i) = r {
+                st.ctx_rules |= 1u128 << (*i as u32).min(127);
+            }
+        }
+        st.ms.push(M { start: s as u32, end: e as u32, pid: pid as u32 });
+        true
+    }
+
+    /// Leftmost-longest keyword matches without running the automaton over
+    /// every byte: a bitmap test per character, an anchored automaton search
+    /// only where a pattern can start.
+    fn keywords_anchored(&self, st: &mut St<'_>) {
+        let b = st.b;
+        let n = b.len();
+        let text = st.text;
+        let mut i = 0;
+        while i < n {
+            let c = b[i];
+            let can_start = if c < 0x80 {
+                self.first_ascii[c as usize]
+                    && (i == 0
+                        || !is_alnum(b[i - 1])
+                        || c.is_ascii_uppercase() && b[i - 1].is_ascii_lowercase())
+            } else if c >= 0xE0 && c < 0xF0 && i + 2 < n {
+                let cp = ((c & 0x0F) as usize) << 12 | ((b[i + 1] & 0x3F) as usize) << 6 | (b[i + 2] & 0x3F) as usize;
+                self.first_cjk[cp / 64] & (1 << (cp % 64)) != 0
+            } else {
+                false
+            };
+            if can_start {
+                let input = aho_corasick::Input::new(text).span(i..n).anchored(aho_corasick::Anchored::Yes);
+                if let Some(m) = self.ac.find(input) {
+                    if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
+                        i = m.end();
+                        continue;
+                    }
+                }
+            }
+            i += if c < 0x80 { 1 } else if c >= 0xF0 { 4 } else if c >= 0xE0 { 3 } else if c >= 0xC0 { 2 } else { 1 };
         }
     }
 
