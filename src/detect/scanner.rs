@@ -273,7 +273,11 @@ impl Engine {
                 st.ctx_rules |= 1u128 << (*i as u32).min(127);
             }
         }
-        st.ms.push(M { start: s as u32, end: e as u32, pid: pid as u32 });
+        st.ms.push(M {
+            start: s as u32,
+            end: e as u32,
+            pid: pid as u32,
+        });
         true
     }
 
@@ -293,13 +297,17 @@ impl Engine {
                         || !is_alnum(b[i - 1])
                         || c.is_ascii_uppercase() && b[i - 1].is_ascii_lowercase())
             } else if c >= 0xE0 && c < 0xF0 && i + 2 < n {
-                let cp = ((c & 0x0F) as usize) << 12 | ((b[i + 1] & 0x3F) as usize) << 6 | (b[i + 2] & 0x3F) as usize;
+                let cp = ((c & 0x0F) as usize) << 12
+                    | ((b[i + 1] & 0x3F) as usize) << 6
+                    | (b[i + 2] & 0x3F) as usize;
                 self.first_cjk[cp / 64] & (1 << (cp % 64)) != 0
             } else {
                 false
             };
             if can_start {
-                let input = aho_corasick::Input::new(text).span(i..n).anchored(aho_corasick::Anchored::Yes);
+                let input = aho_corasick::Input::new(text)
+                    .span(i..n)
+                    .anchored(aho_corasick::Anchored::Yes);
                 if let Some(m) = self.ac.find(input) {
                     if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
                         i = m.end();
@@ -307,7 +315,17 @@ impl Engine {
                     }
                 }
             }
-            i += if c < 0x80 { 1 } else if c >= 0xF0 { 4 } else if c >= 0xE0 { 3 } else if c >= 0xC0 { 2 } else { 1 };
+            i += if c < 0x80 {
+                1
+            } else if c >= 0xF0 {
+                4
+            } else if c >= 0xE0 {
+                3
+            } else if c >= 0xC0 {
+                2
+            } else {
+                1
+            };
         }
     }
 
