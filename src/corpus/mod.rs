@@ -618,6 +618,10 @@ impl Generator {
             b.s("已办理入学手续。");
         } else {
             b.s("客户").v(&p.name, PersonName).s("，");
+            if self.rng.gen_bool(0.2) {
+                let sch = self.school();
+                b.s("毕业于").v(&sch, SchoolName).s("，");
+            }
             let (bef, v, aft) = self.age_text(p.age);
             b.s(&bef)
                 .v(&v, Age)
@@ -738,11 +742,14 @@ impl Generator {
                 let p = self.person(false);
                 let age = self.rng.gen_range(6..=13);
                 let (g, _) = self.grade(age);
+                let sch = self.school();
                 b.s(&format!("{ts} 班主任"))
                     .v(&p.name, PersonName)
                     .s("老师，手机")
                     .v(&p.mobile, CnMobile)
-                    .s("，负责")
+                    .s("，在")
+                    .v(&sch, SchoolName)
+                    .s("负责")
                     .v(&g, GradeClass)
                     .s("的教学工作");
                 b.line(None, Style::FreeText)
@@ -955,8 +962,13 @@ impl Generator {
                 p.id.clone(),
                 p.birth.format("%Y-%m-%d").to_string(),
                 p.age.to_string(),
-                self.school(),
-                grade_num.to_string(),
+                // adults in the table (e.g. parents' own records) have no school or grade
+                if child { self.school() } else { String::new() },
+                if child {
+                    grade_num.to_string()
+                } else {
+                    String::new()
+                },
                 g.name.clone(),
                 g.mobile.clone(),
                 self.address(),

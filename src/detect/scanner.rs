@@ -68,6 +68,41 @@ pub(super) fn is_name_value(v: &str) -> bool {
     cjk && (2..=4).contains(&n) || cjk && v.contains('·') && (3..=12).contains(&n)
 }
 
+/// Staff or education-history words around a school name on its line.
+fn adult_school_context(t: &str, start: usize, end: usize) -> bool {
+    const STAFF: [&str; 14] = [
+        "老师",
+        "教师",
+        "校长",
+        "班主任",
+        "任教",
+        "执教",
+        "教职工",
+        "职工",
+        "员工",
+        "工作",
+        "毕业",
+        "教研",
+        "teacher",
+        "staff",
+    ];
+    let mut lo = start.saturating_sub(160);
+    while !t.is_char_boundary(lo) {
+        lo += 1;
+    }
+    let before = &t[lo..start];
+    let before = before.rsplit('\n').next().unwrap_or(before);
+    let mut hi = (end + 12).min(t.len());
+    while !t.is_char_boundary(hi) {
+        hi -= 1;
+    }
+    let after = &t[end..hi];
+    let after = after.split('\n').next().unwrap_or(after);
+    STAFF
+        .iter()
+        .any(|w| before.contains(w) || after.contains(w))
+}
+
 /// A keyword answered "no" (`是否留守儿童：否`, `孤儿=N`) or negated (`非孤儿`, `不是留守儿童`).
 fn negated(t: &str, s: usize, e: usize) -> bool {
     let before = &t[..s];
@@ -1173,6 +1208,16 @@ impl Engine {
         if admin {
             conf += 0.05;
         }
+        // A pupil of a kindergarten, primary or lower-secondary school is a
+        // child (lower confidence, like a grade) — unless the line speaks of
+        // staff or of an adult's education history.
+        let suffix = &t[m.start as usize..se];
+        let pupil_school = matches!(
+            suffix,
+            "幼儿园" | "小学" | "附属小学" | "附小" | "托儿所" | "初级中学"
+        );
+        let evidence = (pupil_school && !adult_school_context(t, start, se))
+            .then_some(AgeEvidence::ChildGrade);
         self.emit(
             out,
             rule,
@@ -1181,7 +1226,7 @@ impl Engine {
             conf,
             name,
             self.mask(Category::SchoolName, name),
-            None,
+            evidence,
         );
     }
 
@@ -1448,7 +1493,7 @@ impl Engine {
             + if e > ke { 0.05 } else { 0.0 };
         let span = &t[start..e];
         // A teacher's class is not a pupil's age evidence.
-        let mut lo = start.saturating_sub(60);
+        let mut lo = start.saturating_sub(160);
         while !t.is_char_boundary(lo) {
             lo += 1;
         }
