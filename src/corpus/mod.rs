@@ -642,7 +642,7 @@ impl Generator {
         let p = self.person(child);
         let mut b = B::new();
         b.s("| 姓 名 ").s(self.pick(&[":", "：", " "])).s(" ");
-        b.s(&p.name).s("  性别 男 | ");
+        b.v(&p.name, PersonName).s("  性别 男 | ");
         let (_, v) = self.birth_text(p.birth);
         b.s("出生日期 ").v(&v, BirthDate).s(" |");
         let spaced = format!("{} {} {}", &p.id[..6], &p.id[6..14], &p.id[14..]);

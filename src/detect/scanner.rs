@@ -1755,6 +1755,7 @@ impl Engine {
         let strong = matches!(
             kw,
             "姓名"
+                | "姓 名"
                 | "名字"
                 | "学生姓名"
                 | "联系人"
