@@ -209,16 +209,25 @@ impl Engine {
             ctx_rules: 0,
         };
         // Pass 1: every keyword, context word and trigger literal.
+        let base = out.len();
         if self.anchored_ok {
-            self.keywords_anchored(&mut st);
+            // One pass records keyword matches and the alphanumeric runs that
+            // can be identifiers; the runs are classified once every context
+            // word of the chunk is known.
+            let tokens = self.keywords_and_tokens(&mut st);
+            let mut resume = 0;
+            for &(s, e) in &tokens {
+                if (s as usize) >= resume {
+                    resume = self.token(&st, s as usize, e as usize, out);
+                }
+            }
         } else {
             for m in self.ac.find_iter(text) {
                 self.push_match(&mut st, m.start(), m.end(), m.pattern().as_usize());
             }
+            // Pass 2: ASCII alphanumeric runs.
+            self.scan_tokens(&st, out);
         }
-        let base = out.len();
-        // Pass 2: ASCII alphanumeric runs.
-        self.scan_tokens(&st, out);
         let tokens_end = out.len();
         // Pass 3: triggers.
         for k in 0..st.ms.len() {
@@ -314,54 +323,6 @@ impl Engine {
             pid: pid as u32,
         });
         true
-    }
-
-    /// Leftmost-longest keyword matches without running the automaton over
-    /// every byte: a bitmap test per character, an anchored automaton search
-    /// only where a pattern can start.
-    fn keywords_anchored(&self, st: &mut St<'_>) {
-        let b = st.b;
-        let n = b.len();
-        let text = st.text;
-        let mut i = 0;
-        while i < n {
-            let c = b[i];
-            let can_start = if c < 0x80 {
-                self.first_ascii[c as usize]
-                    && (i == 0
-                        || !is_alnum(b[i - 1])
-                        || c.is_ascii_uppercase() && b[i - 1].is_ascii_lowercase())
-            } else if c >= 0xE0 && c < 0xF0 && i + 2 < n {
-                let cp = ((c & 0x0F) as usize) << 12
-                    | ((b[i + 1] & 0x3F) as usize) << 6
-                    | (b[i + 2] & 0x3F) as usize;
-                self.first_cjk[cp / 64] & (1 << (cp % 64)) != 0
-            } else {
-                false
-            };
-            if can_start {
-                let input = aho_corasick::Input::new(text)
-                    .span(i..n)
-                    .anchored(aho_corasick::Anchored::Yes);
-                if let Some(m) = self.ac.find(input) {
-                    if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
-                        i = m.end();
-                        continue;
-                    }
-                }
-            }
-            i += if c < 0x80 {
-                1
-            } else if c >= 0xF0 {
-                4
-            } else if c >= 0xE0 {
-                3
-            } else if c >= 0xC0 {
-                2
-            } else {
-                1
-            };
-        }
     }
 
     /// (positive context, negative context) for a candidate at `start..end`:
@@ -482,6 +443,87 @@ impl Engine {
                 self.letter_token(st, s, i, out);
             }
         }
+    }
+
+    /// Classify one alphanumeric run at `s..e`; returns where scanning resumes.
+    fn token(&self, st: &St<'_>, s: usize, e: usize, out: &mut Vec<Hit>) -> usize {
+        let b = st.b;
+        let tok = &b[s..e];
+        let first = tok[0];
+        if first.is_ascii_digit() {
+            let digits_end = tok.iter().position(|c| !c.is_ascii_digit()).map_or(e, |p| s + p);
+            if digits_end == e || (e - s == 18 && digits_end == s + 17 && (b[s + 17] | 0x20) == b'x') {
+                return self.digit_run(st, s, e, out);
+            }
+        } else if first.is_ascii_uppercase() && tok.len() >= 9 {
+            self.letter_token(st, s, e, out);
+        }
+        e
+    }
+
+    /// The single pass over the text: keyword matches (bitmap of first
+    /// characters, anchored automaton where a pattern can start) and the
+    /// alphanumeric runs that may be identifiers (starting with a digit, or
+    /// an uppercase letter and at least 9 long).
+    fn keywords_and_tokens(&self, st: &mut St<'_>) -> Vec<(u32, u32)> {
+        let b = st.b;
+        let n = b.len();
+        let text = st.text;
+        let mut tokens = Vec::new();
+        let mut kw_end = 0usize;
+        let mut i = 0;
+        let anchored = |i: usize| {
+            self.ac.find(aho_corasick::Input::new(text).span(i..n).anchored(aho_corasick::Anchored::Yes))
+        };
+        while i < n {
+            let c = b[i];
+            if c < 0x80 {
+                if !is_alnum(c) {
+                    i += 1;
+                    continue;
+                }
+                let s = i;
+                if i >= kw_end && self.first_ascii[c as usize] {
+                    if let Some(m) = anchored(i) {
+                        if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
+                            kw_end = m.end();
+                        }
+                    }
+                }
+                i += 1;
+                while i < n && is_alnum(b[i]) {
+                    let d = b[i];
+                    if d.is_ascii_uppercase() && b[i - 1].is_ascii_lowercase() && i >= kw_end && self.first_ascii[d as usize] {
+                        if let Some(m) = anchored(i) {
+                            if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
+                                kw_end = m.end();
+                            }
+                        }
+                    }
+                    i += 1;
+                }
+                if c.is_ascii_digit() || c.is_ascii_uppercase() && i - s >= 9 {
+                    tokens.push((s as u32, i as u32));
+                }
+            } else if c >= 0xE0 && c < 0xF0 {
+                if i + 2 < n && i >= kw_end {
+                    let cp = ((c & 0x0F) as usize) << 12 | ((b[i + 1] & 0x3F) as usize) << 6 | (b[i + 2] & 0x3F) as usize;
+                    if self.first_cjk[cp / 64] & (1 << (cp % 64)) != 0 {
+                        if let Some(m) = anchored(i) {
+                            if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
+                                kw_end = m.end();
+                                i = m.end();
+                                continue;
+                            }
+                        }
+                    }
+                }
+                i += 3;
+            } else {
+                i += if c >= 0xF0 { 4 } else { 1 };
+            }
+        }
+        tokens
     }
 
     /// A run of digits at `s..e` (possibly 17 digits + X), followed by more
