@@ -451,8 +451,13 @@ impl Engine {
         let tok = &b[s..e];
         let first = tok[0];
         if first.is_ascii_digit() {
-            let digits_end = tok.iter().position(|c| !c.is_ascii_digit()).map_or(e, |p| s + p);
-            if digits_end == e || (e - s == 18 && digits_end == s + 17 && (b[s + 17] | 0x20) == b'x') {
+            let digits_end = tok
+                .iter()
+                .position(|c| !c.is_ascii_digit())
+                .map_or(e, |p| s + p);
+            if digits_end == e
+                || (e - s == 18 && digits_end == s + 17 && (b[s + 17] | 0x20) == b'x')
+            {
                 return self.digit_run(st, s, e, out);
             }
         } else if first.is_ascii_uppercase() && tok.len() >= 9 {
@@ -473,7 +478,11 @@ impl Engine {
         let mut kw_end = 0usize;
         let mut i = 0;
         let anchored = |i: usize| {
-            self.ac.find(aho_corasick::Input::new(text).span(i..n).anchored(aho_corasick::Anchored::Yes))
+            self.ac.find(
+                aho_corasick::Input::new(text)
+                    .span(i..n)
+                    .anchored(aho_corasick::Anchored::Yes),
+            )
         };
         while i < n {
             let c = b[i];
@@ -493,7 +502,11 @@ impl Engine {
                 i += 1;
                 while i < n && is_alnum(b[i]) {
                     let d = b[i];
-                    if d.is_ascii_uppercase() && b[i - 1].is_ascii_lowercase() && i >= kw_end && self.first_ascii[d as usize] {
+                    if d.is_ascii_uppercase()
+                        && b[i - 1].is_ascii_lowercase()
+                        && i >= kw_end
+                        && self.first_ascii[d as usize]
+                    {
                         if let Some(m) = anchored(i) {
                             if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
                                 kw_end = m.end();
@@ -507,7 +520,9 @@ impl Engine {
                 }
             } else if c >= 0xE0 && c < 0xF0 {
                 if i + 2 < n && i >= kw_end {
-                    let cp = ((c & 0x0F) as usize) << 12 | ((b[i + 1] & 0x3F) as usize) << 6 | (b[i + 2] & 0x3F) as usize;
+                    let cp = ((c & 0x0F) as usize) << 12
+                        | ((b[i + 1] & 0x3F) as usize) << 6
+                        | (b[i + 2] & 0x3F) as usize;
                     if self.first_cjk[cp / 64] & (1 << (cp % 64)) != 0 {
                         if let Some(m) = anchored(i) {
                             if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
