@@ -23,7 +23,7 @@
 //! sorted match list of pass 1 within a window that never crosses a newline.
 
 use crate::finding::{Category, Sensitivity};
-use crate::fingerprint::{mask_all_but_first, mask_keep, Fingerprinter};
+use crate::fingerprint::{mask_keep, Fingerprinter};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use chrono::{Datelike, NaiveDate};
 use regex::{Regex, RegexSet};
@@ -249,6 +249,8 @@ pub struct Engine {
     first_ascii: [bool; 256],
     /// Whether every pattern starts with a character the bitmaps cover.
     anchored_ok: bool,
+    /// Last bytes of patterns (both cases): cheap test for "a keyword ends here".
+    last_byte: [bool; 256],
     regions: validate::Regions,
     regex_rules: Vec<u16>,
 }
@@ -428,6 +430,13 @@ impl Engine {
                 anchored_ok = false;
             }
         }
+        let mut last_byte = [false; 256];
+        for p in &pats {
+            if let Some(&l) = p.as_bytes().last() {
+                last_byte[l.to_ascii_lowercase() as usize] = true;
+                last_byte[l.to_ascii_uppercase() as usize] = true;
+            }
+        }
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
             .ascii_case_insensitive(true)
@@ -469,6 +478,7 @@ impl Engine {
             first_cjk,
             first_ascii,
             anchored_ok,
+            last_byte,
             regions,
             regex_rules,
         })
@@ -636,7 +646,17 @@ impl Engine {
                 let tld = domain.rsplit('.').next().unwrap_or("");
                 format!("{}***@***.{}", local.chars().next().unwrap_or('*'), tld)
             }
-            _ => mask_all_but_first(norm),
+            _ => {
+                let mut out = String::with_capacity(norm.len());
+                let mut cs = norm.chars();
+                if let Some(c) = cs.next() {
+                    out.push(c);
+                }
+                for _ in cs {
+                    out.push('*');
+                }
+                out
+            }
         }
     }
 

@@ -407,6 +407,10 @@ impl Engine {
                 break;
             }
         }
+        // Fast reject: the byte before must end some keyword.
+        if q == 0 || !self.last_byte[st.b[q - 1] as usize] {
+            return false;
+        }
         let i = st.ms.partition_point(|m| (m.end as usize) < q);
         st.ms.get(i).is_some_and(|m| {
             m.end as usize == q && self.roles[m.pid as usize].contains(&Role::Ctx(rule))
