@@ -10,10 +10,10 @@ use childguard::fingerprint::Fingerprinter;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn corpus(style: Option<Style>, bytes: usize) -> String {
-    let mut g = Generator::new(&CorpusOptions {
-        seed: 9,
-        as_of: chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap(),
-    });
+    let mut g = Generator::new(&CorpusOptions::new(
+        9,
+        chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap(),
+    ));
     let mut s = String::with_capacity(bytes + 1024);
     while s.len() < bytes {
         let l = g.next_line();
@@ -53,10 +53,10 @@ fn bench(c: &mut Criterion) {
     }
     grp.finish();
 
-    let mut g = Generator::new(&CorpusOptions {
-        seed: 3,
-        as_of: chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap(),
-    });
+    let mut g = Generator::new(&CorpusOptions::new(
+        3,
+        chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap(),
+    ));
     let t = g.table(5000);
     let ctx: Vec<_> = t.columns.iter().map(|c| e.column_ctx(c)).collect();
     let bytes: usize = t.rows.iter().flatten().map(|v| v.len()).sum();

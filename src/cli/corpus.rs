@@ -18,6 +18,10 @@ pub struct CorpusArgs {
     /// Seed: the same seed writes the same corpus.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Share of log lines that carry personal information (0..1); the rest
+    /// are ordinary application log lines. 1.0 = every line a labelled case.
+    #[arg(long, default_value_t = 1.0)]
+    pub pi_share: f64,
     /// Reference date (YYYY-MM-DD) at which generated children are under 14.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub as_of: Option<chrono::NaiveDate>,
@@ -30,6 +34,7 @@ pub fn run(args: CorpusArgs) -> anyhow::Result<i32> {
     let opts = CorpusOptions {
         seed: args.seed,
         as_of,
+        pi_share: args.pi_share,
     };
     write_corpus(&args.out, &opts, args.lines, args.rows)
         .map_err(|e| anyhow::anyhow!("writing corpus to {}: {e}", args.out.display()))?;

@@ -24,6 +24,20 @@ pub struct CorpusOptions {
     pub seed: u64,
     /// Reference date: children are under 14 at this date.
     pub as_of: NaiveDate,
+    /// Share of log lines that carry personal information (the rest are
+    /// ordinary application log lines); 1.0 = every line is a labelled case.
+    pub pi_share: f64,
+}
+
+impl CorpusOptions {
+    /// Every line a labelled case (the quality-test mix).
+    pub fn new(seed: u64, as_of: NaiveDate) -> Self {
+        CorpusOptions {
+            seed,
+            as_of,
+            pi_share: 1.0,
+        }
+    }
 }
 
 /// One labelled value inside a line or cell.
@@ -185,6 +199,7 @@ pub struct Generator {
     as_of: NaiveDate,
     regions: Vec<String>,
     line_no: u64,
+    pi_share: f64,
 }
 
 impl Generator {
@@ -201,6 +216,7 @@ impl Generator {
             as_of: opts.as_of,
             regions,
             line_no: 0,
+            pi_share: opts.pi_share,
         }
     }
 
@@ -425,6 +441,9 @@ impl Generator {
     /// Next line of the log corpus.
     pub fn next_line(&mut self) -> Line {
         self.line_no += 1;
+        if self.pi_share < 1.0 && !self.rng.gen_bool(self.pi_share.max(0.0)) {
+            return self.plain_line();
+        }
         let r = self.rng.gen_range(0..100);
         match r {
             0..=17 => self.kv_line(true),
@@ -599,6 +618,10 @@ impl Generator {
             b.s("已办理入学手续。");
         } else {
             b.s("客户").v(&p.name, PersonName).s("，");
+            if self.rng.gen_bool(0.2) {
+                let sch = self.school();
+                b.s("毕业于").v(&sch, SchoolName).s("，");
+            }
             let (bef, v, aft) = self.age_text(p.age);
             b.s(&bef)
                 .v(&v, Age)
@@ -619,7 +642,7 @@ impl Generator {
         let p = self.person(child);
         let mut b = B::new();
         b.s("| 姓 名 ").s(self.pick(&[":", "：", " "])).s(" ");
-        b.s(&p.name).s("  性别 男 | ");
+        b.v(&p.name, PersonName).s("  性别 男 | ");
         let (_, v) = self.birth_text(p.birth);
         b.s("出生日期 ").v(&v, BirthDate).s(" |");
         let spaced = format!("{} {} {}", &p.id[..6], &p.id[6..14], &p.id[14..]);
@@ -630,6 +653,55 @@ impl Generator {
         }
         b.s(&format!(" ~{}~", self.pick(&["丨", "l", "I", "!", "_"])));
         b.line(Some(child), Style::Ocr)
+    }
+
+    /// An ordinary application log line without personal information.
+    fn plain_line(&mut self) -> Line {
+        const MSGS: [&str; 12] = [
+            "用户登录成功",
+            "订单创建完成",
+            "支付回调处理中",
+            "库存同步任务开始",
+            "缓存刷新完成",
+            "请求处理超时，准备重试",
+            "消息队列消费完成",
+            "定时任务执行结束",
+            "配置中心拉取配置成功",
+            "文件上传成功，等待审核",
+            "推荐服务返回空结果，使用默认列表",
+            "课程目录更新，新增三门选修课",
+        ];
+        let mut b = B::new();
+        let ts = self.ts();
+        let msg = self.pick(&MSGS);
+        match self.rng.gen_range(0..3) {
+            0 => {
+                let (th, tr) = (self.hex(8), self.hex(16));
+                b.s(&format!(
+                    "{ts} INFO [{th}] com.example.app.Service - {msg} orderId={} cost={}ms traceId={tr}",
+                    self.rng.gen_range(1_000_000_000u64..9_999_999_999),
+                    self.rng.gen_range(1..900)
+                ));
+            }
+            1 => {
+                b.s(&format!(
+                    "{{\"ts\":\"{ts}\",\"level\":\"info\",\"msg\":\"{msg}\",\"uid\":{},\"path\":\"/api/v1/items/{}\",\"status\":200,\"latency_ms\":{}}}",
+                    self.rng.gen_range(1..10_000_000),
+                    self.rng.gen_range(1..1_000_000),
+                    self.rng.gen_range(1..999)
+                ));
+            }
+            _ => {
+                b.s(&format!(
+                    "[{ts}] WARN 审核备注：{msg}，共处理{}条记录，失败{}条，耗时{}毫秒，节点 node-{}",
+                    self.rng.gen_range(1..100_000),
+                    self.rng.gen_range(0..50),
+                    self.rng.gen_range(1..60_000),
+                    self.rng.gen_range(1..64)
+                ));
+            }
+        }
+        b.line(None, Style::Negative)
     }
 
     /// Other shapes: Chinese keys, bare CSV-like records, teachers with classes.
@@ -670,11 +742,14 @@ impl Generator {
                 let p = self.person(false);
                 let age = self.rng.gen_range(6..=13);
                 let (g, _) = self.grade(age);
+                let sch = self.school();
                 b.s(&format!("{ts} 班主任"))
                     .v(&p.name, PersonName)
                     .s("老师，手机")
                     .v(&p.mobile, CnMobile)
-                    .s("，负责")
+                    .s("，在")
+                    .v(&sch, SchoolName)
+                    .s("负责")
                     .v(&g, GradeClass)
                     .s("的教学工作");
                 b.line(None, Style::FreeText)
@@ -887,8 +962,13 @@ impl Generator {
                 p.id.clone(),
                 p.birth.format("%Y-%m-%d").to_string(),
                 p.age.to_string(),
-                self.school(),
-                grade_num.to_string(),
+                // adults in the table (e.g. parents' own records) have no school or grade
+                if child { self.school() } else { String::new() },
+                if child {
+                    grade_num.to_string()
+                } else {
+                    String::new()
+                },
                 g.name.clone(),
                 g.mobile.clone(),
                 self.address(),
@@ -1109,10 +1189,7 @@ mod tests {
     use super::*;
 
     fn opts(seed: u64) -> CorpusOptions {
-        CorpusOptions {
-            seed,
-            as_of: NaiveDate::from_ymd_opt(2025, 6, 1).unwrap(),
-        }
+        CorpusOptions::new(seed, NaiveDate::from_ymd_opt(2025, 6, 1).unwrap())
     }
 
     #[test]

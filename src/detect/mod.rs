@@ -23,7 +23,7 @@
 //! sorted match list of pass 1 within a window that never crosses a newline.
 
 use crate::finding::{Category, Sensitivity};
-use crate::fingerprint::{mask_all_but_first, mask_keep, Fingerprinter};
+use crate::fingerprint::{mask_keep, Fingerprinter};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use chrono::{Datelike, NaiveDate};
 use regex::{Regex, RegexSet};
@@ -243,6 +243,14 @@ pub struct Engine {
     is_context: Vec<bool>,
     hint_set: RegexSet,
     hint_cat: Vec<Category>,
+    /// Bitmap over the low 16 bits of 3-byte first characters of patterns.
+    first_cjk: Vec<u64>,
+    /// ASCII first bytes of patterns (both cases).
+    first_ascii: [bool; 256],
+    /// Whether every pattern starts with a character the bitmaps cover.
+    anchored_ok: bool,
+    /// Last bytes of patterns (both cases): cheap test for "a keyword ends here".
+    last_byte: [bool; 256],
     regions: validate::Regions,
     regex_rules: Vec<u16>,
 }
@@ -403,10 +411,37 @@ impl Engine {
             .iter()
             .map(|rs| rs.iter().any(|r| matches!(r, Role::Ctx(_) | Role::Neg(_))))
             .collect();
+        // First characters of the patterns: the one pass over the text tests
+        // a bitmap per character and runs the automaton anchored only where
+        // a pattern can start (CJK code points fit 16 bits; ASCII patterns
+        // only at word starts). Any other first character: plain search.
+        let mut first_cjk = vec![0u64; 65536 / 64];
+        let mut first_ascii = [false; 256];
+        let mut anchored_ok = true;
+        for p in &pats {
+            let c = p.chars().next().unwrap_or(' ');
+            if c.is_ascii_alphabetic() {
+                first_ascii[c.to_ascii_lowercase() as usize] = true;
+                first_ascii[c.to_ascii_uppercase() as usize] = true;
+            } else if c.len_utf8() == 3 {
+                let cp = c as u32 & 0xFFFF;
+                first_cjk[cp as usize / 64] |= 1 << (cp % 64);
+            } else {
+                anchored_ok = false;
+            }
+        }
+        let mut last_byte = [false; 256];
+        for p in &pats {
+            if let Some(&l) = p.as_bytes().last() {
+                last_byte[l.to_ascii_lowercase() as usize] = true;
+                last_byte[l.to_ascii_uppercase() as usize] = true;
+            }
+        }
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
             .ascii_case_insensitive(true)
             .kind(Some(AhoCorasickKind::DFA))
+            .start_kind(aho_corasick::StartKind::Both)
             .build(&pats)
             .map_err(|e| DetectError::Pack {
                 path: "rule packs".into(),
@@ -440,6 +475,10 @@ impl Engine {
             is_context,
             hint_set,
             hint_cat,
+            first_cjk,
+            first_ascii,
+            anchored_ok,
+            last_byte,
             regions,
             regex_rules,
         })
@@ -578,11 +617,11 @@ impl Engine {
     /// Mask for a value of a category (never the raw value).
     fn mask(&self, cat: Category, norm: &str) -> String {
         match cat {
-            Category::CnResidentId => mask_keep(norm, 6, 4),
-            Category::CnMobile => mask_keep(norm, 3, 4),
-            Category::StudentId => mask_keep(norm, 7, 4),
-            Category::CnLandline => mask_keep(norm, 4, 2),
-            Category::BankCard => mask_keep(norm, 4, 4),
+            Category::CnResidentId => mask_ascii(norm, 6, 4),
+            Category::CnMobile => mask_ascii(norm, 3, 4),
+            Category::StudentId => mask_ascii(norm, 7, 4),
+            Category::CnLandline => mask_ascii(norm, 4, 2),
+            Category::BankCard => mask_ascii(norm, 4, 4),
             Category::CnPassport | Category::HkMacauPermit | Category::TwPermit => {
                 mask_keep(norm, 1, 2)
             }
@@ -607,7 +646,17 @@ impl Engine {
                 let tld = domain.rsplit('.').next().unwrap_or("");
                 format!("{}***@***.{}", local.chars().next().unwrap_or('*'), tld)
             }
-            _ => mask_all_but_first(norm),
+            _ => {
+                let mut out = String::with_capacity(norm.len());
+                let mut cs = norm.chars();
+                if let Some(c) = cs.next() {
+                    out.push(c);
+                }
+                for _ in cs {
+                    out.push('*');
+                }
+                out
+            }
         }
     }
 
@@ -822,12 +871,37 @@ impl Engine {
 
 /// Sort the hits appended since `base` and drop exact duplicates.
 fn finish(out: &mut Vec<Hit>, base: usize) {
+    let key = |h: &Hit| (h.start, h.end, h.category);
     if out.len() - base > 1 {
-        out[base..].sort_by(|a, b| (a.start, a.end, a.category).cmp(&(b.start, b.end, b.category)));
-        let mut tail: Vec<Hit> = out.drain(base..).collect();
-        tail.dedup_by(|a, b| a.start == b.start && a.end == b.end && a.category == b.category);
-        out.extend(tail);
+        let tail = &mut out[base..];
+        if !tail.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
+            tail.sort_by_key(key);
+        }
+        // drop exact duplicates in place
+        let mut w = base + 1;
+        for r in base + 1..out.len() {
+            if key(&out[r]) != key(&out[w - 1]) {
+                out.swap(w, r);
+                w += 1;
+            }
+        }
+        out.truncate(w);
     }
+}
+
+/// Mask an ASCII identifier keeping `ks` leading and `ke` trailing characters.
+fn mask_ascii(norm: &str, ks: usize, ke: usize) -> String {
+    let b = norm.as_bytes();
+    if !norm.is_ascii() || ks + ke >= b.len() {
+        return mask_keep(norm, ks, ke);
+    }
+    let mut v = Vec::with_capacity(b.len());
+    v.extend_from_slice(&b[..ks]);
+    for &c in &b[ks..b.len() - ke] {
+        v.push(if c == b' ' || c == b'-' { c } else { b'*' });
+    }
+    v.extend_from_slice(&b[b.len() - ke..]);
+    String::from_utf8(v).unwrap_or_default()
 }
 
 /// Normalize a column/field name for hint matching: last segment of a key

@@ -23,6 +23,16 @@ struct St<'a> {
     b: &'a [u8],
     ms: Vec<M>,
     hints: &'a [Category],
+    /// Bit r set when a context word of rule r (r < 128) occurs in the text.
+    ctx_rules: u128,
+}
+
+impl St<'_> {
+    /// Whether any context word of `rule` occurs in the text (cheap pre-check).
+    #[inline]
+    fn has_ctx(&self, rule: u16) -> bool {
+        rule >= 127 || self.ctx_rules & (1u128 << rule) != 0
+    }
 }
 
 #[inline]
@@ -56,6 +66,41 @@ pub(super) fn is_name_value(v: &str) -> bool {
     let n = v.chars().count();
     let cjk = v.chars().all(|c| is_cjk(c) || c == '·' || c == '•');
     cjk && (2..=4).contains(&n) || cjk && v.contains('·') && (3..=12).contains(&n)
+}
+
+/// Staff or education-history words around a school name on its line.
+fn adult_school_context(t: &str, start: usize, end: usize) -> bool {
+    const STAFF: [&str; 14] = [
+        "老师",
+        "教师",
+        "校长",
+        "班主任",
+        "任教",
+        "执教",
+        "教职工",
+        "职工",
+        "员工",
+        "工作",
+        "毕业",
+        "教研",
+        "teacher",
+        "staff",
+    ];
+    let mut lo = start.saturating_sub(160);
+    while !t.is_char_boundary(lo) {
+        lo += 1;
+    }
+    let before = &t[lo..start];
+    let before = before.rsplit('\n').next().unwrap_or(before);
+    let mut hi = (end + 12).min(t.len());
+    while !t.is_char_boundary(hi) {
+        hi -= 1;
+    }
+    let after = &t[end..hi];
+    let after = after.split('\n').next().unwrap_or(after);
+    STAFF
+        .iter()
+        .any(|w| before.contains(w) || after.contains(w))
 }
 
 /// A keyword answered "no" (`是否留守儿童：否`, `孤儿=N`) or negated (`非孤儿`, `不是留守儿童`).
@@ -161,32 +206,28 @@ impl Engine {
             b,
             ms: Vec::new(),
             hints,
+            ctx_rules: 0,
         };
         // Pass 1: every keyword, context word and trigger literal.
-        for m in self.ac.find_iter(text) {
-            let pid = m.pattern().as_usize();
-            if self.ascii_word[pid] {
-                let s = m.start();
-                let e = m.end();
-                let start_ok = s == 0
-                    || !is_alnum(b[s - 1])
-                    || b[s].is_ascii_uppercase() && b[s - 1].is_ascii_lowercase();
-                let end_ok = e == b.len()
-                    || !b[e].is_ascii_alphabetic()
-                    || b[e].is_ascii_uppercase() && b[e - 1].is_ascii_lowercase();
-                if !(start_ok && end_ok) {
-                    continue;
+        let base = out.len();
+        if self.anchored_ok {
+            // One pass records keyword matches and the alphanumeric runs that
+            // can be identifiers; the runs are classified once every context
+            // word of the chunk is known.
+            let tokens = self.keywords_and_tokens(&mut st);
+            let mut resume = 0;
+            for &(s, e) in &tokens {
+                if (s as usize) >= resume {
+                    resume = self.token(&st, s as usize, e as usize, out);
                 }
             }
-            st.ms.push(M {
-                start: m.start() as u32,
-                end: m.end() as u32,
-                pid: pid as u32,
-            });
+        } else {
+            for m in self.ac.find_iter(text) {
+                self.push_match(&mut st, m.start(), m.end(), m.pattern().as_usize());
+            }
+            // Pass 2: ASCII alphanumeric runs.
+            self.scan_tokens(&st, out);
         }
-        let base = out.len();
-        // Pass 2: ASCII alphanumeric runs.
-        self.scan_tokens(&st, out);
         let tokens_end = out.len();
         // Pass 3: triggers.
         for k in 0..st.ms.len() {
@@ -256,6 +297,34 @@ impl Engine {
         }
     }
 
+    /// Record one automaton match (ASCII words only at word/camelCase boundaries).
+    #[inline]
+    fn push_match(&self, st: &mut St<'_>, s: usize, e: usize, pid: usize) -> bool {
+        let b = st.b;
+        if self.ascii_word[pid] {
+            let start_ok = s == 0
+                || !is_alnum(b[s - 1])
+                || b[s].is_ascii_uppercase() && b[s - 1].is_ascii_lowercase();
+            let end_ok = e == b.len()
+                || !b[e].is_ascii_alphabetic()
+                || b[e].is_ascii_uppercase() && b[e - 1].is_ascii_lowercase();
+            if !(start_ok && end_ok) {
+                return false;
+            }
+        }
+        for r in &self.roles[pid] {
+            if let Role::Ctx(i) | Role::Neg(i) = r {
+                st.ctx_rules |= 1u128 << (*i as u32).min(127);
+            }
+        }
+        st.ms.push(M {
+            start: s as u32,
+            end: e as u32,
+            pid: pid as u32,
+        });
+        true
+    }
+
     /// (positive context, negative context) for a candidate at `start..end`:
     /// positive when a context word of the rule is within the window (same
     /// line) or the column is hinted; negative when the nearest context word
@@ -263,6 +332,9 @@ impl Engine {
     fn context(&self, st: &St<'_>, rule: u16, start: usize, end: usize) -> (bool, bool) {
         let cat = self.rules[rule as usize].category;
         let mut pos = st.hints.contains(&cat);
+        if !st.has_ctx(rule) {
+            return (pos, false);
+        }
         let b = st.b;
         let lo = start.saturating_sub(WIN_BEFORE);
         let line_start = memchr::memrchr(b'\n', &b[lo..start]).map_or(lo, |p| lo + p + 1);
@@ -298,6 +370,9 @@ impl Engine {
         if st.hints.contains(&Category::BirthDate) {
             return true;
         }
+        if !st.has_ctx(rule) {
+            return false;
+        }
         let lo = s.saturating_sub(24);
         let i0 = st.ms.partition_point(|m| (m.end as usize) < lo);
         st.ms[i0..]
@@ -313,6 +388,9 @@ impl Engine {
 
     /// Whether a context word of `rule` ends at `p` after skipping separators backwards.
     fn ctx_adjacent_before(&self, st: &St<'_>, rule: u16, p: usize) -> bool {
+        if !st.has_ctx(rule) {
+            return false;
+        }
         let t = st.text;
         let mut q = p;
         let mut steps = 0;
@@ -328,6 +406,10 @@ impl Engine {
             } else {
                 break;
             }
+        }
+        // Fast reject: the byte before must end some keyword.
+        if q == 0 || !self.last_byte[st.b[q - 1] as usize] {
+            return false;
         }
         let i = st.ms.partition_point(|m| (m.end as usize) < q);
         st.ms.get(i).is_some_and(|m| {
@@ -365,6 +447,102 @@ impl Engine {
                 self.letter_token(st, s, i, out);
             }
         }
+    }
+
+    /// Classify one alphanumeric run at `s..e`; returns where scanning resumes.
+    fn token(&self, st: &St<'_>, s: usize, e: usize, out: &mut Vec<Hit>) -> usize {
+        let b = st.b;
+        let tok = &b[s..e];
+        let first = tok[0];
+        if first.is_ascii_digit() {
+            let digits_end = tok
+                .iter()
+                .position(|c| !c.is_ascii_digit())
+                .map_or(e, |p| s + p);
+            if digits_end == e
+                || (e - s == 18 && digits_end == s + 17 && (b[s + 17] | 0x20) == b'x')
+            {
+                return self.digit_run(st, s, e, out);
+            }
+        } else if first.is_ascii_uppercase() && tok.len() >= 9 {
+            self.letter_token(st, s, e, out);
+        }
+        e
+    }
+
+    /// The single pass over the text: keyword matches (bitmap of first
+    /// characters, anchored automaton where a pattern can start) and the
+    /// alphanumeric runs that may be identifiers (starting with a digit, or
+    /// an uppercase letter and at least 9 long).
+    fn keywords_and_tokens(&self, st: &mut St<'_>) -> Vec<(u32, u32)> {
+        let b = st.b;
+        let n = b.len();
+        let text = st.text;
+        let mut tokens = Vec::new();
+        let mut kw_end = 0usize;
+        let mut i = 0;
+        let anchored = |i: usize| {
+            self.ac.find(
+                aho_corasick::Input::new(text)
+                    .span(i..n)
+                    .anchored(aho_corasick::Anchored::Yes),
+            )
+        };
+        while i < n {
+            let c = b[i];
+            if c < 0x80 {
+                if !is_alnum(c) {
+                    i += 1;
+                    continue;
+                }
+                let s = i;
+                if i >= kw_end && self.first_ascii[c as usize] {
+                    if let Some(m) = anchored(i) {
+                        if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
+                            kw_end = m.end();
+                        }
+                    }
+                }
+                i += 1;
+                while i < n && is_alnum(b[i]) {
+                    let d = b[i];
+                    if d.is_ascii_uppercase()
+                        && b[i - 1].is_ascii_lowercase()
+                        && i >= kw_end
+                        && self.first_ascii[d as usize]
+                    {
+                        if let Some(m) = anchored(i) {
+                            if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
+                                kw_end = m.end();
+                            }
+                        }
+                    }
+                    i += 1;
+                }
+                if c.is_ascii_digit() || c.is_ascii_uppercase() && i - s >= 9 {
+                    tokens.push((s as u32, i as u32));
+                }
+            } else if c >= 0xE0 && c < 0xF0 {
+                if i + 2 < n && i >= kw_end {
+                    let cp = ((c & 0x0F) as usize) << 12
+                        | ((b[i + 1] & 0x3F) as usize) << 6
+                        | (b[i + 2] & 0x3F) as usize;
+                    if self.first_cjk[cp / 64] & (1 << (cp % 64)) != 0 {
+                        if let Some(m) = anchored(i) {
+                            if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
+                                kw_end = m.end();
+                                i = m.end();
+                                continue;
+                            }
+                        }
+                    }
+                }
+                i += 3;
+            } else {
+                i += if c >= 0xF0 { 4 } else { 1 };
+            }
+        }
+        tokens
     }
 
     /// A run of digits at `s..e` (possibly 17 digits + X), followed by more
@@ -668,17 +846,13 @@ impl Engine {
         {
             return None;
         }
-        let lower = |x: &[u8]| {
-            x.iter()
-                .map(|c| c.to_ascii_lowercase())
-                .collect::<Vec<u8>>()
-        };
-        let years_old = {
-            let a = lower(&after_trim[..after_trim.len().min(10)]);
-            a.starts_with(b"years old")
-                || a.starts_with(b"year old")
-                || a.starts_with(b"yrs old")
-                || a.starts_with(b"-year-old")
+        let years_old = matches!(after_trim.first(), Some(b'y' | b'Y' | b'-')) && {
+            let a = &after_trim[..after_trim.len().min(10)];
+            let starts = |p: &[u8]| a.len() >= p.len() && a[..p.len()].eq_ignore_ascii_case(p);
+            starts(b"years old")
+                || starts(b"year old")
+                || starts(b"yrs old")
+                || starts(b"-year-old")
         };
         if years_old || self.ctx_adjacent_before(st, rule, s) {
             let (_, neg) = self.context(st, rule, s, e);
@@ -692,7 +866,12 @@ impl Engine {
     fn emit_cand(&self, st: &St<'_>, c: Cand, s: usize, e: usize, buf: &[u8], out: &mut Vec<Hit>) {
         let b = st.b;
         let d = buf;
-        let as_str = |x: &[u8]| String::from_utf8_lossy(x).to_ascii_uppercase();
+        // digits (and X): ASCII, uppercase only when needed
+        let as_str = |x: &[u8]| {
+            let mut v = x.to_vec();
+            v.make_ascii_uppercase();
+            String::from_utf8(v).unwrap_or_default()
+        };
         match c {
             Cand::Id18 {
                 birth,
@@ -1023,8 +1202,11 @@ impl Engine {
             "所",
         ];
         let mut cut_at = 0;
-        for c in CUTS {
-            for (idx, _) in prefix.match_indices(c) {
+        for (idx, _) in prefix.char_indices() {
+            for c in CUTS {
+                if !prefix[idx..].starts_with(c) {
+                    continue;
+                }
                 let after = idx + c.len();
                 // Place names containing these characters.
                 let rest = &prefix[after..];
@@ -1087,6 +1269,16 @@ impl Engine {
         if admin {
             conf += 0.05;
         }
+        // A pupil of a kindergarten, primary or lower-secondary school is a
+        // child (lower confidence, like a grade) — unless the line speaks of
+        // staff or of an adult's education history.
+        let suffix = &t[m.start as usize..se];
+        let pupil_school = matches!(
+            suffix,
+            "幼儿园" | "小学" | "附属小学" | "附小" | "托儿所" | "初级中学"
+        );
+        let evidence = (pupil_school && !adult_school_context(t, start, se))
+            .then_some(AgeEvidence::ChildGrade);
         self.emit(
             out,
             rule,
@@ -1095,7 +1287,7 @@ impl Engine {
             conf,
             name,
             self.mask(Category::SchoolName, name),
-            None,
+            evidence,
         );
     }
 
@@ -1362,7 +1554,7 @@ impl Engine {
             + if e > ke { 0.05 } else { 0.0 };
         let span = &t[start..e];
         // A teacher's class is not a pupil's age evidence.
-        let mut lo = start.saturating_sub(60);
+        let mut lo = start.saturating_sub(160);
         while !t.is_char_boundary(lo) {
             lo += 1;
         }
@@ -1429,8 +1621,8 @@ impl Engine {
             "于",
         ];
         let mut cut = 0;
-        for c in CUTS {
-            if let Some(i) = span.rfind(c) {
+        for (i, _) in span.char_indices() {
+            if let Some(c) = CUTS.iter().find(|c| span[i..].starts_with(**c)) {
                 cut = cut.max(i + c.len());
             }
         }
@@ -1507,6 +1699,8 @@ impl Engine {
         }
         if out[base..]
             .iter()
+            .rev()
+            .take(16)
             .any(|h| h.category == Category::Address && h.start < e && p < h.end)
         {
             return;
@@ -1622,6 +1816,7 @@ impl Engine {
         let strong = matches!(
             kw,
             "姓名"
+                | "姓 名"
                 | "名字"
                 | "学生姓名"
                 | "联系人"
@@ -1681,9 +1876,13 @@ impl Engine {
             return;
         }
         // A phone found by the token pass starting right there.
-        let phone = out[base..tokens_end]
+        // token hits are in text order: binary search
+        let tok = &out[base..tokens_end];
+        let i = tok.partition_point(|h| h.start < p);
+        let phone = tok[i..]
             .iter()
-            .find(|h| h.category == Category::CnMobile && h.start >= p && h.start <= p + 1)
+            .take_while(|h| h.start <= p + 1)
+            .find(|h| h.category == Category::CnMobile)
             .map(|h| (h.start, h.end, h.fingerprint.clone(), h.masked.clone()));
         let conf = self.rules[rule as usize].confidence;
         if let Some((s, e, fp, masked)) = phone {

@@ -219,3 +219,29 @@ fn engine_is_shared_across_threads() {
         assert_eq!(h.join().unwrap(), 2);
     }
 }
+
+#[test]
+fn primary_school_pupils_are_children_but_not_staff() {
+    let e = engine();
+    let child = |t: &str| {
+        let mut out = Vec::new();
+        e.scan_text(t, &mut out);
+        e.infer_child(out.iter().filter_map(|h| h.evidence.as_ref()))
+    };
+    assert_eq!(
+        child("学生姓名：王小明，手机13812345678，就读于杭州市西湖区文一街小学"),
+        Some(true)
+    );
+    assert_eq!(
+        child("王伟老师，手机13812345678，在杭州市西湖区文一街小学任教"),
+        None
+    );
+    assert_eq!(
+        child("客户李强，45岁，毕业于杭州市西湖区文一街小学"),
+        Some(false)
+    );
+    assert_eq!(
+        child("班主任张丽老师，手机13812345678，在杭州市西湖区文一街小学负责三年级二班的教学工作"),
+        None
+    );
+}
