@@ -12,10 +12,16 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use std::sync::Arc;
 use std::time::Instant;
 
-const N: usize = 100_000;
+/// Findings in the store (override with CHILDGUARD_BENCH_N).
+fn n() -> usize {
+    std::env::var("CHILDGUARD_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
 
 fn findings() -> Vec<Finding> {
-    (0..N)
+    (0..n())
         .map(|i| {
             let location = Location {
                 path: Some(format!("logs/app-{}.log", i % 500)),
@@ -57,12 +63,12 @@ fn fill(
         sink.finding(f).unwrap();
     }
     drop(sink);
-    let n = writer.finish().unwrap();
+    let written = writer.finish().unwrap();
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "[{}] wrote {n} findings via StoreSink in {secs:.2}s ({:.0} findings/s)",
+        "[{}] wrote {written} findings via StoreSink in {secs:.2}s ({:.0} findings/s)",
         store.backend(),
-        n as f64 / secs
+        written as f64 / secs
     );
     let assign: Vec<(String, Option<String>)> = data
         .iter()
@@ -72,8 +78,9 @@ fn fill(
     let t = Instant::now();
     rt.block_on(store.set_datasets(&assign)).unwrap();
     println!(
-        "[{}] assigned datasets to {N} findings in {:.2}s",
+        "[{}] assigned datasets to {} findings in {:.2}s",
         store.backend(),
+        n(),
         t.elapsed().as_secs_f64()
     );
     rt.block_on(store.finish_run(run, &RunStats::default()))
