@@ -495,7 +495,7 @@ async fn retention_problems_are_reported_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("s.db")).await.unwrap());
-    let run = store.begin_run(&[pg.clone()]).await.unwrap();
+    let run = store.begin_run(std::slice::from_ref(&pg)).await.unwrap();
     store.finish_run(run, &RunStats::default()).await.unwrap();
     let out = classify_run(&*store, run, &cfg, chrono::Utc::now().naive_utc())
         .await

@@ -224,7 +224,7 @@ async fn html_report_renders_in_chromium() {
         "the unscanned database dataset is not claimed as not found"
     );
     assert!(
-        html.contains("retention_overdue") == false,
+        !html.contains("retention_overdue"),
         "fresh files are within retention"
     );
     assert!(html.contains("<p id=\"sweeps\">None recorded.</p>"));

@@ -54,12 +54,14 @@ CREATE TABLE findings (
     triage_at      TEXT
 ) STRICT;
 CREATE INDEX findings_unit ON findings (target, unit_id);
-CREATE INDEX findings_last_run ON findings (last_run, finding_id);
-CREATE INDEX findings_dataset ON findings (dataset, finding_id);
-CREATE INDEX findings_category ON findings (category, finding_id);
-CREATE INDEX findings_status ON findings (triage_status, finding_id);
-CREATE INDEX findings_child ON findings (child, finding_id);
 CREATE INDEX findings_fingerprint ON findings (fingerprint);
+-- Covering indexes for the filtered, counted pages of the API and dashboard:
+-- the leading column is the most selective filter; the rest lets count(*)
+-- and the filter run inside the index; finding_id orders keyset pages.
+CREATE INDEX findings_by_dataset ON findings (dataset, child, category, triage_status, last_run, resolved_at, finding_id);
+CREATE INDEX findings_by_category ON findings (category, child, triage_status, last_run, resolved_at, finding_id);
+CREATE INDEX findings_by_run ON findings (last_run, child, category, triage_status, resolved_at, finding_id);
+CREATE INDEX findings_by_status ON findings (triage_status, finding_id);
 
 CREATE TABLE violations (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -522,6 +522,110 @@ pub async fn classify_run(
 mod tests {
     use super::*;
 
+    fn finding(target: &str, table: Option<&str>, path: Option<&str>) -> Finding {
+        let location = crate::finding::Location {
+            table: table.map(Into::into),
+            path: path.map(Into::into),
+            column: table.map(|_| "c".to_string()),
+            ..Default::default()
+        };
+        Finding {
+            finding_id: Finding::compute_id(target, &location, "r", "f"),
+            target: target.into(),
+            location,
+            category: Category::CnMobile,
+            rule: "r".into(),
+            child: Some(true),
+            confidence: 0.9,
+            masked: "m".into(),
+            fingerprint: "f".into(),
+            sensitivity: Sensitivity::Medium,
+            rows_scanned: None,
+            count: None,
+            child_count: None,
+            rows: None,
+        }
+    }
+
+    #[test]
+    fn matches_findings_to_datasets() {
+        let text = r#"
+[[sources]]
+name = "db"
+url = "postgres://u:pw@h:5432/school"
+
+[[datasets]]
+name = "students"
+source = "db"
+match = ["public.stud*", "grades"]
+
+[[datasets]]
+name = "exports"
+source = "s3://bucket/base/"
+match = ["daily/"]
+
+[[datasets]]
+name = "everything"
+source = "./logs"
+"#;
+        let (cfg, d) = crate::config::check_str(text, std::path::Path::new("c.toml"));
+        assert!(d.is_empty(), "{d:?}");
+        let inv = Inventory::new(&cfg.unwrap()).unwrap();
+        let m = |f: Finding| inv.match_finding(&f).map(|i| inv.datasets[i].name.as_str());
+        assert_eq!(
+            m(finding(
+                "postgres://h:5432/school",
+                Some("public.students"),
+                None
+            )),
+            Some("students")
+        );
+        assert_eq!(
+            m(finding(
+                "postgres://other@h:5432/school",
+                Some("public.grades"),
+                None
+            )),
+            Some("students"),
+            "short table name"
+        );
+        assert_eq!(
+            m(finding(
+                "postgres://h:5432/school",
+                Some("public.teachers"),
+                None
+            )),
+            None
+        );
+        assert_eq!(
+            m(finding(
+                "postgres://h:5432/other",
+                Some("public.students"),
+                None
+            )),
+            None,
+            "other database"
+        );
+        assert_eq!(
+            m(finding(
+                "s3://bucket/base",
+                None,
+                Some("daily/2025/a.parquet")
+            )),
+            Some("exports"),
+            "prefix"
+        );
+        assert_eq!(
+            m(finding("s3://bucket/base", None, Some("weekly/a.parquet"))),
+            None
+        );
+        assert_eq!(
+            m(finding("logs/", None, Some("any/file.log"))),
+            Some("everything"),
+            "no match = whole source"
+        );
+    }
+
     #[test]
     fn normalizes_targets() {
         assert_eq!(

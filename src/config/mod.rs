@@ -447,8 +447,7 @@ pub fn check_str(text: &str, file: &Path) -> (Option<Config>, Vec<Diagnostic>) {
             }
         }
     };
-    c.diags
-        .sort_by(|a, b| (a.line, a.col).cmp(&(b.line, b.col)));
+    c.diags.sort_by_key(|d| (d.line, d.col));
     (cfg, c.diags)
 }
 

@@ -165,11 +165,14 @@ fn bad(what: &str, e: impl std::fmt::Display) -> StoreError {
 const FINDING_COLS: &str = "finding_id, target, unit_id, path, table_name, column_name, field, line, byte_offset, category, rule, child, confidence, masked, fingerprint, sensitivity, rows_scanned, match_count, child_count, dataset, first_seen, last_seen, first_run, last_run, resolved_at, triage_status, triage_comment, triage_by, triage_at";
 const RUN_COLS: &str = "id, started_at, finished_at, targets, status, stats, summary";
 const VIOLATION_COLS: &str = "id, run_id, kind, severity, dataset, owner, article, category, target, unit_id, column_name, finding_id, record_count, message";
-/// Rows per multi-row INSERT (23 parameters each; under SQLite's and PostgreSQL's limits).
-const ROWS_PER_INSERT: usize = 400;
+/// Rows per INSERT statement. PostgreSQL: multi-row statements save round
+/// trips (23 parameters each, under the 65,535 limit). SQLite: single-row
+/// prepared statements are ~5x faster through sqlx than wide ones.
+const PG_ROWS_PER_INSERT: usize = 400;
+const SQLITE_ROWS_PER_INSERT: usize = 1;
 
 macro_rules! impl_store {
-    ($ty:ty, $row:ty, $backend:literal, $table_exists:literal, $audit_lock_sql:expr) => {
+    ($ty:ty, $row:ty, $backend:literal, $table_exists:literal, $audit_lock_sql:expr, $rows_per_insert:expr) => {
         impl $ty {
             fn decode_finding(r: &$row) -> Result<StoredFinding> {
                 let g = |e: sqlx::Error| bad("finding", e);
@@ -328,7 +331,7 @@ macro_rules! impl_store {
                 order.sort_unstable();
                 let at = now();
                 let mut tx = self.pool.begin().await.map_err(db("begin findings batch"))?;
-                for chunk in order.chunks(ROWS_PER_INSERT) {
+                for chunk in order.chunks($rows_per_insert) {
                     let mut sql = String::from(
                         "INSERT INTO findings (finding_id, target, unit_id, path, table_name, column_name, field, line, byte_offset, category, rule, child, confidence, masked, fingerprint, sensitivity, rows_scanned, match_count, child_count, first_seen, last_seen, first_run, last_run) VALUES ",
                     );
@@ -436,6 +439,8 @@ macro_rules! impl_store {
                     return Err(StoreError::NotFound { what: "run", id: run_id.to_string() });
                 }
                 tx.commit().await.map_err(db("commit finish run"))?;
+                // Fresh planner statistics, so filtered pages use the selective index.
+                sqlx::query("ANALYZE findings").execute(&self.pool).await.map_err(db("analyze findings"))?;
                 self.audit_append(&AuditEntry {
                     actor: "system".into(),
                     action: "scan.finish".into(),
@@ -558,18 +563,24 @@ macro_rules! impl_store {
             }
 
             async fn set_datasets(&self, assignments: &[(String, Option<String>)]) -> Result<()> {
-                for chunk in assignments.chunks(BATCH) {
-                    let mut tx = self.pool.begin().await.map_err(db("begin set datasets"))?;
-                    for (id, ds) in chunk {
-                        sqlx::query("UPDATE findings SET dataset = $1 WHERE finding_id = $2")
-                            .bind(ds)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db("set dataset"))?;
-                    }
-                    tx.commit().await.map_err(db("commit set datasets"))?;
+                // Grouped by dataset: one UPDATE … WHERE finding_id IN (…) per 500 ids.
+                let mut groups: std::collections::BTreeMap<Option<&str>, Vec<&str>> = std::collections::BTreeMap::new();
+                for (id, ds) in assignments {
+                    groups.entry(ds.as_deref()).or_default().push(id.as_str());
                 }
+                let mut tx = self.pool.begin().await.map_err(db("begin set datasets"))?;
+                for (ds, ids) in groups {
+                    for chunk in ids.chunks(500) {
+                        let ph: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+                        let sql = format!("UPDATE findings SET dataset = $1 WHERE finding_id IN ({})", ph.join(","));
+                        let mut q = sqlx::query(&sql).bind(ds);
+                        for id in chunk {
+                            q = q.bind(*id);
+                        }
+                        q.execute(&mut *tx).await.map_err(db("set dataset"))?;
+                    }
+                }
+                tx.commit().await.map_err(db("commit set datasets"))?;
                 Ok(())
             }
 
@@ -780,12 +791,14 @@ impl_store!(
     sqlx::sqlite::SqliteRow,
     "sqlite",
     "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
-    None
+    None,
+    SQLITE_ROWS_PER_INSERT
 );
 impl_store!(
     PgStore,
     sqlx::postgres::PgRow,
     "postgres",
     "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1",
-    Some("SELECT pg_advisory_xact_lock(7262712963)")
+    Some("SELECT pg_advisory_xact_lock(7262712963)"),
+    PG_ROWS_PER_INSERT
 );
