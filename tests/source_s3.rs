@@ -283,8 +283,8 @@ fn lists_reads_every_format_and_reports_corrupt_parquet() {
     let notes = out.in_table("exports/notes.jsonl.zst");
     assert_eq!(notes.len(), 1);
     assert_eq!(
-        (notes[0].location.line, notes[0].child),
-        (Some(1), Some(false))
+        (notes[0].location.line, notes[0].location.field.as_deref(), notes[0].child),
+        (Some(1), Some("student.idNo"), Some(false))
     );
     // No raw value anywhere in the findings.
     let all = serde_json::to_string(&out.findings).unwrap();
