@@ -140,7 +140,11 @@ impl Config {
     /// `[[sources]]` entries as name → target (its `url`, `path` or `target`
     /// key). Read loosely from [`Config::rest`] until the sources stage types them.
     pub fn source_targets(&self) -> HashMap<String, String> {
-        let mut out = HashMap::new();
+        let mut out: HashMap<String, String> = self
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.url.clone()))
+            .collect();
         if let Some(toml::Value::Array(a)) = self.rest.get("sources") {
             for s in a {
                 let (Some(name), Some(t)) = (

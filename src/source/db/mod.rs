@@ -45,6 +45,20 @@ pub struct RemoteOptions {
     pub incremental: bool,
     /// State directory holding `incremental/<source-hash>.json` (required with `incremental`).
     pub state_dir: Option<PathBuf>,
+    /// Extra include globs (`--include`): `schema.table` for databases, keys for object stores.
+    pub include: Vec<String>,
+    /// Extra exclude globs (`--exclude`).
+    pub exclude: Vec<String>,
+}
+
+impl RemoteOptions {
+    /// `cfg` with the command line's extra globs added.
+    pub fn apply(&self, cfg: &SourceConfig) -> SourceConfig {
+        let mut c = cfg.clone();
+        c.include.extend(self.include.iter().cloned());
+        c.exclude.extend(self.exclude.iter().cloned());
+        c
+    }
 }
 
 /// Which database engine a URL points at.
@@ -878,6 +892,6 @@ pub fn open_db_target(
     sources: &[SourceConfig],
     opts: &RemoteOptions,
 ) -> Option<Result<Box<dyn Source>, UnitError>> {
-    let cfg = crate::config::sources::resolve(target, sources)?;
+    let cfg = opts.apply(&crate::config::sources::resolve(target, sources)?);
     is_db_url(&cfg.url).then(|| open(&cfg, opts))
 }

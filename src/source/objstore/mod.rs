@@ -456,6 +456,6 @@ pub fn open_object_target(
     sources: &[SourceConfig],
     opts: &RemoteOptions,
 ) -> Option<Result<Box<dyn Source>, UnitError>> {
-    let cfg = crate::config::sources::resolve(target, sources)?;
+    let cfg = opts.apply(&crate::config::sources::resolve(target, sources)?);
     is_object_url(&cfg.url).then(|| open(&cfg, opts))
 }
