@@ -235,6 +235,7 @@ fn incremental_and_dropped_table() {
     let ro = RemoteOptions {
         incremental: true,
         state_dir: Some(state.path().to_path_buf()),
+        ..Default::default()
     };
     let first = scan_all(&DbSource::open(&cfg, &ro).unwrap(), &full());
     assert!(first.errors.is_empty(), "{:?}", first.errors);

@@ -283,7 +283,11 @@ fn lists_reads_every_format_and_reports_corrupt_parquet() {
     let notes = out.in_table("exports/notes.jsonl.zst");
     assert_eq!(notes.len(), 1);
     assert_eq!(
-        (notes[0].location.line, notes[0].location.field.as_deref(), notes[0].child),
+        (
+            notes[0].location.line,
+            notes[0].location.field.as_deref(),
+            notes[0].child
+        ),
         (Some(1), Some("student.idNo"), Some(false))
     );
     // No raw value anywhere in the findings.
@@ -347,6 +351,7 @@ fn incremental_skips_unchanged_objects() {
     let ro = RemoteOptions {
         incremental: true,
         state_dir: Some(state.path().to_path_buf()),
+        ..Default::default()
     };
     let first = scan_all(&ObjectSource::open(&cfg, &ro).unwrap(), &full());
     assert_eq!(first.stats.len(), 4);
@@ -410,4 +415,58 @@ fn file_urls_read_a_local_directory() {
             .child_count,
         Some(30)
     );
+}
+
+#[test]
+fn scan_command_reads_a_named_s3_source() {
+    let f = fixture();
+    std::env::set_var("CG_S3_CLI_KEY_ID", "testing");
+    std::env::set_var("CG_S3_CLI_SECRET", "testing");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[[sources]]\nname = \"exports\"\nurl = \"s3://{}/exports/\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+         path_style = true\nallow_http = true\naccess_key_id_env = \"CG_S3_CLI_KEY_ID\"\n\
+         secret_access_key_env = \"CG_S3_CLI_SECRET\"\nexclude = [\"tmp/**\"]\n",
+        f.bucket, f.server.endpoint
+    );
+    std::fs::write(dir.path().join("c.toml"), cfg).unwrap();
+    let out = common::run(
+        dir.path(),
+        &[
+            "scan",
+            "@exports",
+            "--config",
+            "c.toml",
+            "--format",
+            "jsonl",
+            "--as-of",
+            "2025-06-01",
+        ],
+    );
+    // The corrupt Parquet object makes the exit status 2; everything else is reported.
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exports/data/corrupt.parquet"));
+    let v = common::jsonl(&out.stdout);
+    let pq = v
+        .iter()
+        .find(|x| {
+            x["location"]["path"] == "exports/data/students.parquet"
+                && x["location"]["column"] == "sfzh"
+        })
+        .unwrap();
+    assert_eq!(
+        (pq["count"].as_u64(), pq["child_count"].as_u64()),
+        (Some(300), Some(75))
+    );
+    assert!(v
+        .iter()
+        .any(|x| x["location"]["path"] == "exports/logs/app.log.gz" && x["location"]["line"] == 2));
+    assert!(!v.iter().any(|x| x["location"]["path"]
+        .as_str()
+        .is_some_and(|p| p.contains("tmp/"))));
 }
