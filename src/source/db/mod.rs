@@ -821,6 +821,18 @@ fn urlencoding_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
     String::from_utf8(out)
 }
 
+/// Dispatch for `crate::source::open_target`: `Some` when `target` is a
+/// database URL (`postgres://`, `postgresql://`, `mysql://`, `mariadb://`,
+/// `sqlite://`) or names a `[[sources]]` entry with such a URL.
+pub fn open_db_target(
+    target: &str,
+    sources: &[SourceConfig],
+    opts: &RemoteOptions,
+) -> Option<Result<Box<dyn Source>, UnitError>> {
+    let cfg = opts.apply(&crate::config::sources::resolve(target, sources)?);
+    is_db_url(&cfg.url).then(|| open(&cfg, opts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -882,16 +894,4 @@ mod tests {
         assert!(r.windows(2).all(|w| w[0].1 == w[1].0));
         assert_eq!(key_ranges(5, 5, 10), vec![(5, 6)]);
     }
-}
-
-/// Dispatch for `crate::source::open_target`: `Some` when `target` is a
-/// database URL (`postgres://`, `postgresql://`, `mysql://`, `mariadb://`,
-/// `sqlite://`) or names a `[[sources]]` entry with such a URL.
-pub fn open_db_target(
-    target: &str,
-    sources: &[SourceConfig],
-    opts: &RemoteOptions,
-) -> Option<Result<Box<dyn Source>, UnitError>> {
-    let cfg = opts.apply(&crate::config::sources::resolve(target, sources)?);
-    is_db_url(&cfg.url).then(|| open(&cfg, opts))
 }

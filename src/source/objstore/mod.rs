@@ -433,6 +433,18 @@ impl std::io::Read for StreamRead {
     }
 }
 
+/// Dispatch for `crate::source::open_target`: `Some` when `target` is an
+/// object-store URL (`s3://`, `gs://`, `az://`, `file://`) or names a
+/// `[[sources]]` entry with such a URL.
+pub fn open_object_target(
+    target: &str,
+    sources: &[SourceConfig],
+    opts: &RemoteOptions,
+) -> Option<Result<Box<dyn Source>, UnitError>> {
+    let cfg = opts.apply(&crate::config::sources::resolve(target, sources)?);
+    is_object_url(&cfg.url).then(|| open(&cfg, opts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,16 +458,4 @@ mod tests {
         );
         assert!(!is_object_url("postgres://h/db") && !is_object_url("logs/"));
     }
-}
-
-/// Dispatch for `crate::source::open_target`: `Some` when `target` is an
-/// object-store URL (`s3://`, `gs://`, `az://`, `file://`) or names a
-/// `[[sources]]` entry with such a URL.
-pub fn open_object_target(
-    target: &str,
-    sources: &[SourceConfig],
-    opts: &RemoteOptions,
-) -> Option<Result<Box<dyn Source>, UnitError>> {
-    let cfg = opts.apply(&crate::config::sources::resolve(target, sources)?);
-    is_object_url(&cfg.url).then(|| open(&cfg, opts))
 }
