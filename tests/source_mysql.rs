@@ -44,7 +44,15 @@ async fn load(url: &str) {
             "NULL".into()
         };
         let bad = bad_id(i);
-        v.push(format!("('学生{i}', {id}, {phone}, {bad}, 'ORD-{bad}', '{{\"k\": 1}}', 12.5, '2015-03-01', NOW())"));
+        // The birth date agrees with the ID number (none for rows without one).
+        let birth = match i % 3 {
+            0 => "'2015-03-01'",
+            1 => "'1980-03-01'",
+            _ => "NULL",
+        };
+        v.push(format!(
+            "('学生{i}', {id}, {phone}, {bad}, 'ORD-{bad}', '{{\"k\": 1}}', 12.5, {birth}, NOW())"
+        ));
     }
     c.execute(
         format!(
@@ -146,6 +154,10 @@ fn classifies_counts_children_samples_and_stays_read_only() {
     );
     let ph = out.find(&st, "guardian_phone", Category::CnMobile).unwrap();
     assert_eq!((ph.count, ph.child_count), (Some(150), Some(50)));
+    // A date column named like a birth date is examined and classified.
+    let bd = out.find(&st, "birth_date", Category::BirthDate).unwrap();
+    assert_eq!((bd.count, bd.child_count), (Some(200), Some(100)));
+    assert_eq!(out.in_table(&st).len(), 3);
     assert!(out.find(&st, "order_no", Category::CnResidentId).is_none());
     assert!(out.find(&st, "order_ref", Category::CnResidentId).is_none());
     let big = out
@@ -223,6 +235,7 @@ fn incremental_and_dropped_table() {
     let ro = RemoteOptions {
         incremental: true,
         state_dir: Some(state.path().to_path_buf()),
+        ..Default::default()
     };
     let first = scan_all(&DbSource::open(&cfg, &ro).unwrap(), &full());
     assert!(first.errors.is_empty(), "{:?}", first.errors);

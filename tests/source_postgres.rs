@@ -308,6 +308,7 @@ fn incremental_skips_unchanged_and_reads_past_the_watermark() {
     let ro = RemoteOptions {
         incremental: true,
         state_dir: Some(state.path().to_path_buf()),
+        ..Default::default()
     };
 
     let first = scan_all(&DbSource::open(&cfg, &ro).unwrap(), &full());
@@ -442,4 +443,74 @@ fn unreachable_host_names_target_and_cause_never_the_password() {
     .to_string();
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.contains("postgres://scanner@127.0.0.1"), "{err}");
+}
+
+#[test]
+fn scan_command_reads_postgres_and_skips_unchanged_tables() {
+    let rt = rt();
+    let url = rt.block_on(common::fresh_pg_db("cg_pgc"));
+    rt.block_on(load(&url));
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "scan",
+        &url,
+        "--full",
+        "--format",
+        "jsonl",
+        "--as-of",
+        "2025-06-01",
+        "--include",
+        "public.*",
+    ];
+    let out = common::run(dir.path(), &args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f = common::jsonl(&out.stdout);
+    let id = f
+        .iter()
+        .find(|v| v["location"]["table"] == "public.students" && v["location"]["column"] == "sfzh")
+        .expect("students.sfzh finding");
+    assert_eq!(
+        (id["count"].as_u64(), id["child_count"].as_u64()),
+        (Some(200), Some(100))
+    );
+    assert_eq!(id["category"], "cn_resident_id");
+    assert!(
+        !f.iter().any(|v| v["location"]["table"] == "hr.staff"),
+        "--include public.* limits the tables"
+    );
+
+    // --incremental through the binary: the second run skips every table.
+    let inc = ["scan", &url, "--incremental", "--format", "jsonl"];
+    assert_eq!(common::run(dir.path(), &inc).status.code(), Some(0));
+    let again = common::run(dir.path(), &inc);
+    assert!(common::jsonl(&again.stdout).is_empty());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("unchanged"));
+
+    // A target that cannot be read: exit 2, named without its password; the others still scanned.
+    let port = common::free_port();
+    let bad = format!("postgres://scanner:pw-777-secret@127.0.0.1:{port}/school");
+    let out = common::run(
+        dir.path(),
+        &[
+            "scan",
+            &bad,
+            &url,
+            "--format",
+            "jsonl",
+            "--include",
+            "public.students",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}/school")) && !err.contains("pw-777"),
+        "{err}"
+    );
+    assert!(!common::jsonl(&out.stdout).is_empty());
 }

@@ -189,6 +189,7 @@ fn incremental_missing_file_and_dropped_table() {
     let ro = RemoteOptions {
         incremental: true,
         state_dir: Some(state.clone()),
+        ..Default::default()
     };
     let first = scan_all(&DbSource::open(&cfg, &ro).unwrap(), &full());
     assert_eq!(

@@ -21,7 +21,9 @@ use std::time::Instant;
 
 #[derive(Debug, clap::Args)]
 pub struct ScanArgs {
-    /// What to scan: files and directories (also `file://PATH`).
+    /// What to scan: files and directories (also `file://PATH`); databases
+    /// (`postgres://`, `mysql://`, `mariadb://`, `sqlite://PATH`); object stores
+    /// (`s3://bucket/prefix`, `gs://`, `az://`); or `@NAME` of a `[[sources]]` entry in --config.
     #[arg(required = true, value_name = "TARGET")]
     pub targets: Vec<String>,
     /// Output format; `table` on a terminal, `jsonl` when stdout is piped or `--output` is given.
@@ -69,6 +71,10 @@ pub struct ScanArgs {
     /// State directory holding the fingerprint key (default: $CHILDGUARD_STATE_DIR, else ~/.local/state/childguard).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Databases and object stores: skip tables and objects unchanged since the last
+    /// incremental scan, and read only rows newer than a table's declared watermark column.
+    #[arg(long)]
+    pub incremental: bool,
     /// Size of the newline-aligned chunks large text files are split into and scanned in parallel (bytes).
     #[arg(long, value_name = "BYTES")]
     pub chunk_size: Option<usize>,
@@ -303,7 +309,16 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
         sample_rows: args.sample_rows,
         rows: args.rows,
     };
-    let topts = TargetOptions { files: files_cfg };
+    let topts = TargetOptions {
+        files: files_cfg,
+        sources: config.sources.clone(),
+        remote: crate::source::db::RemoteOptions {
+            incremental: args.incremental,
+            state_dir: Some(state_dir.clone()),
+            include: args.include.clone(),
+            exclude: args.exclude.clone(),
+        },
+    };
 
     let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
     let format = args.format.unwrap_or(if to_terminal {

@@ -38,7 +38,9 @@ pub struct SourceConfig {
     pub name: String,
     /// Target URL: `postgres://`, `postgresql://`, `mysql://`, `mariadb://`, `sqlite://path`,
     /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`, `file:///dir`.
+    /// A local directory or file is accepted too (`path = "/var/log"`).
     /// Must not contain a password: use `password_env` or `password_file`.
+    #[serde(alias = "path", alias = "target", alias = "uri")]
     pub url: String,
     /// Environment variable holding the database password.
     #[serde(default)]

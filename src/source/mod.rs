@@ -84,12 +84,31 @@ pub mod files;
 pub struct TargetOptions {
     /// Local files and directories.
     pub files: files::FileSourceConfig,
+    /// Named `[[sources]]` (databases, object stores) from the configuration.
+    pub sources: Vec<crate::config::sources::SourceConfig>,
+    /// Databases and object stores: incremental state, extra include/exclude globs.
+    pub remote: db::RemoteOptions,
 }
 
 /// Open a scan target: a local path or `file://PATH`. Other schemes are
 /// answered with a clear "unsupported target scheme" error until their
 /// source is built in.
 pub fn open_target(target: &str, opts: &TargetOptions) -> Result<Box<dyn Source>, UnitError> {
+    // Databases (postgres://, postgresql://, mysql://, mariadb://, sqlite://) and object
+    // stores (s3://, gs://, az://), by URL or as `@name` of a `[[sources]]` entry.
+    if let Some(r) = db::open_db_target(target, &opts.sources, &opts.remote) {
+        return r;
+    }
+    if !target.starts_with("file://") {
+        if let Some(r) = objstore::open_object_target(target, &opts.sources, &opts.remote) {
+            return r;
+        }
+    }
+    // `@name` of a `[[sources]]` entry holding a local path.
+    let named = target
+        .strip_prefix('@')
+        .and_then(|n| opts.sources.iter().find(|s| s.name == n));
+    let target = named.map_or(target, |s| s.url.as_str());
     let path = match target.split_once("://") {
         None => target,
         Some(("file", rest)) => rest.strip_prefix("localhost").unwrap_or(rest),

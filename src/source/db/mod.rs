@@ -45,6 +45,20 @@ pub struct RemoteOptions {
     pub incremental: bool,
     /// State directory holding `incremental/<source-hash>.json` (required with `incremental`).
     pub state_dir: Option<PathBuf>,
+    /// Extra include globs (`--include`): `schema.table` for databases, keys for object stores.
+    pub include: Vec<String>,
+    /// Extra exclude globs (`--exclude`).
+    pub exclude: Vec<String>,
+}
+
+impl RemoteOptions {
+    /// `cfg` with the command line's extra globs added.
+    pub fn apply(&self, cfg: &SourceConfig) -> SourceConfig {
+        let mut c = cfg.clone();
+        c.include.extend(self.include.iter().cloned());
+        c.exclude.extend(self.exclude.iter().cloned());
+        c
+    }
 }
 
 /// Which database engine a URL points at.
@@ -807,6 +821,18 @@ fn urlencoding_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
     String::from_utf8(out)
 }
 
+/// Dispatch for `crate::source::open_target`: `Some` when `target` is a
+/// database URL (`postgres://`, `postgresql://`, `mysql://`, `mariadb://`,
+/// `sqlite://`) or names a `[[sources]]` entry with such a URL.
+pub fn open_db_target(
+    target: &str,
+    sources: &[SourceConfig],
+    opts: &RemoteOptions,
+) -> Option<Result<Box<dyn Source>, UnitError>> {
+    let cfg = opts.apply(&crate::config::sources::resolve(target, sources)?);
+    is_db_url(&cfg.url).then(|| open(&cfg, opts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -868,16 +894,4 @@ mod tests {
         assert!(r.windows(2).all(|w| w[0].1 == w[1].0));
         assert_eq!(key_ranges(5, 5, 10), vec![(5, 6)]);
     }
-}
-
-/// Dispatch for `crate::source::open_target`: `Some` when `target` is a
-/// database URL (`postgres://`, `postgresql://`, `mysql://`, `mariadb://`,
-/// `sqlite://`) or names a `[[sources]]` entry with such a URL.
-pub fn open_db_target(
-    target: &str,
-    sources: &[SourceConfig],
-    opts: &RemoteOptions,
-) -> Option<Result<Box<dyn Source>, UnitError>> {
-    let cfg = crate::config::sources::resolve(target, sources)?;
-    is_db_url(&cfg.url).then(|| open(&cfg, opts))
 }

@@ -81,7 +81,8 @@ pub fn scan_delimited(
     })
 }
 
-fn projectable(t: &DataType) -> bool {
+/// Whether a Parquet/Arrow column type is read (cast to text) when scanning tables.
+pub fn projectable(t: &DataType) -> bool {
     use DataType::*;
     match t {
         Utf8

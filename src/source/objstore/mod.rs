@@ -15,12 +15,12 @@
 //! is reported (key and cause) and the others go on.
 
 mod parquet_reader;
-mod text_reader;
 
 use crate::config::sources::SourceConfig;
 use crate::detect::Engine;
 use crate::finding::Finding;
 use crate::source::db::RemoteOptions;
+use crate::source::files::{self, FileSourceConfig, UnitCtx};
 use crate::source::incremental::{now_rfc3339, JsonStateStore, UnitState, UnitStateStore};
 use crate::source::{ScanOptions, Source, UnitError, UnitStats, WorkUnit};
 use futures::stream::BoxStream;
@@ -54,6 +54,8 @@ pub struct ObjectSource {
     state: Option<Box<dyn UnitStateStore>>,
     /// Listing results by key (size, ETag, last-modified) for the scan.
     listed: Mutex<BTreeMap<String, ObjectMeta>>,
+    /// Settings of the shared format readers (chunk size, JSON document and buffered Parquet limits).
+    readers: FileSourceConfig,
     secrets: Vec<String>,
 }
 
@@ -226,6 +228,7 @@ impl ObjectSource {
             state,
             listed: Mutex::new(BTreeMap::new()),
             secrets,
+            readers: FileSourceConfig::default(),
         })
     }
 
@@ -356,26 +359,22 @@ impl Source for ObjectSource {
                 });
             }
         }
-        let format = Format::of(key);
-        let stats = match format {
-            Format::Parquet => parquet_reader::scan(self, key, meta.size, engine, opts, emit)?,
-            Format::Csv(delim) => {
-                let body = self.get_stream(key)?;
-                text_reader::scan_csv(
-                    self,
-                    key,
-                    body,
-                    Compression::of(key),
-                    delim,
-                    engine,
-                    opts,
-                    emit,
-                )?
-            }
-            Format::Text => {
-                let body = self.get_stream(key)?;
-                text_reader::scan_text(self, key, body, Compression::of(key), engine, emit)?
-            }
+        let stats = if is_plain_parquet(key) {
+            parquet_reader::scan(self, key, meta.size, engine, opts, emit)?
+        } else {
+            // Everything else goes through the same readers as local files: compression,
+            // encoding and format sniffing, text / JSON lines / CSV / JSON / buffered Parquet.
+            let body = self.get_stream(key)?;
+            let reader = StreamRead::new(self.rt.handle().clone(), body);
+            let ctx = UnitCtx {
+                engine,
+                target: &self.target,
+                path: key,
+                opts,
+                cfg: &self.readers,
+            };
+            files::scan_reader(&ctx, key, Box::new(reader), emit)
+                .map_err(|e| self.err(key, e.cause()))?
         };
         if let Some(store) = &self.state {
             let st = UnitState {
@@ -392,68 +391,22 @@ impl Source for ObjectSource {
     }
 }
 
-/// Compression by extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    fn of(key: &str) -> Compression {
-        let l = key.to_ascii_lowercase();
-        if l.ends_with(".gz") || l.ends_with(".gzip") {
-            Compression::Gzip
-        } else if l.ends_with(".zst") || l.ends_with(".zstd") {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-}
-
-/// Reader by extension (after any compression extension).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Parquet,
-    /// CSV with this delimiter.
-    Csv(u8),
-    /// Logs, plain text, JSON lines: read as text.
-    Text,
-}
-
-impl Format {
-    fn of(key: &str) -> Format {
-        let l = key.to_ascii_lowercase();
-        let base = l
-            .strip_suffix(".gz")
-            .or_else(|| l.strip_suffix(".gzip"))
-            .or_else(|| l.strip_suffix(".zst"))
-            .or_else(|| l.strip_suffix(".zstd"))
-            .unwrap_or(&l);
-        if l.ends_with(".parquet") || l.ends_with(".parq") {
-            Format::Parquet
-        } else if base.ends_with(".csv") {
-            Format::Csv(b',')
-        } else if base.ends_with(".tsv") {
-            Format::Csv(b'\t')
-        } else {
-            Format::Text
-        }
-    }
+/// An uncompressed Parquet object (by extension): read with ranged requests.
+fn is_plain_parquet(key: &str) -> bool {
+    let l = key.to_ascii_lowercase();
+    l.ends_with(".parquet") || l.ends_with(".parq")
 }
 
 /// A blocking `Read` over an object's byte stream, driven by the source's runtime.
-pub(crate) struct StreamRead<'a> {
-    rt: &'a tokio::runtime::Runtime,
+pub(crate) struct StreamRead {
+    rt: tokio::runtime::Handle,
     stream: BoxStream<'static, object_store::Result<bytes::Bytes>>,
     buf: bytes::Bytes,
 }
 
-impl<'a> StreamRead<'a> {
+impl StreamRead {
     pub(crate) fn new(
-        rt: &'a tokio::runtime::Runtime,
+        rt: tokio::runtime::Handle,
         stream: BoxStream<'static, object_store::Result<bytes::Bytes>>,
     ) -> Self {
         StreamRead {
@@ -464,7 +417,7 @@ impl<'a> StreamRead<'a> {
     }
 }
 
-impl std::io::Read for StreamRead<'_> {
+impl std::io::Read for StreamRead {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.buf.is_empty() {
             match self.rt.block_on(self.stream.next()) {
@@ -480,26 +433,6 @@ impl std::io::Read for StreamRead<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_and_compression_by_extension() {
-        assert_eq!(Format::of("a/b.parquet"), Format::Parquet);
-        assert_eq!(Format::of("a/b.CSV.gz"), Format::Csv(b','));
-        assert_eq!(Format::of("x.tsv.zst"), Format::Csv(b'\t'));
-        assert_eq!(Format::of("app.log.gz"), Format::Text);
-        assert_eq!(Compression::of("app.log.gz"), Compression::Gzip);
-        assert_eq!(Compression::of("a.csv.zst"), Compression::Zstd);
-        assert_eq!(Compression::of("a.csv"), Compression::None);
-        assert!(
-            is_object_url("s3://b/p") && is_object_url("gs://b") && is_object_url("file:///tmp")
-        );
-        assert!(!is_object_url("postgres://h/db") && !is_object_url("logs/"));
-    }
-}
-
 /// Dispatch for `crate::source::open_target`: `Some` when `target` is an
 /// object-store URL (`s3://`, `gs://`, `az://`, `file://`) or names a
 /// `[[sources]]` entry with such a URL.
@@ -508,6 +441,21 @@ pub fn open_object_target(
     sources: &[SourceConfig],
     opts: &RemoteOptions,
 ) -> Option<Result<Box<dyn Source>, UnitError>> {
-    let cfg = crate::config::sources::resolve(target, sources)?;
+    let cfg = opts.apply(&crate::config::sources::resolve(target, sources)?);
     is_object_url(&cfg.url).then(|| open(&cfg, opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_parquet_by_extension() {
+        assert!(is_plain_parquet("a/b.parquet") && is_plain_parquet("B.PARQ"));
+        assert!(!is_plain_parquet("a/b.parquet.gz") && !is_plain_parquet("a.csv"));
+        assert!(
+            is_object_url("s3://b/p") && is_object_url("gs://b") && is_object_url("file:///tmp")
+        );
+        assert!(!is_object_url("postgres://h/db") && !is_object_url("logs/"));
+    }
 }

@@ -7,31 +7,16 @@ use super::ObjectSource;
 use crate::detect::Engine;
 use crate::finding::{Finding, Location};
 use crate::scan::table::TableScanner;
-use crate::source::db::is_birth_name;
+use crate::source::files::table::{projectable, PARQUET_BATCH_ROWS};
 use crate::source::{ScanOptions, UnitError, UnitStats};
+use arrow::array::{Array, AsArray};
+use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::DataType;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use parquet::arrow::ProjectionMask;
 use parquet::file::metadata::ParquetMetaData;
-use std::fmt::Write;
-
-/// Whether a Parquet column of this Arrow type can hold children's PI.
-pub fn examine_arrow(dt: &DataType, name: &str) -> bool {
-    match dt {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
-        DataType::Dictionary(_, v) => examine_arrow(v, name),
-        DataType::Int64 | DataType::UInt64 => true,
-        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => (*p as i32 - *s as i32) >= 11,
-        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => is_birth_name(name),
-        DataType::List(_) | DataType::LargeList(_) | DataType::Struct(_) | DataType::Map(..) => {
-            true
-        }
-        _ => false,
-    }
-}
 
 /// Row groups in which some projected root column is not entirely null.
 fn useful_row_groups(md: &ParquetMetaData, roots: &[usize]) -> Vec<usize> {
@@ -69,7 +54,7 @@ pub(super) fn scan(
             .fields()
             .iter()
             .enumerate()
-            .filter(|(_, f)| examine_arrow(f.data_type(), f.name()))
+            .filter(|(_, f)| projectable(f.data_type()))
             .map(|(i, _)| i)
             .collect();
         if roots.is_empty() {
@@ -103,7 +88,7 @@ pub(super) fn scan(
         let mut stream = builder
             .with_projection(mask)
             .with_row_groups(groups)
-            .with_batch_size(8192)
+            .with_batch_size(PARQUET_BATCH_ROWS)
             .build()
             .map_err(|e| format!("reading Parquet: {e}"))?;
         let base = Location {
@@ -111,8 +96,11 @@ pub(super) fn scan(
             ..Default::default()
         };
         let mut scanner = TableScanner::new(engine, &src.target, base, &names, opts.rows);
-        let fopts = FormatOptions::default();
-        let mut cells: Vec<String> = vec![String::new(); roots.len()];
+        // Rendered as text exactly as the local-file reader does (Arrow cast to Utf8).
+        let copts = CastOptions {
+            safe: true,
+            ..Default::default()
+        };
         let (mut rg, mut rg_left, mut row_no) = (
             0usize,
             starts.first().map_or(0, |s| s.1),
@@ -125,37 +113,28 @@ pub(super) fn scan(
             .map_err(|e| format!("reading Parquet data: {e}"))?
         {
             bytes += batch.get_array_memory_size() as u64;
-            let fmts: Vec<ArrayFormatter<'_>> = batch
-                .columns()
-                .iter()
-                .map(|a| ArrayFormatter::try_new(a.as_ref(), &fopts))
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("rendering Parquet values: {e}"))?;
+            let mut cols = Vec::with_capacity(batch.num_columns());
+            for c in batch.columns() {
+                cols.push(match c.data_type() {
+                    DataType::Utf8 => c.clone(),
+                    _ => cast_with_options(c, &DataType::Utf8, &copts)
+                        .map_err(|e| format!("rendering Parquet values: {e}"))?,
+                });
+            }
+            let strs: Vec<_> = cols.iter().map(|a| a.as_string::<i32>()).collect();
+            let mut cells: Vec<Option<&str>> = Vec::with_capacity(strs.len());
             for r in 0..batch.num_rows() {
                 while rg_left == 0 && rg + 1 < starts.len() {
                     rg += 1;
                     row_no = starts[rg].0;
                     rg_left = starts[rg].1;
                 }
-                let mut present = Vec::with_capacity(cells.len());
-                for (c, f) in fmts.iter().enumerate() {
-                    cells[c].clear();
-                    if batch.column(c).is_null(r) {
-                        present.push(false);
-                    } else {
-                        let _ = write!(cells[c], "{}", f.value(r));
-                        present.push(true);
-                    }
-                }
-                let refs: Vec<Option<&str>> = cells
-                    .iter()
-                    .zip(&present)
-                    .map(|(s, &p)| p.then_some(s.as_str()))
-                    .collect();
+                cells.clear();
+                cells.extend(strs.iter().map(|a| (!a.is_null(r)).then(|| a.value(r))));
                 row_no += 1;
                 rg_left = rg_left.saturating_sub(1);
                 let k = opts.rows.then(|| row_no.to_string());
-                scanner.add_row(&refs, k.as_deref());
+                scanner.add_row(&cells, k.as_deref());
             }
         }
         let rows = scanner.rows_scanned();
