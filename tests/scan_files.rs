@@ -60,8 +60,13 @@ fn fp(v: &str) -> String {
 
 /// Expected (line, byte_offset) of every occurrence of `needle` in `text`.
 fn positions(text: &str, needle: &str) -> Vec<(u64, u64)> {
+    let (mut line, mut pos) = (1u64, 0usize);
     text.match_indices(needle)
-        .map(|(i, _)| (text[..i].matches('\n').count() as u64 + 1, i as u64))
+        .map(|(i, _)| {
+            line += text[pos..i].matches('\n').count() as u64;
+            pos = i;
+            (line, i as u64)
+        })
         .collect()
 }
 

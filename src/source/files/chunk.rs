@@ -37,6 +37,8 @@ pub struct Chunker<R> {
     offset: u64,
     eof: bool,
     in_long_line: bool,
+    /// A read error, returned after the data read before it was chunked.
+    error: Option<io::Error>,
     /// Lines read (complete or not) so far.
     pub lines: u64,
     /// Longest line cut into pieces: (line number, length so far), if any.
@@ -86,20 +88,26 @@ impl<R: Read> Chunker<R> {
             offset: 0,
             eof: false,
             in_long_line: false,
+            error: None,
             lines: 0,
             long_line: None,
         }
     }
 
-    fn fill(&mut self, want: usize) -> io::Result<()> {
+    /// Fill the buffer; a read error ends the stream after what was read
+    /// before it (the error is returned once that is chunked).
+    fn fill(&mut self, want: usize) {
         while !self.eof && self.buf.len() < want {
             let need = (want - self.buf.len()) as u64;
-            let n = (&mut self.reader).take(need).read_to_end(&mut self.buf)?;
-            if n == 0 {
-                self.eof = true;
+            match (&mut self.reader).take(need).read_to_end(&mut self.buf) {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) => {
+                    self.eof = true;
+                    self.error = Some(e);
+                }
             }
         }
-        Ok(())
     }
 
     /// The next chunk, or None at the end of the stream.
@@ -108,9 +116,12 @@ impl<R: Read> Chunker<R> {
         if self.buf.capacity() < want {
             self.buf.reserve(want - self.buf.len());
         }
-        self.fill(want)?;
+        self.fill(want);
         if self.buf.is_empty() {
-            return Ok(None);
+            return match self.error.take() {
+                Some(e) => Err(e),
+                None => Ok(None),
+            };
         }
         let partial_head = self.in_long_line;
         let (cut, end, partial_tail) = if self.eof && self.buf.len() <= self.chunk_bytes {
