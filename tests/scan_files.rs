@@ -718,6 +718,34 @@ fn output_formats_output_file_and_fail_on_exit_codes() {
         ],
     );
     assert_eq!(id_mobile(&o.stdout)[0]["child"], true);
+    // child_age from --config; the flag wins over the file.
+    std::fs::write(d.path().join("cg.toml"), "child_age = 16\n").unwrap();
+    let o = common::run(
+        d.path(),
+        &[
+            "scan",
+            "app.log",
+            "--as-of",
+            "2029-03-07",
+            "--config",
+            "cg.toml",
+        ],
+    );
+    assert_eq!(id_mobile(&o.stdout)[0]["child"], true, "{}", stderr(&o));
+    let o = common::run(
+        d.path(),
+        &[
+            "scan",
+            "app.log",
+            "--as-of",
+            "2029-03-07",
+            "--config",
+            "cg.toml",
+            "--child-age",
+            "14",
+        ],
+    );
+    assert_eq!(id_mobile(&o.stdout)[0]["child"], false);
     // Same input, same output.
     let a = scan(d.path(), &["."]).stdout;
     let b = scan(d.path(), &["."]).stdout;

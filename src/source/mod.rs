@@ -80,6 +80,9 @@ pub mod files;
 pub struct TargetOptions {
     /// Local files and directories.
     pub files: files::FileSourceConfig,
+    /// Progress: sources add the bytes they have read here as they read
+    /// them (the scan command's progress bar shows it).
+    pub progress: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// Open a scan target: a local path or `file://PATH`. Other schemes are
@@ -99,11 +102,8 @@ pub fn open_target(target: &str, opts: &TargetOptions) -> Result<Box<dyn Source>
     if path.is_empty() {
         return Err(UnitError::new(target, "empty path"));
     }
-    Ok(Box::new(files::FileSource::open(
-        target,
-        std::path::Path::new(path),
-        opts.files.clone(),
-    )?))
+    let src = files::FileSource::open(target, std::path::Path::new(path), opts.files.clone())?;
+    Ok(Box::new(src.with_progress(opts.progress.clone())))
 }
 
 /// A target for messages: a URL without its credentials.

@@ -264,10 +264,7 @@ pub fn scan_reader(
     let mut stats = scan_reader_counted(
         ctx,
         name,
-        Box::new(CountingReader {
-            inner: reader,
-            count: count.clone(),
-        }),
+        Box::new(CountingReader::new(reader, count.clone())),
         emit,
     )?;
     stats.bytes = count.load(Ordering::Relaxed);
@@ -401,6 +398,16 @@ pub fn scan_path(
     fs_path: &Path,
     emit: &mut dyn FnMut(Finding),
 ) -> Result<UnitStats, FileError> {
+    scan_path_with_progress(ctx, fs_path, None, emit)
+}
+
+/// [`scan_path`], adding the bytes read to `progress` as they are read.
+pub fn scan_path_with_progress(
+    ctx: &UnitCtx<'_>,
+    fs_path: &Path,
+    progress: Option<&Arc<AtomicU64>>,
+    emit: &mut dyn FnMut(Finding),
+) -> Result<UnitStats, FileError> {
     let path = ctx.path;
     let io_err = |source: io::Error| FileError::Io {
         path: path.to_string(),
@@ -414,9 +421,8 @@ pub fn scan_path(
         });
     }
     let mut file = std::fs::File::open(fs_path).map_err(io_err)?;
-    let mut magic = [0u8; 4];
     let n = read_head(&mut file, 4).map_err(io_err)?;
-    magic[..n.len()].copy_from_slice(&n);
+    let head_len = n.len() as u64;
     let name = fs_path.to_string_lossy();
     let count = Arc::new(AtomicU64::new(n.len() as u64));
     let mut streamed = true;
@@ -425,12 +431,23 @@ pub fn scan_path(
             streamed = false;
             scan_parquet(ctx, file, emit)
         } else {
-            let reader = Cursor::new(n).chain(CountingReader {
+            let counting = CountingReader {
                 inner: file,
                 count: count.clone(),
-            });
+                progress: progress.cloned(),
+            };
+            let reader = Cursor::new(n).chain(counting);
             scan_reader_counted(ctx, &name, Box::new(reader), emit)
         };
+    if let Some(p) = progress {
+        // What was not counted while read: Parquet, the sniffed head, a skipped tail.
+        let counted = if streamed {
+            count.load(Ordering::Relaxed).saturating_sub(head_len)
+        } else {
+            0
+        };
+        p.fetch_add(before.len().saturating_sub(counted), Ordering::Relaxed);
+    }
     let mut stats = result?;
     stats.bytes = before.len();
     let after = std::fs::metadata(fs_path).map_err(io_err)?;
@@ -465,6 +482,7 @@ pub struct FileSource {
     is_dir: bool,
     cfg: FileSourceConfig,
     entries: RwLock<HashMap<String, Entry>>,
+    progress: Option<Arc<AtomicU64>>,
 }
 
 impl FileSource {
@@ -478,7 +496,14 @@ impl FileSource {
             is_dir: md.is_dir(),
             cfg,
             entries: RwLock::new(HashMap::new()),
+            progress: None,
         })
+    }
+
+    /// Add the bytes read to `progress` as they are read.
+    pub fn with_progress(mut self, progress: Option<Arc<AtomicU64>>) -> Self {
+        self.progress = progress;
+        self
     }
 
     fn globs(&self, globs: &[String]) -> Result<globset::GlobSet, UnitError> {
@@ -661,7 +686,7 @@ impl Source for FileSource {
             opts,
             cfg: &self.cfg,
         };
-        let r = scan_path(&ctx, &fs_path, emit);
+        let r = scan_path_with_progress(&ctx, &fs_path, self.progress.as_ref(), emit);
         if let Err(e) = &r {
             tracing::debug!(unit = %unit.id, error = %e, "unit failed");
         }
