@@ -75,7 +75,8 @@ const fn default_chunk_bytes() -> usize {
     8 << 20
 }
 const fn default_max_json_document_bytes() -> usize {
-    64 << 20
+    // A parsed document takes several times its size; keep the whole under ~150 MB.
+    16 << 20
 }
 const fn default_max_buffered_parquet_bytes() -> usize {
     256 << 20
@@ -691,5 +692,91 @@ impl Source for FileSource {
             tracing::debug!(unit = %unit.id, error = %e, "unit failed");
         }
         Ok(r?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::EngineOptions;
+    use crate::finding::Category;
+    use crate::fingerprint::Fingerprinter;
+    use std::io::Write;
+
+    fn engine() -> Engine {
+        let as_of = chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap();
+        Engine::new(EngineOptions::new(as_of), Fingerprinter::new(b"k")).unwrap()
+    }
+
+    fn run(name: &str, bytes: Vec<u8>) -> (Vec<Finding>, Result<UnitStats, FileError>) {
+        let e = engine();
+        let opts = ScanOptions::default();
+        let cfg = FileSourceConfig::default();
+        let ctx = UnitCtx {
+            engine: &e,
+            target: "s3://b",
+            path: name,
+            opts: &opts,
+            cfg: &cfg,
+        };
+        let mut out = Vec::new();
+        let r = scan_reader(&ctx, name, Box::new(Cursor::new(bytes)), &mut |f| {
+            out.push(f)
+        });
+        (out, r)
+    }
+
+    #[test]
+    fn scan_reader_detects_compression_and_format_from_stream() {
+        let csv = "id,sfzh\n1,110105201503071235\n2,x\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(csv.as_bytes()).unwrap();
+        let (fs, r) = run("k/students.csv.gz", gz.finish().unwrap());
+        let st = r.unwrap();
+        assert_eq!(st.rows, 2);
+        assert_eq!(fs.len(), 1);
+        assert_eq!(fs[0].location.column.as_deref(), Some("sfzh"));
+        assert_eq!((fs[0].count, fs[0].rows_scanned), (Some(1), Some(2)));
+        assert_eq!(fs[0].target, "s3://b");
+
+        // No extension: gzip by magic, JSON lines by content.
+        let jl = "{\"a\":{\"tel\":\"13812345678\"}}\n";
+        let z = zstd::encode_all(jl.as_bytes(), 1).unwrap();
+        let (fs, r) = run("k/blob", z);
+        assert!(r.is_ok());
+        assert_eq!(fs.len(), 1);
+        assert_eq!(fs[0].category, Category::CnMobile);
+        assert_eq!(fs[0].location.field.as_deref(), Some("a.tel"));
+        assert_eq!(
+            fs[0].location.byte_offset,
+            Some(jl.find("138").unwrap() as u64)
+        );
+
+        let (fs, r) = run("k/x.bin", vec![0, 1, 2, 3, b'1']);
+        assert!(fs.is_empty());
+        assert_eq!(r.unwrap().skipped.as_deref(), Some("binary file"));
+    }
+
+    #[test]
+    fn open_target_schemes() {
+        let o = crate::source::TargetOptions::default();
+        for t in [
+            "s3://b/k",
+            "postgres://u:pw@h/db",
+            "mysql://h/db",
+            "sqlite:///x.db",
+        ] {
+            let e = crate::source::open_target(t, &o)
+                .err()
+                .expect("unsupported");
+            assert!(e.message.contains("unsupported target scheme"), "{e}");
+            assert!(!e.to_string().contains("pw"));
+        }
+        let d = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", d.path().display());
+        let src = crate::source::open_target(&url, &o).unwrap();
+        assert_eq!(src.target(), url);
+        assert!(src.units().unwrap().is_empty());
+        assert!(crate::source::open_target("/no/such/dir", &o).is_err());
     }
 }
