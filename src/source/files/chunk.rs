@@ -172,10 +172,12 @@ impl<R: Read> Chunker<R> {
     }
 }
 
-/// Read chunks and scan them in parallel (up to `window` at a time, the next
-/// window read while the current one is scanned); results are handed to
-/// `emit` in stream order. A read error ends the stream: what was read before
-/// it is scanned and emitted, then the error is returned.
+/// Read chunks and scan them in parallel, results handed to `emit` in
+/// stream order. Three stages overlap: while window k is emitted on the
+/// calling thread (printing is often the slowest part), window k+1 is
+/// scanned by the pool and window k+2 is read. At most three windows of
+/// `window` chunks are in memory. A read error ends the stream: what was
+/// read before it is scanned and emitted, then the error is returned.
 pub fn scan_ordered<R, T, S, E>(
     chunker: &mut Chunker<R>,
     window: usize,
@@ -189,42 +191,53 @@ where
     E: FnMut(T),
 {
     let window = window.max(1);
-    let read_batch = |c: &mut Chunker<R>| -> (Vec<Chunk>, Option<io::Error>) {
+    let read_batch = |c: &mut Chunker<R>| -> (Vec<Chunk>, Option<io::Error>, bool) {
         let mut v = Vec::with_capacity(window);
         while v.len() < window {
             match c.next_chunk() {
                 Ok(Some(ch)) => v.push(ch),
-                Ok(None) => break,
-                Err(e) => return (v, Some(e)),
+                Ok(None) => return (v, None, true),
+                Err(e) => return (v, Some(e), true),
             }
         }
-        (v, None)
+        (v, None, false)
     };
-    let (mut batch, mut err) = read_batch(chunker);
+    let (mut batch, mut err, mut end) = read_batch(chunker);
+    let mut ready: Vec<T> = Vec::new();
     loop {
-        if batch.is_empty() {
+        if batch.is_empty() && ready.is_empty() {
             return err.map_or(Ok(()), Err);
         }
-        let stop = err.is_some() || batch.len() < window;
-        let (results, next) = if stop {
-            (
-                batch.par_iter().map(&scan).collect::<Vec<T>>(),
-                (Vec::new(), None),
-            )
-        } else {
-            rayon::join(
-                || batch.par_iter().map(&scan).collect::<Vec<T>>(),
-                || read_batch(chunker),
-            )
-        };
-        for r in results {
-            emit(r);
+        let mut scanned: Vec<T> = Vec::new();
+        let mut next = (Vec::new(), None, true);
+        let scan = &scan;
+        let to_scan = std::mem::take(&mut batch);
+        let reader: Option<&mut Chunker<R>> = if end { None } else { Some(&mut *chunker) };
+        rayon::in_place_scope(|s| {
+            if !to_scan.is_empty() {
+                let (scanned, next) = (&mut scanned, &mut next);
+                s.spawn(move |_| match reader {
+                    Some(r) => {
+                        let (a, b) = rayon::join(
+                            || to_scan.par_iter().map(scan).collect::<Vec<T>>(),
+                            || read_batch(r),
+                        );
+                        *scanned = a;
+                        *next = b;
+                    }
+                    None => *scanned = to_scan.par_iter().map(scan).collect(),
+                });
+            }
+            for r in ready.drain(..) {
+                emit(r);
+            }
+        });
+        ready = scanned;
+        if !end {
+            batch = next.0;
+            err = next.1;
+            end = next.2;
         }
-        if stop {
-            return err.map_or(Ok(()), Err);
-        }
-        batch = next.0;
-        err = next.1;
     }
 }
 
