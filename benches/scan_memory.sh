@@ -61,8 +61,9 @@ log "file: $BYTES bytes"
 # Warm the page cache so both tools read from memory.
 cat "$LOG" > /dev/null
 
-ID_RE='[1-9][0-9]{5}(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx]'
-MOBILE_RE='1[3-9][0-9]{9}'
+# ASCII word boundaries: a value inside a longer digit run is not a match (as in childguard).
+ID_RE='(?-u:\b)[1-9][0-9]{5}(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx](?-u:\b)'
+MOBILE_RE='(?-u:\b)1[3-9][0-9]{9}(?-u:\b)'
 
 run_timed() { # name outfile cmd...
   local name=$1 out=$2; shift 2

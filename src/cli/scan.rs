@@ -51,7 +51,8 @@ pub struct ScanArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// No progress bar and no summary on stderr (errors are still printed).
+    /// No progress bar and no summary on stderr (errors are still printed). The progress
+    /// bar (bytes, throughput, ETA) is shown on a terminal stderr while findings go to a pipe or file.
     #[arg(long, short)]
     pub quiet: bool,
     /// Read every row of database tables instead of a sample (files are always read whole).

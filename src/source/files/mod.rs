@@ -177,16 +177,19 @@ impl From<FileError> for UnitError {
 /// Everything a reader needs to scan one unit.
 #[derive(Clone, Copy)]
 pub struct UnitCtx<'a> {
+    /// The detector engine.
     pub engine: &'a Engine,
     /// The scan target as the user gave it (`Finding::target`).
     pub target: &'a str,
     /// `location.path` of the findings.
     pub path: &'a str,
+    /// Options of the whole scan (`--rows`, ...).
     pub opts: &'a ScanOptions,
+    /// Chunk sizes and limits; `FileSourceConfig::default()` suits other sources.
     pub cfg: &'a FileSourceConfig,
 }
 
-/// What scanning one stream read and noticed (besides findings).
+/// Chunks scanned at once (per pipeline stage): one per worker thread.
 fn chunks_in_flight() -> usize {
     rayon::current_num_threads().max(1)
 }
@@ -238,14 +241,13 @@ pub fn scan_text_chunk(ctx: &UnitCtx<'_>, c: &Chunk, out: &mut Vec<Finding>) {
         out,
     );
     if c.keep < c.text.len() {
+        // Findings come in text order: drop the tail that starts in the overlap.
         let limit = c.base_offset + c.keep as u64;
-        let mut i = before;
-        while i < out.len() {
-            if out[i].location.byte_offset.unwrap_or(0) >= limit {
-                out.remove(i);
-            } else {
-                i += 1;
-            }
+        if let Some(k) = out[before..]
+            .iter()
+            .position(|f| f.location.byte_offset.unwrap_or(0) >= limit)
+        {
+            out.truncate(before + k);
         }
     }
 }
