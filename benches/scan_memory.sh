@@ -68,20 +68,21 @@ MOBILE_RE='(?-u:\b)1[3-9][0-9]{9}(?-u:\b)'
 run_timed() { # name outfile cmd...
   local name=$1 out=$2; shift 2
   /usr/bin/time -v -o "$WORK/$name.time" "$@" > "$out" 2> "$WORK/$name.err" || true
-  local secs rss
+  local secs rss cpu
   secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$WORK/$name.time" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/$name.time")
-  echo "$secs $rss"
+  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$WORK/$name.time")
+  echo "$secs $rss $cpu"
 }
 
 THREADS=${THREADS:-$(nproc)}
-read -r CG_S CG_RSS < <(run_timed childguard "$WORK/findings.jsonl" "$BIN" scan "$LOG" --format jsonl --quiet --threads "$THREADS" --as-of 2025-06-01)
+read -r CG_S CG_RSS CG_CPU < <(run_timed childguard "$WORK/findings.jsonl" "$BIN" scan "$LOG" --format jsonl --quiet --threads "$THREADS" --as-of 2025-06-01)
 CG_N=$(wc -l < "$WORK/findings.jsonl")
-read -r RG_S RG_RSS < <(run_timed rg "$WORK/rg.out" rg --threads "$THREADS" -o -n -b --no-filename -e "$ID_RE" -e "$MOBILE_RE" "$LOG")
+read -r RG_S RG_RSS RG_CPU < <(run_timed rg "$WORK/rg.out" rg --threads "$THREADS" -o -n -b --no-filename -e "$ID_RE" -e "$MOBILE_RE" "$LOG")
 RG_N=$(wc -l < "$WORK/rg.out")
 # Single-threaded, for per-core numbers.
-read -r CG1_S CG1_RSS < <(run_timed childguard1 "$WORK/findings1.jsonl" "$BIN" scan "$LOG" --format jsonl --quiet --threads 1 --as-of 2025-06-01)
-read -r RG1_S _ < <(run_timed rg1 "$WORK/rg1.out" rg --threads 1 -o -n -b --no-filename -e "$ID_RE" -e "$MOBILE_RE" "$LOG")
+read -r CG1_S CG1_RSS CG1_CPU < <(run_timed childguard1 "$WORK/findings1.jsonl" "$BIN" scan "$LOG" --format jsonl --quiet --threads 1 --as-of 2025-06-01)
+read -r RG1_S _ RG1_CPU < <(run_timed rg1 "$WORK/rg1.out" rg --threads 1 -o -n -b --no-filename -e "$ID_RE" -e "$MOBILE_RE" "$LOG")
 
 python3 - <<PY
 mb = $MB
@@ -89,8 +90,12 @@ cg, rg, cg1, rg1 = $CG_S, $RG_S, $CG1_S, $RG1_S
 print(f"input:              {mb:.0f} MB ({$BYTES} bytes), {$THREADS} thread(s)")
 print(f"childguard scan:    {cg:.2f} s  {mb/cg:.0f} MB/s  peak RSS {$CG_RSS/1024:.1f} MB  findings {$CG_N}")
 print(f"rg (same regexes):  {rg:.2f} s  {mb/rg:.0f} MB/s  peak RSS {$RG_RSS/1024:.1f} MB  matches {$RG_N}")
-print(f"ratio childguard/rg throughput: {rg/cg:.2f}")
+print(f"ratio (rg time / childguard time, 1.0 = as fast as rg): {rg/cg:.2f}")
 print(f"one thread:         childguard {mb/cg1:.0f} MB/s (peak RSS {$CG1_RSS/1024:.1f} MB), rg {mb/rg1:.0f} MB/s, ratio {rg1/cg1:.2f}")
+cgc, rgc, cg1c, rg1c = $CG_CPU, $RG_CPU, $CG1_CPU, $RG1_CPU
+print(f"CPU time (user+sys; robust on a busy machine): childguard {cgc:.2f} s = {mb/cgc:.0f} MB/s per CPU-second, rg {rgc:.2f} s = {mb/rgc:.0f} MB/s; one thread: childguard {cg1c:.2f} s, rg {rg1c:.2f} s")
+import os
+print("load average at the end:", " ".join(f"{x:.1f}" for x in os.getloadavg()))
 ok = $CG_RSS/1024 < 200
 print("peak memory < 200 MB:", "yes" if ok else "NO")
 PY

@@ -39,6 +39,10 @@ pub struct Chunker<R> {
     in_long_line: bool,
     /// A read error, returned after the data read before it was chunked.
     error: Option<io::Error>,
+    /// Offset (in the decoded text) of the first invalid UTF-8 sequence, if any.
+    pub invalid_first: Option<u64>,
+    /// Invalid UTF-8 sequences replaced by U+FFFD.
+    pub invalid_count: u64,
     /// Lines read (complete or not) so far.
     pub lines: u64,
     /// Longest line cut into pieces: (line number, length so far), if any.
@@ -50,10 +54,27 @@ fn is_word(b: u8) -> bool {
 }
 
 fn char_boundary(buf: &[u8], mut pos: usize) -> usize {
-    while pos > 0 && pos < buf.len() && (buf[pos] & 0xc0) == 0x80 {
+    let mut steps = 0;
+    while steps < 3 && pos > 0 && pos < buf.len() && (buf[pos] & 0xc0) == 0x80 {
         pos -= 1;
+        steps += 1;
     }
     pos
+}
+
+/// Lossy UTF-8 decoding (each maximal invalid subsequence becomes U+FFFD,
+/// as `String::from_utf8_lossy`), with the number of replacements.
+fn lossy(b: &[u8]) -> (String, u64) {
+    let mut s = String::with_capacity(b.len() + 8);
+    let mut n = 0;
+    for c in b.utf8_chunks() {
+        s.push_str(c.valid());
+        if !c.invalid().is_empty() {
+            s.push('\u{fffd}');
+            n += 1;
+        }
+    }
+    (s, n)
 }
 
 /// A cut position at or before `pos`: after a non-word ASCII byte within the
@@ -89,6 +110,8 @@ impl<R: Read> Chunker<R> {
             eof: false,
             in_long_line: false,
             error: None,
+            invalid_first: None,
+            invalid_count: 0,
             lines: 0,
             long_line: None,
         }
@@ -140,10 +163,24 @@ impl<R: Read> Chunker<R> {
         let rest = self.buf[cut..].to_vec();
         let mut bytes = std::mem::replace(&mut self.buf, rest);
         bytes.truncate(end);
-        let text = match String::from_utf8(bytes) {
-            Ok(s) => s,
-            // Cannot happen for DecodeReader output; stay lossless in length anyway.
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        // Input is UTF-8 (raw or from a DecodeReader). Invalid sequences are
+        // replaced; `cut` and offsets then count decoded bytes.
+        let (text, cut) = match String::from_utf8(bytes) {
+            Ok(s) => (s, cut),
+            Err(e) => {
+                let bytes = e.into_bytes();
+                let (mut head, n) = lossy(&bytes[..cut]);
+                if n > 0 && self.invalid_first.is_none() {
+                    let valid =
+                        std::str::from_utf8(&bytes[..cut]).map_or_else(|e| e.valid_up_to(), |_| 0);
+                    self.invalid_first = Some(self.offset + valid as u64);
+                }
+                self.invalid_count += n;
+                let decoded_cut = head.len();
+                // The overlap is decoded again (and counted) with the next chunk.
+                head.push_str(&lossy(&bytes[cut..]).0);
+                (head, decoded_cut)
+            }
         };
         let chunk = Chunk {
             text,
@@ -288,5 +325,31 @@ mod tests {
         }
         assert_eq!(joined, text);
         assert!(cs.iter().any(|c| c.partial_tail && c.text.len() > c.keep));
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_and_offsets_count_decoded_bytes() {
+        let mut raw = Vec::new();
+        for i in 0..200 {
+            raw.extend_from_slice(format!("line {i} 数据").as_bytes());
+            if i % 37 == 0 {
+                raw.extend_from_slice(b"\xff\xc3");
+            }
+            raw.push(b'\n');
+        }
+        // One long line of invalid bytes and letters, cut into pieces.
+        raw.extend(std::iter::repeat_n(b"ab\xfe".iter().copied(), 100).flatten());
+        raw.push(b'\n');
+        let decoded = String::from_utf8_lossy(&raw).into_owned();
+        let mut c = Chunker::new(&raw[..], 64);
+        let mut joined = String::new();
+        while let Some(ch) = c.next_chunk().unwrap() {
+            assert_eq!(ch.base_offset as usize, joined.len());
+            joined.push_str(&ch.text[..ch.keep]);
+        }
+        assert_eq!(joined, decoded);
+        let first = decoded.find('\u{fffd}').unwrap() as u64;
+        assert_eq!(c.invalid_first, Some(first));
+        assert_eq!(c.invalid_count, decoded.matches('\u{fffd}').count() as u64);
     }
 }

@@ -194,13 +194,21 @@ fn chunks_in_flight() -> usize {
     rayon::current_num_threads().max(1)
 }
 
-/// Scan text (or JSON lines) from a decoded UTF-8 stream in parallel chunks.
+/// What a line-based scan read.
+struct LinesRead {
+    lines: u64,
+    /// Invalid UTF-8 met in raw input: (offset of the first, count).
+    invalid: Option<(u64, u64)>,
+}
+
+/// Scan text (or JSON lines) from a UTF-8 stream in parallel chunks.
+/// Invalid UTF-8 in a raw stream is replaced and reported in the result.
 fn scan_lines<R: Read + Send>(
     ctx: &UnitCtx<'_>,
     reader: R,
     json_lines: bool,
     emit: &mut dyn FnMut(Finding),
-) -> io::Result<u64> {
+) -> io::Result<LinesRead> {
     let mut chunker = Chunker::new(reader, ctx.cfg.chunk_bytes);
     let scan = |c: &Chunk| {
         let mut out = Vec::new();
@@ -222,7 +230,10 @@ fn scan_lines<R: Read + Send>(
             "line longer than the chunk size: scanned in overlapping pieces (child inference per piece)"
         );
     }
-    r.map(|_| chunker.lines)
+    r.map(|_| LinesRead {
+        lines: chunker.lines,
+        invalid: chunker.invalid_first.map(|o| (o, chunker.invalid_count)),
+    })
 }
 
 /// Scan one chunk as plain text, keeping hits that start inside the chunk proper.
@@ -334,13 +345,33 @@ fn scan_reader_counted(
     let (decoded_head, _, _) = encoding.decode(&head[..head.len().min(16 * 1024)]);
     let format = sniff::format(inner, &decoded_head);
     drop(decoded_head);
+    let mut stats = UnitStats::default();
+    let invalid_utf8 = |(offset, count)| FileError::Encoding {
+        path: path.to_string(),
+        encoding: encoding.name(),
+        offset,
+        count,
+    };
+    // UTF-8 without a BOM: no decoding pass, the chunker validates.
+    if encoding == encoding_rs::UTF_8
+        && !head.starts_with(&[0xef, 0xbb, 0xbf])
+        && matches!(format, Format::Text | Format::JsonLines)
+    {
+        let raw = Cursor::new(head).chain(content);
+        let r = scan_lines(ctx, raw, format == Format::JsonLines, emit).map_err(stream_err)?;
+        stats.rows = r.lines;
+        return match r.invalid {
+            Some(inv) => Err(invalid_utf8(inv)),
+            None => Ok(stats),
+        };
+    }
     let decoder = DecodeReader::new(Cursor::new(head).chain(content), encoding);
     let report = decoder.report();
-    let mut stats = UnitStats::default();
     match format {
         Format::Text | Format::JsonLines => {
-            stats.rows =
-                scan_lines(ctx, decoder, format == Format::JsonLines, emit).map_err(stream_err)?;
+            stats.rows = scan_lines(ctx, decoder, format == Format::JsonLines, emit)
+                .map_err(stream_err)?
+                .lines;
         }
         Format::Delimited(d) => {
             // CSV I/O errors come from the stream below it.
@@ -369,18 +400,15 @@ fn scan_reader_counted(
                     "JSON document too large or not valid JSON: scanned as text (no key paths)"
                 );
                 let rest = Cursor::new(text.into_bytes()).chain(decoder);
-                stats.rows = scan_lines(ctx, rest, false, emit).map_err(stream_err)?;
+                stats.rows = scan_lines(ctx, rest, false, emit)
+                    .map_err(stream_err)?
+                    .lines;
             }
         }
         Format::Parquet => unreachable!("handled above"),
     }
     if let Some(offset) = report.first_error() {
-        return Err(FileError::Encoding {
-            path: path.to_string(),
-            encoding: encoding.name(),
-            offset,
-            count: report.errors(),
-        });
+        return Err(invalid_utf8((offset, report.errors())));
     }
     Ok(stats)
 }
