@@ -590,10 +590,10 @@ impl FileSource {
                         if e.file_name().to_str() == Some(ignore_name.as_str()) {
                             return ignore::WalkState::Continue;
                         }
-                        if !include.is_empty()
-                            && !(include.is_match(&rel)
-                                || e.file_name().to_str().is_some_and(|n| include.is_match(n)))
-                        {
+                        let included = include.is_empty()
+                            || include.is_match(&rel)
+                            || e.file_name().to_str().is_some_and(|n| include.is_match(n));
+                        if !included {
                             return ignore::WalkState::Continue;
                         }
                         let (size, ver) = match e.metadata() {
