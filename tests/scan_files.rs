@@ -60,8 +60,13 @@ fn fp(v: &str) -> String {
 
 /// Expected (line, byte_offset) of every occurrence of `needle` in `text`.
 fn positions(text: &str, needle: &str) -> Vec<(u64, u64)> {
+    let (mut line, mut pos) = (1u64, 0usize);
     text.match_indices(needle)
-        .map(|(i, _)| (text[..i].matches('\n').count() as u64 + 1, i as u64))
+        .map(|(i, _)| {
+            line += text[pos..i].matches('\n').count() as u64;
+            pos = i;
+            (line, i as u64)
+        })
         .collect()
 }
 
@@ -713,6 +718,34 @@ fn output_formats_output_file_and_fail_on_exit_codes() {
         ],
     );
     assert_eq!(id_mobile(&o.stdout)[0]["child"], true);
+    // child_age from --config; the flag wins over the file.
+    std::fs::write(d.path().join("cg.toml"), "child_age = 16\n").unwrap();
+    let o = common::run(
+        d.path(),
+        &[
+            "scan",
+            "app.log",
+            "--as-of",
+            "2029-03-07",
+            "--config",
+            "cg.toml",
+        ],
+    );
+    assert_eq!(id_mobile(&o.stdout)[0]["child"], true, "{}", stderr(&o));
+    let o = common::run(
+        d.path(),
+        &[
+            "scan",
+            "app.log",
+            "--as-of",
+            "2029-03-07",
+            "--config",
+            "cg.toml",
+            "--child-age",
+            "14",
+        ],
+    );
+    assert_eq!(id_mobile(&o.stdout)[0]["child"], false);
     // Same input, same output.
     let a = scan(d.path(), &["."]).stdout;
     let b = scan(d.path(), &["."]).stdout;

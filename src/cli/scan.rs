@@ -53,7 +53,8 @@ pub struct ScanArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// No progress bar and no summary on stderr (errors are still printed).
+    /// No progress bar and no summary on stderr (errors are still printed). The progress
+    /// bar (bytes, throughput, ETA) is shown on a terminal stderr while findings go to a pipe or file.
     #[arg(long, short)]
     pub quiet: bool,
     /// Read every row of database tables instead of a sample (files are always read whole).
@@ -65,7 +66,7 @@ pub struct ScanArgs {
     /// List the row keys (primary keys; line numbers for CSV, row numbers for Parquet) of rows holding child PI.
     #[arg(long)]
     pub rows: bool,
-    /// Configuration file (state_dir, child_age, `[files]` options).
+    /// Configuration file (`state_dir`, `child_age`).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// State directory holding the fingerprint key (default: $CHILDGUARD_STATE_DIR, else ~/.local/state/childguard).
@@ -195,7 +196,6 @@ impl Run {
         }
         self.files_done += 1;
         if let Some(p) = &self.progress {
-            p.inc(unit.size.unwrap_or(0));
             p.set_message(format!(
                 "{} units, {} findings",
                 self.files_done, self.summary.findings
@@ -260,13 +260,8 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    let mut files_cfg: FileSourceConfig = match config.rest.get("files") {
-        Some(v) => v
-            .clone()
-            .try_into()
-            .with_context(|| "config: invalid [files] table")?,
-        None => FileSourceConfig::default(),
-    };
+    // `[files]` options will come from the config once `Config` has that table.
+    let mut files_cfg = FileSourceConfig::default();
     files_cfg.include.extend(args.include.iter().cloned());
     files_cfg.exclude.extend(args.exclude.iter().cloned());
     if let Some(c) = args.chunk_size {
@@ -309,6 +304,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
         sample_rows: args.sample_rows,
         rows: args.rows,
     };
+    let bytes_read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let topts = TargetOptions {
         files: files_cfg,
         sources: config.sources.clone(),
@@ -318,6 +314,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
             include: args.include.clone(),
             exclude: args.exclude.clone(),
         },
+        progress: Some(bytes_read.clone()),
     };
 
     let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
@@ -346,6 +343,16 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
             .expect("valid template"),
         );
         p
+    });
+    let ticker_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticker = progress.clone().map(|p| {
+        let (stop, bytes) = (ticker_stop.clone(), bytes_read.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                p.set_position(bytes.load(std::sync::atomic::Ordering::Relaxed));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
     });
     let mut run = Run {
         printer: printer(format, out),
@@ -379,6 +386,10 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
             p.inc_length(units.iter().filter_map(|u| u.size).sum());
         }
         run.scan_source(src.as_ref(), units, &engine, &opts);
+    }
+    ticker_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(t) = ticker {
+        let _ = t.join();
     }
     if let Some(p) = run.progress.take() {
         p.finish_and_clear();

@@ -120,7 +120,10 @@ pub trait Printer: Send {
 /// Build the printer for `format` writing to `out`.
 pub fn printer(format: OutputFormat, out: Box<dyn Write + Send>) -> Box<dyn Printer> {
     match format {
-        OutputFormat::Jsonl => Box::new(Jsonl { out }),
+        OutputFormat::Jsonl => Box::new(Jsonl {
+            out,
+            line: Vec::with_capacity(512),
+        }),
         OutputFormat::Json => Box::new(Json { out, n: 0 }),
         OutputFormat::Table => Box::new(Table { out, header: false }),
         OutputFormat::Sarif => Box::new(Sarif { out, n: 0 }),
@@ -129,12 +132,16 @@ pub fn printer(format: OutputFormat, out: Box<dyn Write + Send>) -> Box<dyn Prin
 
 struct Jsonl {
     out: Box<dyn Write + Send>,
+    /// One line, serialized here first: one `write_all` per finding instead of one per token.
+    line: Vec<u8>,
 }
 
 impl Printer for Jsonl {
     fn finding(&mut self, f: &Finding) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, f)?;
-        self.out.write_all(b"\n")
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, f)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)
     }
     fn finish(&mut self, _: &ScanSummary) -> io::Result<()> {
         self.out.flush()

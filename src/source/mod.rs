@@ -88,6 +88,9 @@ pub struct TargetOptions {
     pub sources: Vec<crate::config::sources::SourceConfig>,
     /// Databases and object stores: incremental state, extra include/exclude globs.
     pub remote: db::RemoteOptions,
+    /// Progress: sources add the bytes they have read here as they read
+    /// them (the scan command's progress bar shows it).
+    pub progress: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// Open a scan target: a local path or `file://PATH`. Other schemes are
@@ -122,11 +125,8 @@ pub fn open_target(target: &str, opts: &TargetOptions) -> Result<Box<dyn Source>
     if path.is_empty() {
         return Err(UnitError::new(target, "empty path"));
     }
-    Ok(Box::new(files::FileSource::open(
-        target,
-        std::path::Path::new(path),
-        opts.files.clone(),
-    )?))
+    let src = files::FileSource::open(target, std::path::Path::new(path), opts.files.clone())?;
+    Ok(Box::new(src.with_progress(opts.progress.clone())))
 }
 
 /// A target for messages: a URL without its credentials.

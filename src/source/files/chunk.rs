@@ -37,6 +37,12 @@ pub struct Chunker<R> {
     offset: u64,
     eof: bool,
     in_long_line: bool,
+    /// A read error, returned after the data read before it was chunked.
+    error: Option<io::Error>,
+    /// Offset (in the decoded text) of the first invalid UTF-8 sequence, if any.
+    pub invalid_first: Option<u64>,
+    /// Invalid UTF-8 sequences replaced by U+FFFD.
+    pub invalid_count: u64,
     /// Lines read (complete or not) so far.
     pub lines: u64,
     /// Longest line cut into pieces: (line number, length so far), if any.
@@ -48,10 +54,27 @@ fn is_word(b: u8) -> bool {
 }
 
 fn char_boundary(buf: &[u8], mut pos: usize) -> usize {
-    while pos > 0 && pos < buf.len() && (buf[pos] & 0xc0) == 0x80 {
+    let mut steps = 0;
+    while steps < 3 && pos > 0 && pos < buf.len() && (buf[pos] & 0xc0) == 0x80 {
         pos -= 1;
+        steps += 1;
     }
     pos
+}
+
+/// Lossy UTF-8 decoding (each maximal invalid subsequence becomes U+FFFD,
+/// as `String::from_utf8_lossy`), with the number of replacements.
+fn lossy(b: &[u8]) -> (String, u64) {
+    let mut s = String::with_capacity(b.len() + 8);
+    let mut n = 0;
+    for c in b.utf8_chunks() {
+        s.push_str(c.valid());
+        if !c.invalid().is_empty() {
+            s.push('\u{fffd}');
+            n += 1;
+        }
+    }
+    (s, n)
 }
 
 /// A cut position at or before `pos`: after a non-word ASCII byte within the
@@ -86,20 +109,28 @@ impl<R: Read> Chunker<R> {
             offset: 0,
             eof: false,
             in_long_line: false,
+            error: None,
+            invalid_first: None,
+            invalid_count: 0,
             lines: 0,
             long_line: None,
         }
     }
 
-    fn fill(&mut self, want: usize) -> io::Result<()> {
+    /// Fill the buffer; a read error ends the stream after what was read
+    /// before it (the error is returned once that is chunked).
+    fn fill(&mut self, want: usize) {
         while !self.eof && self.buf.len() < want {
             let need = (want - self.buf.len()) as u64;
-            let n = (&mut self.reader).take(need).read_to_end(&mut self.buf)?;
-            if n == 0 {
-                self.eof = true;
+            match (&mut self.reader).take(need).read_to_end(&mut self.buf) {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) => {
+                    self.eof = true;
+                    self.error = Some(e);
+                }
             }
         }
-        Ok(())
     }
 
     /// The next chunk, or None at the end of the stream.
@@ -108,9 +139,12 @@ impl<R: Read> Chunker<R> {
         if self.buf.capacity() < want {
             self.buf.reserve(want - self.buf.len());
         }
-        self.fill(want)?;
+        self.fill(want);
         if self.buf.is_empty() {
-            return Ok(None);
+            return match self.error.take() {
+                Some(e) => Err(e),
+                None => Ok(None),
+            };
         }
         let partial_head = self.in_long_line;
         let (cut, end, partial_tail) = if self.eof && self.buf.len() <= self.chunk_bytes {
@@ -129,10 +163,24 @@ impl<R: Read> Chunker<R> {
         let rest = self.buf[cut..].to_vec();
         let mut bytes = std::mem::replace(&mut self.buf, rest);
         bytes.truncate(end);
-        let text = match String::from_utf8(bytes) {
-            Ok(s) => s,
-            // Cannot happen for DecodeReader output; stay lossless in length anyway.
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        // Input is UTF-8 (raw or from a DecodeReader). Invalid sequences are
+        // replaced; `cut` and offsets then count decoded bytes.
+        let (text, cut) = match String::from_utf8(bytes) {
+            Ok(s) => (s, cut),
+            Err(e) => {
+                let bytes = e.into_bytes();
+                let (mut head, n) = lossy(&bytes[..cut]);
+                if n > 0 && self.invalid_first.is_none() {
+                    let valid =
+                        std::str::from_utf8(&bytes[..cut]).map_or_else(|e| e.valid_up_to(), |_| 0);
+                    self.invalid_first = Some(self.offset + valid as u64);
+                }
+                self.invalid_count += n;
+                let decoded_cut = head.len();
+                // The overlap is decoded again (and counted) with the next chunk.
+                head.push_str(&lossy(&bytes[cut..]).0);
+                (head, decoded_cut)
+            }
         };
         let chunk = Chunk {
             text,
@@ -161,10 +209,12 @@ impl<R: Read> Chunker<R> {
     }
 }
 
-/// Read chunks and scan them in parallel (up to `window` at a time, the next
-/// window read while the current one is scanned); results are handed to
-/// `emit` in stream order. A read error ends the stream: what was read before
-/// it is scanned and emitted, then the error is returned.
+/// Read chunks and scan them in parallel, results handed to `emit` in
+/// stream order. Three stages overlap: while window k is emitted on the
+/// calling thread (printing is often the slowest part), window k+1 is
+/// scanned by the pool and window k+2 is read. At most three windows of
+/// `window` chunks are in memory. A read error ends the stream: what was
+/// read before it is scanned and emitted, then the error is returned.
 pub fn scan_ordered<R, T, S, E>(
     chunker: &mut Chunker<R>,
     window: usize,
@@ -178,42 +228,53 @@ where
     E: FnMut(T),
 {
     let window = window.max(1);
-    let read_batch = |c: &mut Chunker<R>| -> (Vec<Chunk>, Option<io::Error>) {
+    let read_batch = |c: &mut Chunker<R>| -> (Vec<Chunk>, Option<io::Error>, bool) {
         let mut v = Vec::with_capacity(window);
         while v.len() < window {
             match c.next_chunk() {
                 Ok(Some(ch)) => v.push(ch),
-                Ok(None) => break,
-                Err(e) => return (v, Some(e)),
+                Ok(None) => return (v, None, true),
+                Err(e) => return (v, Some(e), true),
             }
         }
-        (v, None)
+        (v, None, false)
     };
-    let (mut batch, mut err) = read_batch(chunker);
+    let (mut batch, mut err, mut end) = read_batch(chunker);
+    let mut ready: Vec<T> = Vec::new();
     loop {
-        if batch.is_empty() {
+        if batch.is_empty() && ready.is_empty() {
             return err.map_or(Ok(()), Err);
         }
-        let stop = err.is_some() || batch.len() < window;
-        let (results, next) = if stop {
-            (
-                batch.par_iter().map(&scan).collect::<Vec<T>>(),
-                (Vec::new(), None),
-            )
-        } else {
-            rayon::join(
-                || batch.par_iter().map(&scan).collect::<Vec<T>>(),
-                || read_batch(chunker),
-            )
-        };
-        for r in results {
-            emit(r);
+        let mut scanned: Vec<T> = Vec::new();
+        let mut next = (Vec::new(), None, true);
+        let scan = &scan;
+        let to_scan = std::mem::take(&mut batch);
+        let reader: Option<&mut Chunker<R>> = if end { None } else { Some(&mut *chunker) };
+        rayon::in_place_scope(|s| {
+            if !to_scan.is_empty() {
+                let (scanned, next) = (&mut scanned, &mut next);
+                s.spawn(move |_| match reader {
+                    Some(r) => {
+                        let (a, b) = rayon::join(
+                            || to_scan.par_iter().map(scan).collect::<Vec<T>>(),
+                            || read_batch(r),
+                        );
+                        *scanned = a;
+                        *next = b;
+                    }
+                    None => *scanned = to_scan.par_iter().map(scan).collect(),
+                });
+            }
+            for r in ready.drain(..) {
+                emit(r);
+            }
+        });
+        ready = scanned;
+        if !end {
+            batch = next.0;
+            err = next.1;
+            end = next.2;
         }
-        if stop {
-            return err.map_or(Ok(()), Err);
-        }
-        batch = next.0;
-        err = next.1;
     }
 }
 
@@ -264,5 +325,31 @@ mod tests {
         }
         assert_eq!(joined, text);
         assert!(cs.iter().any(|c| c.partial_tail && c.text.len() > c.keep));
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_and_offsets_count_decoded_bytes() {
+        let mut raw = Vec::new();
+        for i in 0..200 {
+            raw.extend_from_slice(format!("line {i} 数据").as_bytes());
+            if i % 37 == 0 {
+                raw.extend_from_slice(b"\xff\xc3");
+            }
+            raw.push(b'\n');
+        }
+        // One long line of invalid bytes and letters, cut into pieces.
+        raw.extend(std::iter::repeat_n(b"ab\xfe".iter().copied(), 100).flatten());
+        raw.push(b'\n');
+        let decoded = String::from_utf8_lossy(&raw).into_owned();
+        let mut c = Chunker::new(&raw[..], 64);
+        let mut joined = String::new();
+        while let Some(ch) = c.next_chunk().unwrap() {
+            assert_eq!(ch.base_offset as usize, joined.len());
+            joined.push_str(&ch.text[..ch.keep]);
+        }
+        assert_eq!(joined, decoded);
+        let first = decoded.find('\u{fffd}').unwrap() as u64;
+        assert_eq!(c.invalid_first, Some(first));
+        assert_eq!(c.invalid_count, decoded.matches('\u{fffd}').count() as u64);
     }
 }

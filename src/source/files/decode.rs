@@ -145,12 +145,27 @@ impl<R: Read> Read for DecodeReader<R> {
 pub struct CountingReader<R> {
     pub inner: R,
     pub count: Arc<AtomicU64>,
+    /// A second counter (scan-wide progress), if any.
+    pub progress: Option<Arc<AtomicU64>>,
+}
+
+impl<R> CountingReader<R> {
+    pub fn new(inner: R, count: Arc<AtomicU64>) -> Self {
+        CountingReader {
+            inner,
+            count,
+            progress: None,
+        }
+    }
 }
 
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(p) = &self.progress {
+            p.fetch_add(n as u64, Ordering::Relaxed);
+        }
         Ok(n)
     }
 }

@@ -75,7 +75,8 @@ const fn default_chunk_bytes() -> usize {
     8 << 20
 }
 const fn default_max_json_document_bytes() -> usize {
-    64 << 20
+    // A parsed document takes several times its size; keep the whole under ~150 MB.
+    16 << 20
 }
 const fn default_max_buffered_parquet_bytes() -> usize {
     256 << 20
@@ -176,27 +177,38 @@ impl From<FileError> for UnitError {
 /// Everything a reader needs to scan one unit.
 #[derive(Clone, Copy)]
 pub struct UnitCtx<'a> {
+    /// The detector engine.
     pub engine: &'a Engine,
     /// The scan target as the user gave it (`Finding::target`).
     pub target: &'a str,
     /// `location.path` of the findings.
     pub path: &'a str,
+    /// Options of the whole scan (`--rows`, ...).
     pub opts: &'a ScanOptions,
+    /// Chunk sizes and limits; `FileSourceConfig::default()` suits other sources.
     pub cfg: &'a FileSourceConfig,
 }
 
-/// What scanning one stream read and noticed (besides findings).
+/// Chunks scanned at once (per pipeline stage): one per worker thread.
 fn chunks_in_flight() -> usize {
     rayon::current_num_threads().max(1)
 }
 
-/// Scan text (or JSON lines) from a decoded UTF-8 stream in parallel chunks.
+/// What a line-based scan read.
+struct LinesRead {
+    lines: u64,
+    /// Invalid UTF-8 met in raw input: (offset of the first, count).
+    invalid: Option<(u64, u64)>,
+}
+
+/// Scan text (or JSON lines) from a UTF-8 stream in parallel chunks.
+/// Invalid UTF-8 in a raw stream is replaced and reported in the result.
 fn scan_lines<R: Read + Send>(
     ctx: &UnitCtx<'_>,
     reader: R,
     json_lines: bool,
     emit: &mut dyn FnMut(Finding),
-) -> io::Result<u64> {
+) -> io::Result<LinesRead> {
     let mut chunker = Chunker::new(reader, ctx.cfg.chunk_bytes);
     let scan = |c: &Chunk| {
         let mut out = Vec::new();
@@ -218,7 +230,10 @@ fn scan_lines<R: Read + Send>(
             "line longer than the chunk size: scanned in overlapping pieces (child inference per piece)"
         );
     }
-    r.map(|_| chunker.lines)
+    r.map(|_| LinesRead {
+        lines: chunker.lines,
+        invalid: chunker.invalid_first.map(|o| (o, chunker.invalid_count)),
+    })
 }
 
 /// Scan one chunk as plain text, keeping hits that start inside the chunk proper.
@@ -237,14 +252,13 @@ pub fn scan_text_chunk(ctx: &UnitCtx<'_>, c: &Chunk, out: &mut Vec<Finding>) {
         out,
     );
     if c.keep < c.text.len() {
+        // Findings come in text order: drop the tail that starts in the overlap.
         let limit = c.base_offset + c.keep as u64;
-        let mut i = before;
-        while i < out.len() {
-            if out[i].location.byte_offset.unwrap_or(0) >= limit {
-                out.remove(i);
-            } else {
-                i += 1;
-            }
+        if let Some(k) = out[before..]
+            .iter()
+            .position(|f| f.location.byte_offset.unwrap_or(0) >= limit)
+        {
+            out.truncate(before + k);
         }
     }
 }
@@ -264,10 +278,7 @@ pub fn scan_reader(
     let mut stats = scan_reader_counted(
         ctx,
         name,
-        Box::new(CountingReader {
-            inner: reader,
-            count: count.clone(),
-        }),
+        Box::new(CountingReader::new(reader, count.clone())),
         emit,
     )?;
     stats.bytes = count.load(Ordering::Relaxed);
@@ -334,13 +345,33 @@ fn scan_reader_counted(
     let (decoded_head, _, _) = encoding.decode(&head[..head.len().min(16 * 1024)]);
     let format = sniff::format(inner, &decoded_head);
     drop(decoded_head);
+    let mut stats = UnitStats::default();
+    let invalid_utf8 = |(offset, count)| FileError::Encoding {
+        path: path.to_string(),
+        encoding: encoding.name(),
+        offset,
+        count,
+    };
+    // UTF-8 without a BOM: no decoding pass, the chunker validates.
+    if encoding == encoding_rs::UTF_8
+        && !head.starts_with(&[0xef, 0xbb, 0xbf])
+        && matches!(format, Format::Text | Format::JsonLines)
+    {
+        let raw = Cursor::new(head).chain(content);
+        let r = scan_lines(ctx, raw, format == Format::JsonLines, emit).map_err(stream_err)?;
+        stats.rows = r.lines;
+        return match r.invalid {
+            Some(inv) => Err(invalid_utf8(inv)),
+            None => Ok(stats),
+        };
+    }
     let decoder = DecodeReader::new(Cursor::new(head).chain(content), encoding);
     let report = decoder.report();
-    let mut stats = UnitStats::default();
     match format {
         Format::Text | Format::JsonLines => {
-            stats.rows =
-                scan_lines(ctx, decoder, format == Format::JsonLines, emit).map_err(stream_err)?;
+            stats.rows = scan_lines(ctx, decoder, format == Format::JsonLines, emit)
+                .map_err(stream_err)?
+                .lines;
         }
         Format::Delimited(d) => {
             // CSV I/O errors come from the stream below it.
@@ -369,18 +400,15 @@ fn scan_reader_counted(
                     "JSON document too large or not valid JSON: scanned as text (no key paths)"
                 );
                 let rest = Cursor::new(text.into_bytes()).chain(decoder);
-                stats.rows = scan_lines(ctx, rest, false, emit).map_err(stream_err)?;
+                stats.rows = scan_lines(ctx, rest, false, emit)
+                    .map_err(stream_err)?
+                    .lines;
             }
         }
         Format::Parquet => unreachable!("handled above"),
     }
     if let Some(offset) = report.first_error() {
-        return Err(FileError::Encoding {
-            path: path.to_string(),
-            encoding: encoding.name(),
-            offset,
-            count: report.errors(),
-        });
+        return Err(invalid_utf8((offset, report.errors())));
     }
     Ok(stats)
 }
@@ -401,6 +429,16 @@ pub fn scan_path(
     fs_path: &Path,
     emit: &mut dyn FnMut(Finding),
 ) -> Result<UnitStats, FileError> {
+    scan_path_with_progress(ctx, fs_path, None, emit)
+}
+
+/// [`scan_path`], adding the bytes read to `progress` as they are read.
+pub fn scan_path_with_progress(
+    ctx: &UnitCtx<'_>,
+    fs_path: &Path,
+    progress: Option<&Arc<AtomicU64>>,
+    emit: &mut dyn FnMut(Finding),
+) -> Result<UnitStats, FileError> {
     let path = ctx.path;
     let io_err = |source: io::Error| FileError::Io {
         path: path.to_string(),
@@ -414,9 +452,8 @@ pub fn scan_path(
         });
     }
     let mut file = std::fs::File::open(fs_path).map_err(io_err)?;
-    let mut magic = [0u8; 4];
     let n = read_head(&mut file, 4).map_err(io_err)?;
-    magic[..n.len()].copy_from_slice(&n);
+    let head_len = n.len() as u64;
     let name = fs_path.to_string_lossy();
     let count = Arc::new(AtomicU64::new(n.len() as u64));
     let mut streamed = true;
@@ -425,12 +462,23 @@ pub fn scan_path(
             streamed = false;
             scan_parquet(ctx, file, emit)
         } else {
-            let reader = Cursor::new(n).chain(CountingReader {
+            let counting = CountingReader {
                 inner: file,
                 count: count.clone(),
-            });
+                progress: progress.cloned(),
+            };
+            let reader = Cursor::new(n).chain(counting);
             scan_reader_counted(ctx, &name, Box::new(reader), emit)
         };
+    if let Some(p) = progress {
+        // What was not counted while read: Parquet, the sniffed head, a skipped tail.
+        let counted = if streamed {
+            count.load(Ordering::Relaxed).saturating_sub(head_len)
+        } else {
+            0
+        };
+        p.fetch_add(before.len().saturating_sub(counted), Ordering::Relaxed);
+    }
     let mut stats = result?;
     stats.bytes = before.len();
     let after = std::fs::metadata(fs_path).map_err(io_err)?;
@@ -465,6 +513,7 @@ pub struct FileSource {
     is_dir: bool,
     cfg: FileSourceConfig,
     entries: RwLock<HashMap<String, Entry>>,
+    progress: Option<Arc<AtomicU64>>,
 }
 
 impl FileSource {
@@ -478,7 +527,14 @@ impl FileSource {
             is_dir: md.is_dir(),
             cfg,
             entries: RwLock::new(HashMap::new()),
+            progress: None,
         })
+    }
+
+    /// Add the bytes read to `progress` as they are read.
+    pub fn with_progress(mut self, progress: Option<Arc<AtomicU64>>) -> Self {
+        self.progress = progress;
+        self
     }
 
     fn globs(&self, globs: &[String]) -> Result<globset::GlobSet, UnitError> {
@@ -534,10 +590,10 @@ impl FileSource {
                         if e.file_name().to_str() == Some(ignore_name.as_str()) {
                             return ignore::WalkState::Continue;
                         }
-                        if !include.is_empty()
-                            && !(include.is_match(&rel)
-                                || e.file_name().to_str().is_some_and(|n| include.is_match(n)))
-                        {
+                        let included = include.is_empty()
+                            || include.is_match(&rel)
+                            || e.file_name().to_str().is_some_and(|n| include.is_match(n));
+                        if !included {
                             return ignore::WalkState::Continue;
                         }
                         let (size, ver) = match e.metadata() {
@@ -661,10 +717,96 @@ impl Source for FileSource {
             opts,
             cfg: &self.cfg,
         };
-        let r = scan_path(&ctx, &fs_path, emit);
+        let r = scan_path_with_progress(&ctx, &fs_path, self.progress.as_ref(), emit);
         if let Err(e) = &r {
             tracing::debug!(unit = %unit.id, error = %e, "unit failed");
         }
         Ok(r?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::EngineOptions;
+    use crate::finding::Category;
+    use crate::fingerprint::Fingerprinter;
+    use std::io::Write;
+
+    fn engine() -> Engine {
+        let as_of = chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap();
+        Engine::new(EngineOptions::new(as_of), Fingerprinter::new(b"k")).unwrap()
+    }
+
+    fn run(name: &str, bytes: Vec<u8>) -> (Vec<Finding>, Result<UnitStats, FileError>) {
+        let e = engine();
+        let opts = ScanOptions::default();
+        let cfg = FileSourceConfig::default();
+        let ctx = UnitCtx {
+            engine: &e,
+            target: "s3://b",
+            path: name,
+            opts: &opts,
+            cfg: &cfg,
+        };
+        let mut out = Vec::new();
+        let r = scan_reader(&ctx, name, Box::new(Cursor::new(bytes)), &mut |f| {
+            out.push(f)
+        });
+        (out, r)
+    }
+
+    #[test]
+    fn scan_reader_detects_compression_and_format_from_stream() {
+        let csv = "id,sfzh\n1,110105201503071235\n2,x\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(csv.as_bytes()).unwrap();
+        let (fs, r) = run("k/students.csv.gz", gz.finish().unwrap());
+        let st = r.unwrap();
+        assert_eq!(st.rows, 2);
+        assert_eq!(fs.len(), 1);
+        assert_eq!(fs[0].location.column.as_deref(), Some("sfzh"));
+        assert_eq!((fs[0].count, fs[0].rows_scanned), (Some(1), Some(2)));
+        assert_eq!(fs[0].target, "s3://b");
+
+        // No extension: gzip by magic, JSON lines by content.
+        let jl = "{\"a\":{\"tel\":\"13812345678\"}}\n";
+        let z = zstd::encode_all(jl.as_bytes(), 1).unwrap();
+        let (fs, r) = run("k/blob", z);
+        assert!(r.is_ok());
+        assert_eq!(fs.len(), 1);
+        assert_eq!(fs[0].category, Category::CnMobile);
+        assert_eq!(fs[0].location.field.as_deref(), Some("a.tel"));
+        assert_eq!(
+            fs[0].location.byte_offset,
+            Some(jl.find("138").unwrap() as u64)
+        );
+
+        let (fs, r) = run("k/x.bin", vec![0, 1, 2, 3, b'1']);
+        assert!(fs.is_empty());
+        assert_eq!(r.unwrap().skipped.as_deref(), Some("binary file"));
+    }
+
+    #[test]
+    fn open_target_schemes() {
+        let o = crate::source::TargetOptions::default();
+        for t in [
+            "s3://b/k",
+            "postgres://u:pw@h/db",
+            "mysql://h/db",
+            "sqlite:///x.db",
+        ] {
+            let e = crate::source::open_target(t, &o)
+                .err()
+                .expect("unsupported");
+            assert!(e.message.contains("unsupported target scheme"), "{e}");
+            assert!(!e.to_string().contains("pw"));
+        }
+        let d = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", d.path().display());
+        let src = crate::source::open_target(&url, &o).unwrap();
+        assert_eq!(src.target(), url);
+        assert!(src.units().unwrap().is_empty());
+        assert!(crate::source::open_target("/no/such/dir", &o).is_err());
     }
 }
