@@ -1,0 +1,697 @@
+//! Database executor: PostgreSQL, MySQL/MariaDB, SQLite.
+//!
+//! Rows are disposed of in batches walked by primary key (keyset: `pk > last`
+//! of the previous batch, `ORDER BY pk LIMIT n`). Each batch is one short
+//! transaction whose `DELETE`/`UPDATE` repeats the predicate itself
+//! (`… WHERE pk IN (…) AND clock < $cutoff`), so a row whose clock changed
+//! since it was selected (or since planning) is not touched, and a record
+//! exactly at the cutoff never matches (`<` is strict). The batch size adapts
+//! so one transaction takes about the target time (default 200 ms).
+//!
+//! Anonymization sets the retention clock column to NULL in the same
+//! `UPDATE` as the anonymized columns: an anonymized record has no retention
+//! clock any more (it is no longer personal information, MCA 2024 measures
+//! Art. 3), `NULL < cutoff` is never true, so it is never selected again. The
+//! plan refuses `disposal = "anonymize"` when the clock column is NOT NULL.
+//!
+//! Journal: before a batch runs, its keys are journaled (`start`); after it
+//! committed, the number of rows it changed and its last key (`done`). A run
+//! killed between the two recovers the batch: rows of the list that are gone
+//! (delete) or have a NULL clock (anonymize) were done by the killed attempt,
+//! the rest are redone by the same predicate-checked statement. When the key
+//! column is itself personal data (the subject key or a declared PI column),
+//! keys are not journaled; the batch is then redone without an exact count
+//! for the killed attempt (the receipt says so), and batches are selected
+//! without a keyset cursor (disposed rows no longer match the predicate).
+
+use super::journal::{JournalEntry, SweepJournal};
+use super::{Stop, SweepError};
+use crate::config::inventory::AnonOp;
+use crate::fingerprint::Fingerprinter;
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+use sqlx::{MySqlPool, PgPool, Row, SqlitePool};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A connection pool to the swept database.
+#[derive(Debug, Clone)]
+pub enum DbPool {
+    Pg(PgPool),
+    My(MySqlPool),
+    Lite(SqlitePool),
+}
+
+macro_rules! with_db {
+    ($pool:expr, |$p:ident| $body:expr) => {
+        match $pool {
+            DbPool::Pg($p) => $body,
+            DbPool::My($p) => $body,
+            DbPool::Lite($p) => $body,
+        }
+    };
+}
+
+/// Is this dataset source a database URL?
+pub fn is_db_url(source: &str) -> bool {
+    ["postgres://", "postgresql://", "mysql://", "mariadb://", "sqlite:"].iter().any(|p| source.starts_with(p))
+}
+
+impl DbPool {
+    pub async fn connect(url: &str) -> Result<DbPool, SweepError> {
+        let err = |e: sqlx::Error| SweepError::Db { target: super::redact_url(url), message: e.to_string() };
+        Ok(if url.starts_with("postgres") {
+            DbPool::Pg(sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(url).await.map_err(err)?)
+        } else if url.starts_with("mysql") || url.starts_with("mariadb") {
+            let u = url.replacen("mariadb://", "mysql://", 1);
+            DbPool::My(sqlx::mysql::MySqlPoolOptions::new().max_connections(2).connect(&u).await.map_err(err)?)
+        } else {
+            let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().map_err(err)?;
+            let opts = opts.busy_timeout(Duration::from_secs(30));
+            DbPool::Lite(sqlx::sqlite::SqlitePoolOptions::new().max_connections(2).connect_with(opts).await.map_err(err)?)
+        })
+    }
+
+    fn dialect(&self) -> Dialect {
+        match self {
+            DbPool::Pg(_) => Dialect::Pg,
+            DbPool::My(_) => Dialect::My,
+            DbPool::Lite(_) => Dialect::Lite,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Pg,
+    My,
+    Lite,
+}
+
+impl Dialect {
+    fn quote(self, ident: &str) -> String {
+        ident
+            .split('.')
+            .map(|p| match self {
+                Dialect::My => format!("`{}`", p.replace('`', "``")),
+                _ => format!("\"{}\"", p.replace('"', "\"\"")),
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+    fn text(self, expr: &str) -> String {
+        match self {
+            Dialect::My => format!("CAST({expr} AS CHAR)"),
+            _ => format!("CAST({expr} AS TEXT)"),
+        }
+    }
+}
+
+/// A value bound to a statement.
+#[derive(Debug, Clone)]
+enum Bind {
+    Int(i64),
+    Text(String),
+    Time(NaiveDateTime),
+    Null,
+}
+
+/// A primary-key value, as journaled.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PkVal {
+    Int(i64),
+    Text(String),
+}
+
+/// Which rows a sweep disposes of.
+#[derive(Debug, Clone)]
+pub enum Predicate {
+    /// Retention: `clock < cutoff` (strict: a record exactly at the cutoff is kept).
+    Expired { clock: String, cutoff: NaiveDateTime },
+    /// Art. 20 erasure: `subject_column = key`.
+    Subject { column: String, key: String },
+    /// Art. 23 purge: every row.
+    All,
+}
+
+/// What happens to a selected row.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Delete,
+    /// Anonymize these columns and NULL the clock column.
+    Anonymize { ops: BTreeMap<String, AnonOp>, clock: String },
+}
+
+/// A column of a swept table.
+#[derive(Debug, Clone)]
+pub struct ColInfo {
+    pub name: String,
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+/// Catalog facts about a table.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub table: String,
+    pub columns: Vec<ColInfo>,
+    pub primary_key: Vec<String>,
+}
+
+impl TableInfo {
+    pub fn col(&self, name: &str) -> Option<&ColInfo> {
+        self.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+}
+
+fn is_int_type(t: &str) -> bool {
+    let t = t.to_ascii_lowercase();
+    ["int", "serial"].iter().any(|k| t.contains(k)) && !t.contains("interval") && !t.contains("point")
+}
+
+fn is_datelike(t: &str) -> bool {
+    let t = t.to_ascii_lowercase();
+    t.contains("date") || t.contains("time")
+}
+
+/// Builds SQL with the dialect's placeholders.
+struct Sql {
+    d: Dialect,
+    sql: String,
+    binds: Vec<Bind>,
+}
+
+impl Sql {
+    fn new(d: Dialect) -> Self {
+        Sql { d, sql: String::new(), binds: Vec::new() }
+    }
+    fn ph(&mut self, b: Bind) -> String {
+        self.binds.push(b);
+        match self.d {
+            Dialect::Pg => format!("${}", self.binds.len()),
+            _ => "?".to_string(),
+        }
+    }
+    fn push(&mut self, s: &str) -> &mut Self {
+        self.sql.push_str(s);
+        self
+    }
+}
+
+macro_rules! bound {
+    ($sql:expr) => {{
+        let mut q = sqlx::query(&$sql.sql);
+        for b in &$sql.binds {
+            q = match b {
+                Bind::Int(i) => q.bind(*i),
+                Bind::Text(s) => q.bind(s.clone()),
+                Bind::Time(t) => q.bind(*t),
+                Bind::Null => q.bind(Option::<String>::None),
+            };
+        }
+        q
+    }};
+}
+
+/// SQL for the predicate, appended to `s`.
+fn pred_sql(s: &mut Sql, info: &TableInfo, pred: &Predicate) {
+    let d = s.d;
+    match pred {
+        Predicate::Expired { clock, cutoff } => {
+            let c = d.quote(clock);
+            if d == Dialect::Lite {
+                let p = s.ph(Bind::Text(cutoff.format("%Y-%m-%d %H:%M:%S").to_string()));
+                s.push(&format!("datetime({c}) < datetime({p})"));
+            } else {
+                let p = s.ph(Bind::Time(*cutoff));
+                s.push(&format!("{c} < {p}"));
+            }
+        }
+        Predicate::Subject { column, key } => {
+            let c = d.quote(column);
+            let p = s.ph(Bind::Text(key.clone()));
+            match (d, info.col(column)) {
+                (Dialect::Pg, Some(ci)) => s.push(&format!("{c} = CAST({p} AS {})", ci.data_type)),
+                _ => s.push(&format!("{c} = {p}")),
+            };
+        }
+        Predicate::All => {
+            s.push("1=1");
+        }
+    }
+}
+
+fn pk_bind(s: &mut Sql, info: &TableInfo, pk: &str, v: &PkVal) -> String {
+    match v {
+        PkVal::Int(i) => s.ph(Bind::Int(*i)),
+        PkVal::Text(t) => {
+            let p = s.ph(Bind::Text(t.clone()));
+            match (s.d, info.col(pk)) {
+                (Dialect::Pg, Some(ci)) => format!("CAST({p} AS {})", ci.data_type),
+                _ => p,
+            }
+        }
+    }
+}
+
+fn pk_in(s: &mut Sql, info: &TableInfo, pk: &str, pks: &[PkVal]) {
+    let q = s.d.quote(pk);
+    let list: Vec<String> = pks.iter().map(|v| pk_bind(s, info, pk, v)).collect();
+    s.push(&format!("{q} IN ({})", list.join(",")));
+}
+
+fn pk_select_expr(d: Dialect, info: &TableInfo, pk: &str) -> (String, bool) {
+    let q = d.quote(pk);
+    let int = info.col(pk).map(|c| is_int_type(&c.data_type)).unwrap_or(false);
+    if int {
+        (
+            match d {
+                Dialect::Pg => format!("CAST({q} AS BIGINT)"),
+                Dialect::My => format!("CAST({q} AS SIGNED)"),
+                Dialect::Lite => q,
+            },
+            true,
+        )
+    } else {
+        (d.text(&q), false)
+    }
+}
+
+fn dberr(table: &str, e: sqlx::Error) -> SweepError {
+    SweepError::Db { target: table.to_string(), message: e.to_string() }
+}
+
+/// Tables of the database whose name matches one of `globs` (matched against
+/// `schema.table` and the bare table name).
+pub async fn resolve_tables(pool: &DbPool, globs: &[String]) -> Result<Vec<String>, SweepError> {
+    let q = match pool {
+        DbPool::Pg(_) => "SELECT CAST(table_schema AS TEXT), CAST(table_name AS TEXT) FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog','information_schema') ORDER BY 1,2",
+        DbPool::My(_) => "SELECT CAST(TABLE_SCHEMA AS CHAR), CAST(TABLE_NAME AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1,2",
+        DbPool::Lite(_) => "SELECT 'main', name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 2",
+    };
+    let rows: Vec<(String, String)> = with_db!(pool, |p| sqlx::query_as(q).fetch_all(p).await).map_err(|e| dberr("catalog", e))?;
+    let mut out = Vec::new();
+    for g in globs {
+        let m = globset::Glob::new(g).map_err(|e| SweepError::Plan(format!("match `{g}`: {e}")))?.compile_matcher();
+        let mut hit = false;
+        for (schema, table) in &rows {
+            let full = format!("{schema}.{table}");
+            if m.is_match(&full) || m.is_match(table) {
+                hit = true;
+                let name = if g.contains('.') { full } else { table.clone() };
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+        }
+        if !hit {
+            return Err(SweepError::Plan(format!("match `{g}`: no such table")));
+        }
+    }
+    Ok(out)
+}
+
+/// Columns, types, nullability and primary key of `table`.
+pub async fn table_info(pool: &DbPool, table: &str) -> Result<TableInfo, SweepError> {
+    let rows: Vec<(String, String, i64, i64)> = match pool {
+        DbPool::Pg(p) => sqlx::query_as(
+            "SELECT CAST(a.attname AS TEXT), format_type(a.atttypid, a.atttypmod), CAST(NOT a.attnotnull AS INT8), \
+             CAST(COALESCE((SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey)), 0) AS INT8) \
+             FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        )
+        .bind(table)
+        .fetch_all(p)
+        .await,
+        DbPool::My(p) => {
+            let (schema, name) = table.split_once('.').map_or((None, table), |(a, b)| (Some(a), b));
+            sqlx::query_as(
+                "SELECT CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR), CAST(IS_NULLABLE = 'YES' AS SIGNED), CAST(COLUMN_KEY = 'PRI' AS SIGNED) \
+                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            )
+            .bind(schema)
+            .bind(name)
+            .fetch_all(p)
+            .await
+        }
+        DbPool::Lite(p) => sqlx::query_as("SELECT name, type, CAST(\"notnull\" = 0 AS INTEGER), CAST(pk > 0 AS INTEGER) FROM pragma_table_info($1) ORDER BY cid")
+            .bind(table)
+            .fetch_all(p)
+            .await,
+    }
+    .map_err(|e| dberr(table, e))?;
+    if rows.is_empty() {
+        return Err(SweepError::Db { target: table.into(), message: "no such table".into() });
+    }
+    Ok(TableInfo {
+        table: table.into(),
+        primary_key: rows.iter().filter(|r| r.3 != 0).map(|r| r.0.clone()).collect(),
+        columns: rows.into_iter().map(|(name, data_type, n, _)| ColInfo { name, data_type, nullable: n != 0 }).collect(),
+    })
+}
+
+/// `count(*)` of rows matching the predicate.
+pub async fn count(pool: &DbPool, info: &TableInfo, pred: &Predicate) -> Result<i64, SweepError> {
+    let d = pool.dialect();
+    let mut s = Sql::new(d);
+    s.push(&format!("SELECT COUNT(*) FROM {} WHERE ", d.quote(&info.table)));
+    pred_sql(&mut s, info, pred);
+    let row = with_db!(pool, |p| bound!(s).fetch_one(p).await.map(|r| r.try_get::<i64, _>(0))).map_err(|e| dberr(&info.table, e))?;
+    row.map_err(|e| dberr(&info.table, e))
+}
+
+/// Up to `n` rows matching the predicate, `cols` as text (callers mask them).
+pub async fn samples(pool: &DbPool, info: &TableInfo, pred: &Predicate, cols: &[String], n: usize) -> Result<Vec<Vec<Option<String>>>, SweepError> {
+    if cols.is_empty() {
+        return Ok(vec![]);
+    }
+    let d = pool.dialect();
+    let mut s = Sql::new(d);
+    let list: Vec<String> = cols.iter().map(|c| d.text(&d.quote(c))).collect();
+    s.push(&format!("SELECT {} FROM {} WHERE ", list.join(", "), d.quote(&info.table)));
+    pred_sql(&mut s, info, pred);
+    s.push(&format!(" LIMIT {n}"));
+    let rows = with_db!(pool, |p| {
+        bound!(s).fetch_all(p).await.map(|rows| {
+            rows.iter().map(|r| (0..cols.len()).map(|i| r.try_get::<Option<String>, _>(i).ok().flatten()).collect::<Vec<_>>()).collect::<Vec<_>>()
+        })
+    })
+    .map_err(|e| dberr(&info.table, e))?;
+    Ok(rows)
+}
+
+/// Batch sizing and pacing.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    pub target_batch: Duration,
+    pub initial_batch: usize,
+    pub min_batch: usize,
+    pub max_batch: usize,
+    pub sleep: Duration,
+}
+
+/// One table of a plan item.
+#[derive(Debug, Clone)]
+pub struct TableJob {
+    pub plan_id: String,
+    pub item: i64,
+    pub info: TableInfo,
+    pub pk: String,
+    pub pred: Predicate,
+    pub action: Action,
+    /// The key column is personal data: never journal key values.
+    pub pk_is_pi: bool,
+}
+
+/// What a table run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UnitOutcome {
+    pub affected: i64,
+    pub batches: i64,
+    pub max_batch_ms: f64,
+    /// False when an interrupted batch's effect could not be counted exactly.
+    pub exact: bool,
+    pub stopped: bool,
+    pub recovered_batches: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, Default)]
+struct StartDetail {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pks: Option<Vec<PkVal>>,
+    n: usize,
+    pass: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize, Default)]
+struct DoneDetail {
+    #[serde(default)]
+    cursor: Option<PkVal>,
+    pass: u32,
+    ms: f64,
+    #[serde(default)]
+    exact: Option<bool>,
+}
+
+async fn select_batch(pool: &DbPool, job: &TableJob, cursor: Option<&PkVal>, n: usize) -> Result<Vec<PkVal>, SweepError> {
+    let d = pool.dialect();
+    let (expr, int) = pk_select_expr(d, &job.info, &job.pk);
+    let mut s = Sql::new(d);
+    s.push(&format!("SELECT {expr} FROM {} WHERE ", d.quote(&job.info.table)));
+    pred_sql(&mut s, &job.info, &job.pred);
+    if let Some(c) = cursor {
+        let p = pk_bind(&mut s, &job.info, &job.pk, c);
+        s.push(&format!(" AND {} > {p}", d.quote(&job.pk)));
+    }
+    s.push(&format!(" ORDER BY {} LIMIT {n}", d.quote(&job.pk)));
+    let t = &job.info.table;
+    with_db!(pool, |p| {
+        let rows = bound!(s).fetch_all(p).await.map_err(|e| dberr(t, e))?;
+        rows.iter()
+            .map(|r| if int { r.try_get::<i64, _>(0).map(PkVal::Int) } else { r.try_get::<String, _>(0).map(PkVal::Text) })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| dberr(t, e))
+    })
+}
+
+/// Value written for an anonymized column, adapted to the column's type:
+/// generalized dates stay dates (first day of the year/month) in date columns,
+/// an age band is stored as its lower bound in an integer column.
+fn anon_value(op: &AnonOp, v: &str, col: Option<&ColInfo>, fp: &Fingerprinter) -> Option<String> {
+    anon_text(op, v, col.map(|c| c.data_type.as_str()).unwrap_or("text"), fp)
+}
+
+/// [`AnonOp::apply`] adapted to a column type name `ty` (SQL or Arrow).
+pub fn anon_text(op: &AnonOp, v: &str, ty: &str, fp: &Fingerprinter) -> Option<String> {
+    let out = op.apply(v, fp)?;
+    Some(match op {
+        AnonOp::Year if is_datelike(ty) => format!("{out}-01-01"),
+        AnonOp::YearMonth if is_datelike(ty) => format!("{out}-01"),
+        AnonOp::AgeBand(_) if is_int_type(ty) => out.split('-').next().unwrap_or("0").to_string(),
+        _ => out,
+    })
+}
+
+/// Dispose of one batch in one transaction; returns rows changed.
+async fn apply_batch(pool: &DbPool, job: &TableJob, pks: &[PkVal], fp: &Fingerprinter) -> Result<i64, SweepError> {
+    let d = pool.dialect();
+    let t = job.info.table.clone();
+    let qt = d.quote(&t);
+    match &job.action {
+        Action::Delete => {
+            let mut s = Sql::new(d);
+            s.push(&format!("DELETE FROM {qt} WHERE "));
+            pk_in(&mut s, &job.info, &job.pk, pks);
+            s.push(" AND ");
+            pred_sql(&mut s, &job.info, &job.pred);
+            with_db!(pool, |p| {
+                let mut tx = p.begin().await.map_err(|e| dberr(&t, e))?;
+                let n = bound!(s).execute(&mut *tx).await.map_err(|e| dberr(&t, e))?.rows_affected();
+                tx.commit().await.map_err(|e| dberr(&t, e))?;
+                Ok(n as i64)
+            })
+        }
+        Action::Anonymize { ops, clock } => {
+            let cols: Vec<(&String, &AnonOp)> = ops.iter().filter(|(c, _)| !c.eq_ignore_ascii_case(clock)).collect();
+            let (pkexpr, int) = pk_select_expr(d, &job.info, &job.pk);
+            let mut sel = Sql::new(d);
+            let list: Vec<String> = cols.iter().map(|(c, _)| d.text(&d.quote(c))).collect();
+            let mut fields = vec![pkexpr];
+            fields.extend(list);
+            sel.push(&format!("SELECT {} FROM {qt} WHERE ", fields.join(", ")));
+            pk_in(&mut sel, &job.info, &job.pk, pks);
+            sel.push(" AND ");
+            pred_sql(&mut sel, &job.info, &job.pred);
+            if d != Dialect::Lite {
+                sel.push(" FOR UPDATE");
+            }
+            with_db!(pool, |p| {
+                let mut tx = p.begin().await.map_err(|e| dberr(&t, e))?;
+                let rows = bound!(sel).fetch_all(&mut *tx).await.map_err(|e| dberr(&t, e))?;
+                let mut n = 0i64;
+                for r in &rows {
+                    let key = if int { PkVal::Int(r.try_get::<i64, _>(0).map_err(|e| dberr(&t, e))?) } else { PkVal::Text(r.try_get::<String, _>(0).map_err(|e| dberr(&t, e))?) };
+                    let mut up = Sql::new(d);
+                    let mut sets = Vec::new();
+                    for (i, (c, op)) in cols.iter().enumerate() {
+                        let v: Option<String> = r.try_get(i + 1).map_err(|e| dberr(&t, e))?;
+                        let ci = job.info.col(c);
+                        let newv = v.and_then(|v| anon_value(op, &v, ci, fp));
+                        let ph = up.ph(newv.map(Bind::Text).unwrap_or(Bind::Null));
+                        let rhs = match (d, ci) {
+                            (Dialect::Pg, Some(ci)) => format!("CAST({ph} AS {})", ci.data_type),
+                            _ => ph,
+                        };
+                        sets.push(format!("{} = {rhs}", d.quote(c)));
+                    }
+                    sets.push(format!("{} = NULL", d.quote(clock)));
+                    up.push(&format!("UPDATE {qt} SET {} WHERE ", sets.join(", ")));
+                    let kp = pk_bind(&mut up, &job.info, &job.pk, &key);
+                    up.push(&format!("{} = {kp} AND ", d.quote(&job.pk)));
+                    pred_sql(&mut up, &job.info, &job.pred);
+                    n += bound!(up).execute(&mut *tx).await.map_err(|e| dberr(&t, e))?.rows_affected() as i64;
+                }
+                tx.commit().await.map_err(|e| dberr(&t, e))?;
+                Ok(n)
+            })
+        }
+    }
+}
+
+/// How many of an interrupted batch's rows the killed attempt already disposed of.
+async fn already_done(pool: &DbPool, job: &TableJob, pks: &[PkVal]) -> Result<i64, SweepError> {
+    let d = pool.dialect();
+    let mut s = Sql::new(d);
+    s.push(&format!("SELECT COUNT(*) FROM {} WHERE ", d.quote(&job.info.table)));
+    pk_in(&mut s, &job.info, &job.pk, pks);
+    if let Action::Anonymize { clock, .. } = &job.action {
+        s.push(&format!(" AND {} IS NULL", d.quote(clock)));
+    }
+    let t = &job.info.table;
+    let n: i64 = with_db!(pool, |p| bound!(s).fetch_one(p).await.and_then(|r| r.try_get::<i64, _>(0))).map_err(|e| dberr(t, e))?;
+    Ok(match job.action {
+        // Rows still present were not deleted by the killed attempt.
+        Action::Delete => pks.len() as i64 - n,
+        // Rows with a NULL clock were anonymized by it (selection required a non-NULL clock).
+        Action::Anonymize { .. } => n,
+    })
+}
+
+/// Run (or resume) one table. Journals each batch before and after it runs.
+pub async fn run_table(pool: &DbPool, journal: &SweepJournal, job: &TableJob, tuning: &Tuning, fp: &Fingerprinter, stop: &Stop) -> Result<UnitOutcome, SweepError> {
+    let unit = job.info.table.clone();
+    let mine: Vec<JournalEntry> = journal.entries(&job.plan_id).await?.into_iter().filter(|e| e.item == job.item && e.unit == unit).collect();
+    let mut out = UnitOutcome { exact: true, ..Default::default() };
+    let mut cursor: Option<PkVal> = None;
+    let mut pass = 0u32;
+    let mut seq = 0i64;
+    let mut pending: Option<(i64, StartDetail)> = None;
+    for e in &mine {
+        match e.phase.as_str() {
+            "complete" => {
+                out.affected = mine.iter().filter(|e| e.phase == "done").map(|e| e.affected).sum();
+                out.batches = mine.iter().filter(|e| e.phase == "done").count() as i64;
+                out.exact = mine.iter().all(|e| e.phase != "done" || serde_json::from_str::<DoneDetail>(&e.detail).map(|d| d.exact != Some(false)).unwrap_or(true));
+                out.max_batch_ms = mine.iter().filter_map(|e| serde_json::from_str::<DoneDetail>(&e.detail).ok()).map(|d| d.ms).fold(0.0, f64::max);
+                return Ok(out);
+            }
+            "done" => {
+                let dd: DoneDetail = serde_json::from_str(&e.detail).unwrap_or_default();
+                out.affected += e.affected;
+                out.batches += 1;
+                out.max_batch_ms = out.max_batch_ms.max(dd.ms);
+                if dd.exact == Some(false) {
+                    out.exact = false;
+                }
+                cursor = dd.cursor;
+                pass = dd.pass;
+                seq = seq.max(e.seq + 1);
+                if pending.as_ref().map(|p| p.0) == Some(e.seq) {
+                    pending = None;
+                }
+            }
+            "start" => {
+                seq = seq.max(e.seq + 1);
+                if !mine.iter().any(|x| x.seq == e.seq && x.phase == "done") {
+                    pending = Some((e.seq, serde_json::from_str(&e.detail).unwrap_or_default()));
+                }
+            }
+            _ => {}
+        }
+    }
+    let unit_entry = |seq: i64, phase: &str, affected: i64, detail: String| JournalEntry { item: job.item, unit: unit.clone(), seq, phase: phase.into(), affected, detail };
+
+    // Recover a batch that was started but not journaled done.
+    if let Some((pseq, sd)) = pending {
+        let t0 = Instant::now();
+        let (affected, exact, last) = match &sd.pks {
+            Some(pks) if !pks.is_empty() => {
+                let before = already_done(pool, job, pks).await?;
+                let redo = apply_batch(pool, job, pks, fp).await?;
+                (before + redo, true, pks.last().cloned())
+            }
+            _ => (0, false, cursor.clone()),
+        };
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let dd = DoneDetail { cursor: if job.pk_is_pi { None } else { last.clone() }, pass: sd.pass, ms, exact: Some(exact) };
+        journal.record(&job.plan_id, &unit_entry(pseq, "done", affected, serde_json::to_string(&dd).unwrap())).await?;
+        out.affected += affected;
+        out.batches += 1;
+        out.recovered_batches += 1;
+        out.exact &= exact;
+        cursor = dd.cursor;
+        pass = sd.pass;
+    }
+
+    let mut size = tuning.initial_batch.clamp(tuning.min_batch, tuning.max_batch);
+    loop {
+        if stop.requested() {
+            out.stopped = true;
+            return Ok(out);
+        }
+        let pks = select_batch(pool, job, if job.pk_is_pi { None } else { cursor.as_ref() }, size).await?;
+        if pks.is_empty() {
+            // Rows that appeared behind the cursor (a clock moved back, an insert
+            // with an old time): one more pass from the start picks them up.
+            if pass == 0 && !job.pk_is_pi && count(pool, &job.info, &job.pred).await? > 0 {
+                pass = 1;
+                cursor = None;
+                continue;
+            }
+            journal.record(&job.plan_id, &unit_entry(0, "complete", 0, "{}".into())).await?;
+            return Ok(out);
+        }
+        let sd = StartDetail { pks: if job.pk_is_pi { None } else { Some(pks.clone()) }, n: pks.len(), pass };
+        journal.record(&job.plan_id, &unit_entry(seq, "start", 0, serde_json::to_string(&sd).unwrap())).await?;
+        let t0 = Instant::now();
+        let n = apply_batch(pool, job, &pks, fp).await?;
+        let el = t0.elapsed();
+        let ms = el.as_secs_f64() * 1000.0;
+        if job.pk_is_pi && n == 0 {
+            return Err(SweepError::Db { target: unit, message: "selected rows no longer match and cannot be skipped without a cursor; re-plan".into() });
+        }
+        let last = pks.last().cloned();
+        let dd = DoneDetail { cursor: if job.pk_is_pi { None } else { last.clone() }, pass, ms, exact: None };
+        journal.record(&job.plan_id, &unit_entry(seq, "done", n, serde_json::to_string(&dd).unwrap())).await?;
+        out.affected += n;
+        out.batches += 1;
+        out.max_batch_ms = out.max_batch_ms.max(ms);
+        cursor = last;
+        seq += 1;
+        // Adapt: aim for the target time per transaction, at most halving or doubling.
+        let target = tuning.target_batch.as_secs_f64();
+        let took = el.as_secs_f64().max(1e-4);
+        let factor = (target / took).clamp(0.5, 2.0);
+        size = ((size as f64 * factor) as usize).clamp(tuning.min_batch, tuning.max_batch);
+        if !tuning.sleep.is_zero() {
+            tokio::time::sleep(tuning.sleep).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_and_types() {
+        assert_eq!(Dialect::Pg.quote("public.users"), "\"public\".\"users\"");
+        assert_eq!(Dialect::My.quote("a`b"), "`a``b`");
+        assert!(is_int_type("bigint") && is_int_type("INTEGER") && !is_int_type("interval") && !is_int_type("text"));
+        let fp = Fingerprinter::new(b"k");
+        let date = ColInfo { name: "b".into(), data_type: "date".into(), nullable: true };
+        assert_eq!(anon_value(&AnonOp::Year, "2015-03-07", Some(&date), &fp).as_deref(), Some("2015-01-01"));
+        assert_eq!(anon_value(&AnonOp::YearMonth, "2015-03-07", Some(&date), &fp).as_deref(), Some("2015-03-01"));
+        let int = ColInfo { name: "a".into(), data_type: "integer".into(), nullable: true };
+        assert_eq!(anon_value(&AnonOp::AgeBand(5), "8", Some(&int), &fp).as_deref(), Some("5"));
+        assert_eq!(anon_value(&AnonOp::AgeBand(5), "8", None, &fp).as_deref(), Some("5-9"));
+    }
+
+    #[test]
+    fn pk_json_roundtrip() {
+        let v = vec![PkVal::Int(3), PkVal::Text("a".into())];
+        let s = serde_json::to_string(&v).unwrap();
+        assert_eq!(s, r#"[3,"a"]"#);
+        assert_eq!(serde_json::from_str::<Vec<PkVal>>(&s).unwrap(), v);
+    }
+}
