@@ -29,12 +29,15 @@ pub struct EraseArgs {
     /// Who plans or runs it (recorded). Defaults to $USER.
     #[arg(long = "as")]
     pub by: Option<String>,
+    #[command(flatten)]
+    pub pace: super::sweep::Pace,
 }
 
 pub fn run(args: EraseArgs) -> anyhow::Result<i32> {
     let rt = runtime()?;
     rt.block_on(async move {
-        let sw = open(&args.common.config).await?;
+        let mut sw = open(&args.common.config).await?;
+        args.pace.apply(&mut sw.settings);
         match args.run {
             Some(plan) => {
                 let r = do_run(&sw, &plan, RunOptions { resume: args.resume, subject: Some(args.subject), confirm: None, actor: whoami(args.by) }).await?;

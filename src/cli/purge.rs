@@ -27,6 +27,8 @@ pub struct PurgeArgs {
     /// Who plans or runs it (recorded). Defaults to $USER.
     #[arg(long = "as")]
     pub by: Option<String>,
+    #[command(flatten)]
+    pub pace: super::sweep::Pace,
 }
 
 fn confirmation(given: Option<String>) -> anyhow::Result<String> {
@@ -50,7 +52,8 @@ pub fn run(args: PurgeArgs) -> anyhow::Result<i32> {
     }
     let rt = runtime()?;
     rt.block_on(async move {
-        let sw = open(&args.common.config).await?;
+        let mut sw = open(&args.common.config).await?;
+        args.pace.apply(&mut sw.settings);
         match args.run {
             Some(plan) => {
                 let r = do_run(&sw, &plan, RunOptions { resume: args.resume, subject: None, confirm: Some(confirm), actor: whoami(args.by) }).await?;

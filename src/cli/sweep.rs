@@ -83,6 +83,48 @@ pub struct RunArgs {
     /// Who runs it (recorded). Defaults to $USER.
     #[arg(long = "as")]
     pub by: Option<String>,
+    #[command(flatten)]
+    pub pace: Pace,
+}
+
+/// Pacing of database batches (overrides the `[sweep]` config section).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Pace {
+    /// Target duration of one batch transaction in ms (default 200); the batch size adapts to it.
+    #[arg(long)]
+    pub target_batch_ms: Option<u64>,
+    /// Rows in the first batch (default 1000).
+    #[arg(long)]
+    pub initial_batch: Option<usize>,
+    /// Largest batch in rows (default 20000).
+    #[arg(long)]
+    pub max_batch: Option<usize>,
+    /// Smallest batch in rows (default 50).
+    #[arg(long)]
+    pub min_batch: Option<usize>,
+    /// Pause between batches in ms (default 0).
+    #[arg(long)]
+    pub sleep_ms: Option<u64>,
+}
+
+impl Pace {
+    pub(crate) fn apply(&self, s: &mut crate::sweep::SweepSettings) {
+        if let Some(v) = self.target_batch_ms {
+            s.target_batch_ms = v;
+        }
+        if let Some(v) = self.initial_batch {
+            s.initial_batch = v;
+        }
+        if let Some(v) = self.max_batch {
+            s.max_batch = v;
+        }
+        if let Some(v) = self.min_batch {
+            s.min_batch = v;
+        }
+        if let Some(v) = self.sleep_ms {
+            s.sleep_ms = v;
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -200,7 +242,8 @@ pub fn run(args: SweepArgs) -> anyhow::Result<i32> {
                 Ok(0)
             }
             SweepCmd::Run(a) => {
-                let sw = open(&a.common.config).await?;
+                let mut sw = open(&a.common.config).await?;
+                a.pace.apply(&mut sw.settings);
                 let r = do_run(&sw, &a.plan, RunOptions { resume: a.resume, subject: a.subject, confirm: a.confirm, actor: whoami(a.by) }).await?;
                 Ok(print_run(&r, a.common.json))
             }

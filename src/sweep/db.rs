@@ -316,7 +316,7 @@ pub async fn resolve_tables(pool: &DbPool, globs: &[String]) -> Result<Vec<Strin
 pub async fn table_info(pool: &DbPool, table: &str) -> Result<TableInfo, SweepError> {
     let rows: Vec<(String, String, i64, i64)> = match pool {
         DbPool::Pg(p) => sqlx::query_as(
-            "SELECT CAST(a.attname AS TEXT), format_type(a.atttypid, a.atttypmod), CAST(NOT a.attnotnull AS INT8), \
+            "SELECT CAST(a.attname AS TEXT), format_type(a.atttypid, a.atttypmod), CAST(CAST(NOT a.attnotnull AS INT4) AS INT8), \
              CAST(COALESCE((SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey)), 0) AS INT8) \
              FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         )

@@ -875,11 +875,14 @@ mod tests {
 
     #[test]
     fn settings_from_config() {
-        let cfg: Config = toml::from_str("[sweep]\nrequire_approval = false\ntarget_batch_ms = 50\n").unwrap();
+        // `Config` keeps untyped sections in `rest` (once the loader accepts them).
+        let mut cfg = Config::default();
+        cfg.rest = toml::from_str("[sweep]\nrequire_approval = false\ntarget_batch_ms = 50\n").unwrap();
         let s = SweepSettings::from_config(&cfg).unwrap();
         assert!(!s.require_approval);
         assert_eq!(s.target_batch_ms, 50);
-        let bad: Config = toml::from_str("[sweep]\nbogus = 1\n").unwrap();
-        assert!(SweepSettings::from_config(&bad).is_err());
+        assert!(SweepSettings::from_config(&Config::default()).unwrap().require_approval);
+        cfg.rest = toml::from_str("[sweep]\nbogus = 1\n").unwrap();
+        assert!(SweepSettings::from_config(&cfg).is_err());
     }
 }
