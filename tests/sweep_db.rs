@@ -21,7 +21,18 @@ fn rows() -> Vec<(i64, Option<String>, bool)> {
         (5, None, false),
     ];
     for i in 6..=205 {
-        v.push((i, Some(if i % 2 == 0 { "2024-06-01 12:00:00" } else { "2025-03-15 00:00:00" }.into()), i % 2 == 0));
+        v.push((
+            i,
+            Some(
+                if i % 2 == 0 {
+                    "2024-06-01 12:00:00"
+                } else {
+                    "2025-03-15 00:00:00"
+                }
+                .into(),
+            ),
+            i % 2 == 0,
+        ));
     }
     v.push((206, Some("2025-02-28 23:59:59.999".into()), true));
     v.push((207, Some("2025-03-01 00:00:00.001".into()), false));
@@ -53,7 +64,13 @@ async fn query(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
         ($c:ty) => {{
             let mut c = <$c>::connect(url).await.unwrap();
             let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
-            rows.iter().map(|r| (0..r.len()).map(|i| r.try_get::<Option<String>, _>(i).unwrap()).collect()).collect()
+            rows.iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| r.try_get::<Option<String>, _>(i).unwrap())
+                        .collect()
+                })
+                .collect()
         }};
     }
     if url.starts_with("postgres") {
@@ -66,16 +83,29 @@ async fn query(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
 }
 
 async fn ids(url: &str, table: &str) -> BTreeSet<i64> {
-    let cast = if url.starts_with("mysql") { "CHAR" } else { "TEXT" };
-    query(url, &format!("SELECT CAST(id AS {cast}) FROM {table}")).await.into_iter().map(|r| r[0].as_ref().unwrap().parse().unwrap()).collect()
+    let cast = if url.starts_with("mysql") {
+        "CHAR"
+    } else {
+        "TEXT"
+    };
+    query(url, &format!("SELECT CAST(id AS {cast}) FROM {table}"))
+        .await
+        .into_iter()
+        .map(|r| r[0].as_ref().unwrap().parse().unwrap())
+        .collect()
 }
 
 async fn load_visits(url: &str, ts_type: &str) {
     exec(url, &format!("CREATE TABLE visits (id BIGINT PRIMARY KEY, phone VARCHAR(20) NOT NULL, created_at {ts_type} NULL)")).await;
     let mut sql = String::new();
     for (id, ts, _) in rows() {
-        let ts = ts.map(|t| format!("'{t}'")).unwrap_or_else(|| "NULL".into());
-        sql.push_str(&format!("INSERT INTO visits (id, phone, created_at) VALUES ({id}, '{}', {ts});\n", phone(id)));
+        let ts = ts
+            .map(|t| format!("'{t}'"))
+            .unwrap_or_else(|| "NULL".into());
+        sql.push_str(&format!(
+            "INSERT INTO visits (id, phone, created_at) VALUES ({id}, '{}', {ts});\n",
+            phone(id)
+        ));
     }
     exec(url, &sql).await;
 }
@@ -104,7 +134,11 @@ retention = "30d after created_at"
     let expired = all.len() - kept.len();
 
     // Dry run: counts, masked samples, nothing changed.
-    let p = cg(d, &["sweep", "plan", "--as-of", "2025-03-31", "--as", "alice"], &[]);
+    let p = cg(
+        d,
+        &["sweep", "plan", "--as-of", "2025-03-31", "--as", "alice"],
+        &[],
+    );
     ok(&p);
     let text = out(&p);
     assert!(text.contains(&format!(": {expired} records")), "{text}");
@@ -113,7 +147,19 @@ retention = "30d after created_at"
         assert!(!text.contains(&phone(id)), "raw phone printed: {text}");
     }
     assert_eq!(ids(url, "visits").await, all, "a dry run changes nothing");
-    let p = cg(d, &["sweep", "plan", "--as-of", "2025-03-31", "--as", "alice", "--json"], &[]);
+    let p = cg(
+        d,
+        &[
+            "sweep",
+            "plan",
+            "--as-of",
+            "2025-03-31",
+            "--as",
+            "alice",
+            "--json",
+        ],
+        &[],
+    );
     ok(&p);
     let plan = json(&p);
     let id = plan["id"].as_str().unwrap().to_string();
@@ -126,17 +172,54 @@ retention = "30d after created_at"
     assert_eq!(r.status.code(), Some(2));
     assert!(err(&r).contains("not approved"), "{}", err(&r));
     let r = cg(d, &["sweep", "approve", &id, "--by", "alice"], &[]);
-    assert!(!r.status.success() && err(&r).contains("cannot approve"), "{}", err(&r));
+    assert!(
+        !r.status.success() && err(&r).contains("cannot approve"),
+        "{}",
+        err(&r)
+    );
     assert_eq!(ids(url, "visits").await, all);
-    ok(&cg(d, &["sweep", "approve", &id, "--by", "bob", "--comment", "checked"], &[]));
+    ok(&cg(
+        d,
+        &[
+            "sweep",
+            "approve",
+            &id,
+            "--by",
+            "bob",
+            "--comment",
+            "checked",
+        ],
+        &[],
+    ));
 
     // Run in small batches.
-    let r = cg(d, &["sweep", "run", &id, "--json", "--initial-batch", "5", "--max-batch", "7", "--min-batch", "3", "--as", "carol"], &[]);
+    let r = cg(
+        d,
+        &[
+            "sweep",
+            "run",
+            &id,
+            "--json",
+            "--initial-batch",
+            "5",
+            "--max-batch",
+            "7",
+            "--min-batch",
+            "3",
+            "--as",
+            "carol",
+        ],
+        &[],
+    );
     ok(&r);
     let res = json(&r);
     assert_eq!(res["status"], "done");
     assert_eq!(res["disposed"], expired as i64);
-    assert_eq!(ids(url, "visits").await, kept, "exactly the expired rows are gone");
+    assert_eq!(
+        ids(url, "visits").await,
+        kept,
+        "exactly the expired rows are gone"
+    );
 
     let rc = receipt(d, &id);
     assert_eq!(rc["approvals"][0]["approved_by"], "bob");
@@ -149,7 +232,8 @@ retention = "30d after created_at"
     assert_eq!(u["exact"], true);
     assert!(u["batches"].as_i64().unwrap() >= expired as i64 / 7);
     assert!(u["max_batch_ms"].as_f64().unwrap() > 0.0);
-    let html = std::fs::read_to_string(d.join(".state/receipts").join(format!("{id}.html"))).unwrap();
+    let html =
+        std::fs::read_to_string(d.join(".state/receipts").join(format!("{id}.html"))).unwrap();
     assert!(html.contains("bob") && html.contains("Art. 12"));
 
     // Idempotent: a second run does nothing; status shows it complete.
@@ -162,7 +246,11 @@ retention = "30d after created_at"
     assert_eq!(s["status"], "done");
     assert_eq!(s["progress"]["visits:visits"]["disposed"], expired as i64);
     // A fresh plan finds nothing more.
-    let p = cg(d, &["sweep", "plan", "--as-of", "2025-03-31", "--json"], &[]);
+    let p = cg(
+        d,
+        &["sweep", "plan", "--as-of", "2025-03-31", "--json"],
+        &[],
+    );
     assert_eq!(json(&p)["total"], 0);
 }
 
@@ -223,13 +311,21 @@ school = "null"
 "#
         ),
     );
-    let p = cg(d, &["sweep", "plan", "--as-of", "2025-03-31", "--as", "alice"], &[]);
+    let p = cg(
+        d,
+        &["sweep", "plan", "--as-of", "2025-03-31", "--as", "alice"],
+        &[],
+    );
     ok(&p);
     assert!(out(&p).contains("hash (pseudonymization"), "{}", out(&p));
     let (id, r) = plan_approve_run(d, &["--as-of", "2025-03-31"], &[]);
     ok(&r);
     assert_eq!(json(&r)["disposed"], 2);
-    let cast = if url.starts_with("mysql") { "CHAR" } else { "TEXT" };
+    let cast = if url.starts_with("mysql") {
+        "CHAR"
+    } else {
+        "TEXT"
+    };
     let q = format!(
         "SELECT CAST(id AS {cast}), name, phone, id_no, CAST(birth AS {cast}), birth_text, CAST(age AS {cast}), age_text, school, CAST(created_at AS {cast}) FROM kids ORDER BY id"
     );
@@ -238,13 +334,22 @@ school = "null"
     let row1: Vec<Option<String>> = rows[0].clone();
     assert_eq!(row1[1].as_deref(), Some("某某"));
     assert_eq!(row1[2].as_deref(), Some("138****5678"));
-    assert_eq!(row1[3].as_deref(), Some(fp.fingerprint("110101201503071234").as_str()));
-    assert!(row1[4].as_deref().unwrap().starts_with("2015-01-01"), "{row1:?}");
+    assert_eq!(
+        row1[3].as_deref(),
+        Some(fp.fingerprint("110101201503071234").as_str())
+    );
+    assert!(
+        row1[4].as_deref().unwrap().starts_with("2015-01-01"),
+        "{row1:?}"
+    );
     assert_eq!(row1[5].as_deref(), Some("2015-03"));
     assert_eq!(row1[6].as_deref(), Some("5"));
     assert_eq!(row1[7].as_deref(), Some("5-9"));
     assert_eq!(row1[8], None);
-    assert_eq!(row1[9], None, "the clock is cleared so the row is never selected again");
+    assert_eq!(
+        row1[9], None,
+        "the clock is cleared so the row is never selected again"
+    );
     // Row 2 is exactly at the cutoff: untouched.
     assert_eq!(rows[1][1].as_deref(), Some("李小红"));
     assert_eq!(rows[1][2].as_deref(), Some("13900000000"));
@@ -254,7 +359,19 @@ school = "null"
     let rc = receipt(d, &id);
     assert_eq!(rc["items"][0]["units"][0]["verified"], true);
     // Never re-selected.
-    let p = cg(d, &["sweep", "plan", "--as-of", "2030-01-01", "--json", "--as", "alice"], &[]);
+    let p = cg(
+        d,
+        &[
+            "sweep",
+            "plan",
+            "--as-of",
+            "2030-01-01",
+            "--json",
+            "--as",
+            "alice",
+        ],
+        &[],
+    );
     ok(&p);
     assert_eq!(json(&p)["total"], 1, "only row 2, which expired later");
 }
@@ -292,4 +409,95 @@ async fn anonymize_refuses_not_null_clock() {
     assert_eq!(p.status.code(), Some(2));
     assert!(err(&p).contains("NOT NULL"), "{}", err(&p));
     assert!(!err(&p).contains("13812345678"));
+}
+
+/// A batch journaled `start` whose DELETE committed but whose `done` was
+/// never written (killed in between) is recovered: counted exactly once, not
+/// repeated, and the run continues after it.
+#[tokio::test]
+async fn interrupted_batch_is_recovered_and_counted_once() {
+    use childguard::sweep::db::{self, Action, DbPool, PkVal, Predicate, TableJob, Tuning};
+    use childguard::sweep::journal::{JournalEntry, SweepJournal};
+    let url = common::fresh_pg_db("cg_sweep").await;
+    load_visits(&url, "TIMESTAMP(3)").await;
+    let state = tempfile::tempdir().unwrap();
+    let j = SweepJournal::open(state.path(), None).await.unwrap();
+    let pool = DbPool::connect(&url).await.unwrap();
+    let info = db::table_info(&pool, "visits").await.unwrap();
+    assert_eq!(info.primary_key, vec!["id".to_string()]);
+    let cutoff = chrono::NaiveDate::from_ymd_opt(2025, 3, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    let job = TableJob {
+        plan_id: "p".into(),
+        item: 0,
+        info,
+        pk: "id".into(),
+        pred: Predicate::Expired {
+            clock: "created_at".into(),
+            cutoff,
+        },
+        action: Action::Delete,
+        pk_is_pi: false,
+    };
+    // The killed attempt: journaled rows 1, 2, 6 and 3 (3 is within retention), deleted 1 and 2, then died.
+    let pks = vec![PkVal::Int(1), PkVal::Int(2), PkVal::Int(3), PkVal::Int(6)];
+    let detail = serde_json::json!({"pks": pks, "n": 4, "pass": 0}).to_string();
+    j.record(
+        "p",
+        &JournalEntry {
+            item: 0,
+            unit: "visits".into(),
+            seq: 0,
+            phase: "start".into(),
+            affected: 0,
+            detail,
+        },
+    )
+    .await
+    .unwrap();
+    exec(&url, "DELETE FROM visits WHERE id IN (1, 2)").await;
+    let tuning = Tuning {
+        target_batch: std::time::Duration::from_millis(200),
+        initial_batch: 10,
+        min_batch: 5,
+        max_batch: 10,
+        sleep: std::time::Duration::ZERO,
+    };
+    let stop = childguard::sweep::Stop::new(state.path());
+    let fp = childguard::fingerprint::Fingerprinter::new(b"k");
+    let o = db::run_table(&pool, &j, &job, &tuning, &fp, &stop)
+        .await
+        .unwrap();
+    let expired = rows().iter().filter(|r| r.2).count() as i64;
+    assert_eq!(o.recovered_batches, 1);
+    assert_eq!(
+        o.affected, expired,
+        "1 and 2 counted once (by recovery), 6 redone, the rest in later batches"
+    );
+    assert!(o.exact);
+    let kept: BTreeSet<i64> = rows().iter().filter(|r| !r.2).map(|r| r.0).collect();
+    assert_eq!(ids(&url, "visits").await, kept);
+    // Running again repeats nothing.
+    let o2 = db::run_table(&pool, &j, &job, &tuning, &fp, &stop)
+        .await
+        .unwrap();
+    assert_eq!(o2.affected, expired);
+    // A stop request ends a run cleanly between batches.
+    let job2 = TableJob {
+        plan_id: "q".into(),
+        ..job.clone()
+    };
+    exec(
+        &url,
+        "INSERT INTO visits VALUES (1000, '1', '2020-01-01'), (1001, '1', '2020-01-01')",
+    )
+    .await;
+    stop.request();
+    let o3 = db::run_table(&pool, &j, &job2, &tuning, &fp, &stop)
+        .await
+        .unwrap();
+    assert!(o3.stopped && o3.affected == 0);
+    assert_eq!(ids(&url, "visits").await.len(), kept.len() + 2);
 }

@@ -40,14 +40,34 @@ pub fn run(args: EraseArgs) -> anyhow::Result<i32> {
         args.pace.apply(&mut sw.settings);
         match args.run {
             Some(plan) => {
-                let r = do_run(&sw, &plan, RunOptions { resume: args.resume, subject: Some(args.subject), confirm: None, actor: whoami(args.by) }).await?;
+                let r = do_run(
+                    &sw,
+                    &plan,
+                    RunOptions {
+                        resume: args.resume,
+                        subject: Some(args.subject),
+                        confirm: None,
+                        actor: whoami(args.by),
+                    },
+                )
+                .await?;
                 Ok(print_run(&r, args.common.json))
             }
             None => {
-                let plan = sw.plan_erasure(&args.subject, args.key_type.as_deref(), &args.dataset, &whoami(args.by)).await?;
+                let plan = sw
+                    .plan_erasure(
+                        &args.subject,
+                        args.key_type.as_deref(),
+                        &args.dataset,
+                        &whoami(args.by),
+                    )
+                    .await?;
                 let code = print_plan(&plan, args.common.json);
                 if !args.common.json {
-                    println!("then run with: childguard erase --subject KEY --run {}", plan.id);
+                    println!(
+                        "then run with: childguard erase --subject KEY --run {}",
+                        plan.id
+                    );
                 }
                 Ok(code)
             }

@@ -38,7 +38,9 @@ fn confirmation(given: Option<String>) -> anyhow::Result<String> {
     if !std::io::stdin().is_terminal() {
         anyhow::bail!("purge needs --confirm \"{PURGE_CONFIRMATION}\"");
     }
-    eprint!("This removes every record of every child dataset. Type {PURGE_CONFIRMATION} to continue: ");
+    eprint!(
+        "This removes every record of every child dataset. Type {PURGE_CONFIRMATION} to continue: "
+    );
     std::io::stderr().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
@@ -48,7 +50,9 @@ fn confirmation(given: Option<String>) -> anyhow::Result<String> {
 pub fn run(args: PurgeArgs) -> anyhow::Result<i32> {
     let confirm = confirmation(args.confirm)?;
     if confirm != PURGE_CONFIRMATION {
-        anyhow::bail!("confirmation does not match \"{PURGE_CONFIRMATION}\"; nothing planned or removed");
+        anyhow::bail!(
+            "confirmation does not match \"{PURGE_CONFIRMATION}\"; nothing planned or removed"
+        );
     }
     let rt = runtime()?;
     rt.block_on(async move {
@@ -56,7 +60,17 @@ pub fn run(args: PurgeArgs) -> anyhow::Result<i32> {
         args.pace.apply(&mut sw.settings);
         match args.run {
             Some(plan) => {
-                let r = do_run(&sw, &plan, RunOptions { resume: args.resume, subject: None, confirm: Some(confirm), actor: whoami(args.by) }).await?;
+                let r = do_run(
+                    &sw,
+                    &plan,
+                    RunOptions {
+                        resume: args.resume,
+                        subject: None,
+                        confirm: Some(confirm),
+                        actor: whoami(args.by),
+                    },
+                )
+                .await?;
                 Ok(print_run(&r, args.common.json))
             }
             None => {

@@ -136,11 +136,18 @@ pub struct StatusArgs {
 }
 
 pub(crate) fn whoami(given: Option<String>) -> String {
-    given.or_else(|| std::env::var("USER").ok()).filter(|s| !s.is_empty()).unwrap_or_else(|| "unknown".into())
+    given
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 pub(crate) async fn open(config: &Path) -> anyhow::Result<Sweeper> {
@@ -150,9 +157,15 @@ pub(crate) async fn open(config: &Path) -> anyhow::Result<Sweeper> {
 
 fn parse_as_of(s: Option<&str>) -> anyhow::Result<chrono::NaiveDateTime> {
     match s {
-        None => Ok(chrono::Utc::now().naive_utc().with_nanosecond(0).expect("0 ns is valid")),
+        None => Ok(chrono::Utc::now()
+            .naive_utc()
+            .with_nanosecond(0)
+            .expect("0 ns is valid")),
         Some(s) => chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S")
-            .or_else(|_| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).expect("midnight")))
+            .or_else(|_| {
+                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight"))
+            })
             .with_context(|| format!("--as-of `{s}`: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS")),
     }
 }
@@ -163,21 +176,50 @@ pub(crate) fn print_plan(plan: &Plan, json: bool) -> i32 {
     if json {
         println!("{}", serde_json::to_string(plan).expect("plan serializes"));
     } else {
-        println!("plan {} ({}) by {}, as of {}: {} records", plan.id, plan.kind.as_str(), plan.created_by, plan.as_of, plan.total);
+        println!(
+            "plan {} ({}) by {}, as of {}: {} records",
+            plan.id,
+            plan.kind.as_str(),
+            plan.created_by,
+            plan.as_of,
+            plan.total
+        );
         if let Some(f) = &plan.subject_fp {
             println!("  subject fingerprint {f}");
         }
         for it in &plan.items {
-            let cut = it.cutoff.map(|c| format!(", records before {c}")).unwrap_or_default();
-            println!("  dataset {} [{}] {} ({}{cut}): {} — est. {:.1}s", it.dataset, it.source, it.action, it.rule, it.count, it.estimate_secs);
+            let cut = it
+                .cutoff
+                .map(|c| format!(", records before {c}"))
+                .unwrap_or_default();
+            println!(
+                "  dataset {} [{}] {} ({}{cut}): {} — est. {:.1}s",
+                it.dataset, it.source, it.action, it.rule, it.count, it.estimate_secs
+            );
             for (c, o) in &it.operators {
                 println!("      {c} → {o}");
             }
             for u in &it.units {
-                println!("      {}{}: {}{}", u.name, if u.whole { " (whole file)" } else { "" }, u.count, if u.undated > 0 { format!(" ({} undated, kept)", u.undated) } else { String::new() });
+                println!(
+                    "      {}{}: {}{}",
+                    u.name,
+                    if u.whole { " (whole file)" } else { "" },
+                    u.count,
+                    if u.undated > 0 {
+                        format!(" ({} undated, kept)", u.undated)
+                    } else {
+                        String::new()
+                    }
+                );
             }
             for s in &it.samples {
-                println!("      sample: {}", s.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+                println!(
+                    "      sample: {}",
+                    s.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
             }
         }
         for n in &plan.notes {
@@ -186,7 +228,10 @@ pub(crate) fn print_plan(plan: &Plan, json: bool) -> i32 {
         for e in &plan.errors {
             eprintln!("childguard: {e}");
         }
-        println!("approve with: childguard sweep approve {} --by NAME", plan.id);
+        println!(
+            "approve with: childguard sweep approve {} --by NAME",
+            plan.id
+        );
     }
     if plan.errors.is_empty() {
         0
@@ -200,7 +245,10 @@ pub(crate) fn print_run(r: &RunResult, json: bool) -> i32 {
     if json {
         println!("{}", serde_json::to_string(r).expect("result serializes"));
     } else {
-        println!("plan {}: {} — {} records disposed of; max batch {:.0} ms", r.plan_id, r.status, r.disposed, r.max_batch_ms);
+        println!(
+            "plan {}: {} — {} records disposed of; max batch {:.0} ms",
+            r.plan_id, r.status, r.disposed, r.max_batch_ms
+        );
         if let Some(p) = &r.receipt {
             println!("receipt: {}", p.display());
         }
@@ -212,14 +260,20 @@ pub(crate) fn print_run(r: &RunResult, json: bool) -> i32 {
         "done" => 0,
         "verification_failed" => 1,
         "stopped" => {
-            eprintln!("childguard: stopped cleanly after the current batch; continue with --resume");
+            eprintln!(
+                "childguard: stopped cleanly after the current batch; continue with --resume"
+            );
             3
         }
         _ => 2,
     }
 }
 
-pub(crate) async fn do_run(sw: &Sweeper, plan: &str, opts: RunOptions) -> anyhow::Result<RunResult> {
+pub(crate) async fn do_run(
+    sw: &Sweeper,
+    plan: &str,
+    opts: RunOptions,
+) -> anyhow::Result<RunResult> {
     let stop = Stop::new(&sw.state_dir);
     stop.install_signal_handlers();
     Ok(sw.run(plan, &opts, &stop).await?)
@@ -232,7 +286,9 @@ pub fn run(args: SweepArgs) -> anyhow::Result<i32> {
             SweepCmd::Plan(a) => {
                 let as_of = parse_as_of(a.as_of.as_deref())?;
                 let sw = open(&a.common.config).await?;
-                let plan = sw.plan_retention(a.dataset.as_deref(), as_of, &whoami(a.by)).await?;
+                let plan = sw
+                    .plan_retention(a.dataset.as_deref(), as_of, &whoami(a.by))
+                    .await?;
                 Ok(print_plan(&plan, a.common.json))
             }
             SweepCmd::Approve(a) => {
@@ -244,7 +300,17 @@ pub fn run(args: SweepArgs) -> anyhow::Result<i32> {
             SweepCmd::Run(a) => {
                 let mut sw = open(&a.common.config).await?;
                 a.pace.apply(&mut sw.settings);
-                let r = do_run(&sw, &a.plan, RunOptions { resume: a.resume, subject: a.subject, confirm: a.confirm, actor: whoami(a.by) }).await?;
+                let r = do_run(
+                    &sw,
+                    &a.plan,
+                    RunOptions {
+                        resume: a.resume,
+                        subject: a.subject,
+                        confirm: a.confirm,
+                        actor: whoami(a.by),
+                    },
+                )
+                .await?;
                 Ok(print_run(&r, a.common.json))
             }
             SweepCmd::Status(a) => {
@@ -253,12 +319,31 @@ pub fn run(args: SweepArgs) -> anyhow::Result<i32> {
                 if a.common.json {
                     println!("{s}");
                 } else {
-                    println!("plan {} ({}) status {}", a.plan, s["plan"]["kind"].as_str().unwrap_or(""), s["status"].as_str().unwrap_or(""));
+                    println!(
+                        "plan {} ({}) status {}",
+                        a.plan,
+                        s["plan"]["kind"].as_str().unwrap_or(""),
+                        s["status"].as_str().unwrap_or("")
+                    );
                     for ap in s["approvals"].as_array().into_iter().flatten() {
-                        println!("  approved by {} at {}", ap["approved_by"].as_str().unwrap_or(""), ap["approved_at"].as_str().unwrap_or(""));
+                        println!(
+                            "  approved by {} at {}",
+                            ap["approved_by"].as_str().unwrap_or(""),
+                            ap["approved_at"].as_str().unwrap_or("")
+                        );
                     }
                     for (u, p) in s["progress"].as_object().into_iter().flatten() {
-                        println!("  {u}: {}/{} disposed in {} batches{}", p["disposed"], p["planned"], p["batches"], if p["complete"] == true { ", complete" } else { "" });
+                        println!(
+                            "  {u}: {}/{} disposed in {} batches{}",
+                            p["disposed"],
+                            p["planned"],
+                            p["batches"],
+                            if p["complete"] == true {
+                                ", complete"
+                            } else {
+                                ""
+                            }
+                        );
                     }
                 }
                 Ok(0)

@@ -54,21 +54,50 @@ macro_rules! with_db {
 
 /// Is this dataset source a database URL?
 pub fn is_db_url(source: &str) -> bool {
-    ["postgres://", "postgresql://", "mysql://", "mariadb://", "sqlite:"].iter().any(|p| source.starts_with(p))
+    [
+        "postgres://",
+        "postgresql://",
+        "mysql://",
+        "mariadb://",
+        "sqlite:",
+    ]
+    .iter()
+    .any(|p| source.starts_with(p))
 }
 
 impl DbPool {
     pub async fn connect(url: &str) -> Result<DbPool, SweepError> {
-        let err = |e: sqlx::Error| SweepError::Db { target: super::redact_url(url), message: e.to_string() };
+        let err = |e: sqlx::Error| SweepError::Db {
+            target: super::redact_url(url),
+            message: e.to_string(),
+        };
         Ok(if url.starts_with("postgres") {
-            DbPool::Pg(sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(url).await.map_err(err)?)
+            DbPool::Pg(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect(url)
+                    .await
+                    .map_err(err)?,
+            )
         } else if url.starts_with("mysql") || url.starts_with("mariadb") {
             let u = url.replacen("mariadb://", "mysql://", 1);
-            DbPool::My(sqlx::mysql::MySqlPoolOptions::new().max_connections(2).connect(&u).await.map_err(err)?)
+            DbPool::My(
+                sqlx::mysql::MySqlPoolOptions::new()
+                    .max_connections(2)
+                    .connect(&u)
+                    .await
+                    .map_err(err)?,
+            )
         } else {
             let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().map_err(err)?;
             let opts = opts.busy_timeout(Duration::from_secs(30));
-            DbPool::Lite(sqlx::sqlite::SqlitePoolOptions::new().max_connections(2).connect_with(opts).await.map_err(err)?)
+            DbPool::Lite(
+                sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(2)
+                    .connect_with(opts)
+                    .await
+                    .map_err(err)?,
+            )
         })
     }
 
@@ -128,7 +157,10 @@ pub enum PkVal {
 #[derive(Debug, Clone)]
 pub enum Predicate {
     /// Retention: `clock < cutoff` (strict: a record exactly at the cutoff is kept).
-    Expired { clock: String, cutoff: NaiveDateTime },
+    Expired {
+        clock: String,
+        cutoff: NaiveDateTime,
+    },
     /// Art. 20 erasure: `subject_column = key`.
     Subject { column: String, key: String },
     /// Art. 23 purge: every row.
@@ -140,7 +172,10 @@ pub enum Predicate {
 pub enum Action {
     Delete,
     /// Anonymize these columns and NULL the clock column.
-    Anonymize { ops: BTreeMap<String, AnonOp>, clock: String },
+    Anonymize {
+        ops: BTreeMap<String, AnonOp>,
+        clock: String,
+    },
 }
 
 /// A column of a swept table.
@@ -161,13 +196,17 @@ pub struct TableInfo {
 
 impl TableInfo {
     pub fn col(&self, name: &str) -> Option<&ColInfo> {
-        self.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
     }
 }
 
 fn is_int_type(t: &str) -> bool {
     let t = t.to_ascii_lowercase();
-    ["int", "serial"].iter().any(|k| t.contains(k)) && !t.contains("interval") && !t.contains("point")
+    ["int", "serial"].iter().any(|k| t.contains(k))
+        && !t.contains("interval")
+        && !t.contains("point")
 }
 
 fn is_datelike(t: &str) -> bool {
@@ -184,7 +223,11 @@ struct Sql {
 
 impl Sql {
     fn new(d: Dialect) -> Self {
-        Sql { d, sql: String::new(), binds: Vec::new() }
+        Sql {
+            d,
+            sql: String::new(),
+            binds: Vec::new(),
+        }
     }
     fn ph(&mut self, b: Bind) -> String {
         self.binds.push(b);
@@ -263,7 +306,10 @@ fn pk_in(s: &mut Sql, info: &TableInfo, pk: &str, pks: &[PkVal]) {
 
 fn pk_select_expr(d: Dialect, info: &TableInfo, pk: &str) -> (String, bool) {
     let q = d.quote(pk);
-    let int = info.col(pk).map(|c| is_int_type(&c.data_type)).unwrap_or(false);
+    let int = info
+        .col(pk)
+        .map(|c| is_int_type(&c.data_type))
+        .unwrap_or(false);
     if int {
         (
             match d {
@@ -279,7 +325,10 @@ fn pk_select_expr(d: Dialect, info: &TableInfo, pk: &str) -> (String, bool) {
 }
 
 fn dberr(table: &str, e: sqlx::Error) -> SweepError {
-    SweepError::Db { target: table.to_string(), message: e.to_string() }
+    SweepError::Db {
+        target: table.to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// Tables of the database whose name matches one of `globs` (matched against
@@ -290,10 +339,13 @@ pub async fn resolve_tables(pool: &DbPool, globs: &[String]) -> Result<Vec<Strin
         DbPool::My(_) => "SELECT CAST(TABLE_SCHEMA AS CHAR), CAST(TABLE_NAME AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1,2",
         DbPool::Lite(_) => "SELECT 'main', name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 2",
     };
-    let rows: Vec<(String, String)> = with_db!(pool, |p| sqlx::query_as(q).fetch_all(p).await).map_err(|e| dberr("catalog", e))?;
+    let rows: Vec<(String, String)> = with_db!(pool, |p| sqlx::query_as(q).fetch_all(p).await)
+        .map_err(|e| dberr("catalog", e))?;
     let mut out = Vec::new();
     for g in globs {
-        let m = globset::Glob::new(g).map_err(|e| SweepError::Plan(format!("match `{g}`: {e}")))?.compile_matcher();
+        let m = globset::Glob::new(g)
+            .map_err(|e| SweepError::Plan(format!("match `{g}`: {e}")))?
+            .compile_matcher();
         let mut hit = false;
         for (schema, table) in &rows {
             let full = format!("{schema}.{table}");
@@ -341,12 +393,26 @@ pub async fn table_info(pool: &DbPool, table: &str) -> Result<TableInfo, SweepEr
     }
     .map_err(|e| dberr(table, e))?;
     if rows.is_empty() {
-        return Err(SweepError::Db { target: table.into(), message: "no such table".into() });
+        return Err(SweepError::Db {
+            target: table.into(),
+            message: "no such table".into(),
+        });
     }
     Ok(TableInfo {
         table: table.into(),
-        primary_key: rows.iter().filter(|r| r.3 != 0).map(|r| r.0.clone()).collect(),
-        columns: rows.into_iter().map(|(name, data_type, n, _)| ColInfo { name, data_type, nullable: n != 0 }).collect(),
+        primary_key: rows
+            .iter()
+            .filter(|r| r.3 != 0)
+            .map(|r| r.0.clone())
+            .collect(),
+        columns: rows
+            .into_iter()
+            .map(|(name, data_type, n, _)| ColInfo {
+                name,
+                data_type,
+                nullable: n != 0,
+            })
+            .collect(),
     })
 }
 
@@ -354,26 +420,49 @@ pub async fn table_info(pool: &DbPool, table: &str) -> Result<TableInfo, SweepEr
 pub async fn count(pool: &DbPool, info: &TableInfo, pred: &Predicate) -> Result<i64, SweepError> {
     let d = pool.dialect();
     let mut s = Sql::new(d);
-    s.push(&format!("SELECT COUNT(*) FROM {} WHERE ", d.quote(&info.table)));
+    s.push(&format!(
+        "SELECT COUNT(*) FROM {} WHERE ",
+        d.quote(&info.table)
+    ));
     pred_sql(&mut s, info, pred);
-    let row = with_db!(pool, |p| bound!(s).fetch_one(p).await.map(|r| r.try_get::<i64, _>(0))).map_err(|e| dberr(&info.table, e))?;
+    let row = with_db!(pool, |p| bound!(s)
+        .fetch_one(p)
+        .await
+        .map(|r| r.try_get::<i64, _>(0)))
+    .map_err(|e| dberr(&info.table, e))?;
     row.map_err(|e| dberr(&info.table, e))
 }
 
 /// Up to `n` rows matching the predicate, `cols` as text (callers mask them).
-pub async fn samples(pool: &DbPool, info: &TableInfo, pred: &Predicate, cols: &[String], n: usize) -> Result<Vec<Vec<Option<String>>>, SweepError> {
+pub async fn samples(
+    pool: &DbPool,
+    info: &TableInfo,
+    pred: &Predicate,
+    cols: &[String],
+    n: usize,
+) -> Result<Vec<Vec<Option<String>>>, SweepError> {
     if cols.is_empty() {
         return Ok(vec![]);
     }
     let d = pool.dialect();
     let mut s = Sql::new(d);
     let list: Vec<String> = cols.iter().map(|c| d.text(&d.quote(c))).collect();
-    s.push(&format!("SELECT {} FROM {} WHERE ", list.join(", "), d.quote(&info.table)));
+    s.push(&format!(
+        "SELECT {} FROM {} WHERE ",
+        list.join(", "),
+        d.quote(&info.table)
+    ));
     pred_sql(&mut s, info, pred);
     s.push(&format!(" LIMIT {n}"));
     let rows = with_db!(pool, |p| {
         bound!(s).fetch_all(p).await.map(|rows| {
-            rows.iter().map(|r| (0..cols.len()).map(|i| r.try_get::<Option<String>, _>(i).ok().flatten()).collect::<Vec<_>>()).collect::<Vec<_>>()
+            rows.iter()
+                .map(|r| {
+                    (0..cols.len())
+                        .map(|i| r.try_get::<Option<String>, _>(i).ok().flatten())
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
         })
     })
     .map_err(|e| dberr(&info.table, e))?;
@@ -433,11 +522,19 @@ struct DoneDetail {
     exact: Option<bool>,
 }
 
-async fn select_batch(pool: &DbPool, job: &TableJob, cursor: Option<&PkVal>, n: usize) -> Result<Vec<PkVal>, SweepError> {
+async fn select_batch(
+    pool: &DbPool,
+    job: &TableJob,
+    cursor: Option<&PkVal>,
+    n: usize,
+) -> Result<Vec<PkVal>, SweepError> {
     let d = pool.dialect();
     let (expr, int) = pk_select_expr(d, &job.info, &job.pk);
     let mut s = Sql::new(d);
-    s.push(&format!("SELECT {expr} FROM {} WHERE ", d.quote(&job.info.table)));
+    s.push(&format!(
+        "SELECT {expr} FROM {} WHERE ",
+        d.quote(&job.info.table)
+    ));
     pred_sql(&mut s, &job.info, &job.pred);
     if let Some(c) = cursor {
         let p = pk_bind(&mut s, &job.info, &job.pk, c);
@@ -448,7 +545,13 @@ async fn select_batch(pool: &DbPool, job: &TableJob, cursor: Option<&PkVal>, n: 
     with_db!(pool, |p| {
         let rows = bound!(s).fetch_all(p).await.map_err(|e| dberr(t, e))?;
         rows.iter()
-            .map(|r| if int { r.try_get::<i64, _>(0).map(PkVal::Int) } else { r.try_get::<String, _>(0).map(PkVal::Text) })
+            .map(|r| {
+                if int {
+                    r.try_get::<i64, _>(0).map(PkVal::Int)
+                } else {
+                    r.try_get::<String, _>(0).map(PkVal::Text)
+                }
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| dberr(t, e))
     })
@@ -458,7 +561,12 @@ async fn select_batch(pool: &DbPool, job: &TableJob, cursor: Option<&PkVal>, n: 
 /// generalized dates stay dates (first day of the year/month) in date columns,
 /// an age band is stored as its lower bound in an integer column.
 fn anon_value(op: &AnonOp, v: &str, col: Option<&ColInfo>, fp: &Fingerprinter) -> Option<String> {
-    anon_text(op, v, col.map(|c| c.data_type.as_str()).unwrap_or("text"), fp)
+    anon_text(
+        op,
+        v,
+        col.map(|c| c.data_type.as_str()).unwrap_or("text"),
+        fp,
+    )
 }
 
 /// [`AnonOp::apply`] adapted to a column type name `ty` (SQL or Arrow).
@@ -473,7 +581,12 @@ pub fn anon_text(op: &AnonOp, v: &str, ty: &str, fp: &Fingerprinter) -> Option<S
 }
 
 /// Dispose of one batch in one transaction; returns rows changed.
-async fn apply_batch(pool: &DbPool, job: &TableJob, pks: &[PkVal], fp: &Fingerprinter) -> Result<i64, SweepError> {
+async fn apply_batch(
+    pool: &DbPool,
+    job: &TableJob,
+    pks: &[PkVal],
+    fp: &Fingerprinter,
+) -> Result<i64, SweepError> {
     let d = pool.dialect();
     let t = job.info.table.clone();
     let qt = d.quote(&t);
@@ -486,13 +599,20 @@ async fn apply_batch(pool: &DbPool, job: &TableJob, pks: &[PkVal], fp: &Fingerpr
             pred_sql(&mut s, &job.info, &job.pred);
             with_db!(pool, |p| {
                 let mut tx = p.begin().await.map_err(|e| dberr(&t, e))?;
-                let n = bound!(s).execute(&mut *tx).await.map_err(|e| dberr(&t, e))?.rows_affected();
+                let n = bound!(s)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| dberr(&t, e))?
+                    .rows_affected();
                 tx.commit().await.map_err(|e| dberr(&t, e))?;
                 Ok(n as i64)
             })
         }
         Action::Anonymize { ops, clock } => {
-            let cols: Vec<(&String, &AnonOp)> = ops.iter().filter(|(c, _)| !c.eq_ignore_ascii_case(clock)).collect();
+            let cols: Vec<(&String, &AnonOp)> = ops
+                .iter()
+                .filter(|(c, _)| !c.eq_ignore_ascii_case(clock))
+                .collect();
             let (pkexpr, int) = pk_select_expr(d, &job.info, &job.pk);
             let mut sel = Sql::new(d);
             let list: Vec<String> = cols.iter().map(|(c, _)| d.text(&d.quote(c))).collect();
@@ -507,10 +627,17 @@ async fn apply_batch(pool: &DbPool, job: &TableJob, pks: &[PkVal], fp: &Fingerpr
             }
             with_db!(pool, |p| {
                 let mut tx = p.begin().await.map_err(|e| dberr(&t, e))?;
-                let rows = bound!(sel).fetch_all(&mut *tx).await.map_err(|e| dberr(&t, e))?;
+                let rows = bound!(sel)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| dberr(&t, e))?;
                 let mut n = 0i64;
                 for r in &rows {
-                    let key = if int { PkVal::Int(r.try_get::<i64, _>(0).map_err(|e| dberr(&t, e))?) } else { PkVal::Text(r.try_get::<String, _>(0).map_err(|e| dberr(&t, e))?) };
+                    let key = if int {
+                        PkVal::Int(r.try_get::<i64, _>(0).map_err(|e| dberr(&t, e))?)
+                    } else {
+                        PkVal::Text(r.try_get::<String, _>(0).map_err(|e| dberr(&t, e))?)
+                    };
                     let mut up = Sql::new(d);
                     let mut sets = Vec::new();
                     for (i, (c, op)) in cols.iter().enumerate() {
@@ -529,7 +656,11 @@ async fn apply_batch(pool: &DbPool, job: &TableJob, pks: &[PkVal], fp: &Fingerpr
                     let kp = pk_bind(&mut up, &job.info, &job.pk, &key);
                     up.push(&format!("{} = {kp} AND ", d.quote(&job.pk)));
                     pred_sql(&mut up, &job.info, &job.pred);
-                    n += bound!(up).execute(&mut *tx).await.map_err(|e| dberr(&t, e))?.rows_affected() as i64;
+                    n += bound!(up)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| dberr(&t, e))?
+                        .rows_affected() as i64;
                 }
                 tx.commit().await.map_err(|e| dberr(&t, e))?;
                 Ok(n)
@@ -542,13 +673,20 @@ async fn apply_batch(pool: &DbPool, job: &TableJob, pks: &[PkVal], fp: &Fingerpr
 async fn already_done(pool: &DbPool, job: &TableJob, pks: &[PkVal]) -> Result<i64, SweepError> {
     let d = pool.dialect();
     let mut s = Sql::new(d);
-    s.push(&format!("SELECT COUNT(*) FROM {} WHERE ", d.quote(&job.info.table)));
+    s.push(&format!(
+        "SELECT COUNT(*) FROM {} WHERE ",
+        d.quote(&job.info.table)
+    ));
     pk_in(&mut s, &job.info, &job.pk, pks);
     if let Action::Anonymize { clock, .. } = &job.action {
         s.push(&format!(" AND {} IS NULL", d.quote(clock)));
     }
     let t = &job.info.table;
-    let n: i64 = with_db!(pool, |p| bound!(s).fetch_one(p).await.and_then(|r| r.try_get::<i64, _>(0))).map_err(|e| dberr(t, e))?;
+    let n: i64 = with_db!(pool, |p| bound!(s)
+        .fetch_one(p)
+        .await
+        .and_then(|r| r.try_get::<i64, _>(0)))
+    .map_err(|e| dberr(t, e))?;
     Ok(match job.action {
         // Rows still present were not deleted by the killed attempt.
         Action::Delete => pks.len() as i64 - n,
@@ -558,10 +696,25 @@ async fn already_done(pool: &DbPool, job: &TableJob, pks: &[PkVal]) -> Result<i6
 }
 
 /// Run (or resume) one table. Journals each batch before and after it runs.
-pub async fn run_table(pool: &DbPool, journal: &SweepJournal, job: &TableJob, tuning: &Tuning, fp: &Fingerprinter, stop: &Stop) -> Result<UnitOutcome, SweepError> {
+pub async fn run_table(
+    pool: &DbPool,
+    journal: &SweepJournal,
+    job: &TableJob,
+    tuning: &Tuning,
+    fp: &Fingerprinter,
+    stop: &Stop,
+) -> Result<UnitOutcome, SweepError> {
     let unit = job.info.table.clone();
-    let mine: Vec<JournalEntry> = journal.entries(&job.plan_id).await?.into_iter().filter(|e| e.item == job.item && e.unit == unit).collect();
-    let mut out = UnitOutcome { exact: true, ..Default::default() };
+    let mine: Vec<JournalEntry> = journal
+        .entries(&job.plan_id)
+        .await?
+        .into_iter()
+        .filter(|e| e.item == job.item && e.unit == unit)
+        .collect();
+    let mut out = UnitOutcome {
+        exact: true,
+        ..Default::default()
+    };
     let mut cursor: Option<PkVal> = None;
     let mut pass = 0u32;
     let mut seq = 0i64;
@@ -569,10 +722,23 @@ pub async fn run_table(pool: &DbPool, journal: &SweepJournal, job: &TableJob, tu
     for e in &mine {
         match e.phase.as_str() {
             "complete" => {
-                out.affected = mine.iter().filter(|e| e.phase == "done").map(|e| e.affected).sum();
+                out.affected = mine
+                    .iter()
+                    .filter(|e| e.phase == "done")
+                    .map(|e| e.affected)
+                    .sum();
                 out.batches = mine.iter().filter(|e| e.phase == "done").count() as i64;
-                out.exact = mine.iter().all(|e| e.phase != "done" || serde_json::from_str::<DoneDetail>(&e.detail).map(|d| d.exact != Some(false)).unwrap_or(true));
-                out.max_batch_ms = mine.iter().filter_map(|e| serde_json::from_str::<DoneDetail>(&e.detail).ok()).map(|d| d.ms).fold(0.0, f64::max);
+                out.exact = mine.iter().all(|e| {
+                    e.phase != "done"
+                        || serde_json::from_str::<DoneDetail>(&e.detail)
+                            .map(|d| d.exact != Some(false))
+                            .unwrap_or(true)
+                });
+                out.max_batch_ms = mine
+                    .iter()
+                    .filter_map(|e| serde_json::from_str::<DoneDetail>(&e.detail).ok())
+                    .map(|d| d.ms)
+                    .fold(0.0, f64::max);
                 return Ok(out);
             }
             "done" => {
@@ -599,7 +765,14 @@ pub async fn run_table(pool: &DbPool, journal: &SweepJournal, job: &TableJob, tu
             _ => {}
         }
     }
-    let unit_entry = |seq: i64, phase: &str, affected: i64, detail: String| JournalEntry { item: job.item, unit: unit.clone(), seq, phase: phase.into(), affected, detail };
+    let unit_entry = |seq: i64, phase: &str, affected: i64, detail: String| JournalEntry {
+        item: job.item,
+        unit: unit.clone(),
+        seq,
+        phase: phase.into(),
+        affected,
+        detail,
+    };
 
     // Recover a batch that was started but not journaled done.
     if let Some((pseq, sd)) = pending {
@@ -613,8 +786,18 @@ pub async fn run_table(pool: &DbPool, journal: &SweepJournal, job: &TableJob, tu
             _ => (0, false, cursor.clone()),
         };
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
-        let dd = DoneDetail { cursor: if job.pk_is_pi { None } else { last.clone() }, pass: sd.pass, ms, exact: Some(exact) };
-        journal.record(&job.plan_id, &unit_entry(pseq, "done", affected, serde_json::to_string(&dd).unwrap())).await?;
+        let dd = DoneDetail {
+            cursor: if job.pk_is_pi { None } else { last.clone() },
+            pass: sd.pass,
+            ms,
+            exact: Some(exact),
+        };
+        journal
+            .record(
+                &job.plan_id,
+                &unit_entry(pseq, "done", affected, serde_json::to_string(&dd).unwrap()),
+            )
+            .await?;
         out.affected += affected;
         out.batches += 1;
         out.recovered_batches += 1;
@@ -623,13 +806,21 @@ pub async fn run_table(pool: &DbPool, journal: &SweepJournal, job: &TableJob, tu
         pass = sd.pass;
     }
 
-    let mut size = tuning.initial_batch.clamp(tuning.min_batch, tuning.max_batch);
+    let mut size = tuning
+        .initial_batch
+        .clamp(tuning.min_batch, tuning.max_batch);
     loop {
         if stop.requested() {
             out.stopped = true;
             return Ok(out);
         }
-        let pks = select_batch(pool, job, if job.pk_is_pi { None } else { cursor.as_ref() }, size).await?;
+        let pks = select_batch(
+            pool,
+            job,
+            if job.pk_is_pi { None } else { cursor.as_ref() },
+            size,
+        )
+        .await?;
         if pks.is_empty() {
             // Rows that appeared behind the cursor (a clock moved back, an insert
             // with an old time): one more pass from the start picks them up.
@@ -638,21 +829,51 @@ pub async fn run_table(pool: &DbPool, journal: &SweepJournal, job: &TableJob, tu
                 cursor = None;
                 continue;
             }
-            journal.record(&job.plan_id, &unit_entry(0, "complete", 0, "{}".into())).await?;
+            journal
+                .record(&job.plan_id, &unit_entry(0, "complete", 0, "{}".into()))
+                .await?;
             return Ok(out);
         }
-        let sd = StartDetail { pks: if job.pk_is_pi { None } else { Some(pks.clone()) }, n: pks.len(), pass };
-        journal.record(&job.plan_id, &unit_entry(seq, "start", 0, serde_json::to_string(&sd).unwrap())).await?;
+        let sd = StartDetail {
+            pks: if job.pk_is_pi {
+                None
+            } else {
+                Some(pks.clone())
+            },
+            n: pks.len(),
+            pass,
+        };
+        journal
+            .record(
+                &job.plan_id,
+                &unit_entry(seq, "start", 0, serde_json::to_string(&sd).unwrap()),
+            )
+            .await?;
         let t0 = Instant::now();
         let n = apply_batch(pool, job, &pks, fp).await?;
         let el = t0.elapsed();
         let ms = el.as_secs_f64() * 1000.0;
         if job.pk_is_pi && n == 0 {
-            return Err(SweepError::Db { target: unit, message: "selected rows no longer match and cannot be skipped without a cursor; re-plan".into() });
+            return Err(SweepError::Db {
+                target: unit,
+                message:
+                    "selected rows no longer match and cannot be skipped without a cursor; re-plan"
+                        .into(),
+            });
         }
         let last = pks.last().cloned();
-        let dd = DoneDetail { cursor: if job.pk_is_pi { None } else { last.clone() }, pass, ms, exact: None };
-        journal.record(&job.plan_id, &unit_entry(seq, "done", n, serde_json::to_string(&dd).unwrap())).await?;
+        let dd = DoneDetail {
+            cursor: if job.pk_is_pi { None } else { last.clone() },
+            pass,
+            ms,
+            exact: None,
+        };
+        journal
+            .record(
+                &job.plan_id,
+                &unit_entry(seq, "done", n, serde_json::to_string(&dd).unwrap()),
+            )
+            .await?;
         out.affected += n;
         out.batches += 1;
         out.max_batch_ms = out.max_batch_ms.max(ms);
@@ -677,14 +898,39 @@ mod tests {
     fn quoting_and_types() {
         assert_eq!(Dialect::Pg.quote("public.users"), "\"public\".\"users\"");
         assert_eq!(Dialect::My.quote("a`b"), "`a``b`");
-        assert!(is_int_type("bigint") && is_int_type("INTEGER") && !is_int_type("interval") && !is_int_type("text"));
+        assert!(
+            is_int_type("bigint")
+                && is_int_type("INTEGER")
+                && !is_int_type("interval")
+                && !is_int_type("text")
+        );
         let fp = Fingerprinter::new(b"k");
-        let date = ColInfo { name: "b".into(), data_type: "date".into(), nullable: true };
-        assert_eq!(anon_value(&AnonOp::Year, "2015-03-07", Some(&date), &fp).as_deref(), Some("2015-01-01"));
-        assert_eq!(anon_value(&AnonOp::YearMonth, "2015-03-07", Some(&date), &fp).as_deref(), Some("2015-03-01"));
-        let int = ColInfo { name: "a".into(), data_type: "integer".into(), nullable: true };
-        assert_eq!(anon_value(&AnonOp::AgeBand(5), "8", Some(&int), &fp).as_deref(), Some("5"));
-        assert_eq!(anon_value(&AnonOp::AgeBand(5), "8", None, &fp).as_deref(), Some("5-9"));
+        let date = ColInfo {
+            name: "b".into(),
+            data_type: "date".into(),
+            nullable: true,
+        };
+        assert_eq!(
+            anon_value(&AnonOp::Year, "2015-03-07", Some(&date), &fp).as_deref(),
+            Some("2015-01-01")
+        );
+        assert_eq!(
+            anon_value(&AnonOp::YearMonth, "2015-03-07", Some(&date), &fp).as_deref(),
+            Some("2015-03-01")
+        );
+        let int = ColInfo {
+            name: "a".into(),
+            data_type: "integer".into(),
+            nullable: true,
+        };
+        assert_eq!(
+            anon_value(&AnonOp::AgeBand(5), "8", Some(&int), &fp).as_deref(),
+            Some("5")
+        );
+        assert_eq!(
+            anon_value(&AnonOp::AgeBand(5), "8", None, &fp).as_deref(),
+            Some("5-9")
+        );
     }
 
     #[test]

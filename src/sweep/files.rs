@@ -22,7 +22,9 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use futures::TryStreamExt;
-use object_store::{path::Path as ObjPath, ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
+use object_store::{
+    path::Path as ObjPath, ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -64,7 +66,10 @@ impl Format {
 #[derive(Debug, Clone)]
 pub enum RowPred {
     /// Time field (log lines: the leading timestamp) strictly before the cutoff.
-    Expired { field: String, cutoff: NaiveDateTime },
+    Expired {
+        field: String,
+        cutoff: NaiveDateTime,
+    },
     /// Subject field equals the key (log lines: contain the key as a token).
     Subject { field: String, key: String },
 }
@@ -73,14 +78,21 @@ pub enum RowPred {
 #[derive(Debug, Clone)]
 pub enum RowAction {
     Delete,
-    Anonymize { ops: BTreeMap<String, AnonOp>, clock: String },
+    Anonymize {
+        ops: BTreeMap<String, AnonOp>,
+        clock: String,
+    },
 }
 
 /// Where files live.
 #[derive(Clone)]
 pub enum Location {
     Local(PathBuf),
-    S3 { store: Arc<dyn ObjectStore>, bucket: String, prefix: String },
+    S3 {
+        store: Arc<dyn ObjectStore>,
+        bucket: String,
+        prefix: String,
+    },
 }
 
 impl std::fmt::Debug for Location {
@@ -104,11 +116,17 @@ pub struct FileMeta {
 }
 
 fn io(path: &Path, e: std::io::Error) -> SweepError {
-    SweepError::Io { path: path.to_path_buf(), source: e }
+    SweepError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
 }
 
 fn objerr(key: &str, e: object_store::Error) -> SweepError {
-    SweepError::Object { key: key.to_string(), message: e.to_string() }
+    SweepError::Object {
+        key: key.to_string(),
+        message: e.to_string(),
+    }
 }
 
 impl Location {
@@ -121,9 +139,15 @@ impl Location {
                 .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
                 .build()
                 .map_err(|e| objerr(source, e))?;
-            Ok(Location::S3 { store: Arc::new(store), bucket: bucket.into(), prefix: prefix.trim_end_matches('/').into() })
+            Ok(Location::S3 {
+                store: Arc::new(store),
+                bucket: bucket.into(),
+                prefix: prefix.trim_end_matches('/').into(),
+            })
         } else {
-            Ok(Location::Local(PathBuf::from(source.strip_prefix("file://").unwrap_or(source))))
+            Ok(Location::Local(PathBuf::from(
+                source.strip_prefix("file://").unwrap_or(source),
+            )))
         }
     }
 
@@ -138,16 +162,25 @@ impl Location {
     pub async fn list(&self, globs: &[String]) -> Result<Vec<FileMeta>, SweepError> {
         let mut b = globset::GlobSetBuilder::new();
         for g in globs {
-            b.add(globset::Glob::new(g).map_err(|e| SweepError::Plan(format!("match `{g}`: {e}")))?);
+            b.add(
+                globset::Glob::new(g).map_err(|e| SweepError::Plan(format!("match `{g}`: {e}")))?,
+            );
         }
         let set = b.build().map_err(|e| SweepError::Plan(e.to_string()))?;
-        let keep = |k: &str| !k.contains(".childguard-tmp") && (globs.is_empty() || set.is_match(k));
+        let keep =
+            |k: &str| !k.contains(".childguard-tmp") && (globs.is_empty() || set.is_match(k));
         let mut out = Vec::new();
         match self {
             Location::Local(root) => {
                 if root.is_file() {
                     let m = std::fs::metadata(root).map_err(|e| io(root, e))?;
-                    out.push(local_meta(root.file_name().unwrap_or_default().to_string_lossy().into_owned(), &m));
+                    out.push(local_meta(
+                        root.file_name()
+                            .unwrap_or_default()
+                            .to_string_lossy()
+                            .into_owned(),
+                        &m,
+                    ));
                     return Ok(out);
                 }
                 let mut stack = vec![root.clone()];
@@ -159,7 +192,11 @@ impl Location {
                         if m.is_dir() {
                             stack.push(p);
                         } else if m.is_file() {
-                            let rel = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().into_owned();
+                            let rel = p
+                                .strip_prefix(root)
+                                .unwrap_or(&p)
+                                .to_string_lossy()
+                                .into_owned();
                             if keep(&rel) {
                                 out.push(local_meta(rel, &m));
                             }
@@ -168,13 +205,32 @@ impl Location {
                 }
             }
             Location::S3 { store, prefix, .. } => {
-                let pfx = if prefix.is_empty() { None } else { Some(ObjPath::from(prefix.as_str())) };
-                let metas: Vec<object_store::ObjectMeta> = store.list(pfx.as_ref()).try_collect().await.map_err(|e| objerr(prefix, e))?;
+                let pfx = if prefix.is_empty() {
+                    None
+                } else {
+                    Some(ObjPath::from(prefix.as_str()))
+                };
+                let metas: Vec<object_store::ObjectMeta> = store
+                    .list(pfx.as_ref())
+                    .try_collect()
+                    .await
+                    .map_err(|e| objerr(prefix, e))?;
                 for m in metas {
                     let full = m.location.to_string();
-                    let rel = if prefix.is_empty() { full.clone() } else { full.strip_prefix(&format!("{prefix}/")).unwrap_or(&full).to_string() };
+                    let rel = if prefix.is_empty() {
+                        full.clone()
+                    } else {
+                        full.strip_prefix(&format!("{prefix}/"))
+                            .unwrap_or(&full)
+                            .to_string()
+                    };
                     if keep(&rel) {
-                        out.push(FileMeta { key: rel, size: m.size, modified: m.last_modified.naive_utc(), version: m.e_tag.unwrap_or_default() });
+                        out.push(FileMeta {
+                            key: rel,
+                            size: m.size,
+                            modified: m.last_modified.naive_utc(),
+                            version: m.e_tag.unwrap_or_default(),
+                        });
                     }
                 }
             }
@@ -184,14 +240,21 @@ impl Location {
     }
 
     /// Content and current version; `None` when the file/object is gone.
-    pub async fn read(&self, key: &str) -> Result<Option<(Bytes, String, Option<String>)>, SweepError> {
+    pub async fn read(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Bytes, String, Option<String>)>, SweepError> {
         match self {
             Location::Local(root) => {
                 let p = local_path(root, key);
                 match std::fs::read(&p) {
                     Ok(b) => {
                         let m = std::fs::metadata(&p).map_err(|e| io(&p, e))?;
-                        Ok(Some((Bytes::from(b), local_meta(key.into(), &m).version, None)))
+                        Ok(Some((
+                            Bytes::from(b),
+                            local_meta(key.into(), &m).version,
+                            None,
+                        )))
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                     Err(e) => Err(io(&p, e)),
@@ -215,12 +278,27 @@ impl Location {
 
     /// Write `data` to a temporary file/object, re-read and verify it with
     /// `verify`, then swap it in atomically over `key` (If-Match `etag` on S3).
-    pub async fn swap(&self, key: &str, data: Bytes, etag: &str, version: Option<String>, tmp_tag: &str, verify: impl Fn(&[u8]) -> Result<(), String>) -> Result<(), SweepError> {
+    pub async fn swap(
+        &self,
+        key: &str,
+        data: Bytes,
+        etag: &str,
+        version: Option<String>,
+        tmp_tag: &str,
+        verify: impl Fn(&[u8]) -> Result<(), String>,
+    ) -> Result<(), SweepError> {
         match self {
             Location::Local(root) => {
-                let p = if root.is_file() { root.clone() } else { local_path(root, key) };
+                let p = if root.is_file() {
+                    root.clone()
+                } else {
+                    local_path(root, key)
+                };
                 let dir = p.parent().unwrap_or(Path::new(".")).to_path_buf();
-                let tmp = dir.join(format!(".{}.childguard-tmp-{tmp_tag}", p.file_name().unwrap_or_default().to_string_lossy()));
+                let tmp = dir.join(format!(
+                    ".{}.childguard-tmp-{tmp_tag}",
+                    p.file_name().unwrap_or_default().to_string_lossy()
+                ));
                 {
                     let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
                     f.write_all(&data).map_err(|e| io(&tmp, e))?;
@@ -229,7 +307,10 @@ impl Location {
                 let back = std::fs::read(&tmp).map_err(|e| io(&tmp, e))?;
                 if let Err(m) = verify(&back) {
                     let _ = std::fs::remove_file(&tmp);
-                    return Err(SweepError::Verify { target: p.display().to_string(), message: m });
+                    return Err(SweepError::Verify {
+                        target: p.display().to_string(),
+                        message: m,
+                    });
                 }
                 // Refuse when the file changed since it was read.
                 let cur = std::fs::metadata(&p).map_err(|e| io(&p, e))?;
@@ -238,20 +319,42 @@ impl Location {
                     return Err(SweepError::Changed(p.display().to_string()));
                 }
                 std::fs::rename(&tmp, &p).map_err(|e| io(&p, e))?;
-                std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| io(&dir, e))?;
+                std::fs::File::open(&dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| io(&dir, e))?;
                 Ok(())
             }
             Location::S3 { store, .. } => {
                 let k = self.full_key(key);
                 let tmpk = ObjPath::from(format!("{k}.childguard-tmp-{tmp_tag}"));
-                store.put(&tmpk, PutPayload::from(data.clone())).await.map_err(|e| objerr(&k, e))?;
-                let back = store.get(&tmpk).await.map_err(|e| objerr(&k, e))?.bytes().await.map_err(|e| objerr(&k, e))?;
+                store
+                    .put(&tmpk, PutPayload::from(data.clone()))
+                    .await
+                    .map_err(|e| objerr(&k, e))?;
+                let back = store
+                    .get(&tmpk)
+                    .await
+                    .map_err(|e| objerr(&k, e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| objerr(&k, e))?;
                 if let Err(m) = verify(&back) {
                     let _ = store.delete(&tmpk).await;
-                    return Err(SweepError::Verify { target: k, message: m });
+                    return Err(SweepError::Verify {
+                        target: k,
+                        message: m,
+                    });
                 }
-                let opts = PutOptions { mode: PutMode::Update(UpdateVersion { e_tag: Some(etag.to_string()), version }), ..Default::default() };
-                let r = store.put_opts(&ObjPath::from(k.as_str()), PutPayload::from(back), opts).await;
+                let opts = PutOptions {
+                    mode: PutMode::Update(UpdateVersion {
+                        e_tag: Some(etag.to_string()),
+                        version,
+                    }),
+                    ..Default::default()
+                };
+                let r = store
+                    .put_opts(&ObjPath::from(k.as_str()), PutPayload::from(back), opts)
+                    .await;
                 let _ = store.delete(&tmpk).await;
                 match r {
                     Ok(_) => Ok(()),
@@ -266,11 +369,17 @@ impl Location {
     pub async fn delete(&self, key: &str) -> Result<bool, SweepError> {
         match self {
             Location::Local(root) => {
-                let p = if root.is_file() { root.clone() } else { local_path(root, key) };
+                let p = if root.is_file() {
+                    root.clone()
+                } else {
+                    local_path(root, key)
+                };
                 match std::fs::remove_file(&p) {
                     Ok(()) => {
                         let dir = p.parent().unwrap_or(Path::new("."));
-                        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io(dir, e))?;
+                        std::fs::File::open(dir)
+                            .and_then(|d| d.sync_all())
+                            .map_err(|e| io(dir, e))?;
                         Ok(true)
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -303,17 +412,32 @@ fn local_path(root: &Path, key: &str) -> PathBuf {
 fn local_meta(key: String, m: &std::fs::Metadata) -> FileMeta {
     let mt: DateTime<chrono::Utc> = m.modified().map(DateTime::from).unwrap_or_default();
     let nanos = mt.timestamp_nanos_opt().unwrap_or(0);
-    FileMeta { key, size: m.len(), modified: mt.naive_utc(), version: format!("{nanos}:{}", m.len()) }
+    FileMeta {
+        key,
+        size: m.len(),
+        modified: mt.naive_utc(),
+        version: format!("{nanos}:{}", m.len()),
+    }
 }
 
 /// Parse a time value: ISO-8601 / RFC 3339 (offsets converted to UTC),
 /// `YYYY-MM-DD HH:MM:SS[.fff]`, `YYYY/MM/DD …`, or a date (midnight).
 pub fn parse_ts(s: &str) -> Option<NaiveDateTime> {
-    let s = s.trim().trim_start_matches('[').trim_end_matches(']').replace(',', ".");
+    let s = s
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .replace(',', ".");
     if let Ok(d) = DateTime::parse_from_rfc3339(&s) {
         return Some(d.naive_utc());
     }
-    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y/%m/%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%:z"] {
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y/%m/%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+    ] {
         if let Ok(d) = DateTime::parse_from_str(&s, f) {
             return Some(d.naive_utc());
         }
@@ -355,8 +479,14 @@ fn token_match(line: &str, key: &str) -> bool {
     while let Some(i) = line[start..].find(key) {
         let s = start + i;
         let e = s + key.len();
-        let before = line[..s].chars().next_back().is_none_or(|c| !c.is_alphanumeric());
-        let after = line[e..].chars().next().is_none_or(|c| !c.is_alphanumeric());
+        let before = line[..s]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_alphanumeric());
+        let after = line[e..]
+            .chars()
+            .next()
+            .is_none_or(|c| !c.is_alphanumeric());
         if before && after {
             return true;
         }
@@ -433,10 +563,16 @@ pub fn count(fmt: Format, data: &[u8], pred: &RowPred) -> Result<Counts, String>
     let mut c = Counts::default();
     match fmt {
         Format::Csv => {
-            let mut r = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(data);
+            let mut r = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .flexible(false)
+                .from_reader(data);
             let hdr = r.headers().map_err(|e| e.to_string())?.clone();
             c.schema = hdr.iter().collect::<Vec<_>>().join(",");
-            let idx = hdr.iter().position(|h| h == pred_field(pred)).ok_or_else(|| format!("no column `{}`", pred_field(pred)))?;
+            let idx = hdr
+                .iter()
+                .position(|h| h == pred_field(pred))
+                .ok_or_else(|| format!("no column `{}`", pred_field(pred)))?;
             for rec in r.records() {
                 let rec = rec.map_err(|e| e.to_string())?;
                 c.rows += 1;
@@ -450,7 +586,8 @@ pub fn count(fmt: Format, data: &[u8], pred: &RowPred) -> Result<Counts, String>
                 if line.iter().all(|b| b.is_ascii_whitespace()) {
                     continue;
                 }
-                let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", i + 1))?;
                 c.rows += 1;
                 let val = json_get(&v, pred_field(pred)).and_then(json_text);
                 let (m, u) = row_matches(pred, val.as_deref());
@@ -487,27 +624,51 @@ pub fn count(fmt: Format, data: &[u8], pred: &RowPred) -> Result<Counts, String>
                 c.undated += u;
             }
         }
-        Format::Opaque => return Err("compressed or unknown format: only whole-file retention (object_age) applies".into()),
+        Format::Opaque => {
+            return Err(
+                "compressed or unknown format: only whole-file retention (object_age) applies"
+                    .into(),
+            )
+        }
     }
     Ok(c)
 }
 
 fn schema_sig(s: &arrow::datatypes::Schema) -> String {
-    s.fields().iter().map(|f| format!("{}:{}:{}", f.name(), f.data_type(), f.is_nullable())).collect::<Vec<_>>().join(",")
+    s.fields()
+        .iter()
+        .map(|f| format!("{}:{}:{}", f.name(), f.data_type(), f.is_nullable()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn read_parquet(data: &[u8]) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>), String> {
-    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(Bytes::copy_from_slice(data)).map_err(|e| e.to_string())?;
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        Bytes::copy_from_slice(data),
+    )
+    .map_err(|e| e.to_string())?;
     let schema = b.schema().clone();
-    let r = b.with_batch_size(65536).build().map_err(|e| e.to_string())?;
-    let batches = r.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let r = b
+        .with_batch_size(65536)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let batches = r
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
     Ok((schema, batches))
 }
 
 fn col_text(b: &RecordBatch, name: &str) -> Result<StringArray, String> {
-    let i = b.schema().index_of(name).map_err(|_| format!("no column `{name}`"))?;
-    let a = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8).map_err(|e| format!("column `{name}`: {e}"))?;
-    Ok(a.as_any().downcast_ref::<StringArray>().cloned().expect("cast to Utf8 gives StringArray"))
+    let i = b
+        .schema()
+        .index_of(name)
+        .map_err(|_| format!("no column `{name}`"))?;
+    let a = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)
+        .map_err(|e| format!("column `{name}`: {e}"))?;
+    Ok(a.as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .expect("cast to Utf8 gives StringArray"))
 }
 
 fn parquet_mask(b: &RecordBatch, pred: &RowPred) -> Result<(BooleanArray, usize), String> {
@@ -525,14 +686,25 @@ fn parquet_mask(b: &RecordBatch, pred: &RowPred) -> Result<(BooleanArray, usize)
 }
 
 /// Rewrite a file without (or with anonymized) matching rows.
-pub fn rewrite(fmt: Format, data: &[u8], pred: &RowPred, action: &RowAction, fp: &Fingerprinter) -> Result<Rewrite, String> {
+pub fn rewrite(
+    fmt: Format,
+    data: &[u8],
+    pred: &RowPred,
+    action: &RowAction,
+    fp: &Fingerprinter,
+) -> Result<Rewrite, String> {
     let before = count(fmt, data, pred)?;
     let mut changed = 0usize;
     let out: Vec<u8> = match fmt {
         Format::Csv => {
-            let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(data);
+            let mut r = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .from_reader(data);
             let hdr = r.headers().map_err(|e| e.to_string())?.clone();
-            let idx = hdr.iter().position(|h| h == pred_field(pred)).ok_or("no column")?;
+            let idx = hdr
+                .iter()
+                .position(|h| h == pred_field(pred))
+                .ok_or("no column")?;
             let mut w = csv::Writer::from_writer(Vec::with_capacity(data.len()));
             w.write_record(&hdr).map_err(|e| e.to_string())?;
             for rec in r.records() {
@@ -572,7 +744,8 @@ pub fn rewrite(fmt: Format, data: &[u8], pred: &RowPred, action: &RowAction, fp:
                     }
                     continue;
                 }
-                let mut v: serde_json::Value = serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+                let mut v: serde_json::Value =
+                    serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", i + 1))?;
                 let val = json_get(&v, pred_field(pred)).and_then(json_text);
                 let (m, _) = row_matches(pred, val.as_deref());
                 if !m {
@@ -591,10 +764,14 @@ pub fn rewrite(fmt: Format, data: &[u8], pred: &RowPred, action: &RowAction, fp:
                         }
                         if let Some(cur) = json_get(&v, f).cloned() {
                             let hint = anon_type_hint(&cur);
-                            let nv = json_text(&cur).and_then(|t| super::db::anon_text(op, &t, hint, fp));
+                            let nv = json_text(&cur)
+                                .and_then(|t| super::db::anon_text(op, &t, hint, fp));
                             let nv = match nv {
                                 None => serde_json::Value::Null,
-                                Some(s) if hint == "integer" => s.parse::<i64>().map(serde_json::Value::from).unwrap_or(serde_json::Value::String(s)),
+                                Some(s) if hint == "integer" => s
+                                    .parse::<i64>()
+                                    .map(serde_json::Value::from)
+                                    .unwrap_or(serde_json::Value::String(s)),
                                 Some(s) => serde_json::Value::String(s),
                             };
                             set_json(&mut v, f, nv);
@@ -634,22 +811,40 @@ pub fn rewrite(fmt: Format, data: &[u8], pred: &RowPred, action: &RowAction, fp:
             o.into_bytes()
         }
         Format::Parquet => {
-            let meta = parquet::file::reader::FileReader::metadata(&parquet::file::serialized_reader::SerializedFileReader::new(Bytes::copy_from_slice(data)).map_err(|e| e.to_string())?).clone();
-            let compression = meta.row_groups().first().and_then(|rg| rg.columns().first()).map(|c| c.compression()).unwrap_or(parquet::basic::Compression::SNAPPY);
+            let meta = parquet::file::reader::FileReader::metadata(
+                &parquet::file::serialized_reader::SerializedFileReader::new(
+                    Bytes::copy_from_slice(data),
+                )
+                .map_err(|e| e.to_string())?,
+            )
+            .clone();
+            let compression = meta
+                .row_groups()
+                .first()
+                .and_then(|rg| rg.columns().first())
+                .map(|c| c.compression())
+                .unwrap_or(parquet::basic::Compression::SNAPPY);
             let (schema, batches) = read_parquet(data)?;
-            let props = parquet::file::properties::WriterProperties::builder().set_compression(compression).build();
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_compression(compression)
+                .build();
             let mut buf = Vec::with_capacity(data.len());
             {
-                let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
+                let mut w =
+                    parquet::arrow::ArrowWriter::try_new(&mut buf, schema.clone(), Some(props))
+                        .map_err(|e| e.to_string())?;
                 for b in &batches {
                     let (m, _) = parquet_mask(b, pred)?;
                     changed += m.true_count();
                     let nb = match action {
                         RowAction::Delete => {
                             let keep = arrow::compute::not(&m).map_err(|e| e.to_string())?;
-                            arrow::compute::filter_record_batch(b, &keep).map_err(|e| e.to_string())?
+                            arrow::compute::filter_record_batch(b, &keep)
+                                .map_err(|e| e.to_string())?
                         }
-                        RowAction::Anonymize { ops, clock } => anonymize_batch(b, &m, ops, clock, fp)?,
+                        RowAction::Anonymize { ops, clock } => {
+                            anonymize_batch(b, &m, ops, clock, fp)?
+                        }
                     };
                     w.write(&nb).map_err(|e| e.to_string())?;
                 }
@@ -657,9 +852,18 @@ pub fn rewrite(fmt: Format, data: &[u8], pred: &RowPred, action: &RowAction, fp:
             }
             buf
         }
-        Format::Opaque => return Err("compressed or unknown format: only whole-file retention (object_age) applies".into()),
+        Format::Opaque => {
+            return Err(
+                "compressed or unknown format: only whole-file retention (object_age) applies"
+                    .into(),
+            )
+        }
     };
-    Ok(Rewrite { data: Bytes::from(out), before, changed })
+    Ok(Rewrite {
+        data: Bytes::from(out),
+        before,
+        changed,
+    })
 }
 
 fn set_json(v: &mut serde_json::Value, path: &str, nv: serde_json::Value) {
@@ -681,7 +885,13 @@ fn set_json(v: &mut serde_json::Value, path: &str, nv: serde_json::Value) {
     }
 }
 
-fn anonymize_batch(b: &RecordBatch, m: &BooleanArray, ops: &BTreeMap<String, AnonOp>, clock: &str, fp: &Fingerprinter) -> Result<RecordBatch, String> {
+fn anonymize_batch(
+    b: &RecordBatch,
+    m: &BooleanArray,
+    ops: &BTreeMap<String, AnonOp>,
+    clock: &str,
+    fp: &Fingerprinter,
+) -> Result<RecordBatch, String> {
     let schema = b.schema();
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(b.num_columns());
     for (i, f) in schema.fields().iter().enumerate() {
@@ -710,7 +920,8 @@ fn anonymize_batch(b: &RecordBatch, m: &BooleanArray, ops: &BTreeMap<String, Ano
                 v.and_then(|v| super::db::anon_text(op.unwrap(), v, &hint, fp))
             })
             .collect();
-        let back = arrow::compute::cast(&(Arc::new(nv) as ArrayRef), f.data_type()).map_err(|e| format!("column `{name}`: {e}"))?;
+        let back = arrow::compute::cast(&(Arc::new(nv) as ArrayRef), f.data_type())
+            .map_err(|e| format!("column `{name}`: {e}"))?;
         cols.push(back);
     }
     RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())
@@ -718,7 +929,14 @@ fn anonymize_batch(b: &RecordBatch, m: &BooleanArray, ops: &BTreeMap<String, Ano
 
 /// Check a rewritten file: readable, same schema, rows = before − removed
 /// (or = before for anonymization), nothing matching left.
-pub fn verify(fmt: Format, new: &[u8], pred: &RowPred, action: &RowAction, before: &Counts, changed: usize) -> Result<Counts, String> {
+pub fn verify(
+    fmt: Format,
+    new: &[u8],
+    pred: &RowPred,
+    action: &RowAction,
+    before: &Counts,
+    changed: usize,
+) -> Result<Counts, String> {
     let after = count(fmt, new, pred)?;
     if after.schema != before.schema {
         return Err("schema changed".into());
@@ -728,7 +946,10 @@ pub fn verify(fmt: Format, new: &[u8], pred: &RowPred, action: &RowAction, befor
         RowAction::Anonymize { .. } => before.rows,
     };
     if after.rows != want {
-        return Err(format!("row count {} after rewrite, expected {want}", after.rows));
+        return Err(format!(
+            "row count {} after rewrite, expected {want}",
+            after.rows
+        ));
     }
     if after.matching != 0 {
         return Err(format!("{} rows still match after rewrite", after.matching));
@@ -755,30 +976,80 @@ struct FileStart {
 /// Run (or resume) one file/object: journal `start` (version read, rows to
 /// change), rewrite/verify/swap or delete, journal `done`.
 #[allow(clippy::too_many_arguments)]
-pub async fn run_file(loc: &Location, journal: &SweepJournal, plan_id: &str, item: i64, key: &str, whole: bool, pred: Option<&RowPred>, action: &RowAction, fp: &Fingerprinter) -> Result<FileOutcome, SweepError> {
-    let mine: Vec<JournalEntry> = journal.entries(plan_id).await?.into_iter().filter(|e| e.item == item && e.unit == key).collect();
+pub async fn run_file(
+    loc: &Location,
+    journal: &SweepJournal,
+    plan_id: &str,
+    item: i64,
+    key: &str,
+    whole: bool,
+    pred: Option<&RowPred>,
+    action: &RowAction,
+    fp: &Fingerprinter,
+) -> Result<FileOutcome, SweepError> {
+    let mine: Vec<JournalEntry> = journal
+        .entries(plan_id)
+        .await?
+        .into_iter()
+        .filter(|e| e.item == item && e.unit == key)
+        .collect();
     if let Some(d) = mine.iter().find(|e| e.phase == "done") {
         return Ok(serde_json::from_str(&d.detail).unwrap_or_default());
     }
-    let started: Option<FileStart> = mine.iter().find(|e| e.phase == "start").and_then(|e| serde_json::from_str(&e.detail).ok());
-    let entry = |phase: &str, affected: i64, detail: String| JournalEntry { item, unit: key.into(), seq: 0, phase: phase.into(), affected, detail };
+    let started: Option<FileStart> = mine
+        .iter()
+        .find(|e| e.phase == "start")
+        .and_then(|e| serde_json::from_str(&e.detail).ok());
+    let entry = |phase: &str, affected: i64, detail: String| JournalEntry {
+        item,
+        unit: key.into(),
+        seq: 0,
+        phase: phase.into(),
+        affected,
+        detail,
+    };
     let fmt = Format::of(key);
     let cur = loc.read(key).await?;
     let outcome = match (whole, cur) {
         (true, cur) => {
             if started.is_none() {
                 let v = cur.as_ref().map(|c| c.1.clone()).unwrap_or_default();
-                journal.record(plan_id, &entry("start", 0, serde_json::to_string(&FileStart { version: v, changed: 1, whole: true }).unwrap())).await?;
+                journal
+                    .record(
+                        plan_id,
+                        &entry(
+                            "start",
+                            0,
+                            serde_json::to_string(&FileStart {
+                                version: v,
+                                changed: 1,
+                                whole: true,
+                            })
+                            .unwrap(),
+                        ),
+                    )
+                    .await?;
             }
             let existed = loc.delete(key).await?;
-            FileOutcome { rows_before: 0, changed: 1, deleted_whole: true, exact: existed || started.is_some() }
+            FileOutcome {
+                rows_before: 0,
+                changed: 1,
+                deleted_whole: true,
+                exact: existed || started.is_some(),
+            }
         }
         (false, None) => {
-            return Err(SweepError::Object { key: key.into(), message: "file disappeared since planning; nothing rewritten".into() });
+            return Err(SweepError::Object {
+                key: key.into(),
+                message: "file disappeared since planning; nothing rewritten".into(),
+            });
         }
         (false, Some((data, etag, version))) => {
             let pred = pred.expect("row predicate for a rewrite");
-            let rw = rewrite(fmt, &data, pred, action, fp).map_err(|m| SweepError::Verify { target: key.into(), message: m })?;
+            let rw = rewrite(fmt, &data, pred, action, fp).map_err(|m| SweepError::Verify {
+                target: key.into(),
+                message: m,
+            })?;
             if rw.changed == 0 {
                 // Nothing (left) to do. After a kill between swap and `done`
                 // the killed attempt did the work: take its count.
@@ -786,19 +1057,60 @@ pub async fn run_file(loc: &Location, journal: &SweepJournal, plan_id: &str, ite
                     Some(s) if s.version != etag => (s.changed, true),
                     _ => (0, true),
                 };
-                FileOutcome { rows_before: rw.before.rows + if matches!(action, RowAction::Delete) { changed } else { 0 }, changed, deleted_whole: false, exact }
+                FileOutcome {
+                    rows_before: rw.before.rows
+                        + if matches!(action, RowAction::Delete) {
+                            changed
+                        } else {
+                            0
+                        },
+                    changed,
+                    deleted_whole: false,
+                    exact,
+                }
             } else {
                 if started.is_none() {
-                    journal.record(plan_id, &entry("start", 0, serde_json::to_string(&FileStart { version: etag.clone(), changed: rw.changed, whole: false }).unwrap())).await?;
+                    journal
+                        .record(
+                            plan_id,
+                            &entry(
+                                "start",
+                                0,
+                                serde_json::to_string(&FileStart {
+                                    version: etag.clone(),
+                                    changed: rw.changed,
+                                    whole: false,
+                                })
+                                .unwrap(),
+                            ),
+                        )
+                        .await?;
                 }
                 let before = rw.before.clone();
                 let changed = rw.changed;
-                loc.swap(key, rw.data, &etag, version, plan_id, |b| verify(fmt, b, pred, action, &before, changed).map(|_| ())).await?;
-                FileOutcome { rows_before: before.rows, changed, deleted_whole: false, exact: true }
+                loc.swap(key, rw.data, &etag, version, plan_id, |b| {
+                    verify(fmt, b, pred, action, &before, changed).map(|_| ())
+                })
+                .await?;
+                FileOutcome {
+                    rows_before: before.rows,
+                    changed,
+                    deleted_whole: false,
+                    exact: true,
+                }
             }
         }
     };
-    journal.record(plan_id, &entry("done", outcome.changed as i64, serde_json::to_string(&outcome).unwrap())).await?;
+    journal
+        .record(
+            plan_id,
+            &entry(
+                "done",
+                outcome.changed as i64,
+                serde_json::to_string(&outcome).unwrap(),
+            ),
+        )
+        .await?;
     Ok(outcome)
 }
 
@@ -807,15 +1119,24 @@ mod tests {
     use super::*;
 
     fn cut() -> NaiveDateTime {
-        NaiveDate::from_ymd_opt(2024, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap()
+        NaiveDate::from_ymd_opt(2024, 1, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
     }
 
     #[test]
     fn timestamps() {
         assert_eq!(parse_ts("2024-01-01"), Some(cut()));
         assert_eq!(parse_ts("2024-01-01T08:00:00+08:00"), Some(cut()));
-        assert_eq!(parse_ts("2023-12-31 23:59:59.5").map(|t| t < cut()), Some(true));
-        assert_eq!(log_line_ts("2024-01-01 00:00:00,123 INFO x"), Some(cut() + chrono::Duration::milliseconds(123)));
+        assert_eq!(
+            parse_ts("2023-12-31 23:59:59.5").map(|t| t < cut()),
+            Some(true)
+        );
+        assert_eq!(
+            log_line_ts("2024-01-01 00:00:00,123 INFO x"),
+            Some(cut() + chrono::Duration::milliseconds(123))
+        );
         assert_eq!(log_line_ts("[2024-01-01T00:00:00Z] x"), Some(cut()));
         assert_eq!(log_line_ts("  at foo.bar"), None);
         assert!(token_match("user=123 x", "123") && !token_match("user=1234", "123"));
@@ -824,11 +1145,25 @@ mod tests {
     #[test]
     fn csv_cutoff_is_strict() {
         let data = b"id,ts,phone\n1,2023-12-31 23:59:59,13800000001\n2,2024-01-01 00:00:00,13800000002\n3,bad,13800000003\n";
-        let p = RowPred::Expired { field: "ts".into(), cutoff: cut() };
+        let p = RowPred::Expired {
+            field: "ts".into(),
+            cutoff: cut(),
+        };
         let fp = Fingerprinter::new(b"k");
         let rw = rewrite(Format::Csv, data, &p, &RowAction::Delete, &fp).unwrap();
-        assert_eq!((rw.before.rows, rw.before.matching, rw.before.undated, rw.changed), (3, 1, 1, 1));
-        assert_eq!(std::str::from_utf8(&rw.data).unwrap(), "id,ts,phone\n2,2024-01-01 00:00:00,13800000002\n3,bad,13800000003\n");
+        assert_eq!(
+            (
+                rw.before.rows,
+                rw.before.matching,
+                rw.before.undated,
+                rw.changed
+            ),
+            (3, 1, 1, 1)
+        );
+        assert_eq!(
+            std::str::from_utf8(&rw.data).unwrap(),
+            "id,ts,phone\n2,2024-01-01 00:00:00,13800000002\n3,bad,13800000003\n"
+        );
         verify(Format::Csv, &rw.data, &p, &RowAction::Delete, &rw.before, 1).unwrap();
         assert!(verify(Format::Csv, data, &p, &RowAction::Delete, &rw.before, 1).is_err());
     }
@@ -836,21 +1171,47 @@ mod tests {
     #[test]
     fn log_continuation_lines_follow_their_record() {
         let data = b"2023-06-01 10:00:00 ERROR a\n  at x\n2024-02-01 10:00:00 INFO b\n";
-        let p = RowPred::Expired { field: "ts".into(), cutoff: cut() };
-        let rw = rewrite(Format::Log, data, &p, &RowAction::Delete, &Fingerprinter::new(b"k")).unwrap();
-        assert_eq!(std::str::from_utf8(&rw.data).unwrap(), "2024-02-01 10:00:00 INFO b\n");
+        let p = RowPred::Expired {
+            field: "ts".into(),
+            cutoff: cut(),
+        };
+        let rw = rewrite(
+            Format::Log,
+            data,
+            &p,
+            &RowAction::Delete,
+            &Fingerprinter::new(b"k"),
+        )
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&rw.data).unwrap(),
+            "2024-02-01 10:00:00 INFO b\n"
+        );
         assert_eq!(rw.changed, 2);
     }
 
     #[test]
     fn jsonl_anonymize() {
         let data = b"{\"ts\":\"2023-01-01\",\"phone\":\"13812345678\",\"age\":8}\n{\"ts\":\"2024-06-01\",\"phone\":\"13900000000\",\"age\":9}\n";
-        let p = RowPred::Expired { field: "ts".into(), cutoff: cut() };
-        let ops: BTreeMap<String, AnonOp> = [("phone".to_string(), "mask:3,4".parse().unwrap()), ("age".to_string(), "age_band:5".parse().unwrap())].into();
-        let a = RowAction::Anonymize { ops, clock: "ts".into() };
+        let p = RowPred::Expired {
+            field: "ts".into(),
+            cutoff: cut(),
+        };
+        let ops: BTreeMap<String, AnonOp> = [
+            ("phone".to_string(), "mask:3,4".parse().unwrap()),
+            ("age".to_string(), "age_band:5".parse().unwrap()),
+        ]
+        .into();
+        let a = RowAction::Anonymize {
+            ops,
+            clock: "ts".into(),
+        };
         let rw = rewrite(Format::Jsonl, data, &p, &a, &Fingerprinter::new(b"k")).unwrap();
         let s = std::str::from_utf8(&rw.data).unwrap();
-        assert_eq!(s.lines().next().unwrap(), r#"{"age":5,"phone":"138****5678","ts":null}"#);
+        assert_eq!(
+            s.lines().next().unwrap(),
+            r#"{"age":5,"phone":"138****5678","ts":null}"#
+        );
         assert!(s.contains("13900000000"));
         verify(Format::Jsonl, &rw.data, &p, &a, &rw.before, 1).unwrap();
     }

@@ -36,7 +36,10 @@ pub const PURGE_CONFIRMATION: &str = "DELETE ALL CHILD DATA";
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("sweep journal: {0}")]
     Journal(String),
     #[error("database {target}: {message}")]
@@ -147,7 +150,10 @@ impl SweepSettings {
     pub fn from_config(cfg: &Config) -> Result<Self, SweepError> {
         match cfg.rest.get("sweep") {
             None => Ok(Self::default()),
-            Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| SweepError::Plan(format!("[sweep]: {e}"))),
+            Some(v) => v
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| SweepError::Plan(format!("[sweep]: {e}"))),
         }
     }
     fn tuning(&self) -> db::Tuning {
@@ -170,7 +176,10 @@ pub struct Stop {
 
 impl Stop {
     pub fn new(state_dir: &Path) -> Stop {
-        Stop { file: state_dir.join("sweep.stop"), flag: Arc::new(AtomicBool::new(false)) }
+        Stop {
+            file: state_dir.join("sweep.stop"),
+            flag: Arc::new(AtomicBool::new(false)),
+        }
     }
     /// Catch SIGINT and SIGTERM (must run inside a tokio runtime).
     pub fn install_signal_handlers(&self) {
@@ -184,7 +193,9 @@ impl Stop {
         {
             let f = self.flag.clone();
             tokio::spawn(async move {
-                if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                if let Ok(mut s) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
                     s.recv().await;
                     f.store(true, Ordering::SeqCst);
                 }
@@ -372,16 +383,28 @@ async fn open_target(ds: &Dataset) -> Result<Target, SweepError> {
 /// Row/record predicate of a plan item (`subject` only for erasure).
 fn item_db_pred(kind: PlanKind, it: &PlanItem, subject: Option<&str>) -> db::Predicate {
     match kind {
-        PlanKind::Retention => db::Predicate::Expired { clock: it.clock.clone().unwrap_or_default(), cutoff: it.cutoff.unwrap_or(NaiveDateTime::MIN) },
-        PlanKind::Erasure => db::Predicate::Subject { column: it.subject_column.clone().unwrap_or_default(), key: subject.unwrap_or_default().to_string() },
+        PlanKind::Retention => db::Predicate::Expired {
+            clock: it.clock.clone().unwrap_or_default(),
+            cutoff: it.cutoff.unwrap_or(NaiveDateTime::MIN),
+        },
+        PlanKind::Erasure => db::Predicate::Subject {
+            column: it.subject_column.clone().unwrap_or_default(),
+            key: subject.unwrap_or_default().to_string(),
+        },
         PlanKind::Purge => db::Predicate::All,
     }
 }
 
 fn item_row_pred(kind: PlanKind, it: &PlanItem, subject: Option<&str>) -> Option<files::RowPred> {
     match kind {
-        PlanKind::Retention => it.clock.clone().map(|field| files::RowPred::Expired { field, cutoff: it.cutoff.unwrap_or(NaiveDateTime::MIN) }),
-        PlanKind::Erasure => Some(files::RowPred::Subject { field: it.subject_column.clone().unwrap_or_default(), key: subject.unwrap_or_default().to_string() }),
+        PlanKind::Retention => it.clock.clone().map(|field| files::RowPred::Expired {
+            field,
+            cutoff: it.cutoff.unwrap_or(NaiveDateTime::MIN),
+        }),
+        PlanKind::Erasure => Some(files::RowPred::Subject {
+            field: it.subject_column.clone().unwrap_or_default(),
+            key: subject.unwrap_or_default().to_string(),
+        }),
         PlanKind::Purge => None,
     }
 }
@@ -389,7 +412,16 @@ fn item_row_pred(kind: PlanKind, it: &PlanItem, subject: Option<&str>) -> Option
 fn item_actions(ds: &Dataset, it: &PlanItem) -> (db::Action, files::RowAction) {
     if it.action == "anonymize" {
         let clock = it.clock.clone().unwrap_or_default();
-        (db::Action::Anonymize { ops: ds.anonymize.clone(), clock: clock.clone() }, files::RowAction::Anonymize { ops: ds.anonymize.clone(), clock })
+        (
+            db::Action::Anonymize {
+                ops: ds.anonymize.clone(),
+                clock: clock.clone(),
+            },
+            files::RowAction::Anonymize {
+                ops: ds.anonymize.clone(),
+                clock,
+            },
+        )
     } else {
         (db::Action::Delete, files::RowAction::Delete)
     }
@@ -397,24 +429,47 @@ fn item_actions(ds: &Dataset, it: &PlanItem) -> (db::Action, files::RowAction) {
 
 impl Sweeper {
     pub async fn open(cfg: Config) -> Result<Sweeper, SweepError> {
-        let state_dir = cfg.state_dir.clone().unwrap_or_else(crate::fingerprint::default_state_dir);
+        let state_dir = cfg
+            .state_dir
+            .clone()
+            .unwrap_or_else(crate::fingerprint::default_state_dir);
         let journal = SweepJournal::open(&state_dir, cfg.state_url.as_deref()).await?;
         let fp = Fingerprinter::load(&state_dir)?;
         let settings = SweepSettings::from_config(&cfg)?;
-        Ok(Sweeper { cfg, state_dir, journal, fp, settings })
+        Ok(Sweeper {
+            cfg,
+            state_dir,
+            journal,
+            fp,
+            settings,
+        })
     }
 
     fn dataset(&self, name: &str) -> Result<&Dataset, SweepError> {
-        self.cfg.datasets.iter().find(|d| d.name == name).ok_or_else(|| SweepError::Plan(format!("dataset `{name}` is no longer in the config")))
+        self.cfg
+            .datasets
+            .iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| SweepError::Plan(format!("dataset `{name}` is no longer in the config")))
     }
 
     /// Plan one dataset's part.
-    async fn plan_item(&self, kind: PlanKind, ds: &Dataset, as_of: NaiveDateTime, subject: Option<&str>) -> Result<Option<PlanItem>, SweepError> {
+    async fn plan_item(
+        &self,
+        kind: PlanKind,
+        ds: &Dataset,
+        as_of: NaiveDateTime,
+        subject: Option<&str>,
+    ) -> Result<Option<PlanItem>, SweepError> {
         let mut it = PlanItem {
             dataset: ds.name.clone(),
             source: redact_url(&ds.source),
             source_fp: self.fp.fingerprint(&format!("source\0{}", ds.source)),
-            store: if db::is_db_url(&ds.source) { "database".into() } else { "files".into() },
+            store: if db::is_db_url(&ds.source) {
+                "database".into()
+            } else {
+                "files".into()
+            },
             action: "delete".into(),
             operators: BTreeMap::new(),
             rule: String::new(),
@@ -430,7 +485,9 @@ impl Sweeper {
         let mut whole_by_age = false;
         match kind {
             PlanKind::Retention => {
-                let Some(r) = &ds.retention else { return Ok(None) };
+                let Some(r) = &ds.retention else {
+                    return Ok(None);
+                };
                 let cutoff = r.period.cutoff(as_of);
                 it.rule = r.to_string();
                 it.cutoff = Some(cutoff);
@@ -440,17 +497,26 @@ impl Sweeper {
                 }
                 if ds.disposal == Disposal::Anonymize {
                     if ds.anonymize.is_empty() {
-                        return Err(SweepError::Plan(format!("dataset `{}`: disposal = \"anonymize\" but no [anonymize] operators", ds.name)));
+                        return Err(SweepError::Plan(format!(
+                            "dataset `{}`: disposal = \"anonymize\" but no [anonymize] operators",
+                            ds.name
+                        )));
                     }
                     if whole_by_age {
                         return Err(SweepError::Plan(format!("dataset `{}`: object_age retention deletes whole files; anonymize needs a time column", ds.name)));
                     }
                     it.action = "anonymize".into();
-                    it.operators = ds.anonymize.iter().map(|(c, o)| (c.clone(), op_label(o))).collect();
+                    it.operators = ds
+                        .anonymize
+                        .iter()
+                        .map(|(c, o)| (c.clone(), op_label(o)))
+                        .collect();
                 }
             }
             PlanKind::Erasure => {
-                let Some(sk) = &ds.subject_key else { return Ok(None) };
+                let Some(sk) = &ds.subject_key else {
+                    return Ok(None);
+                };
                 it.rule = "subject".into();
                 it.subject_column = Some(sk.clone());
             }
@@ -464,14 +530,20 @@ impl Sweeper {
                     return Err(SweepError::Plan(format!("dataset `{}`: object_age retention applies to files and objects, not tables", ds.name)));
                 }
                 if ds.matches.is_empty() {
-                    return Err(SweepError::Plan(format!("dataset `{}`: a database dataset needs `match` (tables)", ds.name)));
+                    return Err(SweepError::Plan(format!(
+                        "dataset `{}`: a database dataset needs `match` (tables)",
+                        ds.name
+                    )));
                 }
                 let tables = db::resolve_tables(&pool, &ds.matches).await?;
                 for t in tables {
                     let info = db::table_info(&pool, &t).await?;
                     let pk = self.pk_of(ds, &info)?;
                     if let Some(c) = &it.clock {
-                        let ci = info.col(c).ok_or_else(|| SweepError::Db { target: t.clone(), message: format!("no column `{c}`") })?;
+                        let ci = info.col(c).ok_or_else(|| SweepError::Db {
+                            target: t.clone(),
+                            message: format!("no column `{c}`"),
+                        })?;
                         if it.action == "anonymize" && !ci.nullable {
                             return Err(SweepError::Plan(format!(
                                 "{t}: anonymize sets the retention clock `{c}` to NULL so anonymized rows are never selected again, but it is NOT NULL"
@@ -481,32 +553,64 @@ impl Sweeper {
                     if it.action == "anonymize" {
                         for col in ds.anonymize.keys() {
                             if info.col(col).is_none() {
-                                return Err(SweepError::Db { target: t.clone(), message: format!("no column `{col}` to anonymize") });
+                                return Err(SweepError::Db {
+                                    target: t.clone(),
+                                    message: format!("no column `{col}` to anonymize"),
+                                });
                             }
                         }
                     }
                     if let Some(c) = &it.subject_column {
                         if info.col(c).is_none() {
-                            return Err(SweepError::Db { target: t.clone(), message: format!("no subject column `{c}`") });
+                            return Err(SweepError::Db {
+                                target: t.clone(),
+                                message: format!("no subject column `{c}`"),
+                            });
                         }
                     }
                     let pred = item_db_pred(kind, &it, subject);
                     let n = db::count(&pool, &info, &pred).await?;
-                    let mut cols: Vec<String> = ds.subject_key.iter().cloned().chain(ds.categories.keys().filter(|k| *k != "*").cloned()).filter(|c| info.col(c).is_some()).collect();
+                    let mut cols: Vec<String> = ds
+                        .subject_key
+                        .iter()
+                        .cloned()
+                        .chain(ds.categories.keys().filter(|k| *k != "*").cloned())
+                        .filter(|c| info.col(c).is_some())
+                        .collect();
                     cols.dedup();
                     cols.truncate(4);
                     if cols.is_empty() {
                         cols.push(pk.clone());
                     }
                     if n > 0 && self.settings.samples > 0 {
-                        for row in db::samples(&pool, &info, &pred, &cols, self.settings.samples).await? {
-                            it.samples.push(cols.iter().cloned().zip(row.into_iter().map(|v| v.map(|v| mask_sample(&v)).unwrap_or_else(|| "NULL".into()))).collect());
+                        for row in
+                            db::samples(&pool, &info, &pred, &cols, self.settings.samples).await?
+                        {
+                            it.samples.push(
+                                cols.iter()
+                                    .cloned()
+                                    .zip(row.into_iter().map(|v| {
+                                        v.map(|v| mask_sample(&v)).unwrap_or_else(|| "NULL".into())
+                                    }))
+                                    .collect(),
+                            );
                         }
                     }
                     it.count += n;
-                    it.units.push(PlanUnit { name: t, count: n, rows: None, undated: 0, whole: false, bytes: 0 });
+                    it.units.push(PlanUnit {
+                        name: t,
+                        count: n,
+                        rows: None,
+                        undated: 0,
+                        whole: false,
+                        bytes: 0,
+                    });
                 }
-                let rate = if it.action == "anonymize" { DB_ANON_ROWS_PER_SEC } else { DB_DELETE_ROWS_PER_SEC };
+                let rate = if it.action == "anonymize" {
+                    DB_ANON_ROWS_PER_SEC
+                } else {
+                    DB_DELETE_ROWS_PER_SEC
+                };
                 it.estimate_secs = it.count as f64 / rate;
             }
             Target::Files(loc) => {
@@ -518,20 +622,47 @@ impl Sweeper {
                         if m.modified >= it.cutoff.unwrap_or(NaiveDateTime::MIN) {
                             continue;
                         }
-                        PlanUnit { name: m.key.clone(), count: 1, rows: None, undated: 0, whole: true, bytes: m.size }
+                        PlanUnit {
+                            name: m.key.clone(),
+                            count: 1,
+                            rows: None,
+                            undated: 0,
+                            whole: true,
+                            bytes: m.size,
+                        }
                     } else if kind == PlanKind::Purge {
-                        PlanUnit { name: m.key.clone(), count: 1, rows: None, undated: 0, whole: true, bytes: m.size }
+                        PlanUnit {
+                            name: m.key.clone(),
+                            count: 1,
+                            rows: None,
+                            undated: 0,
+                            whole: true,
+                            bytes: m.size,
+                        }
                     } else {
                         if fmt == files::Format::Opaque {
                             return Err(SweepError::Plan(format!("{}: compressed or unknown format; only whole-file retention (object_age) applies", m.key)));
                         }
                         let pred = item_row_pred(kind, &it, subject).expect("row predicate");
-                        let Some((data, _, _)) = loc.read(&m.key).await? else { continue };
-                        let c = files::count(fmt, &data, &pred).map_err(|e| SweepError::Verify { target: m.key.clone(), message: e })?;
+                        let Some((data, _, _)) = loc.read(&m.key).await? else {
+                            continue;
+                        };
+                        let c =
+                            files::count(fmt, &data, &pred).map_err(|e| SweepError::Verify {
+                                target: m.key.clone(),
+                                message: e,
+                            })?;
                         if c.matching == 0 {
                             continue;
                         }
-                        PlanUnit { name: m.key.clone(), count: c.matching as i64, rows: Some(c.rows as i64), undated: c.undated as i64, whole: false, bytes: m.size }
+                        PlanUnit {
+                            name: m.key.clone(),
+                            count: c.matching as i64,
+                            rows: Some(c.rows as i64),
+                            undated: c.undated as i64,
+                            whole: false,
+                            bytes: m.size,
+                        }
                     };
                     bytes += if unit.whole { 0 } else { unit.bytes * 2 };
                     it.count += unit.count;
@@ -544,15 +675,32 @@ impl Sweeper {
     }
 
     fn pk_of(&self, ds: &Dataset, info: &db::TableInfo) -> Result<String, SweepError> {
-        let pk = if !ds.primary_key.is_empty() { ds.primary_key.clone() } else { info.primary_key.clone() };
+        let pk = if !ds.primary_key.is_empty() {
+            ds.primary_key.clone()
+        } else {
+            info.primary_key.clone()
+        };
         match pk.as_slice() {
             [one] => Ok(one.clone()),
-            [] => Err(SweepError::Plan(format!("{}: no primary key; declare `primary_key` in the dataset", info.table))),
-            _ => Err(SweepError::Plan(format!("{}: composite primary keys are not supported by the batched executor yet", info.table))),
+            [] => Err(SweepError::Plan(format!(
+                "{}: no primary key; declare `primary_key` in the dataset",
+                info.table
+            ))),
+            _ => Err(SweepError::Plan(format!(
+                "{}: composite primary keys are not supported by the batched executor yet",
+                info.table
+            ))),
         }
     }
 
-    async fn make_plan(&self, kind: PlanKind, datasets: &[&Dataset], as_of: NaiveDateTime, by: &str, subject: Option<(&str, Option<&str>)>) -> Result<Plan, SweepError> {
+    async fn make_plan(
+        &self,
+        kind: PlanKind,
+        datasets: &[&Dataset],
+        as_of: NaiveDateTime,
+        by: &str,
+        subject: Option<(&str, Option<&str>)>,
+    ) -> Result<Plan, SweepError> {
         let id = format!("sp-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let key = subject.map(|(k, t)| describe_subject(k, t));
         let mut plan = Plan {
@@ -582,26 +730,54 @@ impl Sweeper {
             }
         }
         let body = serde_json::to_string(&plan).expect("plan serializes");
-        self.journal.insert_plan(&id, kind.as_str(), by, &as_of.to_string(), plan.subject_fp.as_deref(), &body).await?;
+        self.journal
+            .insert_plan(
+                &id,
+                kind.as_str(),
+                by,
+                &as_of.to_string(),
+                plan.subject_fp.as_deref(),
+                &body,
+            )
+            .await?;
         let detail = serde_json::json!({"kind": kind.as_str(), "total": plan.total, "datasets": plan.items.iter().map(|i| &i.dataset).collect::<Vec<_>>(), "errors": plan.errors.len(), "subject_fp": plan.subject_fp});
-        self.journal.event(Some(&id), "plan_created", Some(by), &detail).await?;
+        self.journal
+            .event(Some(&id), "plan_created", Some(by), &detail)
+            .await?;
         Ok(plan)
     }
 
     /// Retention plan (dry run) for every dataset with a retention rule, or one.
-    pub async fn plan_retention(&self, dataset: Option<&str>, as_of: NaiveDateTime, by: &str) -> Result<Plan, SweepError> {
-        let ds: Vec<&Dataset> = self.cfg.datasets.iter().filter(|d| d.retention.is_some() && dataset.is_none_or(|n| d.name == n)).collect();
+    pub async fn plan_retention(
+        &self,
+        dataset: Option<&str>,
+        as_of: NaiveDateTime,
+        by: &str,
+    ) -> Result<Plan, SweepError> {
+        let ds: Vec<&Dataset> = self
+            .cfg
+            .datasets
+            .iter()
+            .filter(|d| d.retention.is_some() && dataset.is_none_or(|n| d.name == n))
+            .collect();
         if ds.is_empty() {
             return Err(SweepError::Plan(match dataset {
                 Some(n) => format!("no dataset `{n}` with a retention rule"),
                 None => "no dataset declares a retention rule".into(),
             }));
         }
-        self.make_plan(PlanKind::Retention, &ds, as_of, by, None).await
+        self.make_plan(PlanKind::Retention, &ds, as_of, by, None)
+            .await
     }
 
     /// Erasure plan for one subject (Art. 20) across datasets with a `subject_key`.
-    pub async fn plan_erasure(&self, key: &str, key_type: Option<&str>, datasets: &[String], by: &str) -> Result<Plan, SweepError> {
+    pub async fn plan_erasure(
+        &self,
+        key: &str,
+        key_type: Option<&str>,
+        datasets: &[String],
+        by: &str,
+    ) -> Result<Plan, SweepError> {
         if key.trim().is_empty() {
             return Err(SweepError::Plan("empty subject key".into()));
         }
@@ -612,18 +788,27 @@ impl Sweeper {
             .filter(|d| datasets.is_empty() || datasets.contains(&d.name))
             .filter(|d| match (key_type, &d.subject_key) {
                 (None, _) | (_, None) => true,
-                (Some(t), Some(sk)) => sk == t || d.categories.get(sk).is_some_and(|cs| cs.iter().any(|c| format!("{c:?}").to_ascii_lowercase().contains(t))),
+                (Some(t), Some(sk)) => {
+                    sk == t
+                        || d.categories.get(sk).is_some_and(|cs| {
+                            cs.iter()
+                                .any(|c| format!("{c:?}").to_ascii_lowercase().contains(t))
+                        })
+                }
             })
             .collect();
         let now = chrono::Utc::now().naive_utc();
-        self.make_plan(PlanKind::Erasure, &ds, now, by, Some((key, key_type))).await
+        self.make_plan(PlanKind::Erasure, &ds, now, by, Some((key, key_type)))
+            .await
     }
 
     /// Purge plan (Art. 23): every record of every `child_data = true` dataset.
     pub async fn plan_purge(&self, by: &str) -> Result<Plan, SweepError> {
         let ds: Vec<&Dataset> = self.cfg.datasets.iter().filter(|d| d.child_data).collect();
         if ds.is_empty() {
-            return Err(SweepError::Plan("no dataset is declared child_data = true".into()));
+            return Err(SweepError::Plan(
+                "no dataset is declared child_data = true".into(),
+            ));
         }
         let now = chrono::Utc::now().naive_utc();
         self.make_plan(PlanKind::Purge, &ds, now, by, None).await
@@ -631,24 +816,43 @@ impl Sweeper {
 
     pub async fn load_plan(&self, id: &str) -> Result<(Plan, journal::PlanRow), SweepError> {
         let row = self.journal.plan(id).await?;
-        let plan: Plan = serde_json::from_str(&row.body).map_err(|e| SweepError::Journal(format!("plan {id}: {e}")))?;
+        let plan: Plan = serde_json::from_str(&row.body)
+            .map_err(|e| SweepError::Journal(format!("plan {id}: {e}")))?;
         Ok((plan, row))
     }
 
     /// Approve a plan (Art. 15). The planner cannot approve their own plan.
-    pub async fn approve(&self, id: &str, by: &str, comment: Option<&str>) -> Result<(), SweepError> {
+    pub async fn approve(
+        &self,
+        id: &str,
+        by: &str,
+        comment: Option<&str>,
+    ) -> Result<(), SweepError> {
         let (plan, row) = self.load_plan(id).await?;
         if by.trim().is_empty() {
             return Err(SweepError::Approval("approver name is empty".into()));
         }
         if by == plan.created_by {
-            return Err(SweepError::Approval(format!("{by} created plan {id} and cannot approve it (four-eyes rule)")));
+            return Err(SweepError::Approval(format!(
+                "{by} created plan {id} and cannot approve it (four-eyes rule)"
+            )));
         }
         if !matches!(row.status.as_str(), "planned" | "approved") {
-            return Err(SweepError::Approval(format!("plan {id} is {}; only a plan that has not run can be approved", row.status)));
+            return Err(SweepError::Approval(format!(
+                "plan {id} is {}; only a plan that has not run can be approved",
+                row.status
+            )));
         }
-        if self.journal.approvals(id).await?.iter().any(|a| a.approved_by == by) {
-            return Err(SweepError::Approval(format!("{by} already approved plan {id}")));
+        if self
+            .journal
+            .approvals(id)
+            .await?
+            .iter()
+            .any(|a| a.approved_by == by)
+        {
+            return Err(SweepError::Approval(format!(
+                "{by} already approved plan {id}"
+            )));
         }
         self.journal.add_approval(id, by, comment).await?;
         self.journal.set_status(id, "approved").await?;
@@ -664,17 +868,32 @@ impl Sweeper {
         let mut units: BTreeMap<String, serde_json::Value> = BTreeMap::new();
         for it in plan.items.iter().enumerate() {
             for u in &it.1.units {
-                let es: Vec<_> = entries.iter().filter(|e| e.item == it.0 as i64 && e.unit == u.name).collect();
-                let done: i64 = es.iter().filter(|e| e.phase == "done").map(|e| e.affected).sum();
-                let complete = es.iter().any(|e| e.phase == "complete") || (plan.items[it.0].store == "files" && es.iter().any(|e| e.phase == "done"));
+                let es: Vec<_> = entries
+                    .iter()
+                    .filter(|e| e.item == it.0 as i64 && e.unit == u.name)
+                    .collect();
+                let done: i64 = es
+                    .iter()
+                    .filter(|e| e.phase == "done")
+                    .map(|e| e.affected)
+                    .sum();
+                let complete = es.iter().any(|e| e.phase == "complete")
+                    || (plan.items[it.0].store == "files" && es.iter().any(|e| e.phase == "done"));
                 units.insert(format!("{}:{}", it.1.dataset, u.name), serde_json::json!({"planned": u.count, "disposed": done, "batches": es.iter().filter(|e| e.phase == "done").count(), "complete": complete}));
             }
         }
-        Ok(serde_json::json!({"plan": plan, "status": row.status, "approvals": approvals, "progress": units}))
+        Ok(
+            serde_json::json!({"plan": plan, "status": row.status, "approvals": approvals, "progress": units}),
+        )
     }
 
     /// Execute (or resume) an approved plan.
-    pub async fn run(&self, id: &str, opts: &RunOptions, stop: &Stop) -> Result<RunResult, SweepError> {
+    pub async fn run(
+        &self,
+        id: &str,
+        opts: &RunOptions,
+        stop: &Stop,
+    ) -> Result<RunResult, SweepError> {
         let (plan, row) = self.load_plan(id).await?;
         let approvals = self.journal.approvals(id).await?;
         let needs_approval = self.settings.require_approval || plan.kind != PlanKind::Retention;
@@ -682,30 +901,59 @@ impl Sweeper {
             return Err(SweepError::Approval(format!("plan {id} is not approved (childguard sweep approve {id} --by NAME; CAC Order No. 4 Art. 15)")));
         }
         if plan.kind == PlanKind::Purge && opts.confirm.as_deref() != Some(PURGE_CONFIRMATION) {
-            return Err(SweepError::Refused(format!("purge needs the typed confirmation \"{PURGE_CONFIRMATION}\"")));
+            return Err(SweepError::Refused(format!(
+                "purge needs the typed confirmation \"{PURGE_CONFIRMATION}\""
+            )));
         }
         let subject = if plan.kind == PlanKind::Erasure {
             let k = opts.subject.as_deref().ok_or_else(|| SweepError::Refused("an erasure plan stores only the subject's fingerprint: give --subject KEY again to run it".into()))?;
             let k = describe_subject(k, plan.key_type.as_deref());
             if Some(self.fp.fingerprint(&k)) != plan.subject_fp {
-                return Err(SweepError::Refused(format!("--subject does not match the subject of plan {id}")));
+                return Err(SweepError::Refused(format!(
+                    "--subject does not match the subject of plan {id}"
+                )));
             }
             Some(k)
         } else {
             None
         };
         if row.status == "done" {
-            return Ok(RunResult { plan_id: id.into(), status: "done".into(), disposed: 0, errors: vec![], receipt: Some(receipt::path(&self.state_dir, id, "json")), max_batch_ms: 0.0 });
+            return Ok(RunResult {
+                plan_id: id.into(),
+                status: "done".into(),
+                disposed: 0,
+                errors: vec![],
+                receipt: Some(receipt::path(&self.state_dir, id, "json")),
+                max_batch_ms: 0.0,
+            });
         }
-        let started = !self.journal.entries(id).await?.is_empty() || matches!(row.status.as_str(), "running" | "stopped" | "failed" | "verification_failed");
+        let started = !self.journal.entries(id).await?.is_empty()
+            || matches!(
+                row.status.as_str(),
+                "running" | "stopped" | "failed" | "verification_failed"
+            );
         if started && !opts.resume {
-            return Err(SweepError::Refused(format!("plan {id} was already started (status {}); continue it with --resume", row.status)));
+            return Err(SweepError::Refused(format!(
+                "plan {id} was already started (status {}); continue it with --resume",
+                row.status
+            )));
         }
         let _lock = lock(&self.state_dir, id)?;
         let _ = std::fs::remove_file(&stop.file);
         self.journal.set_status(id, "running").await?;
         let run_started = chrono::Utc::now();
-        self.journal.event(Some(id), if started { "run_resumed" } else { "run_started" }, Some(&opts.actor), &serde_json::json!({})).await?;
+        self.journal
+            .event(
+                Some(id),
+                if started {
+                    "run_resumed"
+                } else {
+                    "run_started"
+                },
+                Some(&opts.actor),
+                &serde_json::json!({}),
+            )
+            .await?;
 
         let tuning = self.settings.tuning();
         let mut results: Vec<receipt::ItemResult> = Vec::new();
@@ -717,7 +965,10 @@ impl Sweeper {
             let ds = match self.dataset(&it.dataset) {
                 Ok(d) if self.fp.fingerprint(&format!("source\0{}", d.source)) == it.source_fp => d,
                 Ok(_) => {
-                    errors.push(format!("dataset `{}`: its source changed since planning; re-plan", it.dataset));
+                    errors.push(format!(
+                        "dataset `{}`: its source changed since planning; re-plan",
+                        it.dataset
+                    ));
                     results.push(ir);
                     continue;
                 }
@@ -747,10 +998,25 @@ impl Sweeper {
                         let r = async {
                             let info = db::table_info(pool, &u.name).await?;
                             let pk = self.pk_of(ds, &info)?;
-                            let pk_is_pi = ds.subject_key.as_deref() == Some(pk.as_str()) || ds.categories.contains_key(&pk);
-                            let job = db::TableJob { plan_id: id.into(), item: i as i64, info, pk, pred: item_db_pred(plan.kind, it, subject.as_deref()), action: dba.clone(), pk_is_pi };
-                            let o = db::run_table(pool, &self.journal, &job, &tuning, &self.fp, stop).await?;
-                            let remaining = if o.stopped { None } else { Some(db::count(pool, &job.info, &job.pred).await?) };
+                            let pk_is_pi = ds.subject_key.as_deref() == Some(pk.as_str())
+                                || ds.categories.contains_key(&pk);
+                            let job = db::TableJob {
+                                plan_id: id.into(),
+                                item: i as i64,
+                                info,
+                                pk,
+                                pred: item_db_pred(plan.kind, it, subject.as_deref()),
+                                action: dba.clone(),
+                                pk_is_pi,
+                            };
+                            let o =
+                                db::run_table(pool, &self.journal, &job, &tuning, &self.fp, stop)
+                                    .await?;
+                            let remaining = if o.stopped {
+                                None
+                            } else {
+                                Some(db::count(pool, &job.info, &job.pred).await?)
+                            };
                             Ok::<_, SweepError>((o, remaining))
                         }
                         .await;
@@ -759,27 +1025,70 @@ impl Sweeper {
                             if o.stopped {
                                 stopped = true;
                             }
-                            receipt::UnitResult { name: u.name.clone(), planned: u.count, disposed: o.affected, exact: o.exact, batches: o.batches, max_batch_ms: o.max_batch_ms, whole: false, remaining, verified: remaining == Some(0), note: None }
+                            receipt::UnitResult {
+                                name: u.name.clone(),
+                                planned: u.count,
+                                disposed: o.affected,
+                                exact: o.exact,
+                                batches: o.batches,
+                                max_batch_ms: o.max_batch_ms,
+                                whole: false,
+                                remaining,
+                                verified: remaining == Some(0),
+                                note: None,
+                            }
                         })
                     }
                     Target::Files(loc) => {
                         let pred = item_row_pred(plan.kind, it, subject.as_deref());
                         let whole = u.whole;
-                        let r = files::run_file(loc, &self.journal, id, i as i64, &u.name, whole, pred.as_ref(), &fa, &self.fp).await;
+                        let r = files::run_file(
+                            loc,
+                            &self.journal,
+                            id,
+                            i as i64,
+                            &u.name,
+                            whole,
+                            pred.as_ref(),
+                            &fa,
+                            &self.fp,
+                        )
+                        .await;
                         match r {
                             Ok(o) => {
                                 // Verification: re-read what was touched.
                                 let (remaining, note) = match loc.read(&u.name).await {
                                     Ok(None) if whole => (Some(0), None),
-                                    Ok(None) => (None, Some("file missing after rewrite".to_string())),
-                                    Ok(Some(_)) if whole => (Some(1), Some("file still present".to_string())),
-                                    Ok(Some((data, _, _))) => match files::count(files::Format::of(&u.name), &data, pred.as_ref().expect("row predicate")) {
+                                    Ok(None) => {
+                                        (None, Some("file missing after rewrite".to_string()))
+                                    }
+                                    Ok(Some(_)) if whole => {
+                                        (Some(1), Some("file still present".to_string()))
+                                    }
+                                    Ok(Some((data, _, _))) => match files::count(
+                                        files::Format::of(&u.name),
+                                        &data,
+                                        pred.as_ref().expect("row predicate"),
+                                    ) {
                                         Ok(c) => (Some(c.matching as i64), None),
-                                        Err(e) => (None, Some(format!("unreadable after rewrite: {e}"))),
+                                        Err(e) => {
+                                            (None, Some(format!("unreadable after rewrite: {e}")))
+                                        }
                                     },
                                     Err(e) => (None, Some(e.to_string())),
                                 };
-                                Ok(receipt::UnitResult { name: u.name.clone(), planned: u.count, disposed: o.changed as i64, exact: o.exact, batches: 1, max_batch_ms: 0.0, whole, remaining, verified: remaining == Some(0), note })
+                                Ok(receipt::UnitResult {
+                                    name: u.name.clone(),
+                                    planned: u.count,
+                                    disposed: o.changed as i64,
+                                    exact: o.exact,
+                                    batches: 1,
+                                    max_batch_ms: 0.0,
+                                    whole,
+                                    remaining,
+                                    verified: remaining == Some(0),
+                                    note,
+                                })
                             }
                             Err(e) => Err(e),
                         }
@@ -792,7 +1101,18 @@ impl Sweeper {
                     }
                     Err(e) => {
                         errors.push(format!("dataset `{}` {}: {e}", it.dataset, u.name));
-                        ir.units.push(receipt::UnitResult { name: u.name.clone(), planned: u.count, disposed: 0, exact: false, batches: 0, max_batch_ms: 0.0, whole: u.whole, remaining: None, verified: false, note: Some(e.to_string()) });
+                        ir.units.push(receipt::UnitResult {
+                            name: u.name.clone(),
+                            planned: u.count,
+                            disposed: 0,
+                            exact: false,
+                            batches: 0,
+                            max_batch_ms: 0.0,
+                            whole: u.whole,
+                            remaining: None,
+                            verified: false,
+                            note: Some(e.to_string()),
+                        });
                     }
                 }
                 if stopped {
@@ -802,12 +1122,20 @@ impl Sweeper {
             }
             results.push(ir);
         }
-        let disposed: i64 = results.iter().flat_map(|r| r.units.iter()).map(|u| u.disposed).sum();
+        let disposed: i64 = results
+            .iter()
+            .flat_map(|r| r.units.iter())
+            .map(|u| u.disposed)
+            .sum();
         let status = if stopped {
             "stopped"
         } else if !errors.is_empty() {
             "failed"
-        } else if results.iter().flat_map(|r| r.units.iter()).all(|u| u.verified) {
+        } else if results
+            .iter()
+            .flat_map(|r| r.units.iter())
+            .all(|u| u.verified)
+        {
             "done"
         } else {
             "verification_failed"
@@ -839,7 +1167,14 @@ impl Sweeper {
             PlanKind::Purge => "purge",
         };
         self.journal.event(Some(id), ev, Some(&opts.actor), &serde_json::json!({"status": status, "disposed": disposed, "errors": errors.len(), "max_batch_ms": max_ms})).await?;
-        Ok(RunResult { plan_id: id.into(), status: status.into(), disposed, errors, receipt: receipt_path, max_batch_ms: max_ms })
+        Ok(RunResult {
+            plan_id: id.into(),
+            status: status.into(),
+            disposed,
+            errors,
+            receipt: receipt_path,
+            max_batch_ms: max_ms,
+        })
     }
 }
 
@@ -849,14 +1184,24 @@ pub struct PlanLock(#[allow(dead_code)] std::fs::File);
 
 fn lock(state_dir: &Path, id: &str) -> Result<PlanLock, SweepError> {
     let p = state_dir.join(format!("sweep-{id}.lock"));
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p).map_err(|e| SweepError::Io { path: p.clone(), source: e })?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| SweepError::Io {
+            path: p.clone(),
+            source: e,
+        })?;
     #[cfg(unix)]
     {
         use std::os::unix::io::AsRawFd;
         // SAFETY: flock on a file descriptor we own.
         let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if r != 0 {
-            return Err(SweepError::Refused(format!("plan {id} is being run by another process")));
+            return Err(SweepError::Refused(format!(
+                "plan {id} is being run by another process"
+            )));
         }
     }
     Ok(PlanLock(f))
@@ -868,7 +1213,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords_and_masks() {
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(mask_sample("13812345678"), "138******78");
         assert!(!mask_sample("张小明").contains('小'));
     }
@@ -877,11 +1225,16 @@ mod tests {
     fn settings_from_config() {
         // `Config` keeps untyped sections in `rest` (once the loader accepts them).
         let mut cfg = Config::default();
-        cfg.rest = toml::from_str("[sweep]\nrequire_approval = false\ntarget_batch_ms = 50\n").unwrap();
+        cfg.rest =
+            toml::from_str("[sweep]\nrequire_approval = false\ntarget_batch_ms = 50\n").unwrap();
         let s = SweepSettings::from_config(&cfg).unwrap();
         assert!(!s.require_approval);
         assert_eq!(s.target_batch_ms, 50);
-        assert!(SweepSettings::from_config(&Config::default()).unwrap().require_approval);
+        assert!(
+            SweepSettings::from_config(&Config::default())
+                .unwrap()
+                .require_approval
+        );
         cfg.rest = toml::from_str("[sweep]\nbogus = 1\n").unwrap();
         assert!(SweepSettings::from_config(&cfg).is_err());
     }

@@ -79,7 +79,10 @@ pub fn path(state_dir: &Path, plan: &str, ext: &str) -> PathBuf {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 impl Receipt {
@@ -93,26 +96,73 @@ impl Receipt {
 
     pub fn html(&self) -> String {
         let mut h = String::new();
-        h.push_str("<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>childguard receipt ");
+        h.push_str(
+            "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>childguard receipt ",
+        );
         h.push_str(&esc(&self.plan_id));
         h.push_str("</title><style>body{font:14px system-ui;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}.bad{color:#b00}</style><body>");
-        h.push_str(&format!("<h1>childguard {} receipt</h1><p>{}</p>", esc(self.kind.as_str()), esc(self.basis())));
+        h.push_str(&format!(
+            "<h1>childguard {} receipt</h1><p>{}</p>",
+            esc(self.kind.as_str()),
+            esc(self.basis())
+        ));
         h.push_str("<table>");
-        let mut row = |k: &str, v: &str| h.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v)));
+        let mut row = |k: &str, v: &str| {
+            h.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v)))
+        };
         row("Plan", &self.plan_id);
         row("Status", &self.status);
-        row("Planned by", &format!("{} at {}", self.created_by, self.created_at));
-        let ap: Vec<String> = self.approvals.iter().map(|a| format!("{} at {}{}", a.approved_by, a.approved_at, a.comment.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())).collect();
-        row("Approved by", &if ap.is_empty() { "not required by configuration".to_string() } else { ap.join("; ") });
+        row(
+            "Planned by",
+            &format!("{} at {}", self.created_by, self.created_at),
+        );
+        let ap: Vec<String> = self
+            .approvals
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} at {}{}",
+                    a.approved_by,
+                    a.approved_at,
+                    a.comment
+                        .as_ref()
+                        .map(|c| format!(" ({c})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        row(
+            "Approved by",
+            &if ap.is_empty() {
+                "not required by configuration".to_string()
+            } else {
+                ap.join("; ")
+            },
+        );
         row("Run by", &self.run_by);
-        row("Started / finished", &format!("{} / {}", self.started_at, self.finished_at));
+        row(
+            "Started / finished",
+            &format!("{} / {}", self.started_at, self.finished_at),
+        );
         if let Some(f) = &self.subject_fingerprint {
             row("Subject (keyed fingerprint)", f);
         }
         row("Records disposed of", &self.disposed.to_string());
         h.push_str("</table><h2>Details</h2><table><tr><th>Dataset</th><th>Owner</th><th>Where</th><th>Rule</th><th>Action</th><th>Table / file</th><th>Planned</th><th>Disposed</th><th>Left after (verification)</th></tr>");
         for it in &self.items {
-            let action = if it.operators.is_empty() { it.action.clone() } else { format!("{}: {}", it.action, it.operators.iter().map(|(c, o)| format!("{c} → {o}")).collect::<Vec<_>>().join(", ")) };
+            let action = if it.operators.is_empty() {
+                it.action.clone()
+            } else {
+                format!(
+                    "{}: {}",
+                    it.action,
+                    it.operators
+                        .iter()
+                        .map(|(c, o)| format!("{c} → {o}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
             let rule = match it.cutoff {
                 Some(c) => format!("{} (records before {c})", it.rule),
                 None => it.rule.clone(),
@@ -120,7 +170,10 @@ impl Receipt {
             for u in &it.units {
                 let left = match (u.remaining, &u.note) {
                     (Some(n), None) => format!("{n}{}", if u.verified { " ✓" } else { "" }),
-                    (r, Some(note)) => format!("{} — {note}", r.map(|n| n.to_string()).unwrap_or_else(|| "?".into())),
+                    (r, Some(note)) => format!(
+                        "{} — {note}",
+                        r.map(|n| n.to_string()).unwrap_or_else(|| "?".into())
+                    ),
                     (None, None) => "not verified".into(),
                 };
                 let cls = if u.verified { "" } else { " class=\"bad\"" };
@@ -157,11 +210,24 @@ impl Receipt {
     /// Write `<plan>.json` and `<plan>.html`; returns the JSON path.
     pub fn write(&self, state_dir: &Path) -> Result<PathBuf, SweepError> {
         let dir = state_dir.join("receipts");
-        std::fs::create_dir_all(&dir).map_err(|e| SweepError::Io { path: dir.clone(), source: e })?;
+        std::fs::create_dir_all(&dir).map_err(|e| SweepError::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
         let j = path(state_dir, &self.plan_id, "json");
-        std::fs::write(&j, serde_json::to_vec_pretty(self).expect("receipt serializes")).map_err(|e| SweepError::Io { path: j.clone(), source: e })?;
+        std::fs::write(
+            &j,
+            serde_json::to_vec_pretty(self).expect("receipt serializes"),
+        )
+        .map_err(|e| SweepError::Io {
+            path: j.clone(),
+            source: e,
+        })?;
         let hp = path(state_dir, &self.plan_id, "html");
-        std::fs::write(&hp, self.html()).map_err(|e| SweepError::Io { path: hp.clone(), source: e })?;
+        std::fs::write(&hp, self.html()).map_err(|e| SweepError::Io {
+            path: hp.clone(),
+            source: e,
+        })?;
         Ok(j)
     }
 }
