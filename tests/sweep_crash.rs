@@ -372,3 +372,101 @@ retention = "30d after created_at"
     let pg_done: i64 = sqlx::query_scalar("SELECT sum(affected) FROM sweep_journal WHERE plan_id = ? AND phase = 'done' AND unit = 'events'").bind(&id).fetch_one(&mut j).await.unwrap();
     assert_eq!(pg_done, expired_pg);
 }
+
+/// A stop file or SIGTERM stops a run cleanly after the current batch
+/// (exit 3, status `stopped`); `--resume` finishes it exactly.
+#[tokio::test]
+async fn stop_file_and_sigterm_stop_cleanly_then_resume() {
+    let url = common::fresh_pg_db("cg_stop").await;
+    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE t (id INT PRIMARY KEY, created_at TIMESTAMP); INSERT INTO t SELECT g, CASE WHEN g % 2 = 0 THEN TIMESTAMP '2020-01-01' ELSE TIMESTAMP '2025-03-01' END FROM generate_series(1, 20000) g;")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, &format!("[[datasets]]\nname = \"t\"\nsource = \"{url}\"\nmatch = [\"t\"]\nretention = \"30d after created_at\"\n"));
+    let p = cg(
+        d,
+        &[
+            "sweep",
+            "plan",
+            "--as-of",
+            "2025-03-31",
+            "--as",
+            "alice",
+            "--json",
+        ],
+        &[],
+    );
+    ok(&p);
+    let id = json(&p)["id"].as_str().unwrap().to_string();
+    ok(&cg(d, &["sweep", "approve", &id, "--by", "bob"], &[]));
+    let spawn = |resume: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_childguard"));
+        cmd.current_dir(d)
+            .args([
+                "sweep",
+                "run",
+                &id,
+                "--max-batch",
+                "100",
+                "--initial-batch",
+                "100",
+                "--sleep-ms",
+                "40",
+            ])
+            .env("CHILDGUARD_STATE_DIR", d.join(".state"))
+            .env("CHILDGUARD_FINGERPRINT_KEY", "test-key")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd.spawn().unwrap()
+    };
+    // Stop file.
+    let child = spawn(false);
+    std::thread::sleep(Duration::from_millis(800));
+    std::fs::write(d.join(".state/sweep.stop"), "").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(err(&o).contains("--resume"));
+    let left = remaining(&mut c).await;
+    assert!(left > 0 && left < 10000, "stopped part-way: {left}");
+    let s = json(&cg(d, &["sweep", "status", &id, "--json"], &[]));
+    assert_eq!(s["status"], "stopped");
+    // A plain run refuses to restart a started plan.
+    let r = cg(d, &["sweep", "run", &id], &[]);
+    assert!(!r.status.success() && err(&r).contains("--resume"));
+    // SIGTERM.
+    let child = spawn(true);
+    std::thread::sleep(Duration::from_millis(600));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    let left2 = remaining(&mut c).await;
+    assert!(
+        left2 < left && left2 > 0,
+        "{left2} after SIGTERM, {left} before"
+    );
+    // Resume to the end.
+    let o = spawn(true).wait_with_output().unwrap();
+    ok(&o);
+    assert_eq!(remaining(&mut c).await, 0);
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(kept, 10000);
+    assert_eq!(receipt(d, &id)["disposed"], 10000);
+}
+
+async fn remaining(c: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM t WHERE created_at < '2025-03-01'")
+        .fetch_one(c)
+        .await
+        .unwrap()
+}
