@@ -464,9 +464,15 @@ async fn interrupted_batch_is_recovered_and_counted_once() {
         min_batch: 5,
         max_batch: 10,
         sleep: std::time::Duration::ZERO,
+        max_replica_lag: std::time::Duration::from_millis(1000),
     };
     let stop = childguard::sweep::Stop::new(state.path());
     let fp = childguard::fingerprint::Fingerprinter::new(b"k");
+    assert_eq!(
+        db::replica_lag(&pool).await.unwrap(),
+        std::time::Duration::ZERO,
+        "no replicas here"
+    );
     let o = db::run_table(&pool, &j, &job, &tuning, &fp, &stop)
         .await
         .unwrap();

@@ -105,6 +105,9 @@ pub struct Pace {
     /// Pause between batches in ms (default 0).
     #[arg(long)]
     pub sleep_ms: Option<u64>,
+    /// Pause while a PostgreSQL replica lags more than this many ms (default: never).
+    #[arg(long)]
+    pub max_replica_lag_ms: Option<u64>,
 }
 
 impl Pace {
@@ -123,6 +126,9 @@ impl Pace {
         }
         if let Some(v) = self.sleep_ms {
             s.sleep_ms = v;
+        }
+        if let Some(v) = self.max_replica_lag_ms {
+            s.max_replica_lag_ms = v;
         }
     }
 }

@@ -477,6 +477,45 @@ pub struct Tuning {
     pub min_batch: usize,
     pub max_batch: usize,
     pub sleep: Duration,
+    /// Pause while a replica lags more than this (PostgreSQL `pg_stat_replication.replay_lag`); zero: never.
+    pub max_replica_lag: Duration,
+}
+
+/// Current replication lag of the primary's replicas (PostgreSQL: the largest
+/// `replay_lag` in `pg_stat_replication`; 0 without replicas). MySQL/MariaDB
+/// expose lag only on the replica, SQLite has none: 0.
+pub async fn replica_lag(pool: &DbPool) -> Result<Duration, SweepError> {
+    match pool {
+        DbPool::Pg(p) => {
+            let q = "SELECT CAST(COALESCE(EXTRACT(EPOCH FROM max(replay_lag)), 0) AS FLOAT8) FROM pg_stat_replication";
+            let secs: f64 = sqlx::query_scalar(q)
+                .fetch_one(p)
+                .await
+                .map_err(|e| dberr("pg_stat_replication", e))?;
+            Ok(Duration::from_secs_f64(secs.max(0.0)))
+        }
+        _ => Ok(Duration::ZERO),
+    }
+}
+
+async fn wait_for_replicas(
+    pool: &DbPool,
+    max: Duration,
+    stop: &Stop,
+    table: &str,
+) -> Result<(), SweepError> {
+    loop {
+        let lag = replica_lag(pool).await?;
+        if lag <= max || stop.requested() {
+            return Ok(());
+        }
+        tracing::info!(
+            table,
+            lag_ms = lag.as_millis() as u64,
+            "replica lag above limit; pausing"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// One table of a plan item.
@@ -814,6 +853,13 @@ pub async fn run_table(
             out.stopped = true;
             return Ok(out);
         }
+        if !tuning.max_replica_lag.is_zero() {
+            wait_for_replicas(pool, tuning.max_replica_lag, stop, &unit).await?;
+            if stop.requested() {
+                out.stopped = true;
+                return Ok(out);
+            }
+        }
         let pks = select_batch(
             pool,
             job,
@@ -873,6 +919,10 @@ pub async fn run_table(
                 &job.plan_id,
                 &unit_entry(seq, "done", n, serde_json::to_string(&dd).unwrap()),
             )
+            .await?;
+        let ev = serde_json::json!({"table": unit, "batch": seq, "rows": n, "ms": (ms * 10.0).round() / 10.0});
+        journal
+            .event(Some(&job.plan_id), "batch", None, &ev)
             .await?;
         out.affected += n;
         out.batches += 1;

@@ -672,6 +672,37 @@ fn col_text(b: &RecordBatch, name: &str) -> Result<StringArray, String> {
 }
 
 fn parquet_mask(b: &RecordBatch, pred: &RowPred) -> Result<(BooleanArray, usize), String> {
+    use arrow::datatypes::{DataType, TimeUnit};
+    // Fast path: typed time columns compare as integers (UTC-based epoch values).
+    if let RowPred::Expired { field, cutoff } = pred {
+        let i = b
+            .schema()
+            .index_of(field)
+            .map_err(|_| format!("no column `{field}`"))?;
+        let col = b.column(i);
+        let us = |t: NaiveDateTime| t.and_utc().timestamp_micros();
+        let target = match col.data_type() {
+            DataType::Timestamp(_, tz) => {
+                Some(DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))
+            }
+            DataType::Date32 | DataType::Date64 => {
+                Some(DataType::Timestamp(TimeUnit::Microsecond, None))
+            }
+            _ => None,
+        };
+        if let Some(t) = target {
+            let a = arrow::compute::cast(col, &t).map_err(|e| format!("column `{field}`: {e}"))?;
+            let a = arrow::compute::cast(&a, &DataType::Int64)
+                .map_err(|e| format!("column `{field}`: {e}"))?;
+            let a = a
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .expect("cast to Int64");
+            let c = us(*cutoff);
+            let m: BooleanArray = a.iter().map(|v| Some(v.is_some_and(|v| v < c))).collect();
+            return Ok((m, 0));
+        }
+    }
     let s = col_text(b, pred_field(pred))?;
     let mut und = 0;
     let m: BooleanArray = s
@@ -1214,5 +1245,58 @@ mod tests {
         );
         assert!(s.contains("13900000000"));
         verify(Format::Jsonl, &rw.data, &p, &a, &rw.before, 1).unwrap();
+    }
+
+    #[test]
+    fn parquet_typed_time_columns_cutoff_is_strict() {
+        use arrow::array::{Date32Array, TimestampMicrosecondArray};
+        use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+        let c = cut().and_utc().timestamp_micros();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+08:00".into())),
+                true,
+            ),
+            Field::new("d", DataType::Date32, true),
+        ]));
+        let day = 19723; // 2024-01-01
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![Some(c - 1), Some(c), None])
+                        .with_timezone("+08:00"),
+                ),
+                Arc::new(Date32Array::from(vec![
+                    Some(day - 1),
+                    Some(day),
+                    Some(day + 1),
+                ])),
+            ],
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).unwrap();
+        w.write(&b).unwrap();
+        w.close().unwrap();
+        let fp = Fingerprinter::new(b"k");
+        for field in ["ts", "d"] {
+            let p = RowPred::Expired {
+                field: field.into(),
+                cutoff: cut(),
+            };
+            let rw = rewrite(Format::Parquet, &buf, &p, &RowAction::Delete, &fp).unwrap();
+            assert_eq!((rw.before.rows, rw.changed), (3, 1), "{field}");
+            verify(
+                Format::Parquet,
+                &rw.data,
+                &p,
+                &RowAction::Delete,
+                &rw.before,
+                1,
+            )
+            .unwrap();
+        }
     }
 }

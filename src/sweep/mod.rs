@@ -111,6 +111,9 @@ pub struct SweepSettings {
     /// Masked sample rows shown per table in a plan.
     #[serde(default = "default_samples")]
     pub samples: usize,
+    /// Pause batches while a PostgreSQL replica lags more than this (ms); 0: never.
+    #[serde(default)]
+    pub max_replica_lag_ms: u64,
 }
 
 const fn default_true() -> bool {
@@ -142,6 +145,7 @@ impl Default for SweepSettings {
             max_batch: default_max_batch(),
             sleep_ms: 0,
             samples: default_samples(),
+            max_replica_lag_ms: 0,
         }
     }
 }
@@ -163,6 +167,7 @@ impl SweepSettings {
             min_batch: self.min_batch.max(1),
             max_batch: self.max_batch.max(self.min_batch.max(1)),
             sleep: Duration::from_millis(self.sleep_ms),
+            max_replica_lag: Duration::from_millis(self.max_replica_lag_ms),
         }
     }
 }
