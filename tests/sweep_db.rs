@@ -507,3 +507,42 @@ async fn interrupted_batch_is_recovered_and_counted_once() {
     assert!(o3.stopped && o3.affected == 0);
     assert_eq!(ids(&url, "visits").await.len(), kept.len() + 2);
 }
+
+/// The journal on a shared PostgreSQL store (`state_url`): created
+/// idempotently, same behaviour as SQLite.
+#[tokio::test]
+async fn journal_on_postgres_state_url() {
+    use childguard::sweep::journal::{JournalEntry, SweepJournal};
+    let url = common::fresh_pg_db("cg_state").await;
+    let d = tempfile::tempdir().unwrap();
+    let j = SweepJournal::open(d.path(), Some(&url)).await.unwrap();
+    let j2 = SweepJournal::open(d.path(), Some(&url)).await.unwrap();
+    j.insert_plan("p1", "retention", "alice", "2025-01-01", None, "{}")
+        .await
+        .unwrap();
+    assert_eq!(j2.plan("p1").await.unwrap().created_by, "alice");
+    let e = JournalEntry {
+        item: 0,
+        unit: "t".into(),
+        seq: 0,
+        phase: "start".into(),
+        affected: 0,
+        detail: "{}".into(),
+    };
+    j.record("p1", &e).await.unwrap();
+    assert!(j2.record("p1", &e).await.is_err(), "never journaled twice");
+    j.add_approval("p1", "bob", None).await.unwrap();
+    j.event(
+        Some("p1"),
+        "plan_approved",
+        Some("bob"),
+        &serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(j2.events("p1").await.unwrap()[0].event, "plan_approved");
+    assert!(
+        !d.path().join("childguard.db").exists(),
+        "no SQLite file when state_url is set"
+    );
+}

@@ -342,3 +342,73 @@ async fn local_file_changed_since_read_is_not_overwritten() {
         "no temporary file left"
     );
 }
+
+/// Whole-file retention re-checks the age at run time: a rotated log written
+/// to again after planning is within retention and is kept.
+#[tokio::test]
+async fn rotated_logs_by_age_rechecked_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let logs = d.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let set = |name: &str, unix: u64| {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(logs.join(name))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(unix))
+            .unwrap();
+    };
+    for n in ["app.log", "app.log.1", "app.log.2.gz", "app.log.3"] {
+        std::fs::write(logs.join(n), "x\n").unwrap();
+        set(n, 1_704_067_200); // 2024-01-01
+    }
+    set("app.log", 1_743_292_800); // the live log: 2025-03-30
+    write_config(d, &format!("[[datasets]]\nname = \"logs\"\nsource = \"{}\"\nmatch = [\"app.log.*\"]\nretention = \"30d after object_age\"\n", logs.display()));
+    let p = cg(
+        d,
+        &[
+            "sweep",
+            "plan",
+            "--as-of",
+            "2025-03-31",
+            "--as",
+            "alice",
+            "--json",
+        ],
+        &[],
+    );
+    ok(&p);
+    let plan = json(&p);
+    assert_eq!(plan["total"], 3);
+    let id = plan["id"].as_str().unwrap();
+    ok(&cg(d, &["sweep", "approve", id, "--by", "bob"], &[]));
+    std::fs::write(logs.join("app.log.3"), "written again\n").unwrap(); // now: within retention
+    let r = cg(d, &["sweep", "run", id, "--json"], &[]);
+    ok(&r);
+    assert_eq!(json(&r)["disposed"], 2);
+    let left: std::collections::BTreeSet<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        ["app.log", "app.log.3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+    let u = receipt(d, id)["items"][0]["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "app.log.3")
+        .unwrap()
+        .clone();
+    assert_eq!(u["disposed"], 0);
+    assert_eq!(u["verified"], true);
+    assert!(u["note"]
+        .as_str()
+        .unwrap()
+        .contains("modified since planning"));
+}

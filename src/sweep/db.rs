@@ -72,19 +72,25 @@ impl DbPool {
             message: e.to_string(),
         };
         Ok(if url.starts_with("postgres") {
+            // Cutoffs are UTC: compare `timestamptz` columns in UTC, whatever the server's TimeZone.
+            let opts: sqlx::postgres::PgConnectOptions = url.parse().map_err(err)?;
+            let opts = opts.options([("TimeZone", "UTC")]);
             DbPool::Pg(
                 sqlx::postgres::PgPoolOptions::new()
                     .max_connections(2)
-                    .connect(url)
+                    .connect_with(opts)
                     .await
                     .map_err(err)?,
             )
         } else if url.starts_with("mysql") || url.starts_with("mariadb") {
             let u = url.replacen("mariadb://", "mysql://", 1);
+            // sqlx sets the session time_zone to '+00:00': TIMESTAMP columns compare in UTC.
+            let opts: sqlx::mysql::MySqlConnectOptions = u.parse().map_err(err)?;
+            let opts = opts.timezone(Some("+00:00".to_string()));
             DbPool::My(
                 sqlx::mysql::MySqlPoolOptions::new()
                     .max_connections(2)
-                    .connect(&u)
+                    .connect_with(opts)
                     .await
                     .map_err(err)?,
             )

@@ -365,6 +365,37 @@ impl Location {
         }
     }
 
+    /// Metadata of one file/object; `None` when it is gone.
+    pub async fn head(&self, key: &str) -> Result<Option<FileMeta>, SweepError> {
+        match self {
+            Location::Local(root) => {
+                let p = if root.is_file() {
+                    root.clone()
+                } else {
+                    local_path(root, key)
+                };
+                match std::fs::metadata(&p) {
+                    Ok(m) => Ok(Some(local_meta(key.into(), &m))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io(&p, e)),
+                }
+            }
+            Location::S3 { store, .. } => {
+                let k = self.full_key(key);
+                match store.head(&ObjPath::from(k.as_str())).await {
+                    Ok(m) => Ok(Some(FileMeta {
+                        key: key.into(),
+                        size: m.size,
+                        modified: m.last_modified.naive_utc(),
+                        version: m.e_tag.unwrap_or_default(),
+                    })),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(objerr(&k, e)),
+                }
+            }
+        }
+    }
+
     /// Delete a whole file/object; `Ok(false)` when it was already gone.
     pub async fn delete(&self, key: &str) -> Result<bool, SweepError> {
         match self {
@@ -1015,6 +1046,7 @@ pub async fn run_file(
     key: &str,
     whole: bool,
     pred: Option<&RowPred>,
+    age_cutoff: Option<NaiveDateTime>,
     action: &RowAction,
     fp: &Fingerprinter,
 ) -> Result<FileOutcome, SweepError> {
@@ -1040,35 +1072,56 @@ pub async fn run_file(
         detail,
     };
     let fmt = Format::of(key);
+    if whole {
+        let outcome = match loc.head(key).await? {
+            // Gone: deleted by the killed attempt (journaled start), or by someone else.
+            None => FileOutcome {
+                rows_before: 0,
+                changed: started.is_some() as usize,
+                deleted_whole: started.is_some(),
+                exact: true,
+            },
+            // Re-check the retention predicate: a file modified since planning is within retention.
+            Some(m) if age_cutoff.is_some_and(|c| m.modified >= c) => FileOutcome {
+                rows_before: 0,
+                changed: 0,
+                deleted_whole: false,
+                exact: true,
+            },
+            Some(m) => {
+                if started.is_none() {
+                    let d = serde_json::to_string(&FileStart {
+                        version: m.version.clone(),
+                        changed: 1,
+                        whole: true,
+                    })
+                    .unwrap();
+                    journal.record(plan_id, &entry("start", 0, d)).await?;
+                }
+                let existed = loc.delete(key).await?;
+                FileOutcome {
+                    rows_before: 0,
+                    changed: (existed || started.is_some()) as usize,
+                    deleted_whole: true,
+                    exact: true,
+                }
+            }
+        };
+        journal
+            .record(
+                plan_id,
+                &entry(
+                    "done",
+                    outcome.changed as i64,
+                    serde_json::to_string(&outcome).unwrap(),
+                ),
+            )
+            .await?;
+        return Ok(outcome);
+    }
     let cur = loc.read(key).await?;
     let outcome = match (whole, cur) {
-        (true, cur) => {
-            if started.is_none() {
-                let v = cur.as_ref().map(|c| c.1.clone()).unwrap_or_default();
-                journal
-                    .record(
-                        plan_id,
-                        &entry(
-                            "start",
-                            0,
-                            serde_json::to_string(&FileStart {
-                                version: v,
-                                changed: 1,
-                                whole: true,
-                            })
-                            .unwrap(),
-                        ),
-                    )
-                    .await?;
-            }
-            let existed = loc.delete(key).await?;
-            FileOutcome {
-                rows_before: 0,
-                changed: 1,
-                deleted_whole: true,
-                exact: existed || started.is_some(),
-            }
-        }
+        (true, _) => unreachable!("whole files handled above"),
         (false, None) => {
             return Err(SweepError::Object {
                 key: key.into(),

@@ -1047,6 +1047,12 @@ impl Sweeper {
                     Target::Files(loc) => {
                         let pred = item_row_pred(plan.kind, it, subject.as_deref());
                         let whole = u.whole;
+                        // Whole files by age: the age is re-checked at run time.
+                        let age_cutoff = if plan.kind == PlanKind::Retention && it.clock.is_none() {
+                            it.cutoff
+                        } else {
+                            None
+                        };
                         let r = files::run_file(
                             loc,
                             &self.journal,
@@ -1055,20 +1061,46 @@ impl Sweeper {
                             &u.name,
                             whole,
                             pred.as_ref(),
+                            age_cutoff,
                             &fa,
                             &self.fp,
                         )
                         .await;
                         match r {
+                            Ok(o) if whole => {
+                                // Verification: gone, or kept because it was modified since planning.
+                                let (remaining, note) = match loc.head(&u.name).await {
+                                    Ok(None) => (Some(0), None),
+                                    Ok(Some(m)) if age_cutoff.is_some_and(|c| m.modified >= c) => (
+                                        Some(0),
+                                        Some(
+                                            "modified since planning: within retention, kept"
+                                                .to_string(),
+                                        ),
+                                    ),
+                                    Ok(Some(_)) => {
+                                        (Some(1), Some("file still present".to_string()))
+                                    }
+                                    Err(e) => (None, Some(e.to_string())),
+                                };
+                                Ok(receipt::UnitResult {
+                                    name: u.name.clone(),
+                                    planned: u.count,
+                                    disposed: o.changed as i64,
+                                    exact: o.exact,
+                                    batches: 1,
+                                    max_batch_ms: 0.0,
+                                    whole,
+                                    remaining,
+                                    verified: remaining == Some(0),
+                                    note,
+                                })
+                            }
                             Ok(o) => {
                                 // Verification: re-read what was touched.
                                 let (remaining, note) = match loc.read(&u.name).await {
-                                    Ok(None) if whole => (Some(0), None),
                                     Ok(None) => {
                                         (None, Some("file missing after rewrite".to_string()))
-                                    }
-                                    Ok(Some(_)) if whole => {
-                                        (Some(1), Some("file still present".to_string()))
                                     }
                                     Ok(Some((data, _, _))) => match files::count(
                                         files::Format::of(&u.name),
