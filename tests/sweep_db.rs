@@ -546,3 +546,20 @@ async fn journal_on_postgres_state_url() {
         "no SQLite file when state_url is set"
     );
 }
+
+/// Mixed-case (quoted) table and column names are used as the catalog spells them.
+#[tokio::test]
+async fn postgres_mixed_case_identifiers() {
+    let url = common::fresh_pg_db("cg_sweep").await;
+    exec(&url, r#"CREATE TABLE "Kids" ("Id" INT PRIMARY KEY, "CreatedAt" TIMESTAMP); INSERT INTO "Kids" VALUES (1, '2020-01-01'), (2, '2025-03-01'), (3, NULL)"#).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &format!("[[datasets]]\nname = \"k\"\nsource = \"{url}\"\nmatch = [\"Kids\"]\nretention = \"30d after createdat\"\n"));
+    let (_, r) = plan_approve_run(dir.path(), &["--as-of", "2025-03-31"], &[]);
+    ok(&r);
+    assert_eq!(json(&r)["disposed"], 1);
+    let left = query(&url, r#"SELECT CAST("Id" AS TEXT) FROM "Kids" ORDER BY 1"#).await;
+    assert_eq!(
+        left,
+        vec![vec![Some("2".to_string())], vec![Some("3".to_string())]]
+    );
+}

@@ -201,10 +201,58 @@ pub struct TableInfo {
 }
 
 impl TableInfo {
+    /// The column named `name`, matched case-insensitively (exact spelling first).
     pub fn col(&self, name: &str) -> Option<&ColInfo> {
-        self.columns
-            .iter()
-            .find(|c| c.name.eq_ignore_ascii_case(name))
+        self.columns.iter().find(|c| c.name == name).or_else(|| {
+            self.columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(name))
+        })
+    }
+
+    /// The catalog's spelling of a column name (identifiers are quoted in SQL).
+    pub fn canon(&self, name: &str) -> String {
+        self.col(name)
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| name.to_string())
+    }
+}
+
+impl Predicate {
+    fn canon(&self, info: &TableInfo) -> Predicate {
+        match self {
+            Predicate::Expired { clock, cutoff } => Predicate::Expired {
+                clock: info.canon(clock),
+                cutoff: *cutoff,
+            },
+            Predicate::Subject { column, key } => Predicate::Subject {
+                column: info.canon(column),
+                key: key.clone(),
+            },
+            Predicate::All => Predicate::All,
+        }
+    }
+}
+
+impl TableJob {
+    /// The job with every column spelled as in the catalog.
+    fn canon(&self) -> TableJob {
+        let info = &self.info;
+        TableJob {
+            pk: info.canon(&self.pk),
+            pred: self.pred.canon(info),
+            action: match &self.action {
+                Action::Delete => Action::Delete,
+                Action::Anonymize { ops, clock } => Action::Anonymize {
+                    ops: ops
+                        .iter()
+                        .map(|(c, o)| (info.canon(c), o.clone()))
+                        .collect(),
+                    clock: info.canon(clock),
+                },
+            },
+            ..self.clone()
+        }
     }
 }
 
@@ -266,7 +314,7 @@ macro_rules! bound {
 /// SQL for the predicate, appended to `s`.
 fn pred_sql(s: &mut Sql, info: &TableInfo, pred: &Predicate) {
     let d = s.d;
-    match pred {
+    match &pred.canon(info) {
         Predicate::Expired { clock, cutoff } => {
             let c = d.quote(clock);
             if d == Dialect::Lite {
@@ -378,7 +426,7 @@ pub async fn table_info(pool: &DbPool, table: &str) -> Result<TableInfo, SweepEr
              CAST(COALESCE((SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey)), 0) AS INT8) \
              FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         )
-        .bind(table)
+        .bind(Dialect::Pg.quote(table))
         .fetch_all(p)
         .await,
         DbPool::My(p) => {
@@ -749,6 +797,7 @@ pub async fn run_table(
     fp: &Fingerprinter,
     stop: &Stop,
 ) -> Result<UnitOutcome, SweepError> {
+    let job = &job.canon();
     let unit = job.info.table.clone();
     let mine: Vec<JournalEntry> = journal
         .entries(&job.plan_id)
