@@ -427,7 +427,7 @@ async fn stop_file_and_sigterm_stop_cleanly_then_resume() {
     };
     // Stop file.
     let child = spawn(false);
-    std::thread::sleep(Duration::from_millis(800));
+    wait_progress(&mut c, 10000).await;
     std::fs::write(d.join(".state/sweep.stop"), "").unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", err(&o));
@@ -441,7 +441,7 @@ async fn stop_file_and_sigterm_stop_cleanly_then_resume() {
     assert!(!r.status.success() && err(&r).contains("--resume"));
     // SIGTERM.
     let child = spawn(true);
-    std::thread::sleep(Duration::from_millis(600));
+    wait_progress(&mut c, left).await;
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
@@ -469,4 +469,13 @@ async fn remaining(c: &mut sqlx::PgConnection) -> i64 {
         .fetch_one(c)
         .await
         .unwrap()
+}
+
+/// Wait until the running sweep has deleted something below `from` (it is past its start-up).
+async fn wait_progress(c: &mut sqlx::PgConnection, from: i64) {
+    let t = std::time::Instant::now();
+    while remaining(c).await >= from {
+        assert!(t.elapsed() < Duration::from_secs(60), "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
