@@ -77,6 +77,7 @@ match = ["kids.*"]
 retention = "30d after created_at"
 disposal = "anonymize"
 anonymize = {{ phone = "mask:3,4", user_id = "hash" }}
+categories = {{ phone = ["cn_mobile"] }}
 
 [[datasets]]
 name = "app"
@@ -119,6 +120,18 @@ retention = "30d after ts"
         .unwrap()
         .clone();
     assert_eq!(pq["undated"], 1);
+    let samples = plan["items"][0]["samples"].as_array().unwrap();
+    assert!(!samples.is_empty());
+    assert!(
+        samples
+            .iter()
+            .all(|x| x["phone"].as_str().unwrap().contains("***") && x["file"].is_string()),
+        "{samples:?}"
+    );
+    assert!(
+        !out(&p).contains("13812345678") && !out(&p).contains("13600000000"),
+        "raw values in the plan"
+    );
     assert_eq!(snapshot(&names), before, "a dry run changes nothing");
     let id = plan["id"].as_str().unwrap();
     ok(&cg(d, &["sweep", "approve", id, "--by", "bob"], &[]));

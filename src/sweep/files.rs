@@ -589,6 +589,123 @@ fn anon_type_hint(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// Up to `n` matching rows' values of `fields` (those present), raw: callers
+/// mask them before showing. Logs give the line number only.
+pub fn samples(
+    fmt: Format,
+    data: &[u8],
+    pred: &RowPred,
+    fields: &[String],
+    n: usize,
+) -> Result<Vec<BTreeMap<String, String>>, String> {
+    let mut out = Vec::new();
+    if n == 0 {
+        return Ok(out);
+    }
+    match fmt {
+        Format::Csv => {
+            let mut r = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .from_reader(data);
+            let hdr = r.headers().map_err(|e| e.to_string())?.clone();
+            let idx = hdr
+                .iter()
+                .position(|h| h == pred_field(pred))
+                .ok_or_else(|| format!("no column `{}`", pred_field(pred)))?;
+            let cols: Vec<(usize, &String)> = fields
+                .iter()
+                .filter_map(|f| hdr.iter().position(|h| h == f).map(|i| (i, f)))
+                .collect();
+            for rec in r.records() {
+                let rec = rec.map_err(|e| e.to_string())?;
+                if row_matches(pred, rec.get(idx)).0 {
+                    out.push(
+                        cols.iter()
+                            .map(|(i, f)| ((*f).clone(), rec.get(*i).unwrap_or("").to_string()))
+                            .collect(),
+                    );
+                    if out.len() >= n {
+                        break;
+                    }
+                }
+            }
+        }
+        Format::Jsonl => {
+            for line in data.split(|b| *b == b'\n') {
+                let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+                    continue;
+                };
+                let val = json_get(&v, pred_field(pred)).and_then(json_text);
+                if row_matches(pred, val.as_deref()).0 {
+                    out.push(
+                        fields
+                            .iter()
+                            .filter_map(|f| {
+                                json_get(&v, f).and_then(json_text).map(|t| (f.clone(), t))
+                            })
+                            .collect(),
+                    );
+                    if out.len() >= n {
+                        break;
+                    }
+                }
+            }
+        }
+        Format::Parquet => {
+            let (schema, batches) = read_parquet(data)?;
+            let present: Vec<&String> = fields
+                .iter()
+                .filter(|f| schema.index_of(f).is_ok())
+                .collect();
+            'b: for b in &batches {
+                let (m, _) = parquet_mask(b, pred)?;
+                let cols: Vec<StringArray> = present
+                    .iter()
+                    .map(|f| col_text(b, f))
+                    .collect::<Result<_, _>>()?;
+                for i in 0..b.num_rows() {
+                    if m.value(i) {
+                        out.push(
+                            present
+                                .iter()
+                                .zip(&cols)
+                                .filter(|(_, c)| !c.is_null(i))
+                                .map(|(f, c)| ((*f).clone(), c.value(i).to_string()))
+                                .collect(),
+                        );
+                        if out.len() >= n {
+                            break 'b;
+                        }
+                    }
+                }
+            }
+        }
+        Format::Log => {
+            let text = String::from_utf8_lossy(data);
+            let mut cur: Option<bool> = None;
+            for (i, line) in text.lines().enumerate() {
+                let m = match pred {
+                    RowPred::Expired { cutoff, .. } => {
+                        if let Some(t) = log_line_ts(line) {
+                            cur = Some(t < *cutoff);
+                        }
+                        cur.unwrap_or(false)
+                    }
+                    RowPred::Subject { key, .. } => token_match(line, key),
+                };
+                if m {
+                    out.push([("line".to_string(), (i + 1).to_string())].into());
+                    if out.len() >= n {
+                        break;
+                    }
+                }
+            }
+        }
+        Format::Opaque => {}
+    }
+    Ok(out)
+}
+
 /// Count rows, matching rows and the schema signature.
 pub fn count(fmt: Format, data: &[u8], pred: &RowPred) -> Result<Counts, String> {
     let mut c = Counts::default();

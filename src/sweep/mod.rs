@@ -317,6 +317,19 @@ pub struct Plan {
     pub total: i64,
 }
 
+/// Fields shown (masked) in plan samples: the subject key and declared PI columns.
+fn sample_fields(ds: &Dataset) -> Vec<String> {
+    let mut v: Vec<String> = ds
+        .subject_key
+        .iter()
+        .cloned()
+        .chain(ds.categories.keys().filter(|k| *k != "*").cloned())
+        .collect();
+    v.dedup();
+    v.truncate(4);
+    v
+}
+
 /// Rough throughput for estimates (measured with benches/sweep_delete.sh).
 const DB_DELETE_ROWS_PER_SEC: f64 = 100_000.0;
 const DB_ANON_ROWS_PER_SEC: f64 = 5_000.0;
@@ -659,6 +672,26 @@ impl Sweeper {
                             })?;
                         if c.matching == 0 {
                             continue;
+                        }
+                        if it.samples.len() < self.settings.samples {
+                            let fields = sample_fields(ds);
+                            let need = self.settings.samples - it.samples.len();
+                            for row in
+                                files::samples(fmt, &data, &pred, &fields, need).unwrap_or_default()
+                            {
+                                let mut masked: BTreeMap<String, String> = row
+                                    .into_iter()
+                                    .map(|(k, v)| {
+                                        if k == "line" {
+                                            (k, v)
+                                        } else {
+                                            (k, mask_sample(&v))
+                                        }
+                                    })
+                                    .collect();
+                                masked.insert("file".into(), m.key.clone());
+                                it.samples.push(masked);
+                            }
                         }
                         PlanUnit {
                             name: m.key.clone(),
