@@ -11,6 +11,48 @@
 //!
 //! The cutoff is frozen in the plan: a run never disposes of anything the
 //! approved plan's rule did not cover, whenever it runs.
+//!
+//! ```toml
+//! [[datasets]]
+//! name = "visits"
+//! source = "postgres://app@db/prod"      # or mysql://…, sqlite://…, a path, s3://bucket/prefix
+//! match = ["public.visits"]              # tables; path/key globs for files and objects
+//! retention = "365d after created_at"    # or "30d after object_age" (whole files by mtime)
+//! disposal = "anonymize"                 # default "delete"
+//! subject_key = "user_id"                # for `childguard erase`
+//! child_data = true                      # for `childguard purge`
+//! [datasets.anonymize]
+//! phone = "mask:3,4"
+//! id_no = "hash"                         # shown as pseudonymization (PIPL Art. 73)
+//! birth = "year_month"
+//! ```
+//!
+//! Why a run is exactly right, also across crashes:
+//! 1. Every statement that disposes of data repeats the plan's predicate
+//!    (`clock < cutoff`, strict; `subject = key`): nothing outside it is ever
+//!    touched, whatever happened between planning, selection and execution.
+//!    Files are rewritten from their current content with the same
+//!    predicate; whole files are re-checked for age before deletion.
+//! 2. Disposal makes a record stop matching (deleted, or anonymized with the
+//!    clock set to NULL), so redoing any batch is harmless (idempotent).
+//! 3. A batch is journaled (`start`, with its keys) before its transaction and
+//!    (`done`, with its count and last key) after the commit; the journal's
+//!    primary key forbids a second `start`/`done` for the same batch. On
+//!    resume a `done` batch is never redone, a `start` without `done` is
+//!    recovered from its key list (what the killed attempt disposed of is
+//!    counted from the keys now gone / anonymized, the rest is redone), and
+//!    the keyset continues after the last key — nothing skipped, nothing
+//!    counted twice. After the keyset ends, a re-count (and one more pass if
+//!    needed) makes sure no expired row was left behind the cursor.
+//! 4. A file is swapped in only after its rewrite was re-read and verified,
+//!    and only if the original did not change since it was read (version
+//!    check locally, `If-Match` on object stores).
+//! 5. Verification after the run re-counts what should be gone; the receipt
+//!    records it per table and file.
+//!
+//! Times: cutoffs and naive timestamps are UTC (sessions run with time zone
+//! UTC). SQLite clocks must be ISO-8601 text; values that cannot be read as
+//! a time are never disposed of.
 
 pub mod db;
 pub mod files;
