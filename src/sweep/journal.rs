@@ -267,6 +267,52 @@ impl SweepJournal {
         Ok(())
     }
 
+    /// Append several journal rows and audit events (`event`, one per detail)
+    /// in one transaction: one durable commit.
+    pub async fn record_all(
+        &self,
+        plan_id: &str,
+        entries: &[JournalEntry],
+        event: &str,
+        details: &[serde_json::Value],
+    ) -> Result<(), SweepError> {
+        if entries.is_empty() && details.is_empty() {
+            return Ok(());
+        }
+        let qj = "INSERT INTO sweep_journal (plan_id, item, unit, seq, phase, affected, detail, at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)";
+        let qe = "INSERT INTO sweep_events (plan_id, at, event, actor, detail) VALUES ($1,$2,$3,NULL,$4)";
+        let at = now();
+        on_pool!(self, |p| async {
+            let mut tx = p.begin().await?;
+            for e in entries {
+                sqlx::query(qj)
+                    .bind(plan_id)
+                    .bind(e.item)
+                    .bind(&e.unit)
+                    .bind(e.seq)
+                    .bind(&e.phase)
+                    .bind(e.affected)
+                    .bind(&e.detail)
+                    .bind(&at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for d in details {
+                sqlx::query(qe)
+                    .bind(plan_id)
+                    .bind(&at)
+                    .bind(event)
+                    .bind(d.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        }
+        .await)
+        .map_err(|err| SweepError::Journal(format!("journal {plan_id}: {err}")))?;
+        Ok(())
+    }
+
     /// Every journal row of a plan, in (item, unit, seq, phase) order.
     pub async fn entries(&self, plan_id: &str) -> Result<Vec<JournalEntry>, SweepError> {
         let q = "SELECT item, unit, seq, phase, affected, detail FROM sweep_journal WHERE plan_id = $1 ORDER BY item, unit, seq, phase DESC";
