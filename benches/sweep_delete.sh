@@ -26,7 +26,10 @@ fi
 WORK=$(mktemp -d)
 DB=cg_bench_$$
 URL=${PG%/*}/$DB
-cleanup() { psql -q "$PG" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+cleanup() {
+  if [ -n "${KEEP:-}" ]; then echo "kept: $WORK, database $DB"; return; fi
+  psql -q "$PG" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; rm -rf "$WORK"
+}
 trap cleanup EXIT
 now() { date +%s.%N; }
 
@@ -77,7 +80,7 @@ print(f"plain DELETE … WHERE:        {plain:8.2f} s")
 print(f"childguard sweep run:        {cg:8.2f} s  ({res['disposed']} rows, status {res['status']})")
 print(f"ratio:                       {cg/plain:8.2f}x  (target <= 1.5x)")
 print(f"max batch transaction:       {res['max_batch_ms']:8.1f} ms (target <= 250 ms)")
-print(f"expired left: {left}; rows kept: {kept} (copy: {kept_copy})")
+print(f"batches: {res.get('batches', '?')}; expired left: {left}; rows kept: {kept} (copy: {kept_copy})")
 assert left == "0" and kept == kept_copy, "sweep result differs from the plain DELETE"
 PY
 
@@ -119,8 +122,8 @@ TOML
   python3 - "$duck" "$cgp" "$res" "$WORK/p/data/events.parquet" "$WORK/p/duck_out.parquet" <<'PY'
 import duckdb, json, sys
 duck, cg, res = float(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
-a = duckdb.sql(f"SELECT count(*) FROM '{sys.argv[4]}'").fetchone()[0]
-b = duckdb.sql(f"SELECT count(*) FROM '{sys.argv[5]}'").fetchone()[0]
+a = duckdb.sql(f"SELECT count(*) FROM '{sys.argv[4]}'").fetchall()[0][0]
+b = duckdb.sql(f"SELECT count(*) FROM '{sys.argv[5]}'").fetchall()[0][0]
 print(f"DuckDB COPY (SELECT … WHERE) (1 thread): {duck:6.2f} s")
 print(f"childguard rewrite+verify+swap:          {cg:6.2f} s  ({res['disposed']} rows removed, status {res['status']})")
 print(f"ratio:                                   {cg/duck:6.2f}x")

@@ -416,6 +416,16 @@ async fn anonymize_refuses_not_null_clock() {
 /// repeated, and the run continues after it.
 #[tokio::test]
 async fn interrupted_batch_is_recovered_and_counted_once() {
+    interrupted_batch(false).await;
+}
+
+/// The same for an integer key range batch `(lo, hi]` (the default for integer keys).
+#[tokio::test]
+async fn interrupted_range_batch_is_recovered_and_counted_once() {
+    interrupted_batch(true).await;
+}
+
+async fn interrupted_batch(range: bool) {
     use childguard::sweep::db::{self, Action, DbPool, PkVal, Predicate, TableJob, Tuning};
     use childguard::sweep::journal::{JournalEntry, SweepJournal};
     let url = common::fresh_pg_db("cg_sweep").await;
@@ -443,7 +453,12 @@ async fn interrupted_batch_is_recovered_and_counted_once() {
     };
     // The killed attempt: journaled rows 1, 2, 6 and 3 (3 is within retention), deleted 1 and 2, then died.
     let pks = vec![PkVal::Int(1), PkVal::Int(2), PkVal::Int(3), PkVal::Int(6)];
-    let detail = serde_json::json!({"pks": pks, "n": 4, "pass": 0}).to_string();
+    let detail = if range {
+        // Range (none, 6]: matching rows 1, 2 and 6 at selection.
+        serde_json::json!({"hi": 6, "n": 3, "pass": 0}).to_string()
+    } else {
+        serde_json::json!({"pks": pks, "n": 4, "pass": 0}).to_string()
+    };
     j.record(
         "p",
         &JournalEntry {

@@ -428,6 +428,42 @@ fn pk_in(s: &mut Sql, info: &TableInfo, pk: &str, pks: &[PkVal]) {
     s.push(&format!("{q} IN ({})", list.join(",")));
 }
 
+/// The rows of one batch: an integer key range `(lo, hi]` (the `n` matching
+/// rows selected), or an explicit key list (text keys, keys that are PI).
+#[derive(Debug, Clone)]
+enum Batch {
+    Range {
+        lo: Option<PkVal>,
+        hi: PkVal,
+        n: i64,
+    },
+    Keys(Vec<PkVal>),
+}
+
+impl Batch {
+    fn last(&self) -> Option<PkVal> {
+        match self {
+            Batch::Range { hi, .. } => Some(hi.clone()),
+            Batch::Keys(k) => k.last().cloned(),
+        }
+    }
+}
+
+fn batch_where(s: &mut Sql, info: &TableInfo, pk: &str, b: &Batch) {
+    match b {
+        Batch::Keys(pks) => pk_in(s, info, pk, pks),
+        Batch::Range { lo, hi, .. } => {
+            let q = s.d.quote(pk);
+            if let Some(lo) = lo {
+                let p = pk_bind(s, info, pk, lo);
+                s.push(&format!("{q} > {p} AND "));
+            }
+            let p = pk_bind(s, info, pk, hi);
+            s.push(&format!("{q} <= {p}"));
+        }
+    }
+}
+
 fn pk_select_expr(d: Dialect, info: &TableInfo, pk: &str) -> (String, bool) {
     let q = d.quote(pk);
     let int = info
@@ -671,6 +707,11 @@ pub struct UnitOutcome {
 struct StartDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pks: Option<Vec<PkVal>>,
+    /// Range batches: keys after `lo` up to and including `hi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lo: Option<PkVal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hi: Option<PkVal>,
     n: usize,
     pass: u32,
 }
@@ -685,7 +726,51 @@ struct DoneDetail {
     exact: Option<bool>,
 }
 
+/// Next batch after `cursor`: for integer keys the range up to the n-th
+/// matching key (one row back: `max`, `count`), else the list of keys.
 async fn select_batch(
+    pool: &DbPool,
+    job: &TableJob,
+    cursor: Option<&PkVal>,
+    n: usize,
+) -> Result<Option<Batch>, SweepError> {
+    let d = pool.dialect();
+    let (expr, int) = pk_select_expr(d, &job.info, &job.pk);
+    if int && !job.pk_is_pi {
+        let mut s = Sql::new(d);
+        s.push(&format!(
+            "SELECT MAX(x), COUNT(*) FROM (SELECT {expr} AS x FROM {} WHERE ",
+            d.quote(&job.info.table)
+        ));
+        pred_sql(&mut s, &job.info, &job.pred);
+        if let Some(c) = cursor {
+            let p = pk_bind(&mut s, &job.info, &job.pk, c);
+            s.push(&format!(" AND {} > {p}", d.quote(&job.pk)));
+        }
+        s.push(&format!(" ORDER BY {} LIMIT {n}) s", d.quote(&job.pk)));
+        let t = &job.info.table;
+        let (hi, cnt): (Option<i64>, i64) = with_db!(pool, |p| {
+            let r = bound!(s).fetch_one(p).await.map_err(|e| dberr(t, e))?;
+            Ok::<_, SweepError>((
+                r.try_get::<Option<i64>, _>(0).map_err(|e| dberr(t, e))?,
+                r.try_get::<i64, _>(1).map_err(|e| dberr(t, e))?,
+            ))
+        })?;
+        return Ok(hi.filter(|_| cnt > 0).map(|hi| Batch::Range {
+            lo: cursor.cloned(),
+            hi: PkVal::Int(hi),
+            n: cnt,
+        }));
+    }
+    let keys = select_keys(pool, job, cursor, n).await?;
+    Ok(if keys.is_empty() {
+        None
+    } else {
+        Some(Batch::Keys(keys))
+    })
+}
+
+async fn select_keys(
     pool: &DbPool,
     job: &TableJob,
     cursor: Option<&PkVal>,
@@ -747,7 +832,7 @@ pub fn anon_text(op: &AnonOp, v: &str, ty: &str, fp: &Fingerprinter) -> Option<S
 async fn apply_batch(
     pool: &DbPool,
     job: &TableJob,
-    pks: &[PkVal],
+    batch: &Batch,
     fp: &Fingerprinter,
 ) -> Result<i64, SweepError> {
     let d = pool.dialect();
@@ -757,7 +842,7 @@ async fn apply_batch(
         Action::Delete => {
             let mut s = Sql::new(d);
             s.push(&format!("DELETE FROM {qt} WHERE "));
-            pk_in(&mut s, &job.info, &job.pk, pks);
+            batch_where(&mut s, &job.info, &job.pk, batch);
             s.push(" AND ");
             pred_sql(&mut s, &job.info, &job.pred);
             with_db!(pool, |p| {
@@ -782,7 +867,7 @@ async fn apply_batch(
             let mut fields = vec![pkexpr];
             fields.extend(list);
             sel.push(&format!("SELECT {} FROM {qt} WHERE ", fields.join(", ")));
-            pk_in(&mut sel, &job.info, &job.pk, pks);
+            batch_where(&mut sel, &job.info, &job.pk, batch);
             sel.push(" AND ");
             pred_sql(&mut sel, &job.info, &job.pred);
             if d != Dialect::Lite {
@@ -833,16 +918,24 @@ async fn apply_batch(
 }
 
 /// How many of an interrupted batch's rows the killed attempt already disposed of.
-async fn already_done(pool: &DbPool, job: &TableJob, pks: &[PkVal]) -> Result<i64, SweepError> {
+async fn already_done(pool: &DbPool, job: &TableJob, batch: &Batch) -> Result<i64, SweepError> {
     let d = pool.dialect();
     let mut s = Sql::new(d);
     s.push(&format!(
         "SELECT COUNT(*) FROM {} WHERE ",
         d.quote(&job.info.table)
     ));
-    pk_in(&mut s, &job.info, &job.pk, pks);
-    if let Action::Anonymize { clock, .. } = &job.action {
-        s.push(&format!(" AND {} IS NULL", d.quote(clock)));
+    batch_where(&mut s, &job.info, &job.pk, batch);
+    match (batch, &job.action) {
+        // Rows of the range that still match were not done by the killed attempt.
+        (Batch::Range { .. }, _) => {
+            s.push(" AND ");
+            pred_sql(&mut s, &job.info, &job.pred);
+        }
+        (Batch::Keys(_), Action::Anonymize { clock, .. }) => {
+            s.push(&format!(" AND {} IS NULL", d.quote(clock)));
+        }
+        (Batch::Keys(_), Action::Delete) => {}
     }
     let t = &job.info.table;
     let n: i64 = with_db!(pool, |p| bound!(s)
@@ -850,11 +943,12 @@ async fn already_done(pool: &DbPool, job: &TableJob, pks: &[PkVal]) -> Result<i6
         .await
         .and_then(|r| r.try_get::<i64, _>(0)))
     .map_err(|e| dberr(t, e))?;
-    Ok(match job.action {
+    Ok(match (batch, &job.action) {
+        (Batch::Range { n: selected, .. }, _) => (selected - n).max(0),
         // Rows still present were not deleted by the killed attempt.
-        Action::Delete => pks.len() as i64 - n,
+        (Batch::Keys(k), Action::Delete) => k.len() as i64 - n,
         // Rows with a NULL clock were anonymized by it (selection required a non-NULL clock).
-        Action::Anonymize { .. } => n,
+        (Batch::Keys(_), Action::Anonymize { .. }) => n,
     })
 }
 
@@ -941,13 +1035,22 @@ pub async fn run_table(
     // Recover a batch that was started but not journaled done.
     if let Some((pseq, sd)) = pending {
         let t0 = Instant::now();
-        let (affected, exact, last) = match &sd.pks {
-            Some(pks) if !pks.is_empty() => {
-                let before = already_done(pool, job, pks).await?;
-                let redo = apply_batch(pool, job, pks, fp).await?;
-                (before + redo, true, pks.last().cloned())
+        let batch = match (&sd.hi, &sd.pks) {
+            (Some(hi), _) => Some(Batch::Range {
+                lo: sd.lo.clone(),
+                hi: hi.clone(),
+                n: sd.n as i64,
+            }),
+            (None, Some(pks)) if !pks.is_empty() => Some(Batch::Keys(pks.clone())),
+            _ => None,
+        };
+        let (affected, exact, last) = match batch {
+            Some(b) => {
+                let before = already_done(pool, job, &b).await?;
+                let redo = apply_batch(pool, job, &b, fp).await?;
+                (before + redo, true, b.last())
             }
-            _ => (0, false, cursor.clone()),
+            None => (0, false, cursor.clone()),
         };
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         let dd = DoneDetail {
@@ -1003,7 +1106,7 @@ pub async fn run_table(
                 flush_then!(Vec::<JournalEntry>::new(), Ok(out));
             }
         }
-        let pks = match select_batch(
+        let batch = match select_batch(
             pool,
             job,
             if job.pk_is_pi { None } else { cursor.as_ref() },
@@ -1014,7 +1117,7 @@ pub async fn run_table(
             Ok(p) => p,
             Err(e) => flush_then!(Vec::<JournalEntry>::new(), Err(e)),
         };
-        if pks.is_empty() {
+        let Some(batch) = batch else {
             // Rows that appeared behind the cursor (a clock moved back, an insert
             // with an old time): one more pass from the start picks them up.
             let again = if pass == 0 && !job.pk_is_pi {
@@ -1031,15 +1134,23 @@ pub async fn run_table(
                 continue;
             }
             flush_then!(vec![unit_entry(0, "complete", 0, "{}".into())], Ok(out));
-        }
-        let sd = StartDetail {
-            pks: if job.pk_is_pi {
-                None
-            } else {
-                Some(pks.clone())
+        };
+        // Keys are journaled (to recover an interrupted batch exactly) unless they are PI.
+        let sd = match &batch {
+            Batch::Range { lo, hi, n } => StartDetail {
+                pks: None,
+                lo: lo.clone(),
+                hi: Some(hi.clone()),
+                n: *n as usize,
+                pass,
             },
-            n: pks.len(),
-            pass,
+            Batch::Keys(k) => StartDetail {
+                pks: if job.pk_is_pi { None } else { Some(k.clone()) },
+                lo: None,
+                hi: None,
+                n: k.len(),
+                pass,
+            },
         };
         let mut es = std::mem::take(&mut carry);
         es.push(unit_entry(
@@ -1052,7 +1163,7 @@ pub async fn run_table(
             .record_all(&job.plan_id, &es, "batch", &std::mem::take(&mut carry_ev))
             .await?;
         let t0 = Instant::now();
-        let n = apply_batch(pool, job, &pks, fp).await?;
+        let n = apply_batch(pool, job, &batch, fp).await?;
         let el = t0.elapsed();
         let ms = el.as_secs_f64() * 1000.0;
         if job.pk_is_pi && n == 0 {
@@ -1063,7 +1174,7 @@ pub async fn run_table(
                         .into(),
             });
         }
-        let last = pks.last().cloned();
+        let last = batch.last();
         let dd = DoneDetail {
             cursor: if job.pk_is_pi { None } else { last.clone() },
             pass,
