@@ -976,7 +976,8 @@ pub async fn run_table(
     let mut cursor: Option<PkVal> = None;
     let mut pass = 0u32;
     let mut seq = 0i64;
-    let mut pending: Option<(i64, StartDetail)> = None;
+    // Batches journaled `start` without `done` (with pipelining, up to two).
+    let mut pending: Vec<(i64, StartDetail)> = Vec::new();
     for e in &mine {
         match e.phase.as_str() {
             "complete" => {
@@ -1010,14 +1011,11 @@ pub async fn run_table(
                 cursor = dd.cursor;
                 pass = dd.pass;
                 seq = seq.max(e.seq + 1);
-                if pending.as_ref().map(|p| p.0) == Some(e.seq) {
-                    pending = None;
-                }
             }
             "start" => {
                 seq = seq.max(e.seq + 1);
                 if !mine.iter().any(|x| x.seq == e.seq && x.phase == "done") {
-                    pending = Some((e.seq, serde_json::from_str(&e.detail).unwrap_or_default()));
+                    pending.push((e.seq, serde_json::from_str(&e.detail).unwrap_or_default()));
                 }
             }
             _ => {}
@@ -1032,8 +1030,9 @@ pub async fn run_table(
         detail,
     };
 
-    // Recover a batch that was started but not journaled done.
-    if let Some((pseq, sd)) = pending {
+    // Recover batches that were started but not journaled done, in order.
+    pending.sort_by_key(|p| p.0);
+    for (pseq, sd) in pending {
         let t0 = Instant::now();
         let batch = match (&sd.hi, &sd.pks) {
             (Some(hi), _) => Some(Batch::Range {
@@ -1076,67 +1075,17 @@ pub async fn run_table(
     let mut size = tuning
         .initial_batch
         .clamp(tuning.min_batch, tuning.max_batch);
-    // The `done` of a batch is written in the same journal transaction as the
-    // `start` of the next one (or the `complete` of the table): one durable
-    // journal commit per batch. Until then a crash leaves that batch
-    // `start`-only, which resume recovers exactly from its key list.
+    // Journal commits: the `start` of batch k+1 is journaled (with the `done`
+    // of batch k-1) while batch k's transaction runs, and batch k+1 is
+    // selected in the same time on the pool's second connection: one journal
+    // commit per batch, off the critical path. Ordering kept: a `start` is
+    // durable before its transaction begins; a `done` is written only after
+    // its transaction committed. A crash in between leaves batches
+    // `start`-only, which resume recovers exactly.
     let mut carry: Vec<JournalEntry> = Vec::new();
     let mut carry_ev: Vec<serde_json::Value> = Vec::new();
-    macro_rules! flush_then {
-        ($extra:expr, $ret:expr) => {{
-            let mut es = std::mem::take(&mut carry);
-            es.extend($extra);
-            journal
-                .record_all(&job.plan_id, &es, "batch", &std::mem::take(&mut carry_ev))
-                .await?;
-            return $ret;
-        }};
-    }
-    loop {
-        if stop.requested() {
-            out.stopped = true;
-            flush_then!(Vec::<JournalEntry>::new(), Ok(out));
-        }
-        if !tuning.max_replica_lag.is_zero() {
-            if let Err(e) = wait_for_replicas(pool, tuning.max_replica_lag, stop, &unit).await {
-                flush_then!(Vec::<JournalEntry>::new(), Err(e));
-            }
-            if stop.requested() {
-                out.stopped = true;
-                flush_then!(Vec::<JournalEntry>::new(), Ok(out));
-            }
-        }
-        let batch = match select_batch(
-            pool,
-            job,
-            if job.pk_is_pi { None } else { cursor.as_ref() },
-            size,
-        )
-        .await
-        {
-            Ok(p) => p,
-            Err(e) => flush_then!(Vec::<JournalEntry>::new(), Err(e)),
-        };
-        let Some(batch) = batch else {
-            // Rows that appeared behind the cursor (a clock moved back, an insert
-            // with an old time): one more pass from the start picks them up.
-            let again = if pass == 0 && !job.pk_is_pi {
-                match count(pool, &job.info, &job.pred).await {
-                    Ok(n) => n > 0,
-                    Err(e) => flush_then!(Vec::<JournalEntry>::new(), Err(e)),
-                }
-            } else {
-                false
-            };
-            if again {
-                pass = 1;
-                cursor = None;
-                continue;
-            }
-            flush_then!(vec![unit_entry(0, "complete", 0, "{}".into())], Ok(out));
-        };
-        // Keys are journaled (to recover an interrupted batch exactly) unless they are PI.
-        let sd = match &batch {
+    let start_entry = |seq: i64, b: &Batch, pass: u32| {
+        let sd = match b {
             Batch::Range { lo, hi, n } => StartDetail {
                 pks: None,
                 lo: lo.clone(),
@@ -1152,19 +1101,108 @@ pub async fn run_table(
                 pass,
             },
         };
-        let mut es = std::mem::take(&mut carry);
-        es.push(unit_entry(
-            seq,
-            "start",
-            0,
-            serde_json::to_string(&sd).unwrap(),
-        ));
-        journal
-            .record_all(&job.plan_id, &es, "batch", &std::mem::take(&mut carry_ev))
-            .await?;
+        unit_entry(seq, "start", 0, serde_json::to_string(&sd).unwrap())
+    };
+    macro_rules! flush_then {
+        ($extra:expr, $ret:expr) => {{
+            let mut es = std::mem::take(&mut carry);
+            es.extend($extra);
+            journal
+                .record_all(&job.plan_id, &es, "batch", &std::mem::take(&mut carry_ev))
+                .await?;
+            return $ret;
+        }};
+    }
+    // The next batch, already journaled `start`.
+    let mut next: Option<Batch> = None;
+    loop {
+        if stop.requested() {
+            out.stopped = true;
+            flush_then!(Vec::<JournalEntry>::new(), Ok(out));
+        }
+        if !tuning.max_replica_lag.is_zero() {
+            if let Err(e) = wait_for_replicas(pool, tuning.max_replica_lag, stop, &unit).await {
+                flush_then!(Vec::<JournalEntry>::new(), Err(e));
+            }
+            if stop.requested() {
+                out.stopped = true;
+                flush_then!(Vec::<JournalEntry>::new(), Ok(out));
+            }
+        }
+        let batch = match next.take() {
+            Some(b) => b,
+            None => {
+                let sel = select_batch(
+                    pool,
+                    job,
+                    if job.pk_is_pi { None } else { cursor.as_ref() },
+                    size,
+                )
+                .await;
+                let sel = match sel {
+                    Ok(p) => p,
+                    Err(e) => flush_then!(Vec::<JournalEntry>::new(), Err(e)),
+                };
+                let Some(b) = sel else {
+                    // Rows that appeared behind the cursor (a clock moved back, an insert
+                    // with an old time): one more pass from the start picks them up.
+                    let again = if pass == 0 && !job.pk_is_pi {
+                        match count(pool, &job.info, &job.pred).await {
+                            Ok(n) => n > 0,
+                            Err(e) => flush_then!(Vec::<JournalEntry>::new(), Err(e)),
+                        }
+                    } else {
+                        false
+                    };
+                    if again {
+                        pass = 1;
+                        cursor = None;
+                        continue;
+                    }
+                    flush_then!(vec![unit_entry(0, "complete", 0, "{}".into())], Ok(out));
+                };
+                let mut es = std::mem::take(&mut carry);
+                es.push(start_entry(seq, &b, pass));
+                journal
+                    .record_all(&job.plan_id, &es, "batch", &std::mem::take(&mut carry_ev))
+                    .await?;
+                b
+            }
+        };
+        let this_seq = seq;
+        let last = batch.last();
+        // Run batch k; meanwhile select batch k+1 after its last key and journal its start
+        // (with the `done` of k-1). Not without a cursor: k+1 would overlap k.
+        let pipelined = !job.pk_is_pi;
+        let es_prev = std::mem::take(&mut carry);
+        let ev_prev = std::mem::take(&mut carry_ev);
         let t0 = Instant::now();
-        let n = apply_batch(pool, job, &batch, fp).await?;
-        let el = t0.elapsed();
+        let (applied, ahead) = tokio::join!(
+            async {
+                apply_batch(pool, job, &batch, fp)
+                    .await
+                    .map(|n| (n, t0.elapsed()))
+            },
+            async {
+                if !pipelined {
+                    journal
+                        .record_all(&job.plan_id, &es_prev, "batch", &ev_prev)
+                        .await?;
+                    return Ok::<_, SweepError>(None);
+                }
+                let nb = select_batch(pool, job, last.as_ref(), size).await?;
+                let mut es = es_prev;
+                if let Some(b) = &nb {
+                    es.push(start_entry(this_seq + 1, b, pass));
+                }
+                journal
+                    .record_all(&job.plan_id, &es, "batch", &ev_prev)
+                    .await?;
+                Ok(nb)
+            }
+        );
+        let (n, el) = applied?;
+        next = ahead?;
         let ms = el.as_secs_f64() * 1000.0;
         if job.pk_is_pi && n == 0 {
             return Err(SweepError::Db {
@@ -1174,7 +1212,6 @@ pub async fn run_table(
                         .into(),
             });
         }
-        let last = batch.last();
         let dd = DoneDetail {
             cursor: if job.pk_is_pi { None } else { last.clone() },
             pass,
@@ -1182,12 +1219,12 @@ pub async fn run_table(
             exact: None,
         };
         carry.push(unit_entry(
-            seq,
+            this_seq,
             "done",
             n,
             serde_json::to_string(&dd).unwrap(),
         ));
-        carry_ev.push(serde_json::json!({"table": unit, "batch": seq, "rows": n, "ms": (ms * 10.0).round() / 10.0}));
+        carry_ev.push(serde_json::json!({"table": unit, "batch": this_seq, "rows": n, "ms": (ms * 10.0).round() / 10.0}));
         out.affected += n;
         out.batches += 1;
         out.max_batch_ms = out.max_batch_ms.max(ms);
