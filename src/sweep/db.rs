@@ -701,6 +701,9 @@ pub struct UnitOutcome {
     pub exact: bool,
     pub stopped: bool,
     pub recovered_batches: i64,
+    /// Rows still matching, when the run ended on a fresh re-count of 0 (verification can reuse it).
+    #[serde(skip)]
+    pub remaining: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, Default)]
@@ -1148,7 +1151,10 @@ pub async fn run_table(
                     // with an old time): one more pass from the start picks them up.
                     let again = if pass == 0 && !job.pk_is_pi {
                         match count(pool, &job.info, &job.pred).await {
-                            Ok(n) => n > 0,
+                            Ok(n) => {
+                                out.remaining = Some(n);
+                                n > 0
+                            }
                             Err(e) => flush_then!(Vec::<JournalEntry>::new(), Err(e)),
                         }
                     } else {

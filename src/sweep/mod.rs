@@ -1092,8 +1092,12 @@ impl Sweeper {
                             let o =
                                 db::run_table(pool, &self.journal, &job, &tuning, &self.fp, stop)
                                     .await?;
+                            // Verification: re-count what should be gone (reusing the
+                            // executor's final re-count when it just found 0).
                             let remaining = if o.stopped {
                                 None
+                            } else if o.remaining == Some(0) {
+                                Some(0)
                             } else {
                                 Some(db::count(pool, &job.info, &job.pred).await?)
                             };
