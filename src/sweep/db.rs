@@ -1,12 +1,16 @@
 //! Database executor: PostgreSQL, MySQL/MariaDB, SQLite.
 //!
-//! Rows are disposed of in batches walked by primary key (keyset: `pk > last`
-//! of the previous batch, `ORDER BY pk LIMIT n`). Each batch is one short
-//! transaction whose `DELETE`/`UPDATE` repeats the predicate itself
-//! (`… WHERE pk IN (…) AND clock < $cutoff`), so a row whose clock changed
-//! since it was selected (or since planning) is not touched, and a record
-//! exactly at the cutoff never matches (`<` is strict). The batch size adapts
-//! so one transaction takes about the target time (default 200 ms).
+//! Rows are disposed of in batches walked by primary key: the next batch is
+//! the first `n` matching keys after the previous batch's last key (keyset,
+//! `ORDER BY pk LIMIT n`). For integer keys a batch is the key range
+//! `(lo, hi]` up to the n-th matching key; for other keys, the key list. Each
+//! batch is one short transaction whose `DELETE`/`UPDATE` repeats the
+//! predicate itself (`… WHERE pk > lo AND pk <= hi AND clock < $cutoff`), so
+//! a row whose clock changed since it was selected (or since planning) is
+//! not touched, and a record exactly at the cutoff never matches (`<` is
+//! strict). The batch size adapts so one transaction takes about the target
+//! time (default 200 ms). While a batch runs, the next one is selected and
+//! journaled on the pool's second connection.
 //!
 //! Anonymization sets the retention clock column to NULL in the same
 //! `UPDATE` as the anonymized columns: an anonymized record has no retention
@@ -14,15 +18,18 @@
 //! Art. 3), `NULL < cutoff` is never true, so it is never selected again. The
 //! plan refuses `disposal = "anonymize"` when the clock column is NOT NULL.
 //!
-//! Journal: before a batch runs, its keys are journaled (`start`); after it
+//! Journal: before a batch runs, it is journaled (`start`: its key range and
+//! the number of matching rows selected, or its key list); after it
 //! committed, the number of rows it changed and its last key (`done`). A run
-//! killed between the two recovers the batch: rows of the list that are gone
-//! (delete) or have a NULL clock (anonymize) were done by the killed attempt,
-//! the rest are redone by the same predicate-checked statement. When the key
-//! column is itself personal data (the subject key or a declared PI column),
-//! keys are not journaled; the batch is then redone without an exact count
-//! for the killed attempt (the receipt says so), and batches are selected
-//! without a keyset cursor (disposed rows no longer match the predicate).
+//! killed in between recovers the batch: for a range, the selected rows that
+//! no longer match were done by the killed attempt (this assumes no other
+//! writer disposed of rows of that range in the meantime); for a key list,
+//! rows that are gone (delete) or have a NULL clock (anonymize); the rest is
+//! redone by the same predicate-checked statement. When the key column is
+//! itself personal data (the subject key or a declared PI column), keys are
+//! not journaled; the batch is then redone without an exact count for the
+//! killed attempt (the receipt says so), and batches are selected without a
+//! keyset cursor (disposed rows no longer match the predicate).
 
 use super::journal::{JournalEntry, SweepJournal};
 use super::{Stop, SweepError};
