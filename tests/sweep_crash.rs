@@ -371,6 +371,12 @@ retention = "30d after created_at"
     );
     let pg_done: i64 = sqlx::query_scalar("SELECT sum(affected) FROM sweep_journal WHERE plan_id = ? AND phase = 'done' AND unit = 'events'").bind(&id).fetch_one(&mut j).await.unwrap();
     assert_eq!(pg_done, expired_pg);
+    let recovered: i64 = sqlx::query_scalar("SELECT count(*) FROM sweep_journal WHERE plan_id = ? AND phase = 'done' AND detail LIKE '%\"exact\":true%'")
+        .bind(&id)
+        .fetch_one(&mut j)
+        .await
+        .unwrap();
+    eprintln!("batches recovered after a kill between start and done: {recovered}");
 }
 
 /// A stop file or SIGTERM stops a run cleanly after the current batch
