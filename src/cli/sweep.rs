@@ -96,7 +96,7 @@ pub struct Pace {
     /// Rows in the first batch (default 1000).
     #[arg(long)]
     pub initial_batch: Option<usize>,
-    /// Largest batch in rows (default 20000).
+    /// Largest batch in rows (default 100000).
     #[arg(long)]
     pub max_batch: Option<usize>,
     /// Smallest batch in rows (default 50).

@@ -772,6 +772,8 @@ async fn select_batch(
             n: cnt,
         }));
     }
+    // Key lists are bound one parameter per key outside PostgreSQL (SQLite allows 32,766).
+    let n = if d == Dialect::Pg { n } else { n.min(30_000) };
     let keys = select_keys(pool, job, cursor, n).await?;
     Ok(if keys.is_empty() {
         None
@@ -1243,10 +1245,10 @@ pub async fn run_table(
         out.max_batch_ms = out.max_batch_ms.max(ms);
         cursor = last;
         seq += 1;
-        // Adapt: aim for the target time per transaction, at most halving or doubling.
+        // Adapt: aim for the target time per transaction, growing at most 1.5x, shrinking at most 2x.
         let target = tuning.target_batch.as_secs_f64();
         let took = el.as_secs_f64().max(1e-4);
-        let factor = (target / took).clamp(0.5, 2.0);
+        let factor = (target / took).clamp(0.5, 1.5);
         size = ((size as f64 * factor) as usize).clamp(tuning.min_batch, tuning.max_batch);
         if !tuning.sleep.is_zero() {
             tokio::time::sleep(tuning.sleep).await;

@@ -144,7 +144,7 @@ pub struct SweepSettings {
     /// Smallest batch.
     #[serde(default = "default_min_batch")]
     pub min_batch: usize,
-    /// Largest batch (also bounds the number of bound parameters).
+    /// Largest batch in rows (key-list batches on MySQL/SQLite are also capped at 30,000 bound parameters).
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
     /// Pause between batches, to leave room for the application and replicas.
@@ -171,7 +171,7 @@ const fn default_min_batch() -> usize {
     50
 }
 const fn default_max_batch() -> usize {
-    20000
+    100_000
 }
 const fn default_samples() -> usize {
     3
