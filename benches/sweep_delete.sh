@@ -12,7 +12,8 @@
 #    DuckDB `COPY (SELECT … WHERE …) TO …` on the same file (needs
 #    `pip install duckdb`; skipped when missing).
 #
-# Usage: benches/sweep_delete.sh   (env: CHILDGUARD_BENCH_PG_URL, CHILDGUARD_BIN, ROWS)
+# Usage: benches/sweep_delete.sh   (env: CHILDGUARD_BENCH_PG_URL, CHILDGUARD_BIN, ROWS,
+#        SWEEP_FLAGS e.g. "--target-batch-ms 150", KEEP=1 to keep the data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG=${CHILDGUARD_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -66,7 +67,7 @@ cd "$WORK/s"
 plan=$("$BIN" sweep plan --as-of 2025-03-31 --as planner --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 "$BIN" sweep approve "$plan" --by approver >/dev/null
 t0=$(now)
-res=$("$BIN" sweep run "$plan" --json)
+res=$("$BIN" sweep run "$plan" --json ${SWEEP_FLAGS:-})
 t1=$(now)
 cd - >/dev/null
 cg=$(echo "$t1 - $t0" | bc -l)
