@@ -1,5 +1,9 @@
 //! The command line. `anyhow` lives here only; every stage below returns typed errors.
 
+pub mod erase;
+pub mod purge;
+pub mod sweep;
+
 use clap::{Parser, Subcommand};
 
 pub mod corpus;
@@ -39,6 +43,12 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Verify or export the hash-chained audit log.
     Audit(audit::AuditArgs),
+    /// Retention sweeps: plan (dry run), approve, run, status.
+    Sweep(sweep::SweepArgs),
+    /// Erase one child's records on request (CAC Order No. 4 Art. 20).
+    Erase(erase::EraseArgs),
+    /// Remove all children's PI before the service shuts down (Art. 23).
+    Purge(purge::PurgeArgs),
 }
 
 /// Logs go to stderr; `RUST_LOG` (or `CHILDGUARD_LOG`) selects the level, default `warn`.
@@ -69,6 +79,9 @@ pub fn main() -> i32 {
         Command::Findings(a) => findings::run(a),
         Command::Report(a) => report::run(a),
         Command::Audit(a) => audit::run(a),
+        Command::Sweep(a) => sweep::run(a),
+        Command::Erase(a) => erase::run(a),
+        Command::Purge(a) => purge::run(a),
     };
     match r {
         Ok(code) => code,
