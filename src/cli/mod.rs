@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod serve;
+
 /// childguard — find children's personal information, check it against your
 /// purpose inventory, and sweep what is kept past retention.
 #[derive(Debug, Parser)]
@@ -15,6 +17,8 @@ pub struct Cli {
 pub enum Command {
     /// Scan files, directories, databases or object stores for children's PI.
     Scan(ScanStub),
+    /// Run the daemon: schedules, HTTP API, dashboard and metrics.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -27,6 +31,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let r: anyhow::Result<i32> = match cli.command {
         Command::Scan(_) => Err(anyhow::anyhow!("scan is not built yet")),
+        Command::Serve(a) => serve::run(a),
     };
     match r {
         Ok(code) => code,

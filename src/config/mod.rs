@@ -1,6 +1,7 @@
 //! The configuration file (`config/childguard.toml`): sources, the purpose
 //! inventory (`[[datasets]]`), schedules, API tokens, state location.
 
+pub mod daemon;
 pub mod inventory;
 
 use serde::Deserialize;
@@ -22,6 +23,15 @@ pub struct Config {
     /// The purpose inventory.
     #[serde(default)]
     pub datasets: Vec<inventory::Dataset>,
+    /// Scheduled jobs run by `childguard serve`.
+    #[serde(default)]
+    pub schedules: Vec<daemon::ScheduleConfig>,
+    /// API bearer tokens (hashed) and their roles.
+    #[serde(default)]
+    pub tokens: Vec<daemon::TokenConfig>,
+    /// HTTP server settings of `childguard serve`.
+    #[serde(default)]
+    pub server: daemon::ServerConfig,
     /// Anything not yet typed by a stage: kept so `config check` can name it.
     #[serde(flatten)]
     pub rest: toml::Table,

@@ -1,0 +1,62 @@
+//! `childguard serve`: the daemon (schedules, HTTP API, dashboard, metrics).
+
+use crate::config::daemon::LogFormat;
+use crate::config::Config;
+use crate::daemon::{self, ServeOptions};
+use anyhow::Context;
+use std::path::PathBuf;
+
+/// Run the daemon: scheduled scans and sweeps, the HTTP API under /api/v1,
+/// the dashboard at /, Prometheus metrics at /metrics. Stops cleanly on
+/// SIGTERM or Ctrl-C (the running job stops at its next checkpoint; a restart
+/// resumes interrupted sweeps).
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Configuration file (sources, inventory, [[schedules]], [[tokens]], [server]).
+    #[arg(long, short = 'c', value_name = "FILE", required_unless_present = "hash_token")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, overriding `[server] listen` (e.g. 127.0.0.1:8080; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// State directory (daemon database, fingerprint key, last-run times); default `state_dir` of the config, else $CHILDGUARD_STATE_DIR.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Log as JSON lines, overriding `[server] log_format`.
+    #[arg(long)]
+    pub log_json: bool,
+    /// Print the `sha256:<hex>` line to put in a [[tokens]] entry for TOKEN, and exit.
+    #[arg(long, value_name = "TOKEN")]
+    pub hash_token: Option<String>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
+    if let Some(t) = &args.hash_token {
+        println!("{}", daemon::auth::hash_token(t));
+        return Ok(0);
+    }
+    let path = args.config.clone().context("--config is required")?;
+    let config = Config::load(&path)?;
+    let json = args.log_json || config.server.log_format == LogFormat::Json;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let sub = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { sub.json().try_init() } else { sub.try_init() };
+    let state_dir = args.state_dir.clone().or_else(|| config.state_dir.clone()).unwrap_or_else(crate::fingerprint::default_state_dir);
+    let opts = ServeOptions { config, listen: args.listen.clone(), state_dir };
+    let rt = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    rt.block_on(async move {
+        let stop = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
+            }
+        };
+        daemon::serve(opts, stop, |addr| {
+            // Machine-readable line for supervisors and tests.
+            println!("listening on http://{addr}");
+        })
+        .await
+    })
+    .with_context(|| format!("serve with {}", path.display()))?;
+    Ok(0)
+}
