@@ -161,6 +161,8 @@ fn end_to_end_scan_triage_sweep_erasure_purge_report_audit() {
     let ud = v["items"].as_array().unwrap().iter().find(|x| x["kind"] == "undeclared_dataset").unwrap();
     assert!(ud["article"].as_str().unwrap().contains("Art. 7"));
     assert!(ud["message"].as_str().unwrap().contains("kids.txt"));
+    assert_eq!(ud["dataset"], Value::Null);
+    assert_eq!(s.get("/api/v1/violations?dataset=(undeclared)", "vera").json["items"].as_array().unwrap().len(), 2);
 
     // Datasets: declared vs found.
     let ds = s.get("/api/v1/datasets/app_logs", "vera").json;

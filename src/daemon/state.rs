@@ -472,12 +472,14 @@ impl DaemonState {
     }
 
     pub async fn violations(&self, status: Option<&str>, dataset: Option<&str>, kind: Option<&str>, limit: i64) -> Result<Vec<ViolationRow>, StateError> {
-        let mut b = QueryBuilder::<Sqlite>::new("SELECT * FROM violations WHERE 1=1");
+        let mut b = QueryBuilder::<Sqlite>::new(
+            "SELECT id, kind, NULLIF(dataset, '') AS dataset, NULLIF(finding_id, '') AS finding_id, category, severity, article, message, status, created_at, updated_at FROM violations WHERE 1=1",
+        );
         if let Some(s) = status {
             b.push(" AND status = ").push_bind(s.to_string());
         }
         if let Some(s) = dataset {
-            b.push(" AND dataset = ").push_bind(s.to_string());
+            b.push(" AND dataset = ").push_bind(if s == "(undeclared)" { String::new() } else { s.to_string() });
         }
         if let Some(s) = kind {
             b.push(" AND kind = ").push_bind(s.to_string());
