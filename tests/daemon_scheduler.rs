@@ -56,28 +56,63 @@ fn sched(name: &str, cron: &str, catch_up: bool) -> ScheduleConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_second_runs_without_overlap_and_skips_logged() {
     let dir = tempfile::tempdir().unwrap();
-    let rec = Arc::new(Recorder { job_ms: 2300, ..Default::default() });
+    let rec = Arc::new(Recorder {
+        job_ms: 2300,
+        ..Default::default()
+    });
     let metrics = Arc::new(Metrics::new());
-    let s = Scheduler::new(&[sched("fast", "* * * * * *", false)], Arc::new(Runner(rec.clone())), &dir.path().join("last.json"), metrics.clone()).unwrap();
+    let s = Scheduler::new(
+        &[sched("fast", "* * * * * *", false)],
+        Arc::new(Runner(rec.clone())),
+        &dir.path().join("last.json"),
+        metrics.clone(),
+    )
+    .unwrap();
     let (tx, rx) = watch::channel(false);
     let h = s.spawn(rx);
     tokio::time::sleep(Duration::from_millis(7500)).await;
     tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), h).await.expect("scheduler stops after shutdown").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), h)
+        .await
+        .expect("scheduler stops after shutdown")
+        .unwrap();
 
     let runs = rec.runs.lock().unwrap().clone();
-    assert!(runs.len() >= 2 && runs.len() <= 4, "a 2.3 s job on a 1 s schedule for 7.5 s runs 2-4 times, ran {}", runs.len());
-    assert_eq!(rec.max_running.load(Ordering::SeqCst), 1, "a job never overlaps itself");
+    assert!(
+        runs.len() >= 2 && runs.len() <= 4,
+        "a 2.3 s job on a 1 s schedule for 7.5 s runs 2-4 times, ran {}",
+        runs.len()
+    );
+    assert_eq!(
+        rec.max_running.load(Ordering::SeqCst),
+        1,
+        "a job never overlaps itself"
+    );
     for w in runs.windows(2) {
-        assert!(w[1].2 - w[0].2 >= chrono::Duration::milliseconds(2300), "next run started only after the previous one finished");
+        assert!(
+            w[1].2 - w[0].2 >= chrono::Duration::milliseconds(2300),
+            "next run started only after the previous one finished"
+        );
     }
     let skipped = metrics.counter("childguard_schedule_skipped_total", &[("schedule", "fast")]);
-    assert!(skipped >= 3.0, "ticks during a run are skipped and counted: {skipped}");
+    assert!(
+        skipped >= 3.0,
+        "ticks during a run are skipped and counted: {skipped}"
+    );
     // Shutdown waited for the running job.
     assert_eq!(rec.finished.load(Ordering::SeqCst), runs.len());
-    assert_eq!(metrics.counter("childguard_schedule_runs_total", &[("schedule", "fast"), ("outcome", "ok")]) as usize, runs.len());
+    assert_eq!(
+        metrics.counter(
+            "childguard_schedule_runs_total",
+            &[("schedule", "fast"), ("outcome", "ok")]
+        ) as usize,
+        runs.len()
+    );
     // The last run is persisted.
-    assert!(LastRunFile::open(&dir.path().join("last.json")).unwrap().get("fast").is_some());
+    assert!(LastRunFile::open(&dir.path().join("last.json"))
+        .unwrap()
+        .get("fast")
+        .is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,9 +126,16 @@ async fn missed_run_is_caught_up_once_at_start_only_when_configured() {
     f.set("hourly-no-catch-up", three_hours_ago).unwrap();
     drop(f);
 
-    let rec = Arc::new(Recorder { job_ms: 50, ..Default::default() });
+    let rec = Arc::new(Recorder {
+        job_ms: 50,
+        ..Default::default()
+    });
     let s = Scheduler::new(
-        &[sched("hourly", "0 * * * *", true), sched("hourly-no-catch-up", "0 * * * *", false), sched("fresh", "0 * * * *", true)],
+        &[
+            sched("hourly", "0 * * * *", true),
+            sched("hourly-no-catch-up", "0 * * * *", false),
+            sched("fresh", "0 * * * *", true),
+        ],
         Arc::new(Runner(rec.clone())),
         &last,
         Arc::new(Metrics::new()),
@@ -107,11 +149,21 @@ async fn missed_run_is_caught_up_once_at_start_only_when_configured() {
 
     let runs = rec.runs.lock().unwrap().clone();
     let names: Vec<_> = runs.iter().map(|r| (r.0.as_str(), r.1)).collect();
-    assert_eq!(names, vec![("hourly", Trigger::CatchUp)], "one catch-up run, not three; none without catch_up; none for a first start");
+    assert_eq!(
+        names,
+        vec![("hourly", Trigger::CatchUp)],
+        "one catch-up run, not three; none without catch_up; none for a first start"
+    );
     let f = LastRunFile::open(&last).unwrap();
     let recorded = f.get("hourly").unwrap();
-    assert!(recorded > three_hours_ago && recorded <= Utc::now(), "the caught-up fire time is recorded");
-    assert!(f.get("fresh").is_some(), "a first start records a baseline so later downtime can be caught up");
+    assert!(
+        recorded > three_hours_ago && recorded <= Utc::now(),
+        "the caught-up fire time is recorded"
+    );
+    assert!(
+        f.get("fresh").is_some(),
+        "a first start records a baseline so later downtime can be caught up"
+    );
 }
 
 #[tokio::test]
@@ -120,12 +172,34 @@ async fn bad_schedules_are_refused_with_their_name() {
     let runner = Arc::new(Runner(Arc::new(Recorder::default())));
     let m = Arc::new(Metrics::new());
     let p = dir.path().join("l.json");
-    let e = Scheduler::new(&[sched("x", "every day", false)], runner.clone(), &p, m.clone()).err().unwrap().to_string();
+    let e = Scheduler::new(
+        &[sched("x", "every day", false)],
+        runner.clone(),
+        &p,
+        m.clone(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("schedule `x`"), "{e}");
     let mut tz = sched("y", "0 3 * * *", false);
     tz.timezone = "Asia/Atlantis".into();
-    let e = Scheduler::new(&[tz], runner.clone(), &p, m.clone()).err().unwrap().to_string();
+    let e = Scheduler::new(&[tz], runner.clone(), &p, m.clone())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("Asia/Atlantis"), "{e}");
-    let e = Scheduler::new(&[sched("z", "0 3 * * *", false), sched("z", "0 4 * * *", false)], runner, &p, m).err().unwrap().to_string();
+    let e = Scheduler::new(
+        &[
+            sched("z", "0 3 * * *", false),
+            sched("z", "0 4 * * *", false),
+        ],
+        runner,
+        &p,
+        m,
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("twice"), "{e}");
 }

@@ -13,7 +13,12 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Configuration file (sources, inventory, [[schedules]], [[tokens]], [server]).
-    #[arg(long, short = 'c', value_name = "FILE", required_unless_present = "hash_token")]
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        required_unless_present = "hash_token"
+    )]
     pub config: Option<PathBuf>,
     /// Address to listen on, overriding `[server] listen` (e.g. 127.0.0.1:8080; port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
@@ -37,15 +42,32 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
     let path = args.config.clone().context("--config is required")?;
     let config = Config::load(&path)?;
     let json = args.log_json || config.server.log_format == LogFormat::Json;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let sub = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { sub.json().try_init() } else { sub.try_init() };
-    let state_dir = args.state_dir.clone().or_else(|| config.state_dir.clone()).unwrap_or_else(crate::fingerprint::default_state_dir);
-    let opts = ServeOptions { config, listen: args.listen.clone(), state_dir };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let sub = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        sub.json().try_init()
+    } else {
+        sub.try_init()
+    };
+    let state_dir = args
+        .state_dir
+        .clone()
+        .or_else(|| config.state_dir.clone())
+        .unwrap_or_else(crate::fingerprint::default_state_dir);
+    let opts = ServeOptions {
+        config,
+        listen: args.listen.clone(),
+        state_dir,
+    };
     let rt = tokio::runtime::Runtime::new().context("start the async runtime")?;
     rt.block_on(async move {
         let stop = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("install SIGTERM handler");
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM received"),
                 _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),

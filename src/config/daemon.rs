@@ -107,7 +107,9 @@ pub struct TokenConfig {
 }
 
 /// API roles, each including the rights of the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Reads findings (masked only), violations, datasets, runs, plans, audit.
@@ -253,7 +255,8 @@ mod tests {
         assert!(d.schedules[0].enabled);
         assert_eq!(d.tokens[0].role, Role::Approver);
         assert!(Role::Viewer < Role::Operator && Role::Approver < Role::Admin);
-        let bad: Result<Doc, _> = toml::from_str("[[schedules]]\nname='x'\ncron='* * * * *'\njob='dance'\n");
+        let bad: Result<Doc, _> =
+            toml::from_str("[[schedules]]\nname='x'\ncron='* * * * *'\njob='dance'\n");
         assert!(bad.unwrap_err().to_string().contains("dance"));
     }
 }

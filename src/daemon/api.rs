@@ -42,10 +42,18 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     fn not_found(what: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
     fn bad(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", msg)
@@ -56,9 +64,16 @@ impl ApiError {
 }
 
 fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
-    let mut r = (status, Json(json!({"error": {"code": code, "message": message}}))).into_response();
+    let mut r = (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response();
     if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"childguard\""));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"childguard\""),
+        );
     }
     r
 }
@@ -72,19 +87,29 @@ impl IntoResponse for ApiError {
 impl From<StateError> for ApiError {
     fn from(e: StateError) -> Self {
         tracing::error!(error = %e, "state database error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "state database error (see the daemon log)")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "state database error (see the daemon log)",
+        )
     }
 }
 
 impl From<JobError> for ApiError {
     fn from(e: JobError) -> Self {
         match e {
-            JobError::Busy(what) => ApiError::conflict("busy", format!("a {what} is already running")),
+            JobError::Busy(what) => {
+                ApiError::conflict("busy", format!("a {what} is already running"))
+            }
             JobError::Invalid(m) => ApiError::bad(m),
             JobError::State(s) => s.into(),
             JobError::Unit { .. } => {
                 tracing::error!(error = %e, "job error");
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "source_error", e.to_string())
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "source_error",
+                    e.to_string(),
+                )
             }
         }
     }
@@ -100,7 +125,12 @@ fn need(c: &Caller, role: Role, action: &str) -> Result<(), ApiError> {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("{action} needs role {} or higher; token `{}` has role {}", role.as_str(), c.name, c.role.as_str()),
+            format!(
+                "{action} needs role {} or higher; token `{}` has role {}",
+                role.as_str(),
+                c.name,
+                c.role.as_str()
+            ),
         ))
     }
 }
@@ -131,8 +161,13 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/reports/{id}", get(get_report))
         .route("/audit", get(list_audit))
         .layer(middleware::from_fn_with_state(d.clone(), auth_layer))
-        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API endpoint") });
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")
+        });
 
     let timeout = Duration::from_secs(d.config.server.request_timeout_secs.max(1));
     Router::new()
@@ -171,7 +206,11 @@ async fn json_errors(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let is_json = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
     if is_json {
         return resp;
     }
@@ -184,21 +223,39 @@ async fn json_errors(req: Request, next: Next) -> Response {
         s if s.is_client_error() => "bad_request",
         _ => "internal",
     };
-    let bytes = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
     let msg = String::from_utf8_lossy(&bytes);
-    let msg = if msg.trim().is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { msg.trim().to_string() };
+    let msg = if msg.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        msg.trim().to_string()
+    };
     error_body(status, code, &msg)
 }
 
 /// Metrics per route.
 async fn observe_layer(State(d): D, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "other".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
     let method = req.method().as_str().to_string();
     let t0 = std::time::Instant::now();
     let resp = next.run(req).await;
     let st = resp.status().as_u16().to_string();
-    d.metrics.inc("childguard_http_requests_total", &[("method", &method), ("route", &route), ("status", &st)], 1.0);
-    d.metrics.observe("childguard_http_request_duration_seconds", &[("route", &route)], t0.elapsed().as_secs_f64());
+    d.metrics.inc(
+        "childguard_http_requests_total",
+        &[("method", &method), ("route", &route), ("status", &st)],
+        1.0,
+    );
+    d.metrics.observe(
+        "childguard_http_request_duration_seconds",
+        &[("route", &route)],
+        t0.elapsed().as_secs_f64(),
+    );
     resp
 }
 
@@ -206,25 +263,67 @@ async fn observe_layer(State(d): D, req: Request, next: Next) -> Response {
 async fn auth_layer(State(d): D, mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let action = format!("{} {}", method, req.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or(&path));
-    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let action = format!(
+        "{} {}",
+        method,
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(|p| p.as_str())
+            .unwrap_or(&path)
+    );
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let Some(h) = header else {
-        d.metrics.inc("childguard_auth_failures_total", &[("code", "unauthorized")], 1.0);
+        d.metrics.inc(
+            "childguard_auth_failures_total",
+            &[("code", "unauthorized")],
+            1.0,
+        );
         d.audit("-", "-", &action, &path, "401", None);
-        return error_body(StatusCode::UNAUTHORIZED, "unauthorized", "missing `Authorization: Bearer <token>` header");
+        return error_body(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing `Authorization: Bearer <token>` header",
+        );
     };
-    let token = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")).unwrap_or("").trim();
+    let token = h
+        .strip_prefix("Bearer ")
+        .or_else(|| h.strip_prefix("bearer "))
+        .unwrap_or("")
+        .trim();
     let Some(caller) = d.tokens.check(token) else {
-        d.metrics.inc("childguard_auth_failures_total", &[("code", "invalid_token")], 1.0);
+        d.metrics.inc(
+            "childguard_auth_failures_total",
+            &[("code", "invalid_token")],
+            1.0,
+        );
         d.audit("-", "-", &action, &path, "401", None);
-        return error_body(StatusCode::UNAUTHORIZED, "invalid_token", "the bearer token is not valid");
+        return error_body(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the bearer token is not valid",
+        );
     };
     req.extensions_mut().insert(caller.clone());
     let resp = next.run(req).await;
     if resp.status() == StatusCode::FORBIDDEN {
-        d.metrics.inc("childguard_auth_failures_total", &[("code", "forbidden")], 1.0);
+        d.metrics.inc(
+            "childguard_auth_failures_total",
+            &[("code", "forbidden")],
+            1.0,
+        );
     }
-    d.audit(&caller.name, caller.role.as_str(), &action, &path, resp.status().as_str(), None);
+    d.audit(
+        &caller.name,
+        caller.role.as_str(),
+        &action,
+        &path,
+        resp.status().as_str(),
+        None,
+    );
     resp
 }
 
@@ -232,12 +331,20 @@ async fn readyz(State(d): D) -> Response {
     if d.ready.load(Ordering::SeqCst) && !*d.shutdown.borrow() && d.state.ping().await {
         Json(json!({"status": "ready"})).into_response()
     } else {
-        error_body(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "starting up or shutting down")
+        error_body(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "starting up or shutting down",
+        )
     }
 }
 
 async fn metrics_text(State(d): D) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], d.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        d.metrics.render(),
+    )
+        .into_response()
 }
 
 // ---------------------------------------------------------------- handlers
@@ -249,10 +356,15 @@ async fn me(Extension(c): Extension<Caller>) -> Json<Value> {
 async fn overview(State(d): D) -> ApiResult {
     let s = &d.state;
     let last = s.runs(1).await?.into_iter().next();
-    let by_kind = sqlx::query_as::<_, (String, i64)>("SELECT kind, COUNT(*) FROM violations WHERE status='open' GROUP BY kind ORDER BY kind")
-        .fetch_all(&s.pool)
-        .await
-        .map_err(|source| StateError::Query { context: "violations by kind", source })?;
+    let by_kind = sqlx::query_as::<_, (String, i64)>(
+        "SELECT kind, COUNT(*) FROM violations WHERE status='open' GROUP BY kind ORDER BY kind",
+    )
+    .fetch_all(&s.pool)
+    .await
+    .map_err(|source| StateError::Query {
+        context: "violations by kind",
+        source,
+    })?;
     Ok(Json(json!({
         "child_pi": s.child_by_dataset_category().await?,
         "findings_total": s.scalar("SELECT COUNT(*) FROM findings").await?,
@@ -300,11 +412,17 @@ struct ListQuery {
 }
 
 async fn list_runs(State(d): D, Query(q): Query<ListQuery>) -> ApiResult {
-    Ok(Json(json!({"items": d.state.runs(q.limit.unwrap_or(50).clamp(1, 1000)).await?})))
+    Ok(Json(
+        json!({"items": d.state.runs(q.limit.unwrap_or(50).clamp(1, 1000)).await?}),
+    ))
 }
 
 async fn get_run(State(d): D, Path(id): Path<i64>) -> ApiResult {
-    let r = d.state.run(id).await?.ok_or_else(|| ApiError::not_found(format!("run {id}")))?;
+    let r = d
+        .state
+        .run(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run {id}")))?;
     Ok(Json(serde_json::to_value(r).unwrap()))
 }
 
@@ -316,27 +434,41 @@ struct ScanBody {
     targets: Vec<String>,
 }
 
-async fn start_scan(State(d): D, Extension(c): Extension<Caller>, body: Option<Json<ScanBody>>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn start_scan(
+    State(d): D,
+    Extension(c): Extension<Caller>,
+    body: Option<Json<ScanBody>>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     need(&c, Role::Operator, "starting a scan")?;
     let targets = body.map(|b| b.0.targets).unwrap_or_default();
     let id = jobs::scan(d.clone(), targets, "api", &c.name).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"run_id": id, "status": "running"}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"run_id": id, "status": "running"})),
+    ))
 }
 
 async fn list_findings(State(d): D, Query(f): Query<FindingFilter>) -> ApiResult {
     if let Some(c) = &f.category {
-        c.parse::<crate::finding::Category>().map_err(ApiError::bad)?;
+        c.parse::<crate::finding::Category>()
+            .map_err(ApiError::bad)?;
     }
     if let Some(ch) = &f.child {
         if !["true", "false", "unknown"].contains(&ch.as_str()) {
             return Err(ApiError::bad("child must be true, false or unknown"));
         }
     }
-    Ok(Json(serde_json::to_value(d.state.findings(&f).await?).unwrap()))
+    Ok(Json(
+        serde_json::to_value(d.state.findings(&f).await?).unwrap(),
+    ))
 }
 
 async fn get_finding(State(d): D, Path(id): Path<String>) -> ApiResult {
-    let f = d.state.finding(&id).await?.ok_or_else(|| ApiError::not_found(format!("finding {id}")))?;
+    let f = d
+        .state
+        .finding(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("finding {id}")))?;
     Ok(Json(serde_json::to_value(f).unwrap()))
 }
 
@@ -350,23 +482,50 @@ struct TriageBody {
 
 const TRIAGE: [&str; 4] = ["open", "false_positive", "accepted_risk", "resolved"];
 
-async fn triage(State(d): D, Extension(c): Extension<Caller>, Path(id): Path<String>, Json(b): Json<TriageBody>) -> ApiResult {
+async fn triage(
+    State(d): D,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    Json(b): Json<TriageBody>,
+) -> ApiResult {
     need(&c, Role::Operator, "triaging a finding")?;
     if !TRIAGE.contains(&b.status.as_str()) {
-        return Err(ApiError::bad(format!("status must be one of {}", TRIAGE.join(", "))));
+        return Err(ApiError::bad(format!(
+            "status must be one of {}",
+            TRIAGE.join(", ")
+        )));
     }
     if b.note.as_ref().is_some_and(|n| n.len() > 2000) {
         return Err(ApiError::bad("note is longer than 2000 bytes"));
     }
-    if !d.state.triage(&id, &b.status, b.note.as_deref(), &c.name).await? {
+    if !d
+        .state
+        .triage(&id, &b.status, b.note.as_deref(), &c.name)
+        .await?
+    {
         return Err(ApiError::not_found(format!("finding {id}")));
     }
-    d.audit(&c.name, c.role.as_str(), "finding.triage", &format!("finding/{id}"), "ok", Some(b.status.clone()));
+    d.audit(
+        &c.name,
+        c.role.as_str(),
+        "finding.triage",
+        &format!("finding/{id}"),
+        "ok",
+        Some(b.status.clone()),
+    );
     get_finding(State(d), Path(id)).await
 }
 
 async fn list_violations(State(d): D, Query(q): Query<ListQuery>) -> ApiResult {
-    let v = d.state.violations(q.status.as_deref(), q.dataset.as_deref(), q.kind.as_deref(), q.limit.unwrap_or(500).clamp(1, 10_000)).await?;
+    let v = d
+        .state
+        .violations(
+            q.status.as_deref(),
+            q.dataset.as_deref(),
+            q.kind.as_deref(),
+            q.limit.unwrap_or(500).clamp(1, 10_000),
+        )
+        .await?;
     Ok(Json(json!({"items": v})))
 }
 
@@ -374,7 +533,12 @@ async fn dataset_views(d: &Daemon) -> Result<Vec<Value>, ApiError> {
     let found = d.state.found_categories().await?;
     let mut out = Vec::new();
     for ds in &d.config.datasets {
-        let mut declared: Vec<String> = ds.categories.values().flatten().map(|c| c.as_str().to_string()).collect();
+        let mut declared: Vec<String> = ds
+            .categories
+            .values()
+            .flatten()
+            .map(|c| c.as_str().to_string())
+            .collect();
         declared.sort();
         declared.dedup();
         let f: Vec<Value> = found
@@ -389,8 +553,13 @@ async fn dataset_views(d: &Daemon) -> Result<Vec<Value>, ApiError> {
             "declared_categories": declared, "found": f, "undeclared": false,
         }));
     }
-    let und: Vec<Value> =
-        found.iter().filter(|x| x.0.is_none()).map(|x| json!({"category": x.1, "findings": x.2, "child_findings": x.3, "declared": false})).collect();
+    let und: Vec<Value> = found
+        .iter()
+        .filter(|x| x.0.is_none())
+        .map(
+            |x| json!({"category": x.1, "findings": x.2, "child_findings": x.3, "declared": false}),
+        )
+        .collect();
     if !und.is_empty() {
         out.push(json!({"name": "(undeclared)", "undeclared": true, "declared_categories": [], "found": und}));
     }
@@ -402,15 +571,26 @@ async fn list_datasets(State(d): D) -> ApiResult {
 }
 
 async fn get_dataset(State(d): D, Path(name): Path<String>) -> ApiResult {
-    dataset_views(&d).await?.into_iter().find(|v| v["name"] == name.as_str()).map(Json).ok_or_else(|| ApiError::not_found(format!("dataset {name}")))
+    dataset_views(&d)
+        .await?
+        .into_iter()
+        .find(|v| v["name"] == name.as_str())
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("dataset {name}")))
 }
 
 async fn list_plans(State(d): D, Query(q): Query<ListQuery>) -> ApiResult {
-    Ok(Json(json!({"items": d.state.plans(q.status.as_deref()).await?})))
+    Ok(Json(
+        json!({"items": d.state.plans(q.status.as_deref()).await?}),
+    ))
 }
 
 async fn get_plan(State(d): D, Path(id): Path<i64>) -> ApiResult {
-    let p = d.state.plan(id).await?.ok_or_else(|| ApiError::not_found(format!("sweep plan {id}")))?;
+    let p = d
+        .state
+        .plan(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("sweep plan {id}")))?;
     Ok(Json(serde_json::to_value(p).unwrap()))
 }
 
@@ -421,7 +601,11 @@ struct PlanBody {
     datasets: Vec<String>,
 }
 
-async fn create_plans(State(d): D, Extension(c): Extension<Caller>, body: Option<Json<PlanBody>>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create_plans(
+    State(d): D,
+    Extension(c): Extension<Caller>,
+    body: Option<Json<PlanBody>>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     need(&c, Role::Operator, "planning a sweep")?;
     let names = body.map(|b| b.0.datasets).unwrap_or_default();
     let ids = jobs::plan_sweeps(&d, &names, false, &c.name).await?;
@@ -440,30 +624,86 @@ struct ApproveBody {
     run: bool,
 }
 
-async fn approve_plan(State(d): D, Extension(c): Extension<Caller>, Path(id): Path<i64>, body: Option<Json<ApproveBody>>) -> ApiResult {
+async fn approve_plan(
+    State(d): D,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+    body: Option<Json<ApproveBody>>,
+) -> ApiResult {
     need(&c, Role::Approver, "approving a sweep plan")?;
-    let p = d.state.plan(id).await?.ok_or_else(|| ApiError::not_found(format!("sweep plan {id}")))?;
+    let p = d
+        .state
+        .plan(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("sweep plan {id}")))?;
     if p.created_by == c.name {
-        d.audit(&c.name, c.role.as_str(), "sweep.approve", &format!("plan/{id}"), "refused", Some("own plan".into()));
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "self_approval", "a plan must be approved by someone other than its author"));
+        d.audit(
+            &c.name,
+            c.role.as_str(),
+            "sweep.approve",
+            &format!("plan/{id}"),
+            "refused",
+            Some("own plan".into()),
+        );
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "self_approval",
+            "a plan must be approved by someone other than its author",
+        ));
     }
-    if !d.state.plan_transition(id, &["pending"], "approved", Some(&c.name)).await? {
-        return Err(ApiError::conflict("invalid_state", format!("sweep plan {id} is {}, not pending", p.status)));
+    if !d
+        .state
+        .plan_transition(id, &["pending"], "approved", Some(&c.name))
+        .await?
+    {
+        return Err(ApiError::conflict(
+            "invalid_state",
+            format!("sweep plan {id} is {}, not pending", p.status),
+        ));
     }
-    d.audit(&c.name, c.role.as_str(), "sweep.approve", &format!("plan/{id}"), "ok", Some(format!("dataset {}", p.dataset)));
+    d.audit(
+        &c.name,
+        c.role.as_str(),
+        "sweep.approve",
+        &format!("plan/{id}"),
+        "ok",
+        Some(format!("dataset {}", p.dataset)),
+    );
     if body.is_some_and(|b| b.0.run) {
         spawn_plan(&d, id, &c.name);
     }
     get_plan(State(d), Path(id)).await
 }
 
-async fn reject_plan(State(d): D, Extension(c): Extension<Caller>, Path(id): Path<i64>) -> ApiResult {
+async fn reject_plan(
+    State(d): D,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> ApiResult {
     need(&c, Role::Approver, "rejecting a sweep plan")?;
-    let p = d.state.plan(id).await?.ok_or_else(|| ApiError::not_found(format!("sweep plan {id}")))?;
-    if !d.state.plan_transition(id, &["pending", "approved"], "rejected", Some(&c.name)).await? {
-        return Err(ApiError::conflict("invalid_state", format!("sweep plan {id} is {}", p.status)));
+    let p = d
+        .state
+        .plan(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("sweep plan {id}")))?;
+    if !d
+        .state
+        .plan_transition(id, &["pending", "approved"], "rejected", Some(&c.name))
+        .await?
+    {
+        return Err(ApiError::conflict(
+            "invalid_state",
+            format!("sweep plan {id} is {}", p.status),
+        ));
     }
-    d.audit(&c.name, c.role.as_str(), "sweep.reject", &format!("plan/{id}"), "ok", None);
+    d.audit(
+        &c.name,
+        c.role.as_str(),
+        "sweep.reject",
+        &format!("plan/{id}"),
+        "ok",
+        None,
+    );
     get_plan(State(d), Path(id)).await
 }
 
@@ -473,17 +713,32 @@ fn spawn_plan(d: &Arc<Daemon>, id: i64, by: &str) {
     tokio::spawn(async move {
         if let Err(e) = jobs::run_plan(d2.clone(), id, &by).await {
             tracing::error!(plan = id, error = %e, "sweep failed");
-            let _ = d2.state.plan_finish(id, "failed", -1, Some(&e.to_string())).await;
-            d2.metrics.inc("childguard_sweeps_total", &[("outcome", "failed")], 1.0);
+            let _ = d2
+                .state
+                .plan_finish(id, "failed", -1, Some(&e.to_string()))
+                .await;
+            d2.metrics
+                .inc("childguard_sweeps_total", &[("outcome", "failed")], 1.0);
         }
     });
 }
 
-async fn run_plan(State(d): D, Extension(c): Extension<Caller>, Path(id): Path<i64>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn run_plan(
+    State(d): D,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     need(&c, Role::Operator, "running a sweep plan")?;
-    let p = d.state.plan(id).await?.ok_or_else(|| ApiError::not_found(format!("sweep plan {id}")))?;
+    let p = d
+        .state
+        .plan(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("sweep plan {id}")))?;
     if !["approved", "interrupted"].contains(&p.status.as_str()) {
-        return Err(ApiError::conflict("not_approved", format!("sweep plan {id} is {}; only approved plans run", p.status)));
+        return Err(ApiError::conflict(
+            "not_approved",
+            format!("sweep plan {id} is {}; only approved plans run", p.status),
+        ));
     }
     spawn_plan(&d, id, &c.name);
     Ok((StatusCode::ACCEPTED, Json(serde_json::to_value(p).unwrap())))
@@ -501,7 +756,11 @@ struct ErasureBody {
     reason: String,
 }
 
-async fn create_erasure(State(d): D, Extension(c): Extension<Caller>, Json(b): Json<ErasureBody>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create_erasure(
+    State(d): D,
+    Extension(c): Extension<Caller>,
+    Json(b): Json<ErasureBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     need(&c, Role::Operator, "requesting an erasure")?;
     let norm = jobs::normalize_subject(&b.subject);
     if norm.is_empty() || b.reason.trim().is_empty() {
@@ -512,29 +771,68 @@ async fn create_erasure(State(d): D, Extension(c): Extension<Caller>, Json(b): J
         .bind(&fp)
         .fetch_one(&d.state.pool)
         .await
-        .map_err(|source| StateError::Query { context: "erasure matches", source })?;
-    let id = d.state.create_erasure(&fp, b.reason.trim(), matches, &c.name).await?;
-    d.audit(&c.name, c.role.as_str(), "erasure.request", &format!("erasure/{id}"), "ok", Some(format!("fingerprint {}", &fp[..16])));
+        .map_err(|source| StateError::Query {
+            context: "erasure matches",
+            source,
+        })?;
+    let id = d
+        .state
+        .create_erasure(&fp, b.reason.trim(), matches, &c.name)
+        .await?;
+    d.audit(
+        &c.name,
+        c.role.as_str(),
+        "erasure.request",
+        &format!("erasure/{id}"),
+        "ok",
+        Some(format!("fingerprint {}", &fp[..16])),
+    );
     let e = d.state.erasure(id).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(e).unwrap())))
 }
 
-async fn approve_erasure(State(d): D, Extension(c): Extension<Caller>, Path(id): Path<i64>) -> ApiResult {
+async fn approve_erasure(
+    State(d): D,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> ApiResult {
     need(&c, Role::Approver, "approving an erasure")?;
-    let e = d.state.erasure(id).await?.ok_or_else(|| ApiError::not_found(format!("erasure request {id}")))?;
+    let e = d
+        .state
+        .erasure(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("erasure request {id}")))?;
     if e.created_by == c.name {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "self_approval", "an erasure must be approved by someone other than its requester"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "self_approval",
+            "an erasure must be approved by someone other than its requester",
+        ));
     }
     if e.status != "pending" {
-        return Err(ApiError::conflict("invalid_state", format!("erasure request {id} is {}", e.status)));
+        return Err(ApiError::conflict(
+            "invalid_state",
+            format!("erasure request {id} is {}", e.status),
+        ));
     }
     let (status, n, msg) = match jobs::erase(&d, &e.subject_fingerprint).await {
         Ok(n) => ("done", n, None),
         Err(err) => ("failed", 0, Some(err.to_string())),
     };
-    d.state.finish_erasure(id, &c.name, status, n, msg.as_deref()).await?;
-    d.audit(&c.name, c.role.as_str(), "erasure.execute", &format!("erasure/{id}"), status, Some(format!("{n} records erased")));
-    Ok(Json(serde_json::to_value(d.state.erasure(id).await?).unwrap()))
+    d.state
+        .finish_erasure(id, &c.name, status, n, msg.as_deref())
+        .await?;
+    d.audit(
+        &c.name,
+        c.role.as_str(),
+        "erasure.execute",
+        &format!("erasure/{id}"),
+        status,
+        Some(format!("{n} records erased")),
+    );
+    Ok(Json(
+        serde_json::to_value(d.state.erasure(id).await?).unwrap(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -547,38 +845,80 @@ struct PurgeBody {
 
 const PURGE_CONFIRM: &str = "purge all children's personal information";
 
-async fn purge(State(d): D, Extension(c): Extension<Caller>, Json(b): Json<PurgeBody>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn purge(
+    State(d): D,
+    Extension(c): Extension<Caller>,
+    Json(b): Json<PurgeBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     need(&c, Role::Admin, "planning a purge")?;
     if b.confirm != PURGE_CONFIRM || b.reason.trim().is_empty() {
-        return Err(ApiError::bad(format!("a purge needs a reason and confirm = \"{PURGE_CONFIRM}\"")));
+        return Err(ApiError::bad(format!(
+            "a purge needs a reason and confirm = \"{PURGE_CONFIRM}\""
+        )));
     }
     let ids = jobs::plan_sweeps(&d, &[], true, &c.name).await?;
-    d.audit(&c.name, c.role.as_str(), "purge.plan", "purge", "ok", Some(format!("{} plans; reason: {}", ids.len(), b.reason.trim())));
+    d.audit(
+        &c.name,
+        c.role.as_str(),
+        "purge.plan",
+        "purge",
+        "ok",
+        Some(format!("{} plans; reason: {}", ids.len(), b.reason.trim())),
+    );
     let mut plans = Vec::new();
     for id in ids {
         plans.extend(d.state.plan(id).await?);
     }
-    Ok((StatusCode::CREATED, Json(json!({"items": plans, "note": "each purge plan needs approval by another approver"}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"items": plans, "note": "each purge plan needs approval by another approver"})),
+    ))
 }
 
 async fn list_reports(State(d): D) -> ApiResult {
     Ok(Json(json!({"items": d.state.reports().await?})))
 }
 
-async fn create_report(State(d): D, Extension(c): Extension<Caller>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create_report(
+    State(d): D,
+    Extension(c): Extension<Caller>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     need(&c, Role::Operator, "creating a report")?;
     let body = jobs::build_report(&d, &[]).await?;
     let id = d.state.create_report(&c.name, &body).await?;
-    d.audit(&c.name, c.role.as_str(), "report.create", &format!("report/{id}"), "ok", None);
+    d.audit(
+        &c.name,
+        c.role.as_str(),
+        "report.create",
+        &format!("report/{id}"),
+        "ok",
+        None,
+    );
     Ok((StatusCode::CREATED, Json(json!({"id": id, "report": body}))))
 }
 
 async fn get_report(State(d): D, Path(id): Path<i64>) -> ApiResult {
-    d.state.report(id).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("report {id}")))
+    d.state
+        .report(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("report {id}")))
 }
 
-async fn list_audit(State(d): D, Extension(c): Extension<Caller>, Query(q): Query<ListQuery>) -> ApiResult {
+async fn list_audit(
+    State(d): D,
+    Extension(c): Extension<Caller>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
     need(&c, Role::Approver, "reading the audit log")?;
-    let p = d.state.audit(q.page.unwrap_or(1), q.per_page.unwrap_or(100), q.actor.as_deref(), q.action.as_deref()).await?;
+    let p = d
+        .state
+        .audit(
+            q.page.unwrap_or(1),
+            q.per_page.unwrap_or(100),
+            q.actor.as_deref(),
+            q.action.as_deref(),
+        )
+        .await?;
     Ok(Json(serde_json::to_value(p).unwrap()))
 }

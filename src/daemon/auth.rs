@@ -37,14 +37,24 @@ impl TokenSet {
     pub fn from_config(tokens: &[TokenConfig]) -> Result<Self, TokenConfigError> {
         let mut entries: Vec<([u8; 32], Caller)> = Vec::new();
         for t in tokens {
-            let bad = || TokenConfigError::BadHash { name: t.name.clone() };
+            let bad = || TokenConfigError::BadHash {
+                name: t.name.clone(),
+            };
             let hexpart = t.hash.strip_prefix("sha256:").ok_or_else(bad)?;
             let bytes = hex::decode(hexpart.to_ascii_lowercase()).map_err(|_| bad())?;
             let arr: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
             if entries.iter().any(|(_, c)| c.name == t.name) {
-                return Err(TokenConfigError::Duplicate { name: t.name.clone() });
+                return Err(TokenConfigError::Duplicate {
+                    name: t.name.clone(),
+                });
             }
-            entries.push((arr, Caller { name: t.name.clone(), role: t.role }));
+            entries.push((
+                arr,
+                Caller {
+                    name: t.name.clone(),
+                    role: t.role,
+                },
+            ));
         }
         Ok(TokenSet { entries })
     }
@@ -58,7 +68,10 @@ impl TokenSet {
         let d: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
         for (h, c) in &self.entries {
-            let diff = h.iter().zip(d.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            let diff = h
+                .iter()
+                .zip(d.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
             if diff == 0 {
                 found = Some(c.clone());
             }
@@ -74,16 +87,36 @@ mod tests {
     #[test]
     fn checks_hashed_tokens() {
         let cfg = vec![
-            TokenConfig { name: "ann".into(), hash: hash_token("secret-1"), role: Role::Viewer },
-            TokenConfig { name: "bob".into(), hash: hash_token("secret-2").to_uppercase().replace("SHA256:", "sha256:"), role: Role::Admin },
+            TokenConfig {
+                name: "ann".into(),
+                hash: hash_token("secret-1"),
+                role: Role::Viewer,
+            },
+            TokenConfig {
+                name: "bob".into(),
+                hash: hash_token("secret-2")
+                    .to_uppercase()
+                    .replace("SHA256:", "sha256:"),
+                role: Role::Admin,
+            },
         ];
         let s = TokenSet::from_config(&cfg).unwrap();
         assert_eq!(s.check("secret-1").unwrap().name, "ann");
         assert_eq!(s.check("secret-2").unwrap().role, Role::Admin);
         assert!(s.check("secret-3").is_none());
         assert!(s.check("").is_none());
-        let bad = vec![TokenConfig { name: "x".into(), hash: "secret-1".into(), role: Role::Viewer }];
-        assert!(TokenSet::from_config(&bad).unwrap_err().to_string().contains("token `x`"));
-        assert_eq!(hash_token("password"), "sha256:5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8");
+        let bad = vec![TokenConfig {
+            name: "x".into(),
+            hash: "secret-1".into(),
+            role: Role::Viewer,
+        }];
+        assert!(TokenSet::from_config(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("token `x`"));
+        assert_eq!(
+            hash_token("password"),
+            "sha256:5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+        );
     }
 }

@@ -33,7 +33,10 @@ pub enum JobError {
 }
 
 fn unit_err(unit: impl Into<String>, e: impl std::fmt::Display) -> JobError {
-    JobError::Unit { unit: unit.into(), message: e.to_string() }
+    JobError::Unit {
+        unit: unit.into(),
+        message: e.to_string(),
+    }
 }
 
 const CHUNK: usize = 4 << 20;
@@ -41,7 +44,9 @@ const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 
 /// A SQLite path from `sqlite://path` / `sqlite:path`, if the string is one.
 pub fn sqlite_path(s: &str) -> Option<PathBuf> {
-    s.strip_prefix("sqlite://").or_else(|| s.strip_prefix("sqlite:")).map(PathBuf::from)
+    s.strip_prefix("sqlite://")
+        .or_else(|| s.strip_prefix("sqlite:"))
+        .map(PathBuf::from)
 }
 
 fn quote_ident(s: &str) -> String {
@@ -56,7 +61,10 @@ fn globset(pats: &[String], unit: &str) -> Result<Option<GlobSet>, JobError> {
     for p in pats {
         b.add(Glob::new(p).map_err(|e| unit_err(format!("dataset {unit}: match `{p}`"), e))?);
     }
-    Ok(Some(b.build().map_err(|e| unit_err(format!("dataset {unit}"), e))?))
+    Ok(Some(
+        b.build()
+            .map_err(|e| unit_err(format!("dataset {unit}"), e))?,
+    ))
 }
 
 async fn open_sqlite(path: &Path, write: bool) -> Result<SqliteConnection, JobError> {
@@ -65,7 +73,9 @@ async fn open_sqlite(path: &Path, write: bool) -> Result<SqliteConnection, JobEr
         .read_only(!write)
         .busy_timeout(std::time::Duration::from_secs(10))
         .disable_statement_logging();
-    SqliteConnection::connect_with(&opts).await.map_err(|e| unit_err(path.display().to_string(), e))
+    SqliteConnection::connect_with(&opts)
+        .await
+        .map_err(|e| unit_err(path.display().to_string(), e))
 }
 
 async fn sqlite_tables(c: &mut SqliteConnection) -> Result<Vec<String>, sqlx::Error> {
@@ -79,10 +89,15 @@ pub fn dataset_for<'a>(datasets: &'a [Dataset], f: &Finding) -> Option<&'a Datas
         let db = db.canonicalize().unwrap_or(db);
         let short = table.strip_prefix("main.").unwrap_or(table);
         return datasets.iter().find(|d| {
-            let Some(p) = sqlite_path(&d.source).or_else(|| Some(PathBuf::from(&d.source))) else { return false };
+            let Some(p) = sqlite_path(&d.source).or_else(|| Some(PathBuf::from(&d.source))) else {
+                return false;
+            };
             p.canonicalize().unwrap_or(p) == db
                 && (d.matches.is_empty()
-                    || globset(&d.matches, &d.name).ok().flatten().is_some_and(|g| g.is_match(table) || g.is_match(short)))
+                    || globset(&d.matches, &d.name)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|g| g.is_match(table) || g.is_match(short)))
         });
     }
     let t = PathBuf::from(&f.target);
@@ -97,14 +112,28 @@ pub fn dataset_for<'a>(datasets: &'a [Dataset], f: &Finding) -> Option<&'a Datas
         }
         let src = PathBuf::from(&d.source);
         let src = src.canonicalize().unwrap_or(src);
-        let Ok(rel) = abs.strip_prefix(&src) else { return false };
-        d.matches.is_empty() || globset(&d.matches, &d.name).ok().flatten().is_some_and(|g| g.is_match(rel))
+        let Ok(rel) = abs.strip_prefix(&src) else {
+            return false;
+        };
+        d.matches.is_empty()
+            || globset(&d.matches, &d.name)
+                .ok()
+                .flatten()
+                .is_some_and(|g| g.is_match(rel))
     })
 }
 
 /// Violations of one finding against the inventory: (kind, article, severity, message).
-pub fn violations_of(d: Option<&Dataset>, f: &Finding) -> Vec<(&'static str, &'static str, &'static str, String)> {
-    let place = f.location.table.clone().or_else(|| f.location.path.clone()).unwrap_or_else(|| f.target.clone());
+pub fn violations_of(
+    d: Option<&Dataset>,
+    f: &Finding,
+) -> Vec<(&'static str, &'static str, &'static str, String)> {
+    let place = f
+        .location
+        .table
+        .clone()
+        .or_else(|| f.location.path.clone())
+        .unwrap_or_else(|| f.target.clone());
     let mut out = Vec::new();
     let child = f.child == Some(true) || f.category == crate::finding::Category::VulnerableChild;
     match d {
@@ -112,18 +141,31 @@ pub fn violations_of(d: Option<&Dataset>, f: &Finding) -> Vec<(&'static str, &'s
             "undeclared_dataset",
             "CAC Order No. 4 Art. 7, 11",
             "high",
-            format!("children's PI ({}) in {place}, which no dataset in the inventory declares", f.category),
+            format!(
+                "children's PI ({}) in {place}, which no dataset in the inventory declares",
+                f.category
+            ),
         )),
         None => {}
         Some(d) => {
             let col = f.location.column.as_deref().or(f.location.field.as_deref());
-            let declared: Vec<_> = col.and_then(|c| d.categories.get(c)).into_iter().chain(d.categories.get("*")).flatten().collect();
+            let declared: Vec<_> = col
+                .and_then(|c| d.categories.get(c))
+                .into_iter()
+                .chain(d.categories.get("*"))
+                .flatten()
+                .collect();
             if !d.categories.is_empty() && !declared.contains(&&f.category) {
                 out.push((
                     "undeclared_category",
                     "CAC Order No. 4 Art. 7, 14",
                     if child { "high" } else { "medium" },
-                    format!("{} found in {place}{}, not declared for dataset {}", f.category, col.map(|c| format!(" ({c})")).unwrap_or_default(), d.name),
+                    format!(
+                        "{} found in {place}{}, not declared for dataset {}",
+                        f.category,
+                        col.map(|c| format!(" ({c})")).unwrap_or_default(),
+                        d.name
+                    ),
                 ));
             }
             if child && !d.child_data {
@@ -139,7 +181,11 @@ pub fn violations_of(d: Option<&Dataset>, f: &Finding) -> Vec<(&'static str, &'s
                     "plaintext_in_encrypted_column",
                     "CAC Order No. 4 Art. 13",
                     "high",
-                    format!("plaintext {} in {place} ({}), declared encrypted", f.category, col.unwrap_or("")),
+                    format!(
+                        "plaintext {} in {place} ({}), declared encrypted",
+                        f.category,
+                        col.unwrap_or("")
+                    ),
                 ));
             }
         }
@@ -160,10 +206,24 @@ struct ScanTally {
 
 /// Scan `targets` (files, directories, `sqlite://` URLs); empty means every
 /// dataset's source. Returns the run id. One scan at a time.
-pub async fn scan(d: Arc<Daemon>, targets: Vec<String>, trigger: &str, by: &str) -> Result<i64, JobError> {
-    let guard = d.scan_lock.clone().try_lock_owned().map_err(|_| JobError::Busy("scan"))?;
+pub async fn scan(
+    d: Arc<Daemon>,
+    targets: Vec<String>,
+    trigger: &str,
+    by: &str,
+) -> Result<i64, JobError> {
+    let guard = d
+        .scan_lock
+        .clone()
+        .try_lock_owned()
+        .map_err(|_| JobError::Busy("scan"))?;
     let targets = if targets.is_empty() {
-        let mut t: Vec<String> = d.config.datasets.iter().map(|ds| ds.source.clone()).collect();
+        let mut t: Vec<String> = d
+            .config
+            .datasets
+            .iter()
+            .map(|ds| ds.source.clone())
+            .collect();
         t.sort();
         t.dedup();
         t
@@ -171,32 +231,72 @@ pub async fn scan(d: Arc<Daemon>, targets: Vec<String>, trigger: &str, by: &str)
         targets
     };
     let run_id = d.state.create_run("scan", trigger, by, &targets).await?;
-    d.audit(by, "-", "scan.start", &format!("run/{run_id}"), "ok", Some(format!("{} targets", targets.len())));
+    d.audit(
+        by,
+        "-",
+        "scan.start",
+        &format!("run/{run_id}"),
+        "ok",
+        Some(format!("{} targets", targets.len())),
+    );
     let dd = d.clone();
     tokio::spawn(async move {
         let t0 = std::time::Instant::now();
         let d2 = dd.clone();
         let res = tokio::task::spawn_blocking(move || scan_blocking(&d2, run_id, &targets)).await;
         let (status, tally, msg) = match res {
-            Ok(Ok(t)) if t.interrupted => ("interrupted", t, Some("stopped by shutdown; findings so far are stored".to_string())),
+            Ok(Ok(t)) if t.interrupted => (
+                "interrupted",
+                t,
+                Some("stopped by shutdown; findings so far are stored".to_string()),
+            ),
             Ok(Ok(t)) => ("completed", t, None),
             Ok(Err(e)) => ("failed", ScanTally::default(), Some(e.to_string())),
-            Err(e) => ("failed", ScanTally::default(), Some(format!("scan task: {e}"))),
+            Err(e) => (
+                "failed",
+                ScanTally::default(),
+                Some(format!("scan task: {e}")),
+            ),
         };
         if let Err(e) = dd
             .state
-            .finish_run(run_id, status, tally.units, tally.bytes, tally.findings, tally.child, tally.violations, tally.errors, msg.as_deref())
+            .finish_run(
+                run_id,
+                status,
+                tally.units,
+                tally.bytes,
+                tally.findings,
+                tally.child,
+                tally.violations,
+                tally.errors,
+                msg.as_deref(),
+            )
             .await
         {
             tracing::error!(run = run_id, error = %e, "cannot record the end of a scan");
         }
-        dd.metrics.inc("childguard_scans_total", &[("outcome", status)], 1.0);
-        dd.metrics.inc("childguard_scan_bytes_total", &[], tally.bytes as f64);
-        dd.metrics.inc("childguard_scan_units_total", &[], tally.units as f64);
-        dd.metrics.inc("childguard_findings_total", &[], tally.findings as f64);
-        dd.metrics.inc("childguard_scan_errors_total", &[], tally.errors as f64);
-        dd.metrics.observe("childguard_scan_duration_seconds", &[], t0.elapsed().as_secs_f64());
-        tracing::info!(run = run_id, status, findings = tally.findings, errors = tally.errors, "scan finished");
+        dd.metrics
+            .inc("childguard_scans_total", &[("outcome", status)], 1.0);
+        dd.metrics
+            .inc("childguard_scan_bytes_total", &[], tally.bytes as f64);
+        dd.metrics
+            .inc("childguard_scan_units_total", &[], tally.units as f64);
+        dd.metrics
+            .inc("childguard_findings_total", &[], tally.findings as f64);
+        dd.metrics
+            .inc("childguard_scan_errors_total", &[], tally.errors as f64);
+        dd.metrics.observe(
+            "childguard_scan_duration_seconds",
+            &[],
+            t0.elapsed().as_secs_f64(),
+        );
+        tracing::info!(
+            run = run_id,
+            status,
+            findings = tally.findings,
+            errors = tally.errors,
+            "scan finished"
+        );
         drop(guard);
     });
     Ok(run_id)
@@ -228,7 +328,10 @@ fn scan_blocking(d: &Arc<Daemon>, run_id: i64, targets: &[String]) -> Result<Sca
             tally.errors += 1;
             continue;
         }
-        let walk = ignore::WalkBuilder::new(&root).standard_filters(false).follow_links(false).build();
+        let walk = ignore::WalkBuilder::new(&root)
+            .standard_filters(false)
+            .follow_links(false)
+            .build();
         for entry in walk {
             if *d.shutdown.borrow() {
                 tally.interrupted = true;
@@ -247,9 +350,14 @@ fn scan_blocking(d: &Arc<Daemon>, run_id: i64, targets: &[String]) -> Result<Sca
             }
             let path = entry.path();
             let rel = if root.is_dir() {
-                path.strip_prefix(&root).unwrap_or(path).to_string_lossy().into_owned()
+                path.strip_prefix(&root)
+                    .unwrap_or(path)
+                    .to_string_lossy()
+                    .into_owned()
             } else {
-                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             };
             match scan_file(d, &rt, run_id, target, path, &rel, &mut tally) {
                 Ok(()) => {}
@@ -263,11 +371,22 @@ fn scan_blocking(d: &Arc<Daemon>, run_id: i64, targets: &[String]) -> Result<Sca
     Ok(tally)
 }
 
-fn store(d: &Arc<Daemon>, rt: &tokio::runtime::Handle, run_id: i64, found: Vec<Finding>, tally: &mut ScanTally) -> Result<(), JobError> {
+fn store(
+    d: &Arc<Daemon>,
+    rt: &tokio::runtime::Handle,
+    run_id: i64,
+    found: Vec<Finding>,
+    tally: &mut ScanTally,
+) -> Result<(), JobError> {
     rt.block_on(store_async(d, run_id, found, tally))
 }
 
-async fn store_async(d: &Arc<Daemon>, run_id: i64, found: Vec<Finding>, tally: &mut ScanTally) -> Result<(), JobError> {
+async fn store_async(
+    d: &Arc<Daemon>,
+    run_id: i64,
+    found: Vec<Finding>,
+    tally: &mut ScanTally,
+) -> Result<(), JobError> {
     if found.is_empty() {
         return Ok(());
     }
@@ -276,7 +395,12 @@ async fn store_async(d: &Arc<Daemon>, run_id: i64, found: Vec<Finding>, tally: &
     for f in found {
         let ds = dataset_for(&d.config.datasets, &f);
         for v in violations_of(ds, &f) {
-            viol.push((v, ds.map(|x| x.name.clone()), f.finding_id.clone(), f.category.as_str()));
+            viol.push((
+                v,
+                ds.map(|x| x.name.clone()),
+                f.finding_id.clone(),
+                f.category.as_str(),
+            ));
         }
         tally.findings += 1;
         if f.child == Some(true) {
@@ -286,7 +410,9 @@ async fn store_async(d: &Arc<Daemon>, run_id: i64, found: Vec<Finding>, tally: &
     }
     d.state.upsert_findings(run_id, &items).await?;
     for ((kind, article, sev, msg), ds, fid, cat) in &viol {
-        d.state.upsert_violation(kind, ds.as_deref(), Some(fid), Some(cat), sev, article, msg).await?;
+        d.state
+            .upsert_violation(kind, ds.as_deref(), Some(fid), Some(cat), sev, article, msg)
+            .await?;
     }
     tally.violations += viol.len() as i64;
     Ok(())
@@ -319,12 +445,17 @@ fn scan_file(
         let mut chunk = vec![0u8; CHUNK];
         let k = f.read(&mut chunk).map_err(|e| unit_err(&unit, e))?;
         buf.extend_from_slice(&chunk[..k]);
-        if buf.len() >= 8 && offset == 0 && memchr::memchr(0, &buf[..buf.len().min(8192)]).is_some() {
+        if buf.len() >= 8 && offset == 0 && memchr::memchr(0, &buf[..buf.len().min(8192)]).is_some()
+        {
             tally.units -= 1; // binary: not text, not a database
             return Ok(());
         }
         let eof = k == 0;
-        let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1) };
+        let cut = if eof {
+            buf.len()
+        } else {
+            memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1)
+        };
         if cut > 0 {
             let text = String::from_utf8_lossy(&buf[..cut]);
             scan_chunk(&d.engine, &origin, &text, line, offset, &mut found);
@@ -340,10 +471,19 @@ fn scan_file(
     store(d, rt, run_id, found, tally)
 }
 
-fn scan_sqlite(d: &Arc<Daemon>, rt: &tokio::runtime::Handle, run_id: i64, target: &str, db: &Path, tally: &mut ScanTally) {
+fn scan_sqlite(
+    d: &Arc<Daemon>,
+    rt: &tokio::runtime::Handle,
+    run_id: i64,
+    target: &str,
+    db: &Path,
+    tally: &mut ScanTally,
+) {
     let res: Result<(), JobError> = rt.block_on(async {
         let mut c = open_sqlite(db, false).await?;
-        let tables = sqlite_tables(&mut c).await.map_err(|e| unit_err(db.display().to_string(), e))?;
+        let tables = sqlite_tables(&mut c)
+            .await
+            .map_err(|e| unit_err(db.display().to_string(), e))?;
         for t in tables {
             let unit = format!("{}:{t}", db.display());
             let cols: Vec<String> = sqlx::query(&format!("PRAGMA table_info({})", quote_ident(&t)))
@@ -356,13 +496,28 @@ fn scan_sqlite(d: &Arc<Daemon>, rt: &tokio::runtime::Handle, run_id: i64, target
             if cols.is_empty() {
                 continue;
             }
-            let select = cols.iter().map(|c| format!("CAST({} AS TEXT)", quote_ident(c))).collect::<Vec<_>>().join(", ");
-            let rows = sqlx::query(&format!("SELECT {select} FROM {}", quote_ident(&t))).fetch_all(&mut c).await.map_err(|e| unit_err(&unit, e))?;
-            let base = Location { table: Some(format!("main.{t}")), ..Default::default() };
+            let select = cols
+                .iter()
+                .map(|c| format!("CAST({} AS TEXT)", quote_ident(c)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let rows = sqlx::query(&format!("SELECT {select} FROM {}", quote_ident(&t)))
+                .fetch_all(&mut c)
+                .await
+                .map_err(|e| unit_err(&unit, e))?;
+            let base = Location {
+                table: Some(format!("main.{t}")),
+                ..Default::default()
+            };
             let mut ts = TableScanner::new(&d.engine, target, base, &cols, false);
             for r in &rows {
-                let cells: Vec<Option<String>> = (0..cols.len()).map(|i| r.get::<Option<String>, _>(i)).collect();
-                tally.bytes += cells.iter().map(|c| c.as_ref().map_or(0, |s| s.len() as i64)).sum::<i64>();
+                let cells: Vec<Option<String>> = (0..cols.len())
+                    .map(|i| r.get::<Option<String>, _>(i))
+                    .collect();
+                tally.bytes += cells
+                    .iter()
+                    .map(|c| c.as_ref().map_or(0, |s| s.len() as i64))
+                    .sum::<i64>();
                 let refs: Vec<Option<&str>> = cells.iter().map(|c| c.as_deref()).collect();
                 ts.add_row(&refs, None);
             }
@@ -385,9 +540,17 @@ fn scan_sqlite(d: &Arc<Daemon>, rt: &tokio::runtime::Handle, run_id: i64, target
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PlanItem {
     /// Rows of a SQLite table whose clock column is before the cutoff (all rows when `clock` is None).
-    SqliteTable { db: PathBuf, table: String, clock: Option<String> },
+    SqliteTable {
+        db: PathBuf,
+        table: String,
+        clock: Option<String>,
+    },
     /// Files under `dir` matching `globs` last modified before the cutoff (all when purging).
-    Files { dir: PathBuf, globs: Vec<String>, by_age: bool },
+    Files {
+        dir: PathBuf,
+        globs: Vec<String>,
+        by_age: bool,
+    },
 }
 
 fn cutoff_string(t: NaiveDateTime) -> String {
@@ -399,20 +562,43 @@ async fn count_item(item: &PlanItem, cutoff: &str) -> Result<i64, JobError> {
         PlanItem::SqliteTable { db, table, clock } => {
             let mut c = open_sqlite(db, false).await?;
             let sql = match clock {
-                Some(col) => format!("SELECT COUNT(*) FROM {} WHERE {} < ?", quote_ident(table), quote_ident(col)),
-                None => format!("SELECT COUNT(*) FROM {} WHERE ? IS NOT NULL", quote_ident(table)),
+                Some(col) => format!(
+                    "SELECT COUNT(*) FROM {} WHERE {} < ?",
+                    quote_ident(table),
+                    quote_ident(col)
+                ),
+                None => format!(
+                    "SELECT COUNT(*) FROM {} WHERE ? IS NOT NULL",
+                    quote_ident(table)
+                ),
             };
-            sqlx::query_scalar(&sql).bind(cutoff).fetch_one(&mut c).await.map_err(|e| unit_err(format!("{}:{table}", db.display()), e))
+            sqlx::query_scalar(&sql)
+                .bind(cutoff)
+                .fetch_one(&mut c)
+                .await
+                .map_err(|e| unit_err(format!("{}:{table}", db.display()), e))
         }
-        PlanItem::Files { dir, globs, by_age } => Ok(files_due(dir, globs, *by_age, cutoff)?.len() as i64),
+        PlanItem::Files { dir, globs, by_age } => {
+            Ok(files_due(dir, globs, *by_age, cutoff)?.len() as i64)
+        }
     }
 }
 
-fn files_due(dir: &Path, globs: &[String], by_age: bool, cutoff: &str) -> Result<Vec<PathBuf>, JobError> {
+fn files_due(
+    dir: &Path,
+    globs: &[String],
+    by_age: bool,
+    cutoff: &str,
+) -> Result<Vec<PathBuf>, JobError> {
     let gs = globset(globs, &dir.display().to_string())?;
-    let cutoff = NaiveDateTime::parse_from_str(cutoff, "%Y-%m-%d %H:%M:%S").map_err(|e| unit_err("cutoff", e))?;
+    let cutoff = NaiveDateTime::parse_from_str(cutoff, "%Y-%m-%d %H:%M:%S")
+        .map_err(|e| unit_err("cutoff", e))?;
     let mut out = Vec::new();
-    for e in ignore::WalkBuilder::new(dir).standard_filters(false).build().flatten() {
+    for e in ignore::WalkBuilder::new(dir)
+        .standard_filters(false)
+        .build()
+        .flatten()
+    {
         if !e.file_type().is_some_and(|t| t.is_file()) {
             continue;
         }
@@ -421,8 +607,13 @@ fn files_due(dir: &Path, globs: &[String], by_age: bool, cutoff: &str) -> Result
             continue;
         }
         if by_age {
-            let m = e.metadata().map_err(|x| unit_err(e.path().display().to_string(), x))?;
-            let mt: chrono::DateTime<Utc> = m.modified().map_err(|x| unit_err(e.path().display().to_string(), x))?.into();
+            let m = e
+                .metadata()
+                .map_err(|x| unit_err(e.path().display().to_string(), x))?;
+            let mt: chrono::DateTime<Utc> = m
+                .modified()
+                .map_err(|x| unit_err(e.path().display().to_string(), x))?
+                .into();
             if mt.naive_utc() >= cutoff {
                 continue;
             }
@@ -439,28 +630,57 @@ async fn plan_items(ds: &Dataset, purge: bool) -> Result<Vec<PlanItem>, JobError
     };
     if let Some(db) = sqlite_path(&ds.source) {
         let mut c = open_sqlite(&db, false).await?;
-        let tables = sqlite_tables(&mut c).await.map_err(|e| unit_err(db.display().to_string(), e))?;
+        let tables = sqlite_tables(&mut c)
+            .await
+            .map_err(|e| unit_err(db.display().to_string(), e))?;
         let gs = globset(&ds.matches, &ds.name)?;
-        let chosen = tables.into_iter().filter(|t| gs.as_ref().is_none_or(|g| g.is_match(t) || g.is_match(format!("main.{t}"))));
+        let chosen = tables.into_iter().filter(|t| {
+            gs.as_ref()
+                .is_none_or(|g| g.is_match(t) || g.is_match(format!("main.{t}")))
+        });
         if !purge && clock.is_none() {
-            return Err(JobError::Invalid(format!("dataset {}: retention on a database needs a time column (`365d after created_at`)", ds.name)));
+            return Err(JobError::Invalid(format!(
+                "dataset {}: retention on a database needs a time column (`365d after created_at`)",
+                ds.name
+            )));
         }
-        return Ok(chosen.map(|table| PlanItem::SqliteTable { db: db.clone(), table, clock: clock.clone() }).collect());
+        return Ok(chosen
+            .map(|table| PlanItem::SqliteTable {
+                db: db.clone(),
+                table,
+                clock: clock.clone(),
+            })
+            .collect());
     }
     let dir = PathBuf::from(&ds.source);
     if !dir.is_dir() {
-        return Err(JobError::Invalid(format!("dataset {}: source {} is neither a sqlite:// database nor a directory", ds.name, ds.source)));
+        return Err(JobError::Invalid(format!(
+            "dataset {}: source {} is neither a sqlite:// database nor a directory",
+            ds.name, ds.source
+        )));
     }
     if !purge && clock.is_some() {
-        return Err(JobError::Invalid(format!("dataset {}: files are swept by `object_age`, not a column", ds.name)));
+        return Err(JobError::Invalid(format!(
+            "dataset {}: files are swept by `object_age`, not a column",
+            ds.name
+        )));
     }
-    Ok(vec![PlanItem::Files { dir, globs: ds.matches.clone(), by_age: !purge }])
+    Ok(vec![PlanItem::Files {
+        dir,
+        globs: ds.matches.clone(),
+        by_age: !purge,
+    }])
 }
 
 /// Plan sweeps (dry run with counts) for the named datasets (all with a
 /// retention rule when empty). `purge` plans everything of every dataset
 /// holding children's data (Art. 23, service shutdown). Returns plan ids.
-pub async fn plan_sweeps(d: &Arc<Daemon>, names: &[String], purge: bool, by: &str) -> Result<Vec<i64>, JobError> {
+pub async fn plan_sweeps(
+    d: &Arc<Daemon>,
+    names: &[String],
+    purge: bool,
+    by: &str,
+) -> Result<Vec<i64>, JobError> {
     for n in names {
         if !d.config.datasets.iter().any(|ds| &ds.name == n) {
             return Err(JobError::Invalid(format!("no dataset named {n}")));
@@ -468,7 +688,12 @@ pub async fn plan_sweeps(d: &Arc<Daemon>, names: &[String], purge: bool, by: &st
     }
     let as_of = Utc::now().naive_utc();
     let mut ids = Vec::new();
-    for ds in d.config.datasets.iter().filter(|ds| names.is_empty() || names.contains(&ds.name)) {
+    for ds in d
+        .config
+        .datasets
+        .iter()
+        .filter(|ds| names.is_empty() || names.contains(&ds.name))
+    {
         let (cutoff, kind) = if purge {
             if !ds.child_data {
                 continue;
@@ -489,7 +714,11 @@ pub async fn plan_sweeps(d: &Arc<Daemon>, names: &[String], purge: bool, by: &st
         }
         if !purge {
             if planned > 0 {
-                let r = ds.retention.as_ref().map(|r| r.to_string()).unwrap_or_default();
+                let r = ds
+                    .retention
+                    .as_ref()
+                    .map(|r| r.to_string())
+                    .unwrap_or_default();
                 d.state
                     .upsert_violation(
                         "overdue_retention",
@@ -498,16 +727,38 @@ pub async fn plan_sweeps(d: &Arc<Daemon>, names: &[String], purge: bool, by: &st
                         None,
                         "high",
                         "CAC Order No. 4 Art. 12, 20",
-                        &format!("{planned} records of dataset {} kept past retention ({r})", ds.name),
+                        &format!(
+                            "{planned} records of dataset {} kept past retention ({r})",
+                            ds.name
+                        ),
                     )
                     .await?;
             } else {
-                d.state.close_violations("overdue_retention", &ds.name).await?;
+                d.state
+                    .close_violations("overdue_retention", &ds.name)
+                    .await?;
                 continue;
             }
         }
-        let id = d.state.create_plan(kind, &ds.name, &serde_json::to_string(&items).unwrap(), &cutoff, planned, by).await?;
-        d.audit(by, "-", &format!("sweep.plan.{kind}"), &format!("plan/{id}"), "ok", Some(format!("dataset {} planned {planned}", ds.name)));
+        let id = d
+            .state
+            .create_plan(
+                kind,
+                &ds.name,
+                &serde_json::to_string(&items).unwrap(),
+                &cutoff,
+                planned,
+                by,
+            )
+            .await?;
+        d.audit(
+            by,
+            "-",
+            &format!("sweep.plan.{kind}"),
+            &format!("plan/{id}"),
+            "ok",
+            Some(format!("dataset {} planned {planned}", ds.name)),
+        );
         ids.push(id);
     }
     Ok(ids)
@@ -518,30 +769,60 @@ pub async fn plan_sweeps(d: &Arc<Daemon>, names: &[String], purge: bool, by: &st
 /// again continues (deleting what is past the cutoff is idempotent).
 pub async fn run_plan(d: Arc<Daemon>, id: i64, by: &str) -> Result<String, JobError> {
     let _g = d.sweep_lock.lock().await;
-    if !d.state.plan_transition(id, &["approved", "interrupted", "running"], "running", None).await? {
+    if !d
+        .state
+        .plan_transition(id, &["approved", "interrupted", "running"], "running", None)
+        .await?
+    {
         return Err(JobError::Invalid(format!("plan {id} is not approved")));
     }
-    let plan = d.state.plan(id).await?.ok_or_else(|| JobError::Invalid(format!("no plan {id}")))?;
-    let items: Vec<PlanItem> = serde_json::from_str(&plan.items).map_err(|e| unit_err(format!("plan {id}"), e))?;
+    let plan = d
+        .state
+        .plan(id)
+        .await?
+        .ok_or_else(|| JobError::Invalid(format!("no plan {id}")))?;
+    let items: Vec<PlanItem> =
+        serde_json::from_str(&plan.items).map_err(|e| unit_err(format!("plan {id}"), e))?;
     let t0 = std::time::Instant::now();
     let batch = d.config.server.sweep_batch_rows.max(1) as i64;
     let pause = std::time::Duration::from_millis(d.config.server.sweep_batch_pause_ms);
     let mut done = plan.done_rows;
-    d.audit(by, "-", "sweep.run.start", &format!("plan/{id}"), "ok", Some(format!("dataset {} resume at {done}", plan.dataset)));
+    d.audit(
+        by,
+        "-",
+        "sweep.run.start",
+        &format!("plan/{id}"),
+        "ok",
+        Some(format!("dataset {} resume at {done}", plan.dataset)),
+    );
     for it in &items {
         match it {
             PlanItem::SqliteTable { db, table, clock } => {
                 let mut c = open_sqlite(db, true).await?;
                 let unit = format!("{}:{table}", db.display());
-                let cond = clock.as_ref().map(|col| format!("WHERE {} < ?1", quote_ident(col))).unwrap_or_else(|| "WHERE ?1 IS NOT NULL".into());
-                let sql = format!("DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} {cond} LIMIT ?2)", t = quote_ident(table));
+                let cond = clock
+                    .as_ref()
+                    .map(|col| format!("WHERE {} < ?1", quote_ident(col)))
+                    .unwrap_or_else(|| "WHERE ?1 IS NOT NULL".into());
+                let sql = format!(
+                    "DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} {cond} LIMIT ?2)",
+                    t = quote_ident(table)
+                );
                 loop {
                     if *d.shutdown.borrow() {
-                        d.state.plan_transition(id, &["running"], "interrupted", None).await?;
+                        d.state
+                            .plan_transition(id, &["running"], "interrupted", None)
+                            .await?;
                         tracing::info!(plan = id, done, "sweep checkpointed by shutdown");
                         return Ok("interrupted".into());
                     }
-                    let n = sqlx::query(&sql).bind(&plan.cutoff).bind(batch).execute(&mut c).await.map_err(|e| unit_err(&unit, e))?.rows_affected() as i64;
+                    let n = sqlx::query(&sql)
+                        .bind(&plan.cutoff)
+                        .bind(batch)
+                        .execute(&mut c)
+                        .await
+                        .map_err(|e| unit_err(&unit, e))?
+                        .rows_affected() as i64;
                     if n == 0 {
                         break;
                     }
@@ -556,7 +837,9 @@ pub async fn run_plan(d: Arc<Daemon>, id: i64, by: &str) -> Result<String, JobEr
             PlanItem::Files { dir, globs, by_age } => {
                 for p in files_due(dir, globs, *by_age, &plan.cutoff)? {
                     if *d.shutdown.borrow() {
-                        d.state.plan_transition(id, &["running"], "interrupted", None).await?;
+                        d.state
+                            .plan_transition(id, &["running"], "interrupted", None)
+                            .await?;
                         return Ok("interrupted".into());
                     }
                     std::fs::remove_file(&p).map_err(|e| unit_err(p.display().to_string(), e))?;
@@ -572,14 +855,42 @@ pub async fn run_plan(d: Arc<Daemon>, id: i64, by: &str) -> Result<String, JobEr
     for it in &items {
         remaining += count_item(it, &plan.cutoff).await?;
     }
-    let (status, msg) = if remaining == 0 { ("completed", None) } else { ("failed", Some(format!("{remaining} records still past the cutoff after the sweep"))) };
-    d.state.plan_finish(id, status, remaining, msg.as_deref()).await?;
+    let (status, msg) = if remaining == 0 {
+        ("completed", None)
+    } else {
+        (
+            "failed",
+            Some(format!(
+                "{remaining} records still past the cutoff after the sweep"
+            )),
+        )
+    };
+    d.state
+        .plan_finish(id, status, remaining, msg.as_deref())
+        .await?;
     if status == "completed" {
-        d.state.close_violations("overdue_retention", &plan.dataset).await?;
+        d.state
+            .close_violations("overdue_retention", &plan.dataset)
+            .await?;
     }
-    d.metrics.inc("childguard_sweeps_total", &[("outcome", status)], 1.0);
-    d.metrics.observe("childguard_sweep_duration_seconds", &[], t0.elapsed().as_secs_f64());
-    d.audit(by, "-", "sweep.run.finish", &format!("plan/{id}"), status, Some(format!("dataset {} deleted {done}, remaining {remaining}", plan.dataset)));
+    d.metrics
+        .inc("childguard_sweeps_total", &[("outcome", status)], 1.0);
+    d.metrics.observe(
+        "childguard_sweep_duration_seconds",
+        &[],
+        t0.elapsed().as_secs_f64(),
+    );
+    d.audit(
+        by,
+        "-",
+        "sweep.run.finish",
+        &format!("plan/{id}"),
+        status,
+        Some(format!(
+            "dataset {} deleted {done}, remaining {remaining}",
+            plan.dataset
+        )),
+    );
     Ok(status.into())
 }
 
@@ -602,7 +913,10 @@ pub async fn run_approved(d: Arc<Daemon>, by: &str) -> Result<usize, JobError> {
 
 /// Normalize a subject identifier the way the detectors fingerprint values.
 pub fn normalize_subject(s: &str) -> String {
-    s.chars().filter(|c| !c.is_whitespace() && *c != '-').collect::<String>().to_ascii_uppercase()
+    s.chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect::<String>()
+        .to_ascii_uppercase()
 }
 
 /// Delete every record whose `subject_key` fingerprints to `fp`, in every
@@ -610,15 +924,30 @@ pub fn normalize_subject(s: &str) -> String {
 pub async fn erase(d: &Arc<Daemon>, fp: &str) -> Result<i64, JobError> {
     let mut erased = 0;
     for ds in &d.config.datasets {
-        let (Some(key), Some(db)) = (&ds.subject_key, sqlite_path(&ds.source)) else { continue };
+        let (Some(key), Some(db)) = (&ds.subject_key, sqlite_path(&ds.source)) else {
+            continue;
+        };
         let mut c = open_sqlite(&db, true).await?;
         let gs = globset(&ds.matches, &ds.name)?;
-        for t in sqlite_tables(&mut c).await.map_err(|e| unit_err(db.display().to_string(), e))? {
-            if gs.as_ref().is_some_and(|g| !g.is_match(&t) && !g.is_match(format!("main.{t}"))) {
+        for t in sqlite_tables(&mut c)
+            .await
+            .map_err(|e| unit_err(db.display().to_string(), e))?
+        {
+            if gs
+                .as_ref()
+                .is_some_and(|g| !g.is_match(&t) && !g.is_match(format!("main.{t}")))
+            {
                 continue;
             }
             let unit = format!("{}:{t}", db.display());
-            let rows = match sqlx::query(&format!("SELECT rowid, CAST({} AS TEXT) FROM {}", quote_ident(key), quote_ident(&t))).fetch_all(&mut c).await {
+            let rows = match sqlx::query(&format!(
+                "SELECT rowid, CAST({} AS TEXT) FROM {}",
+                quote_ident(key),
+                quote_ident(&t)
+            ))
+            .fetch_all(&mut c)
+            .await
+            {
                 Ok(r) => r,
                 Err(e) if e.to_string().contains("no such column") => continue,
                 Err(e) => return Err(unit_err(&unit, e)),
@@ -626,7 +955,10 @@ pub async fn erase(d: &Arc<Daemon>, fp: &str) -> Result<i64, JobError> {
             let fpr = d.engine.fingerprinter();
             let ids: Vec<i64> = rows
                 .iter()
-                .filter(|r| r.get::<Option<String>, _>(1).is_some_and(|v| fpr.fingerprint(&normalize_subject(&v)) == fp))
+                .filter(|r| {
+                    r.get::<Option<String>, _>(1)
+                        .is_some_and(|v| fpr.fingerprint(&normalize_subject(&v)) == fp)
+                })
                 .map(|r| r.get::<i64, _>(0))
                 .collect();
             for rid in ids {
@@ -647,9 +979,15 @@ pub async fn erase(d: &Arc<Daemon>, fp: &str) -> Result<i64, JobError> {
 
 /// The self-inspection report (MIIT Order No. 24 Art. 16): inventory with
 /// owners (CAC Art. 8), findings by category, open violations, sweeps, erasures.
-pub async fn build_report(d: &Arc<Daemon>, datasets: &[String]) -> Result<serde_json::Value, JobError> {
+pub async fn build_report(
+    d: &Arc<Daemon>,
+    datasets: &[String],
+) -> Result<serde_json::Value, JobError> {
     let found = d.state.found_categories().await?;
-    let violations = d.state.violations(Some("open"), None, None, 100_000).await?;
+    let violations = d
+        .state
+        .violations(Some("open"), None, None, 100_000)
+        .await?;
     let plans = d.state.plans(None).await?;
     let erasures = d.state.erasures().await?;
     let ds: Vec<_> = d
@@ -678,7 +1016,15 @@ pub async fn build_report(d: &Arc<Daemon>, datasets: &[String]) -> Result<serde_
 
 /// Audit helper shared by jobs and handlers.
 impl Daemon {
-    pub fn audit(&self, actor: &str, role: &str, action: &str, object: &str, outcome: &str, detail: Option<String>) {
+    pub fn audit(
+        &self,
+        actor: &str,
+        role: &str,
+        action: &str,
+        object: &str,
+        outcome: &str,
+        detail: Option<String>,
+    ) {
         let _ = self.audit_tx.send(AuditEntry {
             at: now(),
             actor: actor.into(),

@@ -7,26 +7,92 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
-const BUCKETS: [f64; 12] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
+];
 
 /// Help text of every metric the daemon exports.
 const HELP: &[(&str, &str, &str)] = &[
-    ("childguard_http_requests_total", "counter", "HTTP requests by method, route and status."),
-    ("childguard_http_request_duration_seconds", "histogram", "HTTP request latency by route."),
-    ("childguard_auth_failures_total", "counter", "Rejected API requests by error code."),
-    ("childguard_scans_total", "counter", "Scans finished, by outcome."),
-    ("childguard_scan_bytes_total", "counter", "Bytes read by scans."),
-    ("childguard_scan_units_total", "counter", "Work units (files, tables) scanned."),
-    ("childguard_findings_total", "counter", "Findings produced by scans."),
-    ("childguard_scan_errors_total", "counter", "Work units that could not be read."),
-    ("childguard_scan_duration_seconds", "histogram", "Scan duration."),
-    ("childguard_sweeps_total", "counter", "Sweep plans finished, by outcome."),
-    ("childguard_sweep_rows_total", "counter", "Records or files deleted by sweeps."),
-    ("childguard_sweep_duration_seconds", "histogram", "Sweep execution duration."),
-    ("childguard_erasures_total", "counter", "Erasure requests executed."),
-    ("childguard_schedule_runs_total", "counter", "Scheduled job runs by schedule and outcome."),
-    ("childguard_schedule_skipped_total", "counter", "Scheduled ticks skipped because the previous run was still going."),
-    ("childguard_job_duration_seconds", "histogram", "Scheduled job duration by job kind."),
+    (
+        "childguard_http_requests_total",
+        "counter",
+        "HTTP requests by method, route and status.",
+    ),
+    (
+        "childguard_http_request_duration_seconds",
+        "histogram",
+        "HTTP request latency by route.",
+    ),
+    (
+        "childguard_auth_failures_total",
+        "counter",
+        "Rejected API requests by error code.",
+    ),
+    (
+        "childguard_scans_total",
+        "counter",
+        "Scans finished, by outcome.",
+    ),
+    (
+        "childguard_scan_bytes_total",
+        "counter",
+        "Bytes read by scans.",
+    ),
+    (
+        "childguard_scan_units_total",
+        "counter",
+        "Work units (files, tables) scanned.",
+    ),
+    (
+        "childguard_findings_total",
+        "counter",
+        "Findings produced by scans.",
+    ),
+    (
+        "childguard_scan_errors_total",
+        "counter",
+        "Work units that could not be read.",
+    ),
+    (
+        "childguard_scan_duration_seconds",
+        "histogram",
+        "Scan duration.",
+    ),
+    (
+        "childguard_sweeps_total",
+        "counter",
+        "Sweep plans finished, by outcome.",
+    ),
+    (
+        "childguard_sweep_rows_total",
+        "counter",
+        "Records or files deleted by sweeps.",
+    ),
+    (
+        "childguard_sweep_duration_seconds",
+        "histogram",
+        "Sweep execution duration.",
+    ),
+    (
+        "childguard_erasures_total",
+        "counter",
+        "Erasure requests executed.",
+    ),
+    (
+        "childguard_schedule_runs_total",
+        "counter",
+        "Scheduled job runs by schedule and outcome.",
+    ),
+    (
+        "childguard_schedule_skipped_total",
+        "counter",
+        "Scheduled ticks skipped because the previous run was still going.",
+    ),
+    (
+        "childguard_job_duration_seconds",
+        "histogram",
+        "Scheduled job duration by job kind.",
+    ),
 ];
 
 #[derive(Debug, Default, Clone)]
@@ -51,7 +117,10 @@ fn labels(l: &[(&str, &str)]) -> String {
         if i > 0 {
             s.push(',');
         }
-        let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let v = v
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
         let _ = write!(s, "{k}=\"{v}\"");
     }
     s
@@ -64,7 +133,12 @@ impl Metrics {
 
     /// Add `by` to a counter.
     pub fn inc(&self, name: &str, l: &[(&str, &str)], by: f64) {
-        *self.counters.lock().unwrap().entry((name.to_string(), labels(l))).or_insert(0.0) += by;
+        *self
+            .counters
+            .lock()
+            .unwrap()
+            .entry((name.to_string(), labels(l)))
+            .or_insert(0.0) += by;
     }
 
     /// Record one observation (seconds) in a histogram.
@@ -82,7 +156,12 @@ impl Metrics {
 
     /// Current value of a counter (tests, readiness).
     pub fn counter(&self, name: &str, l: &[(&str, &str)]) -> f64 {
-        self.counters.lock().unwrap().get(&(name.to_string(), labels(l))).copied().unwrap_or(0.0)
+        self.counters
+            .lock()
+            .unwrap()
+            .get(&(name.to_string(), labels(l)))
+            .copied()
+            .unwrap_or(0.0)
     }
 
     /// The text exposition format.
@@ -112,7 +191,11 @@ impl Metrics {
                         let _ = writeln!(out, "{n}_bucket{{{l}{sep}le=\"{b}\"}} {}", h.buckets[i]);
                     }
                     let _ = writeln!(out, "{n}_bucket{{{l}{sep}le=\"+Inf\"}} {}", h.count);
-                    let braces = if l.is_empty() { String::new() } else { format!("{{{l}}}") };
+                    let braces = if l.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{{{l}}}")
+                    };
                     let _ = writeln!(out, "{n}_sum{braces} {}", h.sum);
                     let _ = writeln!(out, "{n}_count{braces} {}", h.count);
                 }
@@ -139,6 +222,9 @@ mod tests {
         assert!(t.contains("childguard_scan_duration_seconds_bucket{le=\"0.01\"} 0"));
         assert!(t.contains("childguard_scan_duration_seconds_count 1"));
         assert!(t.contains("childguard_sweeps_total 0"));
-        assert_eq!(m.counter("childguard_scans_total", &[("outcome", "ok")]), 2.0);
+        assert_eq!(
+            m.counter("childguard_scans_total", &[("outcome", "ok")]),
+            2.0
+        );
     }
 }

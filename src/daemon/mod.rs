@@ -40,7 +40,10 @@ pub enum DaemonError {
     #[error("detector engine: {0}")]
     Engine(String),
     #[error("listen on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("server: {0}")]
     Serve(std::io::Error),
 }
@@ -80,29 +83,54 @@ impl JobRunner for DaemonRunner {
             let by = format!("schedule:{}", s.name);
             match s.job {
                 JobKind::Scan => {
-                    let id = jobs::scan(d.clone(), s.targets.clone(), trigger.as_str(), &by).await.map_err(|e| e.to_string())?;
+                    let id = jobs::scan(d.clone(), s.targets.clone(), trigger.as_str(), &by)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     let st = jobs::wait_run(&d, id).await.map_err(|e| e.to_string())?;
                     if st == "failed" {
                         return Err(format!("scan run {id} failed"));
                     }
                 }
                 JobKind::SweepPlan => {
-                    jobs::plan_sweeps(&d, &s.datasets, false, &by).await.map_err(|e| e.to_string())?;
+                    jobs::plan_sweeps(&d, &s.datasets, false, &by)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 JobKind::SweepRun => {
-                    jobs::run_approved(d.clone(), &by).await.map_err(|e| e.to_string())?;
+                    jobs::run_approved(d.clone(), &by)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 JobKind::Report => {
-                    let body = jobs::build_report(&d, &s.datasets).await.map_err(|e| e.to_string())?;
-                    let id = d.state.create_report(&by, &body).await.map_err(|e| e.to_string())?;
+                    let body = jobs::build_report(&d, &s.datasets)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let id = d
+                        .state
+                        .create_report(&by, &body)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     let path = s.output.clone().unwrap_or_else(|| {
-                        d.state_dir.join("reports").join(format!("{}-{}.json", s.name, chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
+                        d.state_dir.join("reports").join(format!(
+                            "{}-{}.json",
+                            s.name,
+                            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                        ))
                     });
                     if let Some(dir) = path.parent() {
-                        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| format!("{}: {e}", dir.display()))?;
                     }
-                    std::fs::write(&path, serde_json::to_vec_pretty(&body).unwrap()).map_err(|e| format!("{}: {e}", path.display()))?;
-                    d.audit(&by, "-", "report.create", &format!("report/{id}"), "ok", Some(path.display().to_string()));
+                    std::fs::write(&path, serde_json::to_vec_pretty(&body).unwrap())
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    d.audit(
+                        &by,
+                        "-",
+                        "report.create",
+                        &format!("report/{id}"),
+                        "ok",
+                        Some(path.display().to_string()),
+                    );
                 }
             }
             Ok(())
@@ -121,11 +149,17 @@ async fn audit_writer(state: DaemonState, mut rx: mpsc::UnboundedReceiver<AuditE
 }
 
 /// Build the shared daemon state (used by `serve` and by tests).
-pub async fn build(opts: &ServeOptions, shutdown: watch::Receiver<bool>) -> Result<(Arc<Daemon>, tokio::task::JoinHandle<()>), DaemonError> {
+pub async fn build(
+    opts: &ServeOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(Arc<Daemon>, tokio::task::JoinHandle<()>), DaemonError> {
     let state = DaemonState::open(&opts.state_dir.join("daemon.db")).await?;
     let stale = state.mark_stale_runs().await?;
     if stale > 0 {
-        tracing::warn!(runs = stale, "runs left running by a previous daemon marked interrupted");
+        tracing::warn!(
+            runs = stale,
+            "runs left running by a previous daemon marked interrupted"
+        );
     }
     let fp = Fingerprinter::load(&opts.state_dir).map_err(|e| DaemonError::Key(e.to_string()))?;
     let mut eo = EngineOptions::new(chrono::Utc::now().date_naive());
@@ -162,7 +196,12 @@ pub async fn serve(
 ) -> Result<(), DaemonError> {
     let (tx, rx) = watch::channel(false);
     let (d, writer) = build(&opts, rx.clone()).await?;
-    let sched = Scheduler::new(&d.config.schedules, Arc::new(DaemonRunner(d.clone())), &opts.state_dir.join("schedules.json"), d.metrics.clone())?;
+    let sched = Scheduler::new(
+        &d.config.schedules,
+        Arc::new(DaemonRunner(d.clone())),
+        &opts.state_dir.join("schedules.json"),
+        d.metrics.clone(),
+    )?;
     let sched_handle = sched.spawn(rx.clone());
 
     // Resume sweeps a previous daemon was executing when it stopped.
@@ -173,8 +212,13 @@ pub async fn serve(
                 match d2.state.plans(Some(st)).await {
                     Ok(plans) => {
                         for p in plans {
-                            tracing::info!(plan = p.id, done = p.done_rows, "resuming an interrupted sweep");
-                            if let Err(e) = jobs::run_plan(d2.clone(), p.id, "daemon:resume").await {
+                            tracing::info!(
+                                plan = p.id,
+                                done = p.done_rows,
+                                "resuming an interrupted sweep"
+                            );
+                            if let Err(e) = jobs::run_plan(d2.clone(), p.id, "daemon:resume").await
+                            {
                                 tracing::error!(plan = p.id, error = %e, "resumed sweep failed");
                             }
                         }
@@ -185,9 +229,22 @@ pub async fn serve(
         });
     }
 
-    let addr = opts.listen.clone().unwrap_or_else(|| d.config.server.listen.clone());
-    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| DaemonError::Listen { addr: addr.clone(), source })?;
-    let local = listener.local_addr().map_err(|source| DaemonError::Listen { addr: addr.clone(), source })?;
+    let addr = opts
+        .listen
+        .clone()
+        .unwrap_or_else(|| d.config.server.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| DaemonError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
     tracing::info!(addr = %local, "listening");
     on_listen(local);
     d.ready.store(true, Ordering::SeqCst);
@@ -200,13 +257,16 @@ pub async fn serve(
     let mut rx2 = rx.clone();
     let app = api::router(d.clone());
     let d3 = d.clone();
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move {
-            let _ = rx2.wait_for(|v| *v).await;
-            d3.ready.store(false, Ordering::SeqCst);
-        })
-        .await
-        .map_err(DaemonError::Serve)?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = rx2.wait_for(|v| *v).await;
+        d3.ready.store(false, Ordering::SeqCst);
+    })
+    .await
+    .map_err(DaemonError::Serve)?;
 
     let grace = Duration::from_secs(d.config.server.shutdown_grace_secs);
     let wait_jobs = async {
@@ -215,7 +275,10 @@ pub async fn serve(
         let _w = d.sweep_lock.lock().await;
     };
     if tokio::time::timeout(grace, wait_jobs).await.is_err() {
-        tracing::warn!(secs = grace.as_secs(), "jobs did not reach a checkpoint within the grace period");
+        tracing::warn!(
+            secs = grace.as_secs(),
+            "jobs did not reach a checkpoint within the grace period"
+        );
     }
     let Daemon { audit_tx, .. } = match Arc::try_unwrap(d) {
         Ok(d) => d,

@@ -26,8 +26,14 @@ use tokio::sync::watch;
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
     #[error("schedule `{name}`: cron expression `{expr}`: {message}")]
-    Cron { name: String, expr: String, message: String },
-    #[error("schedule `{name}`: unknown time zone `{tz}` (use an IANA name such as Asia/Shanghai)")]
+    Cron {
+        name: String,
+        expr: String,
+        message: String,
+    },
+    #[error(
+        "schedule `{name}`: unknown time zone `{tz}` (use an IANA name such as Asia/Shanghai)"
+    )]
     TimeZone { name: String, tz: String },
     #[error("schedule `{name}` is defined twice")]
     Duplicate { name: String },
@@ -44,10 +50,15 @@ pub fn to_cron_crate(expr: &str) -> Result<String, String> {
     match fields.len() {
         5 => {
             let dow = crontab_dow(fields[4])?;
-            Ok(format!("0 {} {} {} {} {}", fields[0], fields[1], fields[2], fields[3], dow))
+            Ok(format!(
+                "0 {} {} {} {} {}",
+                fields[0], fields[1], fields[2], fields[3], dow
+            ))
         }
         6 | 7 => Ok(fields.join(" ")),
-        n => Err(format!("has {n} fields; expected 5 (min hour dom month dow) or 6-7 (seconds first)")),
+        n => Err(format!(
+            "has {n} fields; expected 5 (min hour dom month dow) or 6-7 (seconds first)"
+        )),
     }
 }
 
@@ -56,14 +67,19 @@ fn crontab_dow(field: &str) -> Result<String, String> {
     let name = |s: &str| -> Result<String, String> {
         if s.chars().all(|c| c.is_ascii_digit()) {
             let n: usize = s.parse().map_err(|_| format!("day of week `{s}`"))?;
-            NAMES.get(n).map(|n| n.to_string()).ok_or_else(|| format!("day of week `{s}` is not 0-7"))
+            NAMES
+                .get(n)
+                .map(|n| n.to_string())
+                .ok_or_else(|| format!("day of week `{s}` is not 0-7"))
         } else {
             Ok(s.to_string())
         }
     };
     let mut out = Vec::new();
     for item in field.split(',') {
-        let (range, step) = item.split_once('/').map_or((item, None), |(r, s)| (r, Some(s)));
+        let (range, step) = item
+            .split_once('/')
+            .map_or((item, None), |(r, s)| (r, Some(s)));
         let conv = match range.split_once('-') {
             // `5-7` (Fri..Sun) would wrap in names: split it.
             Some((a, "7")) if step.is_none() && a != "7" => {
@@ -94,16 +110,26 @@ pub struct CronSchedule {
 
 impl CronSchedule {
     pub fn parse(name: &str, expr: &str, tz: &str) -> Result<Self, ScheduleError> {
-        let bad = |message: String| ScheduleError::Cron { name: name.into(), expr: expr.into(), message };
+        let bad = |message: String| ScheduleError::Cron {
+            name: name.into(),
+            expr: expr.into(),
+            message,
+        };
         let six = to_cron_crate(expr).map_err(bad)?;
         let schedule = cron::Schedule::from_str(&six).map_err(|e| bad(e.to_string()))?;
-        let tz = Tz::from_str(tz).map_err(|_| ScheduleError::TimeZone { name: name.into(), tz: tz.into() })?;
+        let tz = Tz::from_str(tz).map_err(|_| ScheduleError::TimeZone {
+            name: name.into(),
+            tz: tz.into(),
+        })?;
         Ok(CronSchedule { schedule, tz })
     }
 
     /// The first fire time strictly after `t`.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.schedule.after(&t.with_timezone(&self.tz)).next().map(|d| d.with_timezone(&Utc))
+        self.schedule
+            .after(&t.with_timezone(&self.tz))
+            .next()
+            .map(|d| d.with_timezone(&Utc))
     }
 
     /// The latest fire time in `(after, until]`, if any (a missed run).
@@ -155,13 +181,19 @@ pub struct LastRunFile {
 
 impl LastRunFile {
     pub fn open(path: &Path) -> Result<Self, ScheduleError> {
-        let err = |message: String| ScheduleError::LastRun { path: path.into(), message };
+        let err = |message: String| ScheduleError::LastRun {
+            path: path.into(),
+            message,
+        };
         let times = match std::fs::read_to_string(path) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| err(e.to_string()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(err(e.to_string())),
         };
-        Ok(LastRunFile { path: path.into(), times: Mutex::new(times) })
+        Ok(LastRunFile {
+            path: path.into(),
+            times: Mutex::new(times),
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<DateTime<Utc>> {
@@ -175,11 +207,16 @@ impl LastRunFile {
             m.insert(name.to_string(), t);
             serde_json::to_string_pretty(&*m).expect("map of strings serializes")
         };
-        let err = |e: std::io::Error| ScheduleError::LastRun { path: self.path.clone(), message: e.to_string() };
+        let err = |e: std::io::Error| ScheduleError::LastRun {
+            path: self.path.clone(),
+            message: e.to_string(),
+        };
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, text).map_err(err)?;
         std::fs::rename(&tmp, &self.path).map_err(err)
     }
@@ -210,12 +247,23 @@ impl Scheduler {
         let mut entries: Vec<Entry> = Vec::new();
         for s in schedules.iter().filter(|s| s.enabled) {
             if entries.iter().any(|e| e.cfg.name == s.name) {
-                return Err(ScheduleError::Duplicate { name: s.name.clone() });
+                return Err(ScheduleError::Duplicate {
+                    name: s.name.clone(),
+                });
             }
             let cron = CronSchedule::parse(&s.name, &s.cron, &s.timezone)?;
-            entries.push(Entry { cfg: s.clone(), cron, running: Arc::new(AtomicBool::new(false)) });
+            entries.push(Entry {
+                cfg: s.clone(),
+                cron,
+                running: Arc::new(AtomicBool::new(false)),
+            });
         }
-        Ok(Scheduler { entries, runner, last_run: Arc::new(LastRunFile::open(last_run_path)?), metrics })
+        Ok(Scheduler {
+            entries,
+            runner,
+            last_run: Arc::new(LastRunFile::open(last_run_path)?),
+            metrics,
+        })
     }
 
     /// Start one task per schedule; the returned handle finishes after shutdown
@@ -226,7 +274,13 @@ impl Scheduler {
             let runner = self.runner.clone();
             let last_run = self.last_run.clone();
             let metrics = self.metrics.clone();
-            handles.push(tokio::spawn(run_entry(e, runner, last_run, metrics, shutdown.clone())));
+            handles.push(tokio::spawn(run_entry(
+                e,
+                runner,
+                last_run,
+                metrics,
+                shutdown.clone(),
+            )));
         }
         tokio::spawn(async move {
             for h in handles {
@@ -250,7 +304,14 @@ async fn run_entry(
         Some(last) if e.cfg.catch_up => {
             if let Some(missed) = e.cron.last_missed(last, now) {
                 tracing::info!(schedule = %name, missed = %missed, "catching up a run missed while the daemon was down");
-                inflight = Some(start(&e, runner.clone(), last_run.clone(), metrics.clone(), Trigger::CatchUp, missed));
+                inflight = Some(start(
+                    &e,
+                    runner.clone(),
+                    last_run.clone(),
+                    metrics.clone(),
+                    Trigger::CatchUp,
+                    missed,
+                ));
             }
         }
         Some(_) => {}
@@ -271,8 +332,13 @@ async fn run_entry(
             break;
         };
         after = next;
-        let jitter = if e.cfg.jitter_secs > 0 { rand::random::<u64>() % (e.cfg.jitter_secs * 1000 + 1) } else { 0 };
-        let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO) + Duration::from_millis(jitter);
+        let jitter = if e.cfg.jitter_secs > 0 {
+            rand::random::<u64>() % (e.cfg.jitter_secs * 1000 + 1)
+        } else {
+            0
+        };
+        let wait =
+            (next - Utc::now()).to_std().unwrap_or(Duration::ZERO) + Duration::from_millis(jitter);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => break,
@@ -282,10 +348,21 @@ async fn run_entry(
         }
         if e.running.load(Ordering::SeqCst) {
             tracing::warn!(schedule = %name, fire_time = %next, "skipped: the previous run of this schedule is still going");
-            metrics.inc("childguard_schedule_skipped_total", &[("schedule", &name)], 1.0);
+            metrics.inc(
+                "childguard_schedule_skipped_total",
+                &[("schedule", &name)],
+                1.0,
+            );
             continue;
         }
-        inflight = Some(start(&e, runner.clone(), last_run.clone(), metrics.clone(), Trigger::Scheduled, next));
+        inflight = Some(start(
+            &e,
+            runner.clone(),
+            last_run.clone(),
+            metrics.clone(),
+            Trigger::Scheduled,
+            next,
+        ));
     }
     tracing::info!(schedule = %name, "scheduling stopped");
     if let Some(h) = inflight {
@@ -310,11 +387,23 @@ fn start(
         let res = runner.run(&cfg, trigger).await;
         let outcome = if res.is_ok() { "ok" } else { "error" };
         match &res {
-            Ok(()) => tracing::info!(schedule = %cfg.name, job = %cfg.job, secs = t0.elapsed().as_secs_f64(), "job finished"),
-            Err(m) => tracing::error!(schedule = %cfg.name, job = %cfg.job, error = %m, "job failed"),
+            Ok(()) => {
+                tracing::info!(schedule = %cfg.name, job = %cfg.job, secs = t0.elapsed().as_secs_f64(), "job finished")
+            }
+            Err(m) => {
+                tracing::error!(schedule = %cfg.name, job = %cfg.job, error = %m, "job failed")
+            }
         }
-        metrics.inc("childguard_schedule_runs_total", &[("schedule", &cfg.name), ("outcome", outcome)], 1.0);
-        metrics.observe("childguard_job_duration_seconds", &[("job", cfg.job.as_str())], t0.elapsed().as_secs_f64());
+        metrics.inc(
+            "childguard_schedule_runs_total",
+            &[("schedule", &cfg.name), ("outcome", outcome)],
+            1.0,
+        );
+        metrics.observe(
+            "childguard_job_duration_seconds",
+            &[("job", cfg.job.as_str())],
+            t0.elapsed().as_secs_f64(),
+        );
         if let Err(err) = last_run.set(&cfg.name, fire_time) {
             tracing::error!(schedule = %cfg.name, error = %err, "cannot record last run");
         }
@@ -332,7 +421,10 @@ mod tests {
         assert_eq!(to_cron_crate("30 2 * * *").unwrap(), "0 30 2 * * *");
         assert_eq!(to_cron_crate("0 3 * * 0").unwrap(), "0 0 3 * * SUN");
         assert_eq!(to_cron_crate("0 3 * * 1-5").unwrap(), "0 0 3 * * MON-FRI");
-        assert_eq!(to_cron_crate("0 3 * * 5-7").unwrap(), "0 0 3 * * FRI-SAT,SUN");
+        assert_eq!(
+            to_cron_crate("0 3 * * 5-7").unwrap(),
+            "0 0 3 * * FRI-SAT,SUN"
+        );
         assert_eq!(to_cron_crate("0 3 * * */2").unwrap(), "0 0 3 * * */2");
         assert_eq!(to_cron_crate("*/5 * * * * *").unwrap(), "*/5 * * * * *");
         assert!(to_cron_crate("* * *").unwrap_err().contains("3 fields"));
@@ -343,7 +435,10 @@ mod tests {
     fn sunday_in_crontab_is_sunday() {
         let s = CronSchedule::parse("s", "0 3 * * 0", "UTC").unwrap();
         let t = Utc.with_ymd_and_hms(2025, 3, 3, 0, 0, 0).unwrap(); // a Monday
-        assert_eq!(s.next_after(t).unwrap(), Utc.with_ymd_and_hms(2025, 3, 9, 3, 0, 0).unwrap());
+        assert_eq!(
+            s.next_after(t).unwrap(),
+            Utc.with_ymd_and_hms(2025, 3, 9, 3, 0, 0).unwrap()
+        );
     }
 
     #[test]
@@ -351,9 +446,17 @@ mod tests {
         // 02:30 in Shanghai is 18:30 UTC the day before.
         let s = CronSchedule::parse("n", "30 2 * * *", "Asia/Shanghai").unwrap();
         let t = Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap();
-        assert_eq!(s.next_after(t).unwrap(), Utc.with_ymd_and_hms(2025, 6, 1, 18, 30, 0).unwrap());
-        assert!(matches!(CronSchedule::parse("n", "30 2 * * *", "Mars/Base"), Err(ScheduleError::TimeZone { .. })));
-        let e = CronSchedule::parse("n", "61 2 * * *", "UTC").unwrap_err().to_string();
+        assert_eq!(
+            s.next_after(t).unwrap(),
+            Utc.with_ymd_and_hms(2025, 6, 1, 18, 30, 0).unwrap()
+        );
+        assert!(matches!(
+            CronSchedule::parse("n", "30 2 * * *", "Mars/Base"),
+            Err(ScheduleError::TimeZone { .. })
+        ));
+        let e = CronSchedule::parse("n", "61 2 * * *", "UTC")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("schedule `n`") && e.contains("61 2"), "{e}");
     }
 
@@ -362,8 +465,14 @@ mod tests {
         let s = CronSchedule::parse("h", "0 * * * *", "UTC").unwrap();
         let a = Utc.with_ymd_and_hms(2025, 1, 1, 0, 30, 0).unwrap();
         let b = Utc.with_ymd_and_hms(2025, 1, 1, 3, 10, 0).unwrap();
-        assert_eq!(s.last_missed(a, b).unwrap(), Utc.with_ymd_and_hms(2025, 1, 1, 3, 0, 0).unwrap());
-        assert_eq!(s.last_missed(a, Utc.with_ymd_and_hms(2025, 1, 1, 0, 59, 0).unwrap()), None);
+        assert_eq!(
+            s.last_missed(a, b).unwrap(),
+            Utc.with_ymd_and_hms(2025, 1, 1, 3, 0, 0).unwrap()
+        );
+        assert_eq!(
+            s.last_missed(a, Utc.with_ymd_and_hms(2025, 1, 1, 0, 59, 0).unwrap()),
+            None
+        );
     }
 
     #[test]
@@ -375,6 +484,9 @@ mod tests {
         f.set("a", t).unwrap();
         assert_eq!(LastRunFile::open(&p).unwrap().get("a"), Some(t));
         std::fs::write(&p, "{not json").unwrap();
-        assert!(LastRunFile::open(&p).unwrap_err().to_string().contains("last_run.json"));
+        assert!(LastRunFile::open(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("last_run.json"));
     }
 }

@@ -22,7 +22,10 @@ pub enum StateError {
     #[error("state database {path}: {source}")]
     Open { path: PathBuf, source: sqlx::Error },
     #[error("state database: {context}: {source}")]
-    Query { context: &'static str, source: sqlx::Error },
+    Query {
+        context: &'static str,
+        source: sqlx::Error,
+    },
 }
 
 fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> StateError {
@@ -228,7 +231,10 @@ pub struct DaemonState {
 impl DaemonState {
     /// Open (creating when absent) `path` and apply the schema.
     pub async fn open(path: &Path) -> Result<Self, StateError> {
-        let open = |source| StateError::Open { path: path.into(), source };
+        let open = |source| StateError::Open {
+            path: path.into(),
+            source,
+        };
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d).map_err(|e| open(sqlx::Error::Io(e)))?;
         }
@@ -238,7 +244,11 @@ impl DaemonState {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await.map_err(open)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await
+            .map_err(open)?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(open)?;
         Ok(DaemonState { pool })
     }
@@ -249,7 +259,13 @@ impl DaemonState {
 
     // ---- runs ----
 
-    pub async fn create_run(&self, kind: &str, trigger: &str, by: &str, targets: &[String]) -> Result<i64, StateError> {
+    pub async fn create_run(
+        &self,
+        kind: &str,
+        trigger: &str,
+        by: &str,
+        targets: &[String],
+    ) -> Result<i64, StateError> {
         let r = sqlx::query("INSERT INTO runs(kind, trigger, started_by, status, started_at, targets) VALUES (?,?,?,'running',?,?)")
             .bind(kind)
             .bind(trigger)
@@ -294,26 +310,40 @@ impl DaemonState {
 
     /// Runs left `running` by a daemon that died are marked `interrupted`.
     pub async fn mark_stale_runs(&self) -> Result<u64, StateError> {
-        let r = sqlx::query("UPDATE runs SET status='interrupted', finished_at=? WHERE status='running'")
-            .bind(now())
-            .execute(&self.pool)
-            .await
-            .map_err(q("mark stale runs"))?;
+        let r = sqlx::query(
+            "UPDATE runs SET status='interrupted', finished_at=? WHERE status='running'",
+        )
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(q("mark stale runs"))?;
         Ok(r.rows_affected())
     }
 
     pub async fn runs(&self, limit: i64) -> Result<Vec<RunRow>, StateError> {
-        sqlx::query_as("SELECT * FROM runs ORDER BY id DESC LIMIT ?").bind(limit).fetch_all(&self.pool).await.map_err(q("list runs"))
+        sqlx::query_as("SELECT * FROM runs ORDER BY id DESC LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("list runs"))
     }
 
     pub async fn run(&self, id: i64) -> Result<Option<RunRow>, StateError> {
-        sqlx::query_as("SELECT * FROM runs WHERE id=?").bind(id).fetch_optional(&self.pool).await.map_err(q("get run"))
+        sqlx::query_as("SELECT * FROM runs WHERE id=?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("get run"))
     }
 
     // ---- findings ----
 
     /// Upsert findings of a run; triage state of known findings is kept.
-    pub async fn upsert_findings(&self, run_id: i64, items: &[(Finding, Option<String>)]) -> Result<(), StateError> {
+    pub async fn upsert_findings(
+        &self,
+        run_id: i64,
+        items: &[(Finding, Option<String>)],
+    ) -> Result<(), StateError> {
         let t = now();
         let mut tx = self.pool.begin().await.map_err(q("begin findings"))?;
         for (f, dataset) in items {
@@ -391,20 +421,46 @@ impl DaemonState {
         };
         let mut c = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM findings");
         where_(&mut c);
-        let total: i64 = c.build_query_scalar().fetch_one(&self.pool).await.map_err(q("count findings"))?;
+        let total: i64 = c
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("count findings"))?;
         let mut b = QueryBuilder::<Sqlite>::new("SELECT * FROM findings");
         where_(&mut b);
-        b.push(" ORDER BY finding_id LIMIT ").push_bind(per_page as i64).push(" OFFSET ").push_bind(((page - 1) * per_page) as i64);
-        let items = b.build_query_as().fetch_all(&self.pool).await.map_err(q("list findings"))?;
-        Ok(Page { items, page, per_page, total })
+        b.push(" ORDER BY finding_id LIMIT ")
+            .push_bind(per_page as i64)
+            .push(" OFFSET ")
+            .push_bind(((page - 1) * per_page) as i64);
+        let items = b
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("list findings"))?;
+        Ok(Page {
+            items,
+            page,
+            per_page,
+            total,
+        })
     }
 
     pub async fn finding(&self, id: &str) -> Result<Option<FindingRow>, StateError> {
-        sqlx::query_as("SELECT * FROM findings WHERE finding_id=?").bind(id).fetch_optional(&self.pool).await.map_err(q("get finding"))
+        sqlx::query_as("SELECT * FROM findings WHERE finding_id=?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("get finding"))
     }
 
     /// Set the triage status; returns false when the finding does not exist.
-    pub async fn triage(&self, id: &str, status: &str, note: Option<&str>, by: &str) -> Result<bool, StateError> {
+    pub async fn triage(
+        &self,
+        id: &str,
+        status: &str,
+        note: Option<&str>,
+        by: &str,
+    ) -> Result<bool, StateError> {
         let r = sqlx::query("UPDATE findings SET status=?, triage_note=?, triaged_by=?, triaged_at=? WHERE finding_id=?")
             .bind(status)
             .bind(note)
@@ -471,7 +527,13 @@ impl DaemonState {
         Ok(())
     }
 
-    pub async fn violations(&self, status: Option<&str>, dataset: Option<&str>, kind: Option<&str>, limit: i64) -> Result<Vec<ViolationRow>, StateError> {
+    pub async fn violations(
+        &self,
+        status: Option<&str>,
+        dataset: Option<&str>,
+        kind: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ViolationRow>, StateError> {
         let mut b = QueryBuilder::<Sqlite>::new(
             "SELECT id, kind, NULLIF(dataset, '') AS dataset, NULLIF(finding_id, '') AS finding_id, category, severity, article, message, status, created_at, updated_at FROM violations WHERE 1=1",
         );
@@ -479,18 +541,33 @@ impl DaemonState {
             b.push(" AND status = ").push_bind(s.to_string());
         }
         if let Some(s) = dataset {
-            b.push(" AND dataset = ").push_bind(if s == "(undeclared)" { String::new() } else { s.to_string() });
+            b.push(" AND dataset = ").push_bind(if s == "(undeclared)" {
+                String::new()
+            } else {
+                s.to_string()
+            });
         }
         if let Some(s) = kind {
             b.push(" AND kind = ").push_bind(s.to_string());
         }
         b.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
-        b.build_query_as().fetch_all(&self.pool).await.map_err(q("list violations"))
+        b.build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("list violations"))
     }
 
     // ---- sweep plans ----
 
-    pub async fn create_plan(&self, kind: &str, dataset: &str, items: &str, cutoff: &str, planned: i64, by: &str) -> Result<i64, StateError> {
+    pub async fn create_plan(
+        &self,
+        kind: &str,
+        dataset: &str,
+        items: &str,
+        cutoff: &str,
+        planned: i64,
+        by: &str,
+    ) -> Result<i64, StateError> {
         let r = sqlx::query("INSERT INTO sweep_plans(kind, dataset, items, cutoff, planned_rows, status, created_by, created_at) VALUES (?,?,?,?,?,'pending',?,?)")
             .bind(kind)
             .bind(dataset)
@@ -511,45 +588,80 @@ impl DaemonState {
             b.push(" WHERE status = ").push_bind(s.to_string());
         }
         b.push(" ORDER BY id DESC LIMIT 500");
-        b.build_query_as().fetch_all(&self.pool).await.map_err(q("list plans"))
+        b.build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("list plans"))
     }
 
     pub async fn plan(&self, id: i64) -> Result<Option<PlanRow>, StateError> {
-        sqlx::query_as("SELECT * FROM sweep_plans WHERE id=?").bind(id).fetch_optional(&self.pool).await.map_err(q("get plan"))
+        sqlx::query_as("SELECT * FROM sweep_plans WHERE id=?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("get plan"))
     }
 
     /// Move a plan from one status to another; false when it was not in `from`.
-    pub async fn plan_transition(&self, id: i64, from: &[&str], to: &str, by: Option<&str>) -> Result<bool, StateError> {
+    pub async fn plan_transition(
+        &self,
+        id: i64,
+        from: &[&str],
+        to: &str,
+        by: Option<&str>,
+    ) -> Result<bool, StateError> {
         let mut b = QueryBuilder::<Sqlite>::new("UPDATE sweep_plans SET status = ");
         b.push_bind(to.to_string());
         match to {
             "approved" | "rejected" => {
-                b.push(", approved_by = ").push_bind(by.map(str::to_string)).push(", approved_at = ").push_bind(now());
+                b.push(", approved_by = ")
+                    .push_bind(by.map(str::to_string))
+                    .push(", approved_at = ")
+                    .push_bind(now());
             }
             "running" => {
-                b.push(", started_at = COALESCE(started_at, ").push_bind(now()).push(")");
+                b.push(", started_at = COALESCE(started_at, ")
+                    .push_bind(now())
+                    .push(")");
             }
             "completed" | "failed" => {
                 b.push(", finished_at = ").push_bind(now());
             }
             _ => {}
         }
-        b.push(" WHERE id = ").push_bind(id).push(" AND status IN (");
+        b.push(" WHERE id = ")
+            .push_bind(id)
+            .push(" AND status IN (");
         let mut sep = b.separated(", ");
         for f in from {
             sep.push_bind(f.to_string());
         }
         b.push(")");
-        let r = b.build().execute(&self.pool).await.map_err(q("plan transition"))?;
+        let r = b
+            .build()
+            .execute(&self.pool)
+            .await
+            .map_err(q("plan transition"))?;
         Ok(r.rows_affected() > 0)
     }
 
     pub async fn plan_progress(&self, id: i64, done: i64) -> Result<(), StateError> {
-        sqlx::query("UPDATE sweep_plans SET done_rows=? WHERE id=?").bind(done).bind(id).execute(&self.pool).await.map_err(q("plan progress"))?;
+        sqlx::query("UPDATE sweep_plans SET done_rows=? WHERE id=?")
+            .bind(done)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("plan progress"))?;
         Ok(())
     }
 
-    pub async fn plan_finish(&self, id: i64, status: &str, remaining: i64, message: Option<&str>) -> Result<(), StateError> {
+    pub async fn plan_finish(
+        &self,
+        id: i64,
+        status: &str,
+        remaining: i64,
+        message: Option<&str>,
+    ) -> Result<(), StateError> {
         sqlx::query("UPDATE sweep_plans SET status=?, remaining_rows=?, message=?, finished_at=? WHERE id=?")
             .bind(status)
             .bind(remaining)
@@ -564,7 +676,13 @@ impl DaemonState {
 
     // ---- erasures ----
 
-    pub async fn create_erasure(&self, fp: &str, reason: &str, matches: i64, by: &str) -> Result<i64, StateError> {
+    pub async fn create_erasure(
+        &self,
+        fp: &str,
+        reason: &str,
+        matches: i64,
+        by: &str,
+    ) -> Result<i64, StateError> {
         let r = sqlx::query("INSERT INTO erasure_requests(subject_fingerprint, reason, status, matches, created_by, created_at) VALUES (?,?,'pending',?,?,?)")
             .bind(fp)
             .bind(reason)
@@ -578,14 +696,28 @@ impl DaemonState {
     }
 
     pub async fn erasures(&self) -> Result<Vec<ErasureRow>, StateError> {
-        sqlx::query_as("SELECT * FROM erasure_requests ORDER BY id DESC LIMIT 500").fetch_all(&self.pool).await.map_err(q("list erasures"))
+        sqlx::query_as("SELECT * FROM erasure_requests ORDER BY id DESC LIMIT 500")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("list erasures"))
     }
 
     pub async fn erasure(&self, id: i64) -> Result<Option<ErasureRow>, StateError> {
-        sqlx::query_as("SELECT * FROM erasure_requests WHERE id=?").bind(id).fetch_optional(&self.pool).await.map_err(q("get erasure"))
+        sqlx::query_as("SELECT * FROM erasure_requests WHERE id=?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("get erasure"))
     }
 
-    pub async fn finish_erasure(&self, id: i64, by: &str, status: &str, erased: i64, message: Option<&str>) -> Result<(), StateError> {
+    pub async fn finish_erasure(
+        &self,
+        id: i64,
+        by: &str,
+        status: &str,
+        erased: i64,
+        message: Option<&str>,
+    ) -> Result<(), StateError> {
         sqlx::query("UPDATE erasure_requests SET status=?, approved_by=?, approved_at=?, erased_rows=?, message=? WHERE id=?")
             .bind(status)
             .bind(by)
@@ -601,7 +733,11 @@ impl DaemonState {
 
     // ---- reports ----
 
-    pub async fn create_report(&self, by: &str, body: &serde_json::Value) -> Result<i64, StateError> {
+    pub async fn create_report(
+        &self,
+        by: &str,
+        body: &serde_json::Value,
+    ) -> Result<i64, StateError> {
         let r = sqlx::query("INSERT INTO reports(created_at, created_by, body) VALUES (?,?,?)")
             .bind(now())
             .bind(by)
@@ -613,10 +749,12 @@ impl DaemonState {
     }
 
     pub async fn reports(&self) -> Result<Vec<serde_json::Value>, StateError> {
-        let rows = sqlx::query("SELECT id, created_at, created_by FROM reports ORDER BY id DESC LIMIT 200")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(q("list reports"))?;
+        let rows = sqlx::query(
+            "SELECT id, created_at, created_by FROM reports ORDER BY id DESC LIMIT 200",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list reports"))?;
         Ok(rows
             .iter()
             .map(|r| serde_json::json!({"id": r.get::<i64,_>(0), "created_at": r.get::<String,_>(1), "created_by": r.get::<String,_>(2)}))
@@ -624,8 +762,11 @@ impl DaemonState {
     }
 
     pub async fn report(&self, id: i64) -> Result<Option<serde_json::Value>, StateError> {
-        let r: Option<String> =
-            sqlx::query_scalar("SELECT body FROM reports WHERE id=?").bind(id).fetch_optional(&self.pool).await.map_err(q("get report"))?;
+        let r: Option<String> = sqlx::query_scalar("SELECT body FROM reports WHERE id=?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("get report"))?;
         Ok(r.and_then(|b| serde_json::from_str(&b).ok()))
     }
 
@@ -649,7 +790,13 @@ impl DaemonState {
         tx.commit().await.map_err(q("commit audit"))
     }
 
-    pub async fn audit(&self, page: u32, per_page: u32, actor: Option<&str>, action: Option<&str>) -> Result<Page<AuditRow>, StateError> {
+    pub async fn audit(
+        &self,
+        page: u32,
+        per_page: u32,
+        actor: Option<&str>,
+        action: Option<&str>,
+    ) -> Result<Page<AuditRow>, StateError> {
         let per_page = per_page.clamp(1, 500);
         let page = page.max(1);
         let filt = |b: &mut QueryBuilder<Sqlite>| {
@@ -663,12 +810,28 @@ impl DaemonState {
         };
         let mut c = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM audit");
         filt(&mut c);
-        let total: i64 = c.build_query_scalar().fetch_one(&self.pool).await.map_err(q("count audit"))?;
+        let total: i64 = c
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("count audit"))?;
         let mut b = QueryBuilder::<Sqlite>::new("SELECT * FROM audit");
         filt(&mut b);
-        b.push(" ORDER BY id DESC LIMIT ").push_bind(per_page as i64).push(" OFFSET ").push_bind(((page - 1) * per_page) as i64);
-        let items = b.build_query_as().fetch_all(&self.pool).await.map_err(q("list audit"))?;
-        Ok(Page { items, page, per_page, total })
+        b.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(per_page as i64)
+            .push(" OFFSET ")
+            .push_bind(((page - 1) * per_page) as i64);
+        let items = b
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("list audit"))?;
+        Ok(Page {
+            items,
+            page,
+            per_page,
+            total,
+        })
     }
 
     // ---- aggregates for the dashboard ----
@@ -692,18 +855,26 @@ impl DaemonState {
     }
 
     /// Categories found per dataset (for declared vs found).
-    pub async fn found_categories(&self) -> Result<Vec<(Option<String>, String, i64, i64)>, StateError> {
+    pub async fn found_categories(
+        &self,
+    ) -> Result<Vec<(Option<String>, String, i64, i64)>, StateError> {
         let rows = sqlx::query(
             "SELECT dataset, category, COUNT(*), SUM(CASE WHEN child = 1 THEN 1 ELSE 0 END) FROM findings WHERE status != 'false_positive' GROUP BY 1, 2",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(q("found categories"))?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
     }
 
     pub async fn scalar(&self, sql: &'static str) -> Result<i64, StateError> {
-        sqlx::query_scalar(sql).fetch_one(&self.pool).await.map_err(q("aggregate"))
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("aggregate"))
     }
 }
 
@@ -729,7 +900,14 @@ pub fn severity_of(f: &Finding) -> &'static str {
     }
     match (f.sensitivity, f.child) {
         (Sensitivity::High, _) => "high",
-        (_, Some(true)) if matches!(f.category, Category::CnResidentId | Category::CnPassport | Category::StudentId) => "high",
+        (_, Some(true))
+            if matches!(
+                f.category,
+                Category::CnResidentId | Category::CnPassport | Category::StudentId
+            ) =>
+        {
+            "high"
+        }
         (Sensitivity::Medium, _) => "medium",
         (Sensitivity::Low, _) => "low",
     }

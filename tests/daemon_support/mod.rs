@@ -27,7 +27,11 @@ pub fn token(name: &str) -> &'static str {
 pub fn resident_id(region: &str, birth: &str, seq: u32) -> String {
     const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
     let body = format!("{region}{birth}{seq:03}");
-    let sum: u32 = body.bytes().zip(W).map(|(d, w)| (d - b'0') as u32 * w).sum();
+    let sum: u32 = body
+        .bytes()
+        .zip(W)
+        .map(|(d, w)| (d - b'0') as u32 * w)
+        .sum();
     let check = b"10X98765432"[(sum % 11) as usize] as char;
     format!("{body}{check}")
 }
@@ -73,10 +77,17 @@ pub fn estate(students: usize, old: usize, server_extra: &str) -> Estate {
     )
     .unwrap();
     // Nobody declared this export: an undeclared dataset holding children's PI.
-    std::fs::write(root.join("exports/kids.txt"), format!("roster {kid1}\nroster {kid2}\n")).unwrap();
+    std::fs::write(
+        root.join("exports/kids.txt"),
+        format!("roster {kid1}\nroster {kid2}\n"),
+    )
+    .unwrap();
 
     let db = root.join("school.db");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         use sqlx::Connection;
         let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).create_if_missing(true);
@@ -98,7 +109,10 @@ pub fn estate(students: usize, old: usize, server_extra: &str) -> Estate {
     });
 
     let mut cfg = String::new();
-    cfg.push_str(&format!("state_dir = {:?}\n\n", root.join("state").display().to_string()));
+    cfg.push_str(&format!(
+        "state_dir = {:?}\n\n",
+        root.join("state").display().to_string()
+    ));
     cfg.push_str(&format!(
         r#"[[datasets]]
 name = "app_logs"
@@ -130,11 +144,20 @@ body_limit_bytes = 65536
         db = format!("sqlite://{}", db.display()),
     ));
     for (name, tok, role) in TOKENS {
-        cfg.push_str(&format!("\n[[tokens]]\nname = \"{name}\"\nhash = \"sha256:{}\"\nrole = \"{role}\"\n", sha256_hex(tok)));
+        cfg.push_str(&format!(
+            "\n[[tokens]]\nname = \"{name}\"\nhash = \"sha256:{}\"\nrole = \"{role}\"\n",
+            sha256_hex(tok)
+        ));
     }
     let config = root.join("childguard.toml");
     std::fs::write(&config, cfg).unwrap();
-    Estate { dir, config, db, child_ids: vec![kid1, kid2, adult], old_rows: old as i64 }
+    Estate {
+        dir,
+        config,
+        db,
+        child_ids: vec![kid1, kid2, adult],
+        old_rows: old as i64,
+    }
 }
 
 /// `childguard serve` as a child process.
@@ -146,7 +169,9 @@ pub struct Server {
 
 impl Server {
     pub fn start(e: &Estate, extra_args: &[&str]) -> Server {
-        let stderr_path = e.root().join(format!("serve-{}.log", rand::random::<u32>()));
+        let stderr_path = e
+            .root()
+            .join(format!("serve-{}.log", rand::random::<u32>()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_childguard"))
             .args(["serve", "--config"])
             .arg(&e.config)
@@ -161,10 +186,20 @@ impl Server {
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| {
-            panic!("serve did not start: {line:?}; log: {}", std::fs::read_to_string(&stderr_path).unwrap_or_default())
-        });
-        Server { child, addr: addr.to_string(), stderr_path }
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| {
+                panic!(
+                    "serve did not start: {line:?}; log: {}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                )
+            });
+        Server {
+            child,
+            addr: addr.to_string(),
+            stderr_path,
+        }
     }
 
     pub fn log(&self) -> String {
@@ -190,7 +225,13 @@ impl Server {
     }
 
     pub fn req(&self, method: &str, path: &str, tok: Option<&str>, body: Option<&Value>) -> Resp {
-        http(&self.addr, method, path, tok, body.map(|b| b.to_string().into_bytes()).as_deref())
+        http(
+            &self.addr,
+            method,
+            path,
+            tok,
+            body.map(|b| b.to_string().into_bytes()).as_deref(),
+        )
     }
 
     pub fn get(&self, path: &str, who: &str) -> Resp {
@@ -209,7 +250,11 @@ impl Server {
             if done(&r.json) {
                 return r.json;
             }
-            assert!(t.elapsed() < Duration::from_secs(secs), "timed out polling {path}: {}", r.json);
+            assert!(
+                t.elapsed() < Duration::from_secs(secs),
+                "timed out polling {path}: {}",
+                r.json
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -232,7 +277,10 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn code(&self) -> &str {
         self.json["error"]["code"].as_str().unwrap_or("")
@@ -248,7 +296,10 @@ pub fn http(addr: &str, method: &str, path: &str, tok: Option<&str>, body: Optio
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
     if let Some(b) = body {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
@@ -257,14 +308,29 @@ pub fn http(addr: &str, method: &str, path: &str, tok: Option<&str>, body: Optio
     }
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response has headers");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response has headers");
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut body = raw[split + 4..].to_vec();
     let mut lines = head.lines();
-    let status: u16 = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
-    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
         let mut out = Vec::new();
         let mut rest = &body[..];
         loop {
@@ -280,5 +346,10 @@ pub fn http(addr: &str, method: &str, path: &str, tok: Option<&str>, body: Optio
     }
     let body = String::from_utf8_lossy(&body).to_string();
     let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-    Resp { status, headers, body, json }
+    Resp {
+        status,
+        headers,
+        body,
+        json,
+    }
 }
