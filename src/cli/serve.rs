@@ -17,7 +17,7 @@ pub struct ServeArgs {
         long,
         short = 'c',
         value_name = "FILE",
-        required_unless_present = "hash_token"
+        required_unless_present_any = ["hash_token", "demo"]
     )]
     pub config: Option<PathBuf>,
     /// Address to listen on, overriding `[server] listen` (e.g. 127.0.0.1:8080; port 0 picks a free port).
@@ -29,6 +29,11 @@ pub struct ServeArgs {
     /// Log as JSON lines, overriding `[server] log_format`.
     #[arg(long)]
     pub log_json: bool,
+    /// Generate a demo estate in DIR (logs, an undeclared export, a SQLite school
+    /// database with records past retention, an inventory and tokens), scan it,
+    /// plan a sweep, and serve the dashboard. Reuses DIR when already generated.
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    pub demo: Option<PathBuf>,
     /// Print the `sha256:<hex>` line to put in a [[tokens]] entry for TOKEN, and exit.
     #[arg(long, value_name = "TOKEN")]
     pub hash_token: Option<String>,
@@ -39,7 +44,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         println!("{}", daemon::auth::hash_token(t));
         return Ok(0);
     }
-    let path = args.config.clone().context("--config is required")?;
+    let rt = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    let demo = match &args.demo {
+        Some(dir) => Some(rt.block_on(daemon::demo::generate(dir))?),
+        None => None,
+    };
+    let path = match &demo {
+        Some(d) => d.config.clone(),
+        None => args.config.clone().context("--config is required")?,
+    };
     let config = Config::load(&path)?;
     let json = args.log_json || config.server.log_format == LogFormat::Json;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -57,12 +70,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         .clone()
         .or_else(|| config.state_dir.clone())
         .unwrap_or_else(crate::fingerprint::default_state_dir);
-    let opts = ServeOptions {
+    let mut opts = ServeOptions {
         config,
         listen: args.listen.clone(),
         state_dir,
+        startup_scan: None,
+        startup_plan_by: None,
     };
-    let rt = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    if let Some(d) = &demo {
+        opts.startup_scan = Some((vec![d.data.display().to_string()], "demo-operator".into()));
+        opts.startup_plan_by = Some("demo-operator".into());
+    }
     rt.block_on(async move {
         let stop = async {
             let mut term =
@@ -76,6 +94,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         daemon::serve(opts, stop, |addr| {
             // Machine-readable line for supervisors and tests.
             println!("listening on http://{addr}");
+            if let Some(d) = &demo {
+                println!(
+                    "demo estate in {} — open http://{addr}/ and sign in with a token:",
+                    d.data.display()
+                );
+                for (name, tok, role) in &d.tokens {
+                    println!("  {role:<9} {tok}   ({name})");
+                }
+            }
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
         })
         .await
     })

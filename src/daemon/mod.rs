@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod demo;
 pub mod jobs;
 pub mod metrics;
 pub mod scheduler;
@@ -70,6 +71,10 @@ pub struct ServeOptions {
     /// Overrides `[server] listen`.
     pub listen: Option<String>,
     pub state_dir: PathBuf,
+    /// Scan these targets once at start (the demo), as this actor.
+    pub startup_scan: Option<(Vec<String>, String)>,
+    /// After the startup scan, plan retention sweeps as this actor.
+    pub startup_plan_by: Option<String>,
 }
 
 /// Runs scheduled jobs on the daemon.
@@ -248,6 +253,24 @@ pub async fn serve(
     tracing::info!(addr = %local, "listening");
     on_listen(local);
     d.ready.store(true, Ordering::SeqCst);
+
+    if let Some((targets, by)) = opts.startup_scan.clone() {
+        let d2 = d.clone();
+        let plan_by = opts.startup_plan_by.clone();
+        tokio::spawn(async move {
+            let res = async {
+                let id = jobs::scan(d2.clone(), targets, "startup", &by).await?;
+                jobs::wait_run(&d2, id).await?;
+                if let Some(p) = plan_by {
+                    jobs::plan_sweeps(&d2, &[], false, &p).await?;
+                }
+                Ok::<_, jobs::JobError>(())
+            };
+            if let Err(e) = res.await {
+                tracing::error!(error = %e, "startup scan failed");
+            }
+        });
+    }
 
     tokio::spawn(async move {
         stop.await;
