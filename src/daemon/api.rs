@@ -809,27 +809,37 @@ async fn approve_erasure(
             "an erasure must be approved by someone other than its requester",
         ));
     }
-    if e.status != "pending" {
+    // Claim it atomically: two approvers clicking at once execute it once.
+    if !d.state.claim_erasure(id, &c.name).await? {
         return Err(ApiError::conflict(
             "invalid_state",
             format!("erasure request {id} is {}", e.status),
         ));
     }
-    let (status, n, msg) = match jobs::erase(&d, &e.subject_fingerprint).await {
-        Ok(n) => ("done", n, None),
-        Err(err) => ("failed", 0, Some(err.to_string())),
-    };
-    d.state
-        .finish_erasure(id, &c.name, status, n, msg.as_deref())
-        .await?;
-    d.audit(
-        &c.name,
-        c.role.as_str(),
-        "erasure.execute",
-        &format!("erasure/{id}"),
-        status,
-        Some(format!("{n} records erased")),
-    );
+    // Run detached so a client timeout or disconnect cannot cut it short.
+    let d2 = d.clone();
+    let who = c.clone();
+    let task = tokio::spawn(async move {
+        let (status, n, msg) = match jobs::erase(&d2, &e.subject_fingerprint).await {
+            Ok(n) => ("done", n, None),
+            Err(err) => ("failed", 0, Some(err.to_string())),
+        };
+        d2.state
+            .finish_erasure(id, &who.name, status, n, msg.as_deref())
+            .await?;
+        d2.audit(
+            &who.name,
+            who.role.as_str(),
+            "erasure.execute",
+            &format!("erasure/{id}"),
+            status,
+            Some(format!("{n} records erased")),
+        );
+        Ok::<_, StateError>(())
+    });
+    task.await.map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    })??;
     Ok(Json(
         serde_json::to_value(d.state.erasure(id).await?).unwrap(),
     ))

@@ -710,6 +710,17 @@ impl DaemonState {
             .map_err(q("get erasure"))
     }
 
+    /// Move a pending request to `running`; false when it was not pending.
+    pub async fn claim_erasure(&self, id: i64, by: &str) -> Result<bool, StateError> {
+        let r = sqlx::query("UPDATE erasure_requests SET status='running', approved_by=? WHERE id=? AND status='pending'")
+            .bind(by)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("claim erasure"))?;
+        Ok(r.rows_affected() > 0)
+    }
+
     pub async fn finish_erasure(
         &self,
         id: i64,
