@@ -326,29 +326,6 @@ fn end_to_end_scan_triage_sweep_erasure_purge_report_audit() {
         2
     );
 
-    // Sweep plan: 15 of 40 students are past 365 days.
-    let r = s.post(
-        "/api/v1/sweep/plans",
-        "otto",
-        json!({"datasets": ["students"]}),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let plan = r.json["items"][0].clone();
-    let pid = plan["id"].as_i64().unwrap();
-    assert_eq!(plan["planned_rows"], e.old_rows);
-    assert_eq!(plan["status"], "pending");
-    let ov = s.get("/api/v1/overview", "vera").json;
-    assert_eq!(ov["pending_approvals"]["sweep_plans"], 1);
-    assert_eq!(ov["overdue_retention"]["records"], e.old_rows);
-    assert!(ov["child_pi"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|x| x["dataset"] == "(undeclared)"));
-    assert_eq!(ov["last_run"]["id"], run2);
-    // Running before approval is refused.
-    let r = s.post(&format!("/api/v1/sweep/plans/{pid}/run"), "otto", json!({}));
-    assert_eq!((r.status, r.code()), (409, "not_approved"));
     // An approver cannot approve their own plan.
     let own = s
         .post(
@@ -371,6 +348,44 @@ fn end_to_end_scan_triage_sweep_erasure_purge_report_audit() {
         json!({}),
     );
     assert_eq!(r.json["status"], "rejected");
+
+    // Sweep plan: 15 of 40 students are past 365 days. A newer plan for the
+    // same dataset supersedes a pending older one.
+    let old = s
+        .post(
+            "/api/v1/sweep/plans",
+            "otto",
+            json!({"datasets": ["students"]}),
+        )
+        .json["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let r = s.post(
+        "/api/v1/sweep/plans",
+        "olga",
+        json!({"datasets": ["students"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        s.get(&format!("/api/v1/sweep/plans/{old}"), "vera").json["status"],
+        "superseded"
+    );
+    let plan = r.json["items"][0].clone();
+    let pid = plan["id"].as_i64().unwrap();
+    assert_eq!(plan["planned_rows"], e.old_rows);
+    assert_eq!(plan["status"], "pending");
+    let ov = s.get("/api/v1/overview", "vera").json;
+    assert_eq!(ov["pending_approvals"]["sweep_plans"], 1);
+    assert_eq!(ov["overdue_retention"]["records"], e.old_rows);
+    assert!(ov["child_pi"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["dataset"] == "(undeclared)"));
+    assert_eq!(ov["last_run"]["id"], run2);
+    // Running before approval is refused.
+    let r = s.post(&format!("/api/v1/sweep/plans/{pid}/run"), "otto", json!({}));
+    assert_eq!((r.status, r.code()), (409, "not_approved"));
     // Approve (another person) and run.
     let r = s.post(
         &format!("/api/v1/sweep/plans/{pid}/approve"),
@@ -423,7 +438,7 @@ fn end_to_end_scan_triage_sweep_erasure_purge_report_audit() {
             .as_array()
             .unwrap()
             .len(),
-        2
+        3
     );
 
     // Erasure of one student (Art. 20): requested by an operator, approved by someone else.

@@ -203,3 +203,60 @@ async fn bad_schedules_are_refused_with_their_name() {
     .to_string();
     assert!(e.contains("twice"), "{e}");
 }
+
+mod daemon_support;
+
+/// The real daemon runs its `[[schedules]]`: a scan every 2 seconds and a
+/// report every 3, visible in the API with their trigger and actor.
+#[test]
+fn the_daemon_runs_its_schedules() {
+    let e = daemon_support::estate(20, 5, "");
+    let logs = e.root().join("logs").display().to_string();
+    let report = e.root().join("reports/self-inspection.json");
+    let mut cfg = std::fs::read_to_string(&e.config).unwrap();
+    cfg.push_str(&format!(
+        "\n[[schedules]]\nname = \"fast-scan\"\ncron = \"*/2 * * * * *\"\njob = \"scan\"\ntargets = [{logs:?}]\n\
+         \n[[schedules]]\nname = \"report\"\ncron = \"*/3 * * * * *\"\ntimezone = \"Asia/Shanghai\"\njob = \"report\"\noutput = {:?}\n\
+         \n[[schedules]]\nname = \"plan\"\ncron = \"*/3 * * * * *\"\njob = \"sweep_plan\"\ndatasets = [\"students\"]\n",
+        report.display().to_string()
+    ));
+    std::fs::write(&e.config, cfg).unwrap();
+    let s = daemon_support::Server::start(&e, &[]);
+    std::thread::sleep(Duration::from_millis(5500));
+    let runs = s.get("/api/v1/runs", "vera").json;
+    let sched: Vec<&serde_json::Value> = runs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["started_by"] == "schedule:fast-scan")
+        .collect();
+    assert!(sched.len() >= 2, "scheduled scans ran: {runs}");
+    assert!(sched.iter().all(|r| r["trigger"] == "scheduled"));
+    assert!(
+        sched
+            .iter()
+            .any(|r| r["status"] == "completed" && r["findings"].as_i64().unwrap() >= 3),
+        "{runs}"
+    );
+    let rep: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report written")).unwrap();
+    assert!(rep["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["name"] == "students"));
+    let plans = s.get("/api/v1/sweep/plans", "vera").json;
+    assert!(
+        plans["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["created_by"] == "schedule:plan" && p["planned_rows"] == 5),
+        "{plans}"
+    );
+    let m = s.req("GET", "/metrics", None, None).body;
+    assert!(
+        m.contains("childguard_schedule_runs_total{schedule=\"fast-scan\",outcome=\"ok\"}"),
+        "{m}"
+    );
+}

@@ -740,6 +740,7 @@ pub async fn plan_sweeps(
                 continue;
             }
         }
+        d.state.supersede_plans(&ds.name, kind).await?;
         let id = d
             .state
             .create_plan(

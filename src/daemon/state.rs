@@ -582,6 +582,17 @@ impl DaemonState {
         Ok(r.last_insert_rowid())
     }
 
+    /// Pending plans of a dataset and kind are superseded by a newer plan.
+    pub async fn supersede_plans(&self, dataset: &str, kind: &str) -> Result<u64, StateError> {
+        let r = sqlx::query("UPDATE sweep_plans SET status='superseded' WHERE dataset=? AND kind=? AND status='pending'")
+            .bind(dataset)
+            .bind(kind)
+            .execute(&self.pool)
+            .await
+            .map_err(q("supersede plans"))?;
+        Ok(r.rows_affected())
+    }
+
     pub async fn plans(&self, status: Option<&str>) -> Result<Vec<PlanRow>, StateError> {
         let mut b = QueryBuilder::<Sqlite>::new("SELECT * FROM sweep_plans");
         if let Some(s) = status {
