@@ -12,6 +12,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod detect;
 pub mod finding;
 pub mod fingerprint;

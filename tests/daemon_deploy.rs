@@ -129,6 +129,10 @@ fn kubernetes_cronjob_runs_a_plain_nightly_scan() {
     assert_eq!(pod["restartPolicy"], "Never");
     let args = strs(&pod["containers"][0]["args"]);
     assert_eq!(args[0], "scan");
+    let mut argv = vec!["childguard".to_string()];
+    argv.extend(args.iter().cloned());
+    childguard::cli::Cli::try_parse_from(&argv)
+        .unwrap_or_else(|e| panic!("CronJob args rejected by the CLI: {e}"));
     assert!(args
         .windows(2)
         .any(|w| w[0] == "--format" && w[1] == "jsonl"));

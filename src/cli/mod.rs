@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod scan;
 pub mod serve;
 
 /// childguard — find children's personal information, check it against your
@@ -16,21 +17,32 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Scan files, directories, databases or object stores for children's PI.
-    Scan(ScanStub),
+    Scan(scan::ScanArgs),
     /// Run the daemon: schedules, HTTP API, dashboard and metrics.
     Serve(serve::ServeArgs),
 }
 
-#[derive(Debug, clap::Args)]
-pub struct ScanStub {
-    pub targets: Vec<String>,
+/// Logs go to stderr; `RUST_LOG` (or `CHILDGUARD_LOG`) selects the level, default `warn`.
+/// Log records never carry raw values, only units, paths and causes.
+fn init_logging() {
+    let filter = std::env::var("CHILDGUARD_LOG")
+        .ok()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }
 
 /// Run the CLI; returns the process exit status.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    init_logging();
     let r: anyhow::Result<i32> = match cli.command {
-        Command::Scan(_) => Err(anyhow::anyhow!("scan is not built yet")),
+        Command::Scan(args) => scan::run(args),
         Command::Serve(a) => serve::run(a),
     };
     match r {

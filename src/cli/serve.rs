@@ -44,9 +44,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         println!("{}", daemon::auth::hash_token(t));
         return Ok(0);
     }
-    let rt = tokio::runtime::Runtime::new().context("start the async runtime")?;
     let demo = match &args.demo {
-        Some(dir) => Some(rt.block_on(daemon::demo::generate(dir))?),
+        Some(dir) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("start the async runtime")?;
+            Some(rt.block_on(daemon::demo::generate(dir))?)
+        }
         None => None,
     };
     let path = match &demo {
@@ -60,11 +65,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
     let sub = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = if json {
-        sub.json().try_init()
+    // The CLI may already have installed a global subscriber (plain, `warn`);
+    // the daemon's own (info, optionally JSON) is set as the default of every
+    // thread it runs on instead.
+    let dispatch = if json {
+        tracing::Dispatch::new(sub.json().finish())
     } else {
-        sub.try_init()
+        tracing::Dispatch::new(sub.finish())
     };
+    let _main_guard = tracing::dispatcher::set_default(&dispatch);
+    let for_threads = dispatch.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(move || {
+            // Lives as long as the thread.
+            std::mem::forget(tracing::dispatcher::set_default(&for_threads));
+        })
+        .build()
+        .context("start the async runtime")?;
     let state_dir = args
         .state_dir
         .clone()

@@ -5,11 +5,11 @@
 //! (MIIT Order No. 24 Art. 16).
 
 use crate::config::inventory::{Clock, Dataset};
+use crate::config::Config;
 use crate::daemon::state::{now, AuditEntry, StateError};
 use crate::daemon::Daemon;
 use crate::finding::{Finding, Location};
 use crate::scan::table::TableScanner;
-use crate::scan::text::{scan_chunk, TextOrigin};
 use chrono::{NaiveDateTime, Utc};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde_json::json;
@@ -39,7 +39,6 @@ fn unit_err(unit: impl Into<String>, e: impl std::fmt::Display) -> JobError {
     }
 }
 
-const CHUNK: usize = 4 << 20;
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 
 /// A SQLite path from `sqlite://path` / `sqlite:path`, if the string is one.
@@ -82,17 +81,39 @@ async fn sqlite_tables(c: &mut SqliteConnection) -> Result<Vec<String>, sqlx::Er
     sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name").fetch_all(c).await
 }
 
-/// Which dataset a finding belongs to (by source path or SQLite URL, and `match` globs).
-pub fn dataset_for<'a>(datasets: &'a [Dataset], f: &Finding) -> Option<&'a Dataset> {
+/// Where a dataset lives: its `source` resolved through `[[sources]]`
+/// (`name` → `url`) when it names one, else the source string itself (a path
+/// or URL).
+pub fn source_location(cfg: &Config, source: &str) -> String {
+    cfg.rest
+        .get("sources")
+        .and_then(|v| v.as_array())
+        .and_then(|a| {
+            a.iter()
+                .find(|t| t.get("name").and_then(|n| n.as_str()) == Some(source))
+        })
+        .and_then(|t| {
+            t.get("url")
+                .or_else(|| t.get("path"))
+                .and_then(|u| u.as_str())
+        })
+        .map(|u| u.strip_prefix("file://").unwrap_or(u).to_string())
+        .unwrap_or_else(|| source.to_string())
+}
+
+fn canon(p: PathBuf) -> PathBuf {
+    p.canonicalize().unwrap_or(p)
+}
+
+/// Which dataset a finding belongs to (by source location and `match` globs).
+pub fn dataset_for<'a>(cfg: &'a Config, f: &Finding) -> Option<&'a Dataset> {
     if let Some(table) = &f.location.table {
-        let db = sqlite_path(&f.target).unwrap_or_else(|| PathBuf::from(&f.target));
-        let db = db.canonicalize().unwrap_or(db);
+        let db = canon(sqlite_path(&f.target).unwrap_or_else(|| PathBuf::from(&f.target)));
         let short = table.strip_prefix("main.").unwrap_or(table);
-        return datasets.iter().find(|d| {
-            let Some(p) = sqlite_path(&d.source).or_else(|| Some(PathBuf::from(&d.source))) else {
-                return false;
-            };
-            p.canonicalize().unwrap_or(p) == db
+        return cfg.datasets.iter().find(|d| {
+            let loc = source_location(cfg, &d.source);
+            let p = sqlite_path(&loc).unwrap_or_else(|| PathBuf::from(&loc));
+            canon(p) == db
                 && (d.matches.is_empty()
                     || globset(&d.matches, &d.name)
                         .ok()
@@ -100,18 +121,18 @@ pub fn dataset_for<'a>(datasets: &'a [Dataset], f: &Finding) -> Option<&'a Datas
                         .is_some_and(|g| g.is_match(table) || g.is_match(short)))
         });
     }
-    let t = PathBuf::from(&f.target);
+    let t = PathBuf::from(f.target.strip_prefix("file://").unwrap_or(&f.target));
     let abs = match &f.location.path {
         Some(p) if t.is_dir() => t.join(p),
         _ => t,
     };
-    let abs = abs.canonicalize().unwrap_or(abs);
-    datasets.iter().find(|d| {
-        if sqlite_path(&d.source).is_some() {
+    let abs = canon(abs);
+    cfg.datasets.iter().find(|d| {
+        let loc = source_location(cfg, &d.source);
+        if loc.contains("://") {
             return false;
         }
-        let src = PathBuf::from(&d.source);
-        let src = src.canonicalize().unwrap_or(src);
+        let src = canon(PathBuf::from(&loc));
         let Ok(rel) = abs.strip_prefix(&src) else {
             return false;
         };
@@ -222,7 +243,7 @@ pub async fn scan(
             .config
             .datasets
             .iter()
-            .map(|ds| ds.source.clone())
+            .map(|ds| source_location(&d.config, &ds.source))
             .collect();
         t.sort();
         t.dedup();
@@ -317,58 +338,81 @@ pub async fn wait_run(d: &Daemon, run_id: i64) -> Result<String, JobError> {
 fn scan_blocking(d: &Arc<Daemon>, run_id: i64, targets: &[String]) -> Result<ScanTally, JobError> {
     let rt = tokio::runtime::Handle::current();
     let mut tally = ScanTally::default();
+    let topts = crate::source::TargetOptions::default();
+    let sopts = crate::source::ScanOptions {
+        full: true,
+        sample_rows: 0,
+        rows: false,
+    };
     for target in targets {
-        if let Some(db) = sqlite_path(target) {
-            scan_sqlite(d, &rt, run_id, target, &db, &mut tally);
-            continue;
+        if *d.shutdown.borrow() {
+            tally.interrupted = true;
+            return Ok(tally);
         }
-        let root = PathBuf::from(target);
-        if !root.exists() {
-            tracing::error!(target = %target, "cannot read target: no such file or directory");
-            tally.errors += 1;
-            continue;
-        }
-        let walk = ignore::WalkBuilder::new(&root)
-            .standard_filters(false)
-            .follow_links(false)
-            .build();
-        for entry in walk {
+        let src = match crate::source::open_target(target, &topts) {
+            Ok(s) => s,
+            Err(e) => {
+                // SQLite until the database sources land in `open_target`.
+                if let Some(db) = sqlite_path(target) {
+                    scan_sqlite(d, &rt, run_id, target, &db, &mut tally);
+                } else {
+                    tracing::error!(target = %crate::source::target_label(target), error = %e, "cannot open target");
+                    tally.errors += 1;
+                }
+                continue;
+            }
+        };
+        let units = match src.units() {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(target = %crate::source::target_label(target), error = %e, "cannot list target");
+                tally.errors += 1;
+                continue;
+            }
+        };
+        let root = PathBuf::from(target.strip_prefix("file://").unwrap_or(target));
+        for unit in units {
             if *d.shutdown.borrow() {
                 tally.interrupted = true;
                 return Ok(tally);
             }
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(target = %target, error = %e, "cannot list");
-                    tally.errors += 1;
-                    continue;
+            let mut found = Vec::new();
+            match src.scan_unit(&unit, &d.engine, &sopts, &mut |f| found.push(f)) {
+                Ok(stats) => {
+                    tally.bytes += stats.bytes as i64;
+                    if stats.skipped.is_some() {
+                        // A SQLite database file inside a scanned directory is scanned as a database.
+                        let fs_path = if root.is_dir() {
+                            root.join(&unit.id)
+                        } else {
+                            root.clone()
+                        };
+                        if is_sqlite_file(&fs_path) {
+                            let url = format!("sqlite://{}", fs_path.display());
+                            scan_sqlite(d, &rt, run_id, &url, &fs_path, &mut tally);
+                        }
+                        continue;
+                    }
+                    tally.units += 1;
                 }
-            };
-            if !entry.file_type().is_some_and(|t| t.is_file()) {
-                continue;
-            }
-            let path = entry.path();
-            let rel = if root.is_dir() {
-                path.strip_prefix(&root)
-                    .unwrap_or(path)
-                    .to_string_lossy()
-                    .into_owned()
-            } else {
-                path.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            };
-            match scan_file(d, &rt, run_id, target, path, &rel, &mut tally) {
-                Ok(()) => {}
                 Err(e) => {
-                    tracing::error!(file = %path.display(), error = %e, "cannot scan file");
+                    tracing::error!(unit = %e.unit, error = %e.message, "cannot scan unit");
                     tally.errors += 1;
                 }
             }
+            // Findings of a unit that failed part-way are kept: nothing found is lost.
+            store(d, &rt, run_id, found, &mut tally)?;
         }
     }
     Ok(tally)
+}
+
+fn is_sqlite_file(p: &Path) -> bool {
+    let mut head = [0u8; 16];
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head == *SQLITE_MAGIC
 }
 
 fn store(
@@ -393,7 +437,7 @@ async fn store_async(
     let mut items = Vec::with_capacity(found.len());
     let mut viol = Vec::new();
     for f in found {
-        let ds = dataset_for(&d.config.datasets, &f);
+        let ds = dataset_for(&d.config, &f);
         for v in violations_of(ds, &f) {
             viol.push((
                 v,
@@ -416,59 +460,6 @@ async fn store_async(
     }
     tally.violations += viol.len() as i64;
     Ok(())
-}
-
-fn scan_file(
-    d: &Arc<Daemon>,
-    rt: &tokio::runtime::Handle,
-    run_id: i64,
-    target: &str,
-    path: &Path,
-    rel: &str,
-    tally: &mut ScanTally,
-) -> Result<(), JobError> {
-    let unit = path.display().to_string();
-    let mut f = std::fs::File::open(path).map_err(|e| unit_err(&unit, e))?;
-    let mut head = vec![0u8; 16];
-    let n = f.read(&mut head).map_err(|e| unit_err(&unit, e))?;
-    if head[..n] == *SQLITE_MAGIC {
-        let url = format!("sqlite://{}", path.display());
-        scan_sqlite(d, rt, run_id, &url, path, tally);
-        return Ok(());
-    }
-    let mut buf = head[..n].to_vec();
-    let origin = TextOrigin { target, path: rel };
-    let (mut line, mut offset) = (1u64, 0u64);
-    let mut found = Vec::new();
-    tally.units += 1;
-    loop {
-        let mut chunk = vec![0u8; CHUNK];
-        let k = f.read(&mut chunk).map_err(|e| unit_err(&unit, e))?;
-        buf.extend_from_slice(&chunk[..k]);
-        if buf.len() >= 8 && offset == 0 && memchr::memchr(0, &buf[..buf.len().min(8192)]).is_some()
-        {
-            tally.units -= 1; // binary: not text, not a database
-            return Ok(());
-        }
-        let eof = k == 0;
-        let cut = if eof {
-            buf.len()
-        } else {
-            memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1)
-        };
-        if cut > 0 {
-            let text = String::from_utf8_lossy(&buf[..cut]);
-            scan_chunk(&d.engine, &origin, &text, line, offset, &mut found);
-            line += memchr::memchr_iter(b'\n', &buf[..cut]).count() as u64;
-            offset += cut as u64;
-            tally.bytes += cut as i64;
-            buf.drain(..cut);
-        }
-        if eof {
-            break;
-        }
-    }
-    store(d, rt, run_id, found, tally)
 }
 
 fn scan_sqlite(
@@ -623,12 +614,13 @@ fn files_due(
     Ok(out)
 }
 
-async fn plan_items(ds: &Dataset, purge: bool) -> Result<Vec<PlanItem>, JobError> {
+async fn plan_items(cfg: &Config, ds: &Dataset, purge: bool) -> Result<Vec<PlanItem>, JobError> {
+    let loc = source_location(cfg, &ds.source);
     let clock = match ds.retention.as_ref().map(|r| &r.clock) {
         Some(Clock::Column(c)) if !purge => Some(c.clone()),
         _ => None,
     };
-    if let Some(db) = sqlite_path(&ds.source) {
+    if let Some(db) = sqlite_path(&loc) {
         let mut c = open_sqlite(&db, false).await?;
         let tables = sqlite_tables(&mut c)
             .await
@@ -652,11 +644,11 @@ async fn plan_items(ds: &Dataset, purge: bool) -> Result<Vec<PlanItem>, JobError
             })
             .collect());
     }
-    let dir = PathBuf::from(&ds.source);
+    let dir = PathBuf::from(&loc);
     if !dir.is_dir() {
         return Err(JobError::Invalid(format!(
             "dataset {}: source {} is neither a sqlite:// database nor a directory",
-            ds.name, ds.source
+            ds.name, loc
         )));
     }
     if !purge && clock.is_some() {
@@ -707,7 +699,7 @@ pub async fn plan_sweeps(
             tracing::warn!(dataset = %ds.name, "anonymize disposal is executed by `childguard sweep`; the daemon plans deletions only");
             continue;
         }
-        let items = plan_items(ds, purge).await?;
+        let items = plan_items(&d.config, ds, purge).await?;
         let mut planned = 0;
         for it in &items {
             planned += count_item(it, &cutoff).await?;
@@ -925,7 +917,10 @@ pub fn normalize_subject(s: &str) -> String {
 pub async fn erase(d: &Arc<Daemon>, fp: &str) -> Result<i64, JobError> {
     let mut erased = 0;
     for ds in &d.config.datasets {
-        let (Some(key), Some(db)) = (&ds.subject_key, sqlite_path(&ds.source)) else {
+        let (Some(key), Some(db)) = (
+            &ds.subject_key,
+            sqlite_path(&source_location(&d.config, &ds.source)),
+        ) else {
             continue;
         };
         let mut c = open_sqlite(&db, true).await?;

@@ -50,7 +50,10 @@ pub struct UnitError {
 
 impl UnitError {
     pub fn new(unit: impl Into<String>, message: impl std::fmt::Display) -> Self {
-        UnitError { unit: unit.into(), message: message.to_string() }
+        UnitError {
+            unit: unit.into(),
+            message: message.to_string(),
+        }
     }
 }
 
@@ -68,4 +71,49 @@ pub trait Source: Send + Sync {
         opts: &ScanOptions,
         emit: &mut dyn FnMut(Finding),
     ) -> Result<UnitStats, UnitError>;
+}
+
+pub mod files;
+
+/// Per-kind options for opening targets (each source adds its own field).
+#[derive(Debug, Clone, Default)]
+pub struct TargetOptions {
+    /// Local files and directories.
+    pub files: files::FileSourceConfig,
+}
+
+/// Open a scan target: a local path or `file://PATH`. Other schemes are
+/// answered with a clear "unsupported target scheme" error until their
+/// source is built in.
+pub fn open_target(target: &str, opts: &TargetOptions) -> Result<Box<dyn Source>, UnitError> {
+    let path = match target.split_once("://") {
+        None => target,
+        Some(("file", rest)) => rest.strip_prefix("localhost").unwrap_or(rest),
+        Some((scheme, _)) => {
+            return Err(UnitError::new(
+                target_label(target),
+                format!("unsupported target scheme `{scheme}://` (this build scans local paths and file:// only)"),
+            ))
+        }
+    };
+    if path.is_empty() {
+        return Err(UnitError::new(target, "empty path"));
+    }
+    Ok(Box::new(files::FileSource::open(
+        target,
+        std::path::Path::new(path),
+        opts.files.clone(),
+    )?))
+}
+
+/// A target for messages: a URL without its credentials.
+pub fn target_label(target: &str) -> String {
+    match url::Url::parse(target) {
+        Ok(mut u) if u.password().is_some() || !u.username().is_empty() => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.to_string()
+        }
+        _ => target.to_string(),
+    }
 }

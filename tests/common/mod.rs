@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 
 /// PostgreSQL server URL (maintenance database). Override with `CHILDGUARD_TEST_PG_URL`.
 pub fn pg_admin_url() -> String {
-    std::env::var("CHILDGUARD_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("CHILDGUARD_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// MariaDB/MySQL server URL. Override with `CHILDGUARD_TEST_MYSQL_URL`.
 pub fn mysql_admin_url() -> String {
-    std::env::var("CHILDGUARD_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+    std::env::var("CHILDGUARD_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
 /// A unique, lowercase name for a test database.
@@ -33,8 +35,13 @@ fn replace_db(url: &str, db: &str) -> String {
 pub async fn fresh_pg_db(prefix: &str) -> String {
     use sqlx::Connection;
     let name = unique_name(prefix);
-    let mut c = sqlx::PgConnection::connect(&pg_admin_url()).await.expect("PostgreSQL is running (scripts/test.sh starts it)");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
+    let mut c = sqlx::PgConnection::connect(&pg_admin_url())
+        .await
+        .expect("PostgreSQL is running (scripts/test.sh starts it)");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
     replace_db(&pg_admin_url(), &name)
 }
 
@@ -42,13 +49,22 @@ pub async fn fresh_pg_db(prefix: &str) -> String {
 pub async fn fresh_mysql_db(prefix: &str) -> String {
     use sqlx::Connection;
     let name = unique_name(prefix);
-    let mut c = sqlx::MySqlConnection::connect(&mysql_admin_url()).await.expect("MariaDB is running (scripts/test.sh starts it)");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
+    let mut c = sqlx::MySqlConnection::connect(&mysql_admin_url())
+        .await
+        .expect("MariaDB is running (scripts/test.sh starts it)");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
     replace_db(&mysql_admin_url(), &name)
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A moto_server (S3-compatible) on a free loopback port; killed on drop.
@@ -70,7 +86,10 @@ impl S3Server {
         let endpoint = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start on {endpoint}");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on {endpoint}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         S3Server { endpoint, child }

@@ -1,0 +1,268 @@
+//! Newline-aligned chunking of a decoded UTF-8 stream with exact line
+//! numbers and byte offsets, and an ordered parallel pipeline over chunks.
+//!
+//! A chunk holds whole lines. A line longer than the chunk size is cut into
+//! pieces at a non-word byte (or a character boundary); each piece is scanned
+//! together with `overlap` bytes of the next one so a value crossing the cut
+//! is still found, and only hits starting inside the piece are kept. The
+//! line number of every piece is the line's number.
+
+use rayon::prelude::*;
+use std::io::{self, Read};
+
+/// One chunk of decoded text.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Valid UTF-8 text: whole lines, or a piece of a long line plus overlap.
+    pub text: String,
+    /// 1-based line number of the first byte.
+    pub first_line: u64,
+    /// Offset of the first byte in the decoded text.
+    pub base_offset: u64,
+    /// Hits starting at or after this byte offset (within `text`) belong to the next chunk.
+    pub keep: usize,
+    /// The first line started in an earlier chunk (a piece of a long line).
+    pub partial_head: bool,
+    /// The last line continues in the next chunk.
+    pub partial_tail: bool,
+}
+
+/// Splits a decoded stream into chunks.
+pub struct Chunker<R> {
+    reader: R,
+    chunk_bytes: usize,
+    overlap: usize,
+    buf: Vec<u8>,
+    line: u64,
+    offset: u64,
+    eof: bool,
+    in_long_line: bool,
+    /// Lines read (complete or not) so far.
+    pub lines: u64,
+    /// Longest line cut into pieces: (line number, length so far), if any.
+    pub long_line: Option<u64>,
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80 || b == b'_'
+}
+
+fn char_boundary(buf: &[u8], mut pos: usize) -> usize {
+    while pos > 0 && pos < buf.len() && (buf[pos] & 0xc0) == 0x80 {
+        pos -= 1;
+    }
+    pos
+}
+
+/// A cut position at or before `pos`: after a non-word ASCII byte within the
+/// last 4 KiB when there is one, else a character boundary.
+fn cut_before(buf: &[u8], pos: usize) -> usize {
+    if pos >= buf.len() {
+        return buf.len();
+    }
+    let lo = pos.saturating_sub(4096);
+    if let Some(i) = buf[lo..pos].iter().rposition(|&b| !is_word(b)) {
+        if lo + i + 1 > 0 {
+            return lo + i + 1;
+        }
+    }
+    let c = char_boundary(buf, pos);
+    if c == 0 {
+        pos
+    } else {
+        c
+    }
+}
+
+impl<R: Read> Chunker<R> {
+    pub fn new(reader: R, chunk_bytes: usize) -> Self {
+        let chunk_bytes = chunk_bytes.max(64);
+        Chunker {
+            reader,
+            chunk_bytes,
+            overlap: (chunk_bytes / 4).clamp(16, 4096),
+            buf: Vec::new(),
+            line: 1,
+            offset: 0,
+            eof: false,
+            in_long_line: false,
+            lines: 0,
+            long_line: None,
+        }
+    }
+
+    fn fill(&mut self, want: usize) -> io::Result<()> {
+        while !self.eof && self.buf.len() < want {
+            let need = (want - self.buf.len()) as u64;
+            let n = (&mut self.reader).take(need).read_to_end(&mut self.buf)?;
+            if n == 0 {
+                self.eof = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next chunk, or None at the end of the stream.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        let want = self.chunk_bytes + self.overlap;
+        if self.buf.capacity() < want {
+            self.buf.reserve(want - self.buf.len());
+        }
+        self.fill(want)?;
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let partial_head = self.in_long_line;
+        let (cut, end, partial_tail) = if self.eof && self.buf.len() <= self.chunk_bytes {
+            (self.buf.len(), self.buf.len(), false)
+        } else if let Some(nl) =
+            memchr::memrchr(b'\n', &self.buf[..self.chunk_bytes.min(self.buf.len())])
+        {
+            (nl + 1, nl + 1, false)
+        } else {
+            // A line longer than the chunk: cut it, scan with overlap.
+            let cut = cut_before(&self.buf, self.chunk_bytes);
+            let end = cut_before(&self.buf, (cut + self.overlap).min(self.buf.len()));
+            (cut, end.max(cut), true)
+        };
+        let newlines = memchr::memchr_iter(b'\n', &self.buf[..cut]).count() as u64;
+        let rest = self.buf[cut..].to_vec();
+        let mut bytes = std::mem::replace(&mut self.buf, rest);
+        bytes.truncate(end);
+        let text = match String::from_utf8(bytes) {
+            Ok(s) => s,
+            // Cannot happen for DecodeReader output; stay lossless in length anyway.
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        let chunk = Chunk {
+            text,
+            first_line: self.line,
+            base_offset: self.offset,
+            keep: cut,
+            partial_head,
+            partial_tail,
+        };
+        if partial_tail && self.long_line.is_none() {
+            self.long_line = Some(self.line + newlines);
+        }
+        self.line += newlines;
+        self.lines += newlines;
+        self.offset += cut as u64;
+        self.in_long_line = partial_tail;
+        if !partial_tail
+            && self.eof
+            && self.buf.is_empty()
+            && !chunk.text.ends_with('\n')
+            && cut > 0
+        {
+            self.lines += 1; // last line without a newline
+        }
+        Ok(Some(chunk))
+    }
+}
+
+/// Read chunks and scan them in parallel (up to `window` at a time, the next
+/// window read while the current one is scanned); results are handed to
+/// `emit` in stream order. A read error ends the stream: what was read before
+/// it is scanned and emitted, then the error is returned.
+pub fn scan_ordered<R, T, S, E>(
+    chunker: &mut Chunker<R>,
+    window: usize,
+    scan: S,
+    mut emit: E,
+) -> io::Result<()>
+where
+    R: Read + Send,
+    T: Send,
+    S: Fn(&Chunk) -> T + Sync,
+    E: FnMut(T),
+{
+    let window = window.max(1);
+    let read_batch = |c: &mut Chunker<R>| -> (Vec<Chunk>, Option<io::Error>) {
+        let mut v = Vec::with_capacity(window);
+        while v.len() < window {
+            match c.next_chunk() {
+                Ok(Some(ch)) => v.push(ch),
+                Ok(None) => break,
+                Err(e) => return (v, Some(e)),
+            }
+        }
+        (v, None)
+    };
+    let (mut batch, mut err) = read_batch(chunker);
+    loop {
+        if batch.is_empty() {
+            return err.map_or(Ok(()), Err);
+        }
+        let stop = err.is_some() || batch.len() < window;
+        let (results, next) = if stop {
+            (
+                batch.par_iter().map(&scan).collect::<Vec<T>>(),
+                (Vec::new(), None),
+            )
+        } else {
+            rayon::join(
+                || batch.par_iter().map(&scan).collect::<Vec<T>>(),
+                || read_batch(chunker),
+            )
+        };
+        for r in results {
+            emit(r);
+        }
+        if stop {
+            return err.map_or(Ok(()), Err);
+        }
+        batch = next.0;
+        err = next.1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(text: &str, size: usize) -> Vec<Chunk> {
+        let mut c = Chunker::new(text.as_bytes(), size);
+        let mut v = Vec::new();
+        while let Some(ch) = c.next_chunk().unwrap() {
+            v.push(ch);
+        }
+        v
+    }
+
+    #[test]
+    fn chunks_are_line_aligned_with_exact_numbers() {
+        let text: String = (1..=100)
+            .map(|i| format!("line {i} some text here\n"))
+            .collect();
+        let cs = chunks(&text, 64);
+        assert!(cs.len() > 10);
+        let mut joined = String::new();
+        for c in &cs {
+            assert!(c.text.ends_with('\n'));
+            assert_eq!(c.base_offset as usize, joined.len());
+            let expect_line = joined.matches('\n').count() as u64 + 1;
+            assert_eq!(c.first_line, expect_line);
+            assert!(c.text.starts_with(&format!("line {expect_line} ")));
+            joined.push_str(&c.text[..c.keep]);
+        }
+        assert_eq!(joined, text);
+    }
+
+    #[test]
+    fn long_lines_are_cut_with_overlap() {
+        let long = "数据 ".repeat(100) + "x".repeat(300).as_str();
+        let text = format!("a\n{long}\nb\n");
+        let cs = chunks(&text, 64);
+        let mut joined = String::new();
+        for c in &cs {
+            assert_eq!(c.base_offset as usize, joined.len());
+            joined.push_str(&c.text[..c.keep]);
+            if c.partial_head || c.partial_tail {
+                assert!(c.first_line == 2 || c.first_line == 1, "{}", c.first_line);
+            }
+        }
+        assert_eq!(joined, text);
+        assert!(cs.iter().any(|c| c.partial_tail && c.text.len() > c.keep));
+    }
+}

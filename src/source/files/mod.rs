@@ -1,0 +1,670 @@
+//! Local files and directories (`childguard scan PATH...`, `file://PATH`).
+//!
+//! The walk (the `ignore` crate, parallel) honors `--include`/`--exclude`
+//! globs and per-directory `.childguardignore` files (gitignore syntax),
+//! follows symbolic links and reports loops as errors. Each file is one
+//! work unit; its id is the path relative to the target directory (or the
+//! target itself for a file target), sorted, so output order is stable.
+//!
+//! Per file: compression (gzip, zstd; streamed) by magic bytes or extension,
+//! then encoding (BOM, UTF-8, GB18030/GBK; see [`sniff::encoding`]), then
+//! format (text/logs, CSV/TSV, JSON lines, JSON documents, Parquet). Binary
+//! files are skipped and reported as skipped. Text is decoded to UTF-8 and
+//! cut into newline-aligned chunks scanned in parallel; line numbers and byte
+//! offsets refer to the decoded text. Memory is bounded by the chunk size
+//! times the number of chunks in flight; no file is read whole (JSON
+//! documents up to `max_json_document_bytes` excepted).
+//!
+//! Invalid bytes in a UTF-8 (or GB18030, UTF-16) file: decoding is lossy —
+//! each malformed sequence becomes U+FFFD (offsets then refer to that decoded
+//! text), the whole file is still scanned and its findings reported, and the
+//! unit ends with an error naming the file and the offset of the first
+//! malformed sequence, so the scan exits 2.
+//!
+//! Other sources reuse the readers: [`scan_reader`] for any byte stream
+//! (object bodies), [`scan_parquet`] for Parquet from any `ChunkReader`.
+
+pub mod chunk;
+pub mod decode;
+pub mod json;
+pub mod sniff;
+pub mod table;
+
+pub use table::{scan_delimited, scan_parquet};
+
+use crate::detect::Engine;
+use crate::finding::Finding;
+use crate::scan::text::{scan_chunk, TextOrigin};
+use crate::source::{ScanOptions, Source, UnitError, UnitStats, WorkUnit};
+use chunk::{Chunk, Chunker};
+use decode::{read_head, CountingReader, DecodeReader};
+use serde::Deserialize;
+use sniff::{Compression, Format};
+use std::collections::HashMap;
+use std::io::{self, Cursor, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Configuration of the file source (the `[files]` table of the config;
+/// `--include`, `--exclude`, `--chunk-size` on the command line).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileSourceConfig {
+    /// Globs a file's path (relative to the target directory) must match to be
+    /// scanned; empty means every file. `*` also matches `/`.
+    pub include: Vec<String>,
+    /// Globs of files and directories (relative paths) not to scan.
+    pub exclude: Vec<String>,
+    /// File name of per-directory ignore files in gitignore syntax.
+    pub ignore_file: String,
+    /// Follow symbolic links; loops are reported as errors.
+    pub follow_links: bool,
+    /// Size in bytes of the newline-aligned chunks text is cut into and
+    /// scanned in parallel; lines longer than this are scanned in overlapping pieces.
+    pub chunk_bytes: usize,
+    /// JSON documents up to this many decoded bytes are parsed whole (for key
+    /// paths); larger ones are scanned as text.
+    pub max_json_document_bytes: usize,
+    /// Parquet inside a compressed stream (or an object body) up to this many
+    /// bytes is buffered in memory to be read; larger ones are an error.
+    pub max_buffered_parquet_bytes: usize,
+}
+
+const fn default_chunk_bytes() -> usize {
+    8 << 20
+}
+const fn default_max_json_document_bytes() -> usize {
+    64 << 20
+}
+const fn default_max_buffered_parquet_bytes() -> usize {
+    256 << 20
+}
+const fn default_follow_links() -> bool {
+    true
+}
+/// Default name of the per-directory ignore file.
+pub const IGNORE_FILE: &str = ".childguardignore";
+
+impl Default for FileSourceConfig {
+    fn default() -> Self {
+        FileSourceConfig {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            ignore_file: IGNORE_FILE.to_string(),
+            follow_links: default_follow_links(),
+            chunk_bytes: default_chunk_bytes(),
+            max_json_document_bytes: default_max_json_document_bytes(),
+            max_buffered_parquet_bytes: default_max_buffered_parquet_bytes(),
+        }
+    }
+}
+
+/// A file that could not be (fully) read. Names the file and the cause, never a value.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{path}: cannot read: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("{path}: corrupt or truncated {format}: {message}")]
+    Corrupt {
+        path: String,
+        format: &'static str,
+        message: String,
+    },
+    #[error("{path}: invalid {encoding} at decoded byte {offset}: {count} malformed sequence(s) replaced by U+FFFD; the rest of the file was scanned")]
+    Encoding {
+        path: String,
+        encoding: &'static str,
+        offset: u64,
+        count: u64,
+    },
+    #[error("{path}: file changed while it was read ({detail})")]
+    Changed { path: String, detail: String },
+    #[error("{path}: {message}")]
+    Walk { path: String, message: String },
+    #[error("{path}: {message}")]
+    Unsupported { path: String, message: String },
+}
+
+impl FileError {
+    pub fn corrupt(path: &str, format: &'static str, e: impl std::fmt::Display) -> Self {
+        FileError::Corrupt {
+            path: path.to_string(),
+            format,
+            message: e.to_string(),
+        }
+    }
+
+    fn from_csv(path: &str, e: csv::Error) -> Self {
+        match e.kind() {
+            csv::ErrorKind::Io(_) => {
+                let msg = e.to_string();
+                FileError::Io {
+                    path: path.to_string(),
+                    source: io::Error::other(msg),
+                }
+            }
+            _ => FileError::corrupt(path, "CSV", e),
+        }
+    }
+
+    pub fn path(&self) -> &str {
+        match self {
+            FileError::Io { path, .. }
+            | FileError::Corrupt { path, .. }
+            | FileError::Encoding { path, .. }
+            | FileError::Changed { path, .. }
+            | FileError::Walk { path, .. }
+            | FileError::Unsupported { path, .. } => path,
+        }
+    }
+
+    /// The cause without the path prefix.
+    pub fn cause(&self) -> String {
+        let s = self.to_string();
+        let p = format!("{}: ", self.path());
+        s.strip_prefix(&p).map(str::to_string).unwrap_or(s)
+    }
+}
+
+impl From<FileError> for UnitError {
+    fn from(e: FileError) -> Self {
+        UnitError::new(e.path().to_string(), e.cause())
+    }
+}
+
+/// Everything a reader needs to scan one unit.
+#[derive(Clone, Copy)]
+pub struct UnitCtx<'a> {
+    pub engine: &'a Engine,
+    /// The scan target as the user gave it (`Finding::target`).
+    pub target: &'a str,
+    /// `location.path` of the findings.
+    pub path: &'a str,
+    pub opts: &'a ScanOptions,
+    pub cfg: &'a FileSourceConfig,
+}
+
+/// What scanning one stream read and noticed (besides findings).
+fn chunks_in_flight() -> usize {
+    rayon::current_num_threads().max(1)
+}
+
+/// Scan text (or JSON lines) from a decoded UTF-8 stream in parallel chunks.
+fn scan_lines<R: Read + Send>(
+    ctx: &UnitCtx<'_>,
+    reader: R,
+    json_lines: bool,
+    emit: &mut dyn FnMut(Finding),
+) -> io::Result<u64> {
+    let mut chunker = Chunker::new(reader, ctx.cfg.chunk_bytes);
+    let scan = |c: &Chunk| {
+        let mut out = Vec::new();
+        if json_lines {
+            json::scan_jsonl_chunk(ctx, c, &mut out);
+        } else {
+            scan_text_chunk(ctx, c, &mut out);
+        }
+        out
+    };
+    let r = chunk::scan_ordered(&mut chunker, chunks_in_flight(), scan, |v| {
+        v.into_iter().for_each(&mut *emit)
+    });
+    if let Some(line) = chunker.long_line {
+        tracing::warn!(
+            path = ctx.path,
+            line,
+            chunk_bytes = ctx.cfg.chunk_bytes,
+            "line longer than the chunk size: scanned in overlapping pieces (child inference per piece)"
+        );
+    }
+    r.map(|_| chunker.lines)
+}
+
+/// Scan one chunk as plain text, keeping hits that start inside the chunk proper.
+pub fn scan_text_chunk(ctx: &UnitCtx<'_>, c: &Chunk, out: &mut Vec<Finding>) {
+    let origin = TextOrigin {
+        target: ctx.target,
+        path: ctx.path,
+    };
+    let before = out.len();
+    scan_chunk(
+        ctx.engine,
+        &origin,
+        &c.text,
+        c.first_line,
+        c.base_offset,
+        out,
+    );
+    if c.keep < c.text.len() {
+        let limit = c.base_offset + c.keep as u64;
+        let mut i = before;
+        while i < out.len() {
+            if out[i].location.byte_offset.unwrap_or(0) >= limit {
+                out.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Scan a byte stream named `name` (a file name or object key; its
+/// extension helps detection): detects gzip/zstd, encoding and format and
+/// emits findings in order. Parquet streams are buffered up to
+/// `max_buffered_parquet_bytes` (prefer [`scan_parquet`] with random access).
+/// Findings read before an error are emitted; the error names the unit.
+pub fn scan_reader(
+    ctx: &UnitCtx<'_>,
+    name: &str,
+    reader: Box<dyn Read + Send>,
+    emit: &mut dyn FnMut(Finding),
+) -> Result<UnitStats, FileError> {
+    let count = Arc::new(AtomicU64::new(0));
+    let mut stats = scan_reader_counted(
+        ctx,
+        name,
+        Box::new(CountingReader {
+            inner: reader,
+            count: count.clone(),
+        }),
+        emit,
+    )?;
+    stats.bytes = count.load(Ordering::Relaxed);
+    Ok(stats)
+}
+
+fn scan_reader_counted(
+    ctx: &UnitCtx<'_>,
+    name: &str,
+    mut reader: Box<dyn Read + Send>,
+    emit: &mut dyn FnMut(Finding),
+) -> Result<UnitStats, FileError> {
+    let path = ctx.path;
+    let io_err = |source: io::Error| FileError::Io {
+        path: path.to_string(),
+        source,
+    };
+    let raw_head = read_head(&mut reader, sniff::SNIFF_BYTES).map_err(io_err)?;
+    let compression = sniff::compression(name, &raw_head);
+    let chained: Box<dyn Read + Send> = Box::new(Cursor::new(raw_head).chain(reader));
+    let (mut content, inner): (Box<dyn Read + Send>, &str) = match compression {
+        Compression::None => (chained, name),
+        Compression::Gzip => (
+            Box::new(flate2::read::MultiGzDecoder::new(chained)),
+            sniff::inner_name(name),
+        ),
+        Compression::Zstd => {
+            let d = zstd::stream::read::Decoder::new(chained).map_err(io_err)?;
+            (Box::new(d), sniff::inner_name(name))
+        }
+    };
+    // Errors while reading decompressed content are the stream's fault.
+    let stream_err = move |e: io::Error| match compression {
+        Compression::Gzip => FileError::corrupt(path, "gzip stream", e),
+        Compression::Zstd => FileError::corrupt(path, "zstd stream", e),
+        Compression::None => FileError::Io {
+            path: path.to_string(),
+            source: e,
+        },
+    };
+    let head = read_head(&mut content, sniff::SNIFF_BYTES).map_err(stream_err)?;
+    let whole = head.len() < sniff::SNIFF_BYTES;
+    if sniff::is_parquet(inner, &head) {
+        let mut buf = head;
+        let limit = ctx.cfg.max_buffered_parquet_bytes;
+        content
+            .take((limit + 1 - buf.len().min(limit)) as u64)
+            .read_to_end(&mut buf)
+            .map_err(stream_err)?;
+        if buf.len() > limit {
+            return Err(FileError::Unsupported {
+                path: path.to_string(),
+                message: format!("Parquet in a stream larger than {limit} bytes cannot be buffered; store it uncompressed"),
+            });
+        }
+        return scan_parquet(ctx, bytes::Bytes::from(buf), emit);
+    }
+    let Some(encoding) = sniff::encoding(&head, whole) else {
+        return Ok(UnitStats {
+            skipped: Some("binary file".into()),
+            ..Default::default()
+        });
+    };
+    let (decoded_head, _, _) = encoding.decode(&head[..head.len().min(16 * 1024)]);
+    let format = sniff::format(inner, &decoded_head);
+    drop(decoded_head);
+    let decoder = DecodeReader::new(Cursor::new(head).chain(content), encoding);
+    let report = decoder.report();
+    let mut stats = UnitStats::default();
+    match format {
+        Format::Text | Format::JsonLines => {
+            stats.rows =
+                scan_lines(ctx, decoder, format == Format::JsonLines, emit).map_err(stream_err)?;
+        }
+        Format::Delimited(d) => {
+            // CSV I/O errors come from the stream below it.
+            stats = match scan_delimited(ctx, decoder, d, emit) {
+                Err(FileError::Io { source, .. }) => return Err(stream_err(source)),
+                r => r?,
+            };
+        }
+        Format::JsonDocument => {
+            let mut decoder = decoder;
+            let limit = ctx.cfg.max_json_document_bytes;
+            let mut text = Vec::new();
+            (&mut decoder)
+                .take(limit as u64 + 1)
+                .read_to_end(&mut text)
+                .map_err(stream_err)?;
+            let text = String::from_utf8(text)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            let mut out = Vec::new();
+            if text.len() <= limit && json::scan_document(ctx, &text, &mut out) {
+                stats.rows = text.matches('\n').count() as u64;
+                out.into_iter().for_each(&mut *emit);
+            } else {
+                tracing::warn!(
+                    path,
+                    "JSON document too large or not valid JSON: scanned as text (no key paths)"
+                );
+                let rest = Cursor::new(text.into_bytes()).chain(decoder);
+                stats.rows = scan_lines(ctx, rest, false, emit).map_err(stream_err)?;
+            }
+        }
+        Format::Parquet => unreachable!("handled above"),
+    }
+    if let Some(offset) = report.first_error() {
+        return Err(FileError::Encoding {
+            path: path.to_string(),
+            encoding: encoding.name(),
+            offset,
+            count: report.errors(),
+        });
+    }
+    Ok(stats)
+}
+
+fn version(md: &std::fs::Metadata) -> String {
+    let mtime = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}:{}", md.len(), mtime)
+}
+
+/// Scan one local file at `fs_path`; `ctx.path` names it in findings and errors.
+pub fn scan_path(
+    ctx: &UnitCtx<'_>,
+    fs_path: &Path,
+    emit: &mut dyn FnMut(Finding),
+) -> Result<UnitStats, FileError> {
+    let path = ctx.path;
+    let io_err = |source: io::Error| FileError::Io {
+        path: path.to_string(),
+        source,
+    };
+    let before = std::fs::metadata(fs_path).map_err(io_err)?;
+    if before.is_dir() {
+        return Err(FileError::Unsupported {
+            path: path.to_string(),
+            message: "is a directory".into(),
+        });
+    }
+    let mut file = std::fs::File::open(fs_path).map_err(io_err)?;
+    let mut magic = [0u8; 4];
+    let n = read_head(&mut file, 4).map_err(io_err)?;
+    magic[..n.len()].copy_from_slice(&n);
+    let name = fs_path.to_string_lossy();
+    let count = Arc::new(AtomicU64::new(n.len() as u64));
+    let mut streamed = true;
+    let result =
+        if sniff::compression(&name, &n) == Compression::None && sniff::is_parquet(&name, &n) {
+            streamed = false;
+            scan_parquet(ctx, file, emit)
+        } else {
+            let reader = Cursor::new(n).chain(CountingReader {
+                inner: file,
+                count: count.clone(),
+            });
+            scan_reader_counted(ctx, &name, Box::new(reader), emit)
+        };
+    let mut stats = result?;
+    stats.bytes = before.len();
+    let after = std::fs::metadata(fs_path).map_err(io_err)?;
+    let read = count.load(Ordering::Relaxed);
+    let detail = if after.len() != before.len() {
+        Some(format!("size {} → {} bytes", before.len(), after.len()))
+    } else if after.modified().ok() != before.modified().ok() {
+        Some("modification time changed".to_string())
+    } else if streamed && read > before.len() {
+        Some(format!("read {read} bytes of a {}-byte file", before.len()))
+    } else {
+        None
+    };
+    if let Some(detail) = detail {
+        return Err(FileError::Changed {
+            path: path.to_string(),
+            detail,
+        });
+    }
+    Ok(stats)
+}
+
+enum Entry {
+    File(PathBuf),
+    Error(String),
+}
+
+/// Local files and directories.
+pub struct FileSource {
+    target: String,
+    root: PathBuf,
+    is_dir: bool,
+    cfg: FileSourceConfig,
+    entries: RwLock<HashMap<String, Entry>>,
+}
+
+impl FileSource {
+    /// `target` as given (goes into findings); `path` the local path it names.
+    pub fn open(target: &str, path: &Path, cfg: FileSourceConfig) -> Result<Self, UnitError> {
+        let md = std::fs::metadata(path)
+            .map_err(|e| UnitError::new(target, format!("cannot read: {e}")))?;
+        Ok(FileSource {
+            target: target.to_string(),
+            root: path.to_path_buf(),
+            is_dir: md.is_dir(),
+            cfg,
+            entries: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn globs(&self, globs: &[String]) -> Result<globset::GlobSet, UnitError> {
+        let mut b = globset::GlobSetBuilder::new();
+        for g in globs {
+            let glob = globset::GlobBuilder::new(g)
+                .literal_separator(false)
+                .build()
+                .map_err(|e| UnitError::new(&self.target, format!("invalid glob `{g}`: {e}")))?;
+            b.add(glob);
+        }
+        b.build()
+            .map_err(|e| UnitError::new(&self.target, format!("invalid globs: {e}")))
+    }
+
+    fn walk(&self) -> Result<Vec<WorkUnit>, UnitError> {
+        let include = self.globs(&self.cfg.include)?;
+        let exclude = self.globs(&self.cfg.exclude)?;
+        let root = self.root.clone();
+        let mut b = ignore::WalkBuilder::new(&self.root);
+        b.standard_filters(false)
+            .hidden(false)
+            .follow_links(self.cfg.follow_links)
+            .add_custom_ignore_filename(&self.cfg.ignore_file)
+            .threads(rayon::current_num_threads().clamp(1, 8));
+        {
+            let root = root.clone();
+            let exclude = exclude.clone();
+            b.filter_entry(move |e| {
+                let rel = rel_path(&root, e.path());
+                rel.is_empty()
+                    || !(exclude.is_match(&rel)
+                        || e.file_name().to_str().is_some_and(|n| exclude.is_match(n)))
+            });
+        }
+        let found: Mutex<Vec<(String, WorkUnit, Entry)>> = Mutex::new(Vec::new());
+        let ignore_name = self.cfg.ignore_file.clone();
+        b.build_parallel().run(|| {
+            let root = &root;
+            let found = &found;
+            let include = &include;
+            let ignore_name = &ignore_name;
+            Box::new(move |res| {
+                match res {
+                    Ok(e) => {
+                        let Some(ft) = e.file_type() else {
+                            return ignore::WalkState::Continue;
+                        };
+                        if ft.is_dir() {
+                            return ignore::WalkState::Continue;
+                        }
+                        let rel = rel_path(root, e.path());
+                        if e.file_name().to_str() == Some(ignore_name.as_str()) {
+                            return ignore::WalkState::Continue;
+                        }
+                        if !include.is_empty()
+                            && !(include.is_match(&rel)
+                                || e.file_name().to_str().is_some_and(|n| include.is_match(n)))
+                        {
+                            return ignore::WalkState::Continue;
+                        }
+                        let (size, ver) = match e.metadata() {
+                            Ok(md) => (Some(md.len()), Some(version(&md))),
+                            Err(_) => (None, None),
+                        };
+                        let unit = WorkUnit {
+                            id: rel.clone(),
+                            size,
+                            version: ver,
+                        };
+                        found
+                            .lock()
+                            .unwrap()
+                            .push((rel, unit, Entry::File(e.into_path())));
+                    }
+                    Err(err) => {
+                        let (p, msg) = describe_walk_error(&err);
+                        let rel = p.map(|p| rel_path(root, &p)).unwrap_or_default();
+                        let rel = if rel.is_empty() { ".".to_string() } else { rel };
+                        let unit = WorkUnit {
+                            id: rel.clone(),
+                            size: None,
+                            version: None,
+                        };
+                        found.lock().unwrap().push((rel, unit, Entry::Error(msg)));
+                    }
+                }
+                ignore::WalkState::Continue
+            })
+        });
+        let mut found = found.into_inner().unwrap();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.dedup_by(|a, b| a.0 == b.0);
+        let mut entries = self.entries.write().unwrap();
+        let mut units = Vec::with_capacity(found.len());
+        for (id, unit, entry) in found {
+            entries.insert(id, entry);
+            units.push(unit);
+        }
+        Ok(units)
+    }
+}
+
+fn rel_path(root: &Path, p: &Path) -> String {
+    let rel = p.strip_prefix(root).unwrap_or(p);
+    let s = rel.to_string_lossy();
+    if std::path::MAIN_SEPARATOR == '/' {
+        s.into_owned()
+    } else {
+        s.replace(std::path::MAIN_SEPARATOR, "/")
+    }
+}
+
+/// Path and cause of a walk error, without the `ignore` crate's wrapping.
+fn describe_walk_error(e: &ignore::Error) -> (Option<PathBuf>, String) {
+    match e {
+        ignore::Error::WithPath { path, err } => {
+            let (p, m) = describe_walk_error(err);
+            (p.or_else(|| Some(path.clone())), m)
+        }
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            describe_walk_error(err)
+        }
+        ignore::Error::Loop { child, .. } => (
+            Some(child.clone()),
+            "symbolic link loop: it points to one of its ancestor directories".into(),
+        ),
+        ignore::Error::Io(io) => {
+            let msg = if io.raw_os_error() == Some(libc::ELOOP) {
+                "symbolic link loop: too many levels of symbolic links".to_string()
+            } else {
+                format!("cannot read: {io}")
+            };
+            (None, msg)
+        }
+        other => (None, other.to_string()),
+    }
+}
+
+impl Source for FileSource {
+    fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn units(&self) -> Result<Vec<WorkUnit>, UnitError> {
+        if self.is_dir {
+            return self.walk();
+        }
+        let md = std::fs::metadata(&self.root)
+            .map_err(|e| UnitError::new(&self.target, format!("cannot read: {e}")))?;
+        let id = self.root.to_string_lossy().into_owned();
+        self.entries
+            .write()
+            .unwrap()
+            .insert(id.clone(), Entry::File(self.root.clone()));
+        Ok(vec![WorkUnit {
+            id,
+            size: Some(md.len()),
+            version: Some(version(&md)),
+        }])
+    }
+
+    fn scan_unit(
+        &self,
+        unit: &WorkUnit,
+        engine: &Engine,
+        opts: &ScanOptions,
+        emit: &mut dyn FnMut(Finding),
+    ) -> Result<UnitStats, UnitError> {
+        let fs_path = match self.entries.read().unwrap().get(&unit.id) {
+            Some(Entry::Error(msg)) => return Err(UnitError::new(unit.id.clone(), msg.clone())),
+            Some(Entry::File(p)) => p.clone(),
+            None if self.is_dir => self.root.join(&unit.id),
+            None => self.root.clone(),
+        };
+        let ctx = UnitCtx {
+            engine,
+            target: &self.target,
+            path: &unit.id,
+            opts,
+            cfg: &self.cfg,
+        };
+        let r = scan_path(&ctx, &fs_path, emit);
+        if let Err(e) = &r {
+            tracing::debug!(unit = %unit.id, error = %e, "unit failed");
+        }
+        Ok(r?)
+    }
+}
