@@ -45,13 +45,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let demo = match &args.demo {
-        Some(dir) => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("start the async runtime")?;
-            Some(rt.block_on(daemon::demo::generate(dir))?)
-        }
+        Some(dir) => Some(daemon::demo::generate(dir)?),
         None => None,
     };
     let path = match &demo {
@@ -95,8 +89,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         startup_scan: None,
         startup_plan_by: None,
     };
-    if let Some(d) = &demo {
-        opts.startup_scan = Some((vec![d.data.display().to_string()], "demo-operator".into()));
+    if demo.is_some() {
+        // No targets: every dataset's source — the SQLite database and the data
+        // directory, where the undeclared export sits.
+        opts.startup_scan = Some((vec![], "demo-operator".into()));
         opts.startup_plan_by = Some("demo-operator".into());
     }
     rt.block_on(async move {

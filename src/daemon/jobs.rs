@@ -344,6 +344,7 @@ fn scan_blocking(d: &Arc<Daemon>, run_id: i64, targets: &[String]) -> Result<Sca
         sample_rows: 0,
         rows: false,
     };
+    let named_dbs: Vec<PathBuf> = targets.iter().filter_map(|t| sqlite_path(t)).map(canon).collect();
     for target in targets {
         if *d.shutdown.borrow() {
             tally.interrupted = true;
@@ -387,7 +388,7 @@ fn scan_blocking(d: &Arc<Daemon>, run_id: i64, targets: &[String]) -> Result<Sca
                         } else {
                             root.clone()
                         };
-                        if is_sqlite_file(&fs_path) {
+                        if is_sqlite_file(&fs_path) && !named_dbs.contains(&canon(fs_path.clone())) {
                             let url = format!("sqlite://{}", fs_path.display());
                             scan_sqlite(d, &rt, run_id, &url, &fs_path, &mut tally);
                         }
