@@ -11,6 +11,7 @@ pub mod audit;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod corpus;
 pub mod daemon;
 pub mod demo;
 pub mod detect;

@@ -2,7 +2,14 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod corpus;
+pub mod detectors;
 pub mod scan;
+pub mod audit;
+pub mod config;
+pub mod findings;
+pub mod inventory;
+pub mod report;
 pub mod serve;
 
 /// childguard — find children's personal information, check it against your
@@ -18,6 +25,21 @@ pub struct Cli {
 pub enum Command {
     /// Scan files, directories, databases or object stores for children's PI.
     Scan(scan::ScanArgs),
+    /// Check or list the detector rule packs.
+    Detectors(detectors::DetectorsArgs),
+    /// Write the labelled synthetic corpus (for tests, benchmarks and demos).
+    #[command(hide = true)]
+    Corpus(corpus::CorpusArgs),
+    /// Check a config file: every error at once, with file:line:col and key path.
+    Config(config::ConfigArgs),
+    /// Validate the purpose inventory and list its gaps.
+    Inventory(inventory::InventoryArgs),
+    /// List, export (Parquet/CSV/JSONL) and triage stored findings.
+    Findings(findings::FindingsArgs),
+    /// The self-inspection report (MIIT Order No. 24 Art. 16): HTML, Markdown or JSON.
+    Report(report::ReportArgs),
+    /// Verify or export the hash-chained audit log.
+    Audit(audit::AuditArgs),
     /// Run the daemon: schedules, HTTP API, dashboard and metrics.
     Serve(serve::ServeArgs),
 }
@@ -43,6 +65,13 @@ pub fn main() -> i32 {
     init_logging();
     let r: anyhow::Result<i32> = match cli.command {
         Command::Scan(args) => scan::run(args),
+        Command::Detectors(a) => detectors::run(a),
+        Command::Corpus(a) => corpus::run(a),
+        Command::Config(a) => config::run(a),
+        Command::Inventory(a) => inventory::run(a),
+        Command::Findings(a) => findings::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Audit(a) => audit::run(a),
         Command::Serve(a) => serve::run(a),
     };
     match r {

@@ -261,6 +261,107 @@ impl<'de> Deserialize<'de> for AnonOp {
     }
 }
 
+impl Dataset {
+    /// True when the dataset is declared to hold children's PI, or declares a
+    /// category that only exists for children (`vulnerable_child`).
+    pub fn holds_child_data(&self) -> bool {
+        self.child_data || self.categories.values().flatten().any(|c| *c == Category::VulnerableChild)
+    }
+
+    /// Declared categories for a column or field (its own list plus `"*"`).
+    pub fn declared_for(&self, column: Option<&str>) -> impl Iterator<Item = Category> + '_ {
+        let own = column.and_then(|c| self.categories.get(c).or_else(|| self.categories.iter().find(|(k, _)| k.eq_ignore_ascii_case(c)).map(|(_, v)| v)));
+        own.into_iter().chain(self.categories.get("*")).flatten().copied()
+    }
+
+    /// True when `column` is declared stored encrypted (Art. 13).
+    pub fn is_encrypted(&self, column: &str) -> bool {
+        self.encrypted.iter().any(|c| c.eq_ignore_ascii_case(column))
+    }
+}
+
+/// One problem or gap in the inventory; `key` is the config key path
+/// (`datasets[2].retention`), `index` the dataset's position in the slice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryIssue {
+    pub index: usize,
+    pub dataset: String,
+    pub key: String,
+    pub level: crate::config::Level,
+    pub message: String,
+}
+
+/// Compile one `match` pattern: `schema.table` globs, path globs, and key
+/// prefixes (a pattern ending in `/` matches everything below it).
+pub fn compile_match(pattern: &str) -> Result<globset::GlobMatcher, globset::Error> {
+    let p = if pattern.ends_with('/') { format!("{pattern}**") } else { pattern.to_string() };
+    Ok(globset::GlobBuilder::new(&p).literal_separator(false).build()?.compile_matcher())
+}
+
+/// Validate the inventory: errors (duplicate names, bad globs, anonymize
+/// without operators) and gaps (datasets with children's PI but no owner —
+/// Art. 8 —, no retention — Art. 12 —, or no subject key — Art. 20).
+pub fn validate(datasets: &[Dataset]) -> Vec<InventoryIssue> {
+    use crate::config::Level;
+    let mut out = Vec::new();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, d) in datasets.iter().enumerate() {
+        let mut push = |level, key: &str, message: String| {
+            out.push(InventoryIssue {
+                index: i,
+                dataset: d.name.clone(),
+                key: if key.is_empty() { format!("datasets[{i}]") } else { format!("datasets[{i}].{key}") },
+                level,
+                message,
+            })
+        };
+        if d.name.trim().is_empty() {
+            push(Level::Error, "name", "dataset name is empty".into());
+        } else if let Some(first) = seen.insert(d.name.as_str(), i) {
+            push(Level::Error, "name", format!("duplicate dataset name `{}` (first declared as datasets[{first}])", d.name));
+        }
+        if d.source.trim().is_empty() {
+            push(Level::Error, "source", "source is empty".into());
+        }
+        for (j, m) in d.matches.iter().enumerate() {
+            if let Err(e) = compile_match(m) {
+                push(Level::Error, &format!("match[{j}]"), format!("bad glob `{m}`: {}", e.kind()));
+            }
+        }
+        if d.disposal == Disposal::Anonymize && d.anonymize.is_empty() {
+            push(Level::Error, "disposal", "disposal = \"anonymize\" but no column has an operator".into());
+        }
+        if d.disposal == Disposal::Delete && !d.anonymize.is_empty() {
+            push(Level::Warning, "anonymize", "operators are ignored: disposal is \"delete\"".into());
+        }
+        for col in &d.encrypted {
+            if !d.categories.is_empty() && !d.categories.contains_key(col) && !d.categories.contains_key("*") {
+                push(Level::Warning, "encrypted", format!("encrypted column `{col}` has no declared categories"));
+            }
+        }
+        if let Some(Retention { clock: Clock::Column(c), .. }) = &d.retention {
+            if c.is_empty() {
+                push(Level::Error, "retention", "retention clock column is empty".into());
+            }
+        }
+        if d.holds_child_data() {
+            if d.owner.as_deref().is_none_or(|o| o.trim().is_empty()) {
+                push(Level::Warning, "owner", "gap: holds children's PI but names no owner (CAC Order No. 4 Art. 8)".into());
+            }
+            if d.retention.is_none() {
+                push(Level::Warning, "retention", "gap: holds children's PI but declares no retention period (CAC Order No. 4 Art. 10(2), 12)".into());
+            }
+            if d.subject_key.is_none() && d.retention.as_ref().is_none_or(|r| r.clock != Clock::ObjectAge) {
+                push(Level::Warning, "subject_key", "gap: holds children's PI but has no subject_key for erasure (CAC Order No. 4 Art. 20)".into());
+            }
+            if d.purpose.is_none() {
+                push(Level::Warning, "purpose", "gap: holds children's PI but states no purpose (CAC Order No. 4 Art. 7, 14)".into());
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,7 +28,10 @@ pub struct Demo {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> DemoError + '_ {
-    move |e| DemoError::Write { path: path.into(), message: e.to_string() }
+    move |e| DemoError::Write {
+        path: path.into(),
+        message: e.to_string(),
+    }
 }
 
 /// Generate the estate under `dir`, or reuse it when already generated.
@@ -43,10 +46,18 @@ pub fn generate(dir: &Path) -> Result<Demo, DemoError> {
             .lines()
             .filter_map(|l| {
                 let mut p = l.split_whitespace();
-                Some((p.next()?.to_string(), p.next()?.to_string(), p.next()?.to_string()))
+                Some((
+                    p.next()?.to_string(),
+                    p.next()?.to_string(),
+                    p.next()?.to_string(),
+                ))
             })
             .collect();
-        return Ok(Demo { config, data, tokens });
+        return Ok(Demo {
+            config,
+            data,
+            tokens,
+        });
     }
     let config = crate::demo::generate(dir, chrono::Utc::now().date_naive())?;
     let mut tokens = Vec::new();
@@ -57,7 +68,11 @@ pub fn generate(dir: &Path) -> Result<Demo, DemoError> {
         ("demo-viewer", "viewer"),
     ] {
         let t: [u8; 16] = rand::random();
-        tokens.push((name.to_string(), format!("cg-{}", hex::encode(t)), role.to_string()));
+        tokens.push((
+            name.to_string(),
+            format!("cg-{}", hex::encode(t)),
+            role.to_string(),
+        ));
     }
     let mut cfg = std::fs::read_to_string(&config).map_err(io(&config))?;
     cfg.push_str(
@@ -100,5 +115,9 @@ sweep_batch_pause_ms = 100
         std::fs::set_permissions(&tokens_file, std::fs::Permissions::from_mode(0o600))
             .map_err(io(&tokens_file))?;
     }
-    Ok(Demo { config, data, tokens })
+    Ok(Demo {
+        config,
+        data,
+        tokens,
+    })
 }

@@ -85,20 +85,17 @@ async fn sqlite_tables(c: &mut SqliteConnection) -> Result<Vec<String>, sqlx::Er
 /// (`name` → `url`) when it names one, else the source string itself (a path
 /// or URL).
 pub fn source_location(cfg: &Config, source: &str) -> String {
-    cfg.rest
-        .get("sources")
-        .and_then(|v| v.as_array())
-        .and_then(|a| {
-            a.iter()
-                .find(|t| t.get("name").and_then(|n| n.as_str()) == Some(source))
-        })
-        .and_then(|t| {
-            t.get("url")
-                .or_else(|| t.get("path"))
-                .and_then(|u| u.as_str())
-        })
-        .map(|u| u.strip_prefix("file://").unwrap_or(u).to_string())
-        .unwrap_or_else(|| source.to_string())
+    let url = cfg
+        .sources
+        .iter()
+        .find(|s| s.name == source)
+        .map(|s| s.url.clone())
+        .or_else(|| cfg.source_targets().get(source).cloned())
+        .unwrap_or_else(|| source.to_string());
+    match url.strip_prefix("file://") {
+        Some(p) => p.strip_prefix("localhost").unwrap_or(p).to_string(),
+        None => url,
+    }
 }
 
 fn canon(p: PathBuf) -> PathBuf {
@@ -344,7 +341,11 @@ fn scan_blocking(d: &Arc<Daemon>, run_id: i64, targets: &[String]) -> Result<Sca
         sample_rows: 0,
         rows: false,
     };
-    let named_dbs: Vec<PathBuf> = targets.iter().filter_map(|t| sqlite_path(t)).map(canon).collect();
+    let named_dbs: Vec<PathBuf> = targets
+        .iter()
+        .filter_map(|t| sqlite_path(t))
+        .map(canon)
+        .collect();
     for target in targets {
         if *d.shutdown.borrow() {
             tally.interrupted = true;
@@ -388,7 +389,8 @@ fn scan_blocking(d: &Arc<Daemon>, run_id: i64, targets: &[String]) -> Result<Sca
                         } else {
                             root.clone()
                         };
-                        if is_sqlite_file(&fs_path) && !named_dbs.contains(&canon(fs_path.clone())) {
+                        if is_sqlite_file(&fs_path) && !named_dbs.contains(&canon(fs_path.clone()))
+                        {
                             let url = format!("sqlite://{}", fs_path.display());
                             scan_sqlite(d, &rt, run_id, &url, &fs_path, &mut tally);
                         }

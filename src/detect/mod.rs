@@ -5,13 +5,34 @@
 //!
 //! Callers (the text and table searchers in [`crate::scan`]) see only
 //! [`Engine`], [`Hit`], [`ColumnCtx`] and [`AgeEvidence`].
+//!
+//! How a chunk is scanned (no per-rule re-scan of the text):
+//! 1. one aho-corasick pass (DFA, leftmost-longest, ASCII case-insensitive)
+//!    over every keyword, context word and trigger literal of every rule;
+//! 2. one hand-written pass over ASCII alphanumeric runs: digit runs (and
+//!    their spaced/hyphenated printed forms) become ID, mobile, landline,
+//!    bank card, date and age candidates; letter+digit runs become passport,
+//!    permit and student-register candidates; anything inside a longer
+//!    alphanumeric run is never a match;
+//! 3. the triggers of pass 1 (school suffixes, 岁, grades, 号, keywords,
+//!    guardian and name context words) are expanded in place;
+//! 4. `@` found with memchr gives e-mail candidates.
+//!
+//! Validators (MOD 11-2, region table, dates not after `as_of`, Luhn, number
+//! segments) run on candidates only; context words are looked up in the
+//! sorted match list of pass 1 within a window that never crosses a newline.
 
 use crate::finding::{Category, Sensitivity};
-use crate::fingerprint::{mask_keep, Fingerprinter};
+use crate::fingerprint::{mask_all_but_first, mask_keep, Fingerprinter};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use chrono::{Datelike, NaiveDate};
+use regex::{Regex, RegexSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub mod pack;
+mod scanner;
 pub mod validate;
 
 /// Errors building the engine from rule packs.
@@ -36,7 +57,11 @@ pub struct EngineOptions {
 
 impl EngineOptions {
     pub fn new(as_of: NaiveDate) -> Self {
-        EngineOptions { as_of, child_age: 14, detectors_dir: None }
+        EngineOptions {
+            as_of,
+            child_age: 14,
+            detectors_dir: None,
+        }
     }
 }
 
@@ -78,15 +103,346 @@ pub struct ColumnCtx {
     pub hints: Vec<Category>,
 }
 
-/// The compiled rule set.
+/// The named built-in scanners a rule can use (`scanner = "..."` in a pack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scanner {
+    ResidentId,
+    StudentId,
+    Passport,
+    HkMacauPermit,
+    TwPermit,
+    Mobile,
+    Landline,
+    Email,
+    BankCard,
+    BirthDate,
+    Age,
+    PersonName,
+    Guardian,
+    Address,
+    SchoolName,
+    GradeClass,
+    Keywords,
+    Regex,
+}
+
+impl Scanner {
+    /// Every built-in scanner with its pack name.
+    pub const ALL: [(&'static str, Scanner); 17] = [
+        ("resident_id", Scanner::ResidentId),
+        ("student_id", Scanner::StudentId),
+        ("passport", Scanner::Passport),
+        ("hk_macau_permit", Scanner::HkMacauPermit),
+        ("tw_permit", Scanner::TwPermit),
+        ("mobile", Scanner::Mobile),
+        ("landline", Scanner::Landline),
+        ("email", Scanner::Email),
+        ("bank_card", Scanner::BankCard),
+        ("birth_date", Scanner::BirthDate),
+        ("age", Scanner::Age),
+        ("person_name", Scanner::PersonName),
+        ("guardian", Scanner::Guardian),
+        ("address", Scanner::Address),
+        ("school_name", Scanner::SchoolName),
+        ("grade_class", Scanner::GradeClass),
+        ("keywords", Scanner::Keywords),
+    ];
+
+    fn from_name(s: &str) -> Option<Scanner> {
+        Scanner::ALL.iter().find(|(n, _)| *n == s).map(|(_, k)| *k)
+    }
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: Arc<str>,
+    pub name: String,
+    pub category: Category,
+    pub sensitivity: Sensitivity,
+    pub scanner: Scanner,
+    /// Base confidence without context.
+    pub confidence: f64,
+    pub required_context: bool,
+    /// Pack file the rule came from.
+    pub source: String,
+    pub spec: pack::RuleSpec,
+    regex: Option<Regex>,
+}
+
+/// What an aho-corasick pattern means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Context word of a rule.
+    Ctx(u16),
+    /// Negative context word of a rule.
+    Neg(u16),
+    /// A keyword finding (`keywords` scanner); `child` when it shows a child.
+    Kw(u16, bool),
+    /// Guardian keyword.
+    Guard(u16),
+    /// Built-in trigger literal.
+    Trig(Trig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trig {
+    School,
+    NotSchool,
+    Sui,
+    Grade,
+    Hao,
+}
+
+const SCHOOL_SUFFIXES: [&str; 19] = [
+    "幼儿园",
+    "小学",
+    "中学",
+    "初级中学",
+    "高级中学",
+    "实验学校",
+    "外国语学校",
+    "九年一贯制学校",
+    "特殊教育学校",
+    "完全中学",
+    "双语学校",
+    "寄宿制学校",
+    "附属小学",
+    "附属中学",
+    "培智学校",
+    "聋哑学校",
+    "附中",
+    "附小",
+    "托儿所",
+];
+const NOT_SCHOOL: [&str; 4] = ["小学生", "中学生", "幼儿园里", "小学校"];
+const GRADE_TRIGGERS: [&str; 8] = [
+    "年级",
+    "初一",
+    "初二",
+    "初三",
+    "高一",
+    "高二",
+    "高三",
+    "学前班",
+];
+
+/// The compiled rule set. Shared read-only across threads.
 pub struct Engine {
     opts: EngineOptions,
     fp: Fingerprinter,
+    rules: Vec<Rule>,
+    /// First rule of each built-in scanner, indexed by `Scanner as usize`.
+    scanner_rule: [Option<u16>; 18],
+    ac: AhoCorasick,
+    /// Roles per pattern id.
+    roles: Vec<Vec<Role>>,
+    /// Whether the pattern is ASCII-alphabetic at its start/end (needs word boundaries).
+    ascii_word: Vec<bool>,
+    /// Whether the pattern has any context role (for "nearest context word").
+    is_context: Vec<bool>,
+    hint_set: RegexSet,
+    hint_cat: Vec<Category>,
+    regions: validate::Regions,
+    regex_rules: Vec<u16>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("rules", &self.rules.len())
+            .finish()
+    }
 }
 
 impl Engine {
     pub fn new(opts: EngineOptions, fp: Fingerprinter) -> Result<Self, DetectError> {
-        Ok(Engine { opts, fp })
+        let (packs, regions_text) = pack::load(opts.detectors_dir.as_deref())?;
+        let regions =
+            validate::Regions::parse(&regions_text).map_err(|message| DetectError::Pack {
+                path: "regions.tsv".into(),
+                message,
+            })?;
+        let mut rules: Vec<Rule> = Vec::new();
+        for p in &packs {
+            for spec in &p.file.rule {
+                if rules.iter().any(|r| &*r.id == spec.id.as_str()) {
+                    return Err(DetectError::Rule {
+                        rule: spec.id.clone(),
+                        message: "duplicate rule id".into(),
+                    });
+                }
+                let rerr = |message: String| DetectError::Rule {
+                    rule: spec.id.clone(),
+                    message,
+                };
+                let (scanner, regex) = match (&spec.scanner, &spec.regex) {
+                    (Some(s), None) => (
+                        Scanner::from_name(s).ok_or_else(|| {
+                            rerr(format!(
+                                "unknown scanner `{s}` (known: {})",
+                                Scanner::ALL
+                                    .iter()
+                                    .map(|x| x.0)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ))
+                        })?,
+                        None,
+                    ),
+                    (None, Some(re)) => (
+                        Scanner::Regex,
+                        Some(Regex::new(re).map_err(|e| rerr(format!("regex: {e}")))?),
+                    ),
+                    _ => {
+                        return Err(rerr(
+                            "exactly one of `scanner` or `regex` is required".into(),
+                        ))
+                    }
+                };
+                let confidence = spec.confidence.unwrap_or(0.8);
+                if !(0.0..=1.0).contains(&confidence) {
+                    return Err(rerr("confidence must be within 0..1".into()));
+                }
+                rules.push(Rule {
+                    id: Arc::from(spec.id.as_str()),
+                    name: spec.name.clone(),
+                    category: spec.category,
+                    sensitivity: spec.sensitivity,
+                    scanner,
+                    confidence,
+                    required_context: spec.required_context,
+                    source: p.source.clone(),
+                    spec: spec.clone(),
+                    regex,
+                });
+            }
+        }
+        if rules.len() > u16::MAX as usize {
+            return Err(DetectError::Pack {
+                path: "rule packs".into(),
+                message: "too many rules".into(),
+            });
+        }
+        let mut scanner_rule: [Option<u16>; 18] = [None; 18];
+        let mut regex_rules = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            scanner_rule[r.scanner as usize].get_or_insert(i as u16);
+            if r.scanner == Scanner::Regex {
+                regex_rules.push(i as u16);
+            }
+        }
+
+        // Patterns of the one aho-corasick pass.
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut pats: Vec<String> = Vec::new();
+        let mut roles: Vec<Vec<Role>> = Vec::new();
+        let mut add = |p: &str, role: Role| {
+            let key = p.to_lowercase();
+            if key.is_empty() {
+                return;
+            }
+            let id = *index.entry(key.clone()).or_insert_with(|| {
+                pats.push(key.clone());
+                roles.push(Vec::new());
+                pats.len() - 1
+            });
+            if !roles[id].contains(&role) {
+                roles[id].push(role);
+            }
+        };
+        for (i, r) in rules.iter().enumerate() {
+            let i = i as u16;
+            for c in &r.spec.context {
+                add(c, Role::Ctx(i));
+            }
+            for c in &r.spec.negative_context {
+                add(c, Role::Neg(i));
+            }
+            match r.scanner {
+                Scanner::Keywords => {
+                    for k in &r.spec.keywords {
+                        let child = k.ends_with('!');
+                        add(k.trim_end_matches('!'), Role::Kw(i, child));
+                    }
+                }
+                Scanner::Guardian => {
+                    for k in &r.spec.keywords {
+                        add(k, Role::Guard(i));
+                    }
+                }
+                Scanner::SchoolName => {
+                    for s in SCHOOL_SUFFIXES {
+                        add(s, Role::Trig(Trig::School));
+                    }
+                    for s in NOT_SCHOOL {
+                        add(s, Role::Trig(Trig::NotSchool));
+                    }
+                }
+                Scanner::Age => {
+                    add("岁", Role::Trig(Trig::Sui));
+                    add("周岁", Role::Trig(Trig::Sui));
+                }
+                Scanner::GradeClass => {
+                    for s in GRADE_TRIGGERS {
+                        add(s, Role::Trig(Trig::Grade));
+                    }
+                }
+                Scanner::Address => add("号", Role::Trig(Trig::Hao)),
+                _ => {}
+            }
+        }
+        let ascii_word = pats
+            .iter()
+            .map(|p| {
+                let b = p.as_bytes();
+                b[0].is_ascii_alphabetic() || b[b.len() - 1].is_ascii_alphabetic()
+            })
+            .collect();
+        let is_context = roles
+            .iter()
+            .map(|rs| rs.iter().any(|r| matches!(r, Role::Ctx(_) | Role::Neg(_))))
+            .collect();
+        let ac = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .ascii_case_insensitive(true)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&pats)
+            .map_err(|e| DetectError::Pack {
+                path: "rule packs".into(),
+                message: format!("keyword automaton: {e}"),
+            })?;
+
+        let mut hint_pats = Vec::new();
+        let mut hint_cat = Vec::new();
+        for r in &rules {
+            for h in &r.spec.column_hints {
+                Regex::new(h).map_err(|e| DetectError::Rule {
+                    rule: r.id.to_string(),
+                    message: format!("column hint: {e}"),
+                })?;
+                hint_pats.push(h.clone());
+                hint_cat.push(r.category);
+            }
+        }
+        let hint_set = RegexSet::new(&hint_pats).map_err(|e| DetectError::Pack {
+            path: "rule packs".into(),
+            message: format!("column hints: {e}"),
+        })?;
+        Ok(Engine {
+            opts,
+            fp,
+            rules,
+            scanner_rule,
+            ac,
+            roles,
+            ascii_word,
+            is_context,
+            hint_set,
+            hint_cat,
+            regions,
+            regex_rules,
+        })
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -97,33 +453,76 @@ impl Engine {
         &self.fp
     }
 
+    /// The compiled rules, in pack order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Number of administrative division codes loaded.
+    pub fn region_count(&self) -> usize {
+        self.regions.len()
+    }
+
     /// Find every hit in free text (one or many lines). Appends to `out`.
     pub fn scan_text(&self, text: &str, out: &mut Vec<Hit>) {
-        self.scan_digits(text, None, out);
+        let base = out.len();
+        self.scan_impl(text, &[], out);
+        finish(out, base);
     }
 
     /// Find hits in one table cell or JSON value, using the column's hints.
     pub fn scan_value(&self, value: &str, column: &ColumnCtx, out: &mut Vec<Hit>) {
-        self.scan_digits(value, Some(column), out);
+        let base = out.len();
+        self.scan_impl(value, &column.hints, out);
+        if !column.hints.is_empty() {
+            self.scan_hinted_value(value, column, base, out);
+        }
+        finish(out, base);
     }
 
-    /// Hints from a column or field name.
+    /// Hints from a column or field name (a JSON key path uses its last
+    /// segment). Names are normalized: camelCase split with `_`, lowercase.
     pub fn column_ctx(&self, name: &str) -> ColumnCtx {
-        let lower = name.to_ascii_lowercase();
+        let norm = normalize_column(name);
         let mut hints = Vec::new();
-        if ["sfz", "idcard", "id_card", "zjhm", "id_no", "idno"].iter().any(|h| lower.contains(h)) {
-            hints.push(Category::CnResidentId);
+        // A key path under a guardian object (guardian.name, parent.phone) is the guardian's.
+        let lower = name.to_ascii_lowercase();
+        if name.contains('.') {
+            let parent = &lower[..lower.rfind('.').unwrap_or(0)];
+            if [
+                "guardian",
+                "parent",
+                "jhr",
+                "father",
+                "mother",
+                "监护人",
+                "家长",
+            ]
+            .iter()
+            .any(|k| parent.contains(k))
+            {
+                hints.push(Category::Guardian);
+            }
         }
-        if ["phone", "mobile", "lxdh", "sjh", "tel"].iter().any(|h| lower.contains(h)) {
-            hints.push(Category::CnMobile);
+        for i in self.hint_set.matches(&norm).iter() {
+            let c = self.hint_cat[i];
+            if !hints.contains(&c) {
+                hints.push(c);
+            }
         }
-        ColumnCtx { name: name.to_string(), hints }
+        ColumnCtx {
+            name: name.to_string(),
+            hints,
+        }
     }
 
     /// Child inference over the evidence of one line or row: a child signal
     /// wins (the data then holds a child's PI); else an adult signal gives
     /// `Some(false)`; else unknown.
-    pub fn infer_child<'a>(&self, evidence: impl IntoIterator<Item = &'a AgeEvidence>) -> Option<bool> {
+    pub fn infer_child<'a>(
+        &self,
+        evidence: impl IntoIterator<Item = &'a AgeEvidence>,
+    ) -> Option<bool> {
         let mut adult = false;
         for e in evidence {
             match self.is_child(e) {
@@ -138,60 +537,322 @@ impl Engine {
     /// Whether one piece of evidence shows a child at `as_of`.
     pub fn is_child(&self, e: &AgeEvidence) -> Option<bool> {
         match *e {
-            AgeEvidence::BirthDate(b) => Some(age_at(b, self.opts.as_of)? < self.opts.child_age as i32),
+            AgeEvidence::BirthDate(b) => {
+                Some(age_at(b, self.opts.as_of)? < self.opts.child_age as i32)
+            }
             AgeEvidence::Years(y) => Some(y < self.opts.child_age),
             AgeEvidence::ChildGrade | AgeEvidence::ChildMarker => Some(true),
         }
     }
 
-    fn scan_digits(&self, text: &str, _col: Option<&ColumnCtx>, out: &mut Vec<Hit>) {
-        let b = text.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            if !b[i].is_ascii_digit() {
-                i += 1;
+    fn rule_for(&self, s: Scanner) -> Option<u16> {
+        self.scanner_rule[s as usize]
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &self,
+        out: &mut Vec<Hit>,
+        rule: u16,
+        start: usize,
+        end: usize,
+        confidence: f64,
+        normalized: &str,
+        masked: String,
+        evidence: Option<AgeEvidence>,
+    ) {
+        let r = &self.rules[rule as usize];
+        out.push(Hit {
+            start,
+            end,
+            category: r.category,
+            rule: r.id.clone(),
+            sensitivity: r.sensitivity,
+            confidence: confidence.clamp(0.0, 1.0),
+            masked,
+            fingerprint: self.fp.fingerprint(normalized),
+            evidence,
+        });
+    }
+
+    /// Mask for a value of a category (never the raw value).
+    fn mask(&self, cat: Category, norm: &str) -> String {
+        match cat {
+            Category::CnResidentId => mask_keep(norm, 6, 4),
+            Category::CnMobile => mask_keep(norm, 3, 4),
+            Category::StudentId => mask_keep(norm, 7, 4),
+            Category::CnLandline => mask_keep(norm, 4, 2),
+            Category::BankCard => mask_keep(norm, 4, 4),
+            Category::CnPassport | Category::HkMacauPermit | Category::TwPermit => {
+                mask_keep(norm, 1, 2)
+            }
+            Category::BirthDate => {
+                // keep the year only
+                let mut s: String = norm.chars().take(4).collect();
+                s.push_str("-**-**");
+                s
+            }
+            Category::Age => norm
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_digit() || validate::is_cn_numeral(c) {
+                        '*'
+                    } else {
+                        c
+                    }
+                })
+                .collect(),
+            Category::Email => {
+                let (local, domain) = norm.split_once('@').unwrap_or((norm, ""));
+                let tld = domain.rsplit('.').next().unwrap_or("");
+                format!("{}***@***.{}", local.chars().next().unwrap_or('*'), tld)
+            }
+            _ => mask_all_but_first(norm),
+        }
+    }
+
+    /// A date at byte `p` of a hinted value (YYYY-MM-DD, YYYY/M/D, YYYY.MM.DD,
+    /// YYYY年M月D日, YYYYMMDD, optionally followed by a time).
+    fn scan_hinted_value(&self, value: &str, col: &ColumnCtx, base: usize, out: &mut Vec<Hit>) {
+        let v = value.trim();
+        if v.is_empty() {
+            return;
+        }
+        let off = value.len() - value.trim_start().len();
+        let norm_col = normalize_column(&col.name);
+        for &cat in &col.hints {
+            if out[base..].iter().any(|h| h.category == cat) {
                 continue;
             }
-            let s = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            let mut e = i;
-            if e - s == 17 && e < b.len() && (b[e] == b'X' || b[e] == b'x') {
-                e += 1;
-                i = e;
-            }
-            let run = &text[s..e];
-            if run.len() == 18 {
-                if let Some(birth) = validate::resident_id_18(run) {
-                    let norm = run.to_ascii_uppercase();
-                    out.push(Hit {
-                        start: s,
-                        end: e,
-                        category: Category::CnResidentId,
-                        rule: Arc::from("cn.resident_id"),
-                        sensitivity: Sensitivity::High,
-                        confidence: 0.98,
-                        masked: mask_keep(&norm, 6, 4),
-                        fingerprint: self.fp.fingerprint(&norm),
-                        evidence: Some(AgeEvidence::BirthDate(birth)),
-                    });
+            match cat {
+                Category::BirthDate => {
+                    let Some(rule) = self.rule_for(Scanner::BirthDate) else {
+                        continue;
+                    };
+                    if let Some((end, d)) = scanner::parse_date(v.as_bytes(), 0) {
+                        let rest = &v[end..];
+                        let time_ok = rest.is_empty()
+                            || rest.starts_with(' ')
+                                && rest[1..]
+                                    .bytes()
+                                    .all(|c| c.is_ascii_digit() || c == b':' || c == b'.')
+                            || rest.starts_with('T');
+                        if time_ok && d <= self.opts.as_of && d.year() >= 1900 {
+                            let norm = d.format("%Y-%m-%d").to_string();
+                            self.emit(
+                                out,
+                                rule,
+                                off,
+                                off + end,
+                                0.9,
+                                &norm,
+                                self.mask(cat, &norm),
+                                Some(AgeEvidence::BirthDate(d)),
+                            );
+                        }
+                    }
                 }
-            } else if run.len() == 11 && validate::mobile(run) {
-                out.push(Hit {
-                    start: s,
-                    end: e,
-                    category: Category::CnMobile,
-                    rule: Arc::from("cn.mobile"),
-                    sensitivity: Sensitivity::Medium,
-                    confidence: 0.9,
-                    masked: mask_keep(run, 3, 4),
-                    fingerprint: self.fp.fingerprint(run),
-                    evidence: None,
-                });
+                Category::Age => {
+                    let Some(rule) = self.rule_for(Scanner::Age) else {
+                        continue;
+                    };
+                    let num = v.trim_end_matches("周岁").trim_end_matches('岁').trim();
+                    let years = validate::parse_u32(num.as_bytes())
+                        .or_else(|| validate::chinese_numeral(num));
+                    if let Some(y) = years.filter(|y| *y <= 120) {
+                        let norm = format!("{y}");
+                        self.emit(
+                            out,
+                            rule,
+                            off,
+                            off + v.len(),
+                            0.9,
+                            &norm,
+                            self.mask(cat, v),
+                            Some(AgeEvidence::Years(y)),
+                        );
+                    }
+                }
+                Category::PersonName | Category::Guardian => {
+                    let scanner_kind = if cat == Category::PersonName {
+                        Scanner::PersonName
+                    } else {
+                        Scanner::Guardian
+                    };
+                    let Some(rule) = self.rule_for(scanner_kind) else {
+                        continue;
+                    };
+                    if scanner::is_name_value(v)
+                        && (scanner::starts_with_surname(v) || v.contains('·'))
+                    {
+                        let conf = 0.9;
+                        self.emit(
+                            out,
+                            rule,
+                            off,
+                            off + v.len(),
+                            conf,
+                            v,
+                            self.mask(cat, v),
+                            None,
+                        );
+                    }
+                }
+                Category::SchoolName => {
+                    let Some(rule) = self.rule_for(Scanner::SchoolName) else {
+                        continue;
+                    };
+                    let n = v.chars().count();
+                    if (4..=40).contains(&n)
+                        && v.chars().filter(|c| scanner::is_cjk(*c)).count() * 2 >= n
+                    {
+                        self.emit(
+                            out,
+                            rule,
+                            off,
+                            off + v.len(),
+                            0.75,
+                            v,
+                            self.mask(cat, v),
+                            None,
+                        );
+                    }
+                }
+                Category::GradeClass => {
+                    let Some(rule) = self.rule_for(Scanner::GradeClass) else {
+                        continue;
+                    };
+                    let grade_col = ["nj", "grade", "nianji"]
+                        .iter()
+                        .any(|k| norm_col.contains(k));
+                    if let Some(g) = validate::parse_u32(v.as_bytes()) {
+                        if (1..=12).contains(&g) {
+                            let ev = (grade_col && g <= 9).then_some(AgeEvidence::ChildGrade);
+                            self.emit(out, rule, off, off + v.len(), 0.7, v, self.mask(cat, v), ev);
+                        }
+                    } else if v.ends_with('班') && v.chars().count() <= 8 {
+                        self.emit(
+                            out,
+                            rule,
+                            off,
+                            off + v.len(),
+                            0.75,
+                            v,
+                            self.mask(cat, v),
+                            None,
+                        );
+                    }
+                }
+                Category::StudentId => {
+                    let Some(rule) = self.rule_for(Scanner::StudentId) else {
+                        continue;
+                    };
+                    if (6..=24).contains(&v.len())
+                        && v.bytes().all(|c| c.is_ascii_alphanumeric())
+                        && v.bytes().any(|c| c.is_ascii_digit())
+                    {
+                        let norm = v.to_ascii_uppercase();
+                        let ev = if norm.len() == 19 {
+                            validate::resident_id_18_bytes(&norm.as_bytes()[1..])
+                                .map(AgeEvidence::BirthDate)
+                        } else {
+                            None
+                        };
+                        self.emit(
+                            out,
+                            rule,
+                            off,
+                            off + v.len(),
+                            0.75,
+                            &norm,
+                            self.mask(cat, &norm),
+                            ev,
+                        );
+                    }
+                }
+                Category::Address => {
+                    let Some(rule) = self.rule_for(Scanner::Address) else {
+                        continue;
+                    };
+                    let n = v.chars().count();
+                    if n >= 6 && v.chars().any(|c| "省市区县镇乡村路街道巷号弄".contains(c))
+                    {
+                        self.emit(
+                            out,
+                            rule,
+                            off,
+                            off + v.len(),
+                            0.75,
+                            v,
+                            self.mask(cat, v),
+                            None,
+                        );
+                    }
+                }
+                Category::VulnerableChild => {
+                    let Some(rule) = self.rule_for(Scanner::Keywords) else {
+                        continue;
+                    };
+                    let truthy = matches!(
+                        v.to_ascii_lowercase().as_str(),
+                        "是" | "1" | "y" | "yes" | "true" | "t"
+                    );
+                    if truthy {
+                        let child_col = ["sfle", "sfgr", "lset", "knet", "orphan", "left_behind"]
+                            .iter()
+                            .any(|k| norm_col.contains(k));
+                        let norm = format!("{}={}", norm_col, v);
+                        self.emit(
+                            out,
+                            rule,
+                            off,
+                            off + v.len(),
+                            0.85,
+                            &norm,
+                            "*".into(),
+                            child_col.then_some(AgeEvidence::ChildMarker),
+                        );
+                    }
+                }
+                _ => {}
             }
         }
     }
+}
+
+/// Sort the hits appended since `base` and drop exact duplicates.
+fn finish(out: &mut Vec<Hit>, base: usize) {
+    if out.len() - base > 1 {
+        out[base..].sort_by(|a, b| (a.start, a.end, a.category).cmp(&(b.start, b.end, b.category)));
+        let mut tail: Vec<Hit> = out.drain(base..).collect();
+        tail.dedup_by(|a, b| a.start == b.start && a.end == b.end && a.category == b.category);
+        out.extend(tail);
+    }
+}
+
+/// Normalize a column/field name for hint matching: last segment of a key
+/// path, `[n]` indices removed, camelCase split with `_`, lowercase.
+pub fn normalize_column(name: &str) -> String {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    let last = last.split('[').next().unwrap_or(last);
+    let mut out = String::with_capacity(last.len() + 4);
+    let mut prev_lower = false;
+    for c in last.chars() {
+        if c.is_ascii_uppercase() {
+            if prev_lower {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+            prev_lower = false;
+        } else if c == '-' || c == ' ' {
+            out.push('_');
+            prev_lower = false;
+        } else {
+            out.push(c);
+            prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        }
+    }
+    out
 }
 
 /// Completed years between `birth` and `as_of`; None when born after `as_of`.
@@ -207,32 +868,60 @@ pub fn age_at(birth: NaiveDate, as_of: NaiveDate) -> Option<i32> {
     Some(years)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn engine() -> Engine {
-        Engine::new(
-            EngineOptions::new(NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()),
-            Fingerprinter::new(b"test"),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn finds_id_and_mobile() {
-        let mut out = Vec::new();
-        engine().scan_text("学生 110105201503071235 家长电话 13812345678", &mut out);
-        let cats: Vec<_> = out.iter().map(|h| h.category).collect();
-        assert_eq!(cats, vec![Category::CnResidentId, Category::CnMobile]);
-    }
-
-    #[test]
-    fn child_age_edge() {
-        let e = engine();
-        // Born exactly 14 years before as-of: not a child; one day later: child.
-        let b14 = NaiveDate::from_ymd_opt(2011, 6, 1).unwrap();
-        assert_eq!(e.is_child(&AgeEvidence::BirthDate(b14)), Some(false));
-        assert_eq!(e.is_child(&AgeEvidence::BirthDate(b14.succ_opt().unwrap())), Some(true));
-    }
+/// Result of checking the rule packs (`childguard detectors check`).
+#[derive(Debug, Default)]
+pub struct PackCheck {
+    /// Rules checked.
+    pub rules: usize,
+    /// Examples and negative examples checked.
+    pub examples: usize,
+    /// Problems found, one line each (never raw values other than the pack's own examples' rule ids).
+    pub problems: Vec<String>,
 }
+
+/// Verify every pack: unique ids, all rules compile together (building the
+/// engine), every example found by its rule, no negative example found.
+pub fn check_packs(opts: EngineOptions) -> Result<PackCheck, DetectError> {
+    let engine = Engine::new(opts, Fingerprinter::new(b"detectors-check"))?;
+    let mut res = PackCheck {
+        rules: engine.rules.len(),
+        ..Default::default()
+    };
+    let mut hits = Vec::new();
+    for r in &engine.rules {
+        if r.spec.examples.is_empty() {
+            res.problems
+                .push(format!("{} ({}): no examples", r.id, r.source));
+        }
+        for (i, ex) in r.spec.examples.iter().enumerate() {
+            res.examples += 1;
+            hits.clear();
+            engine.scan_text(ex, &mut hits);
+            if !hits.iter().any(|h| h.rule == r.id) {
+                res.problems.push(format!(
+                    "{} ({}): example #{} is not found",
+                    r.id,
+                    r.source,
+                    i + 1
+                ));
+            }
+        }
+        for (i, ex) in r.spec.negative_examples.iter().enumerate() {
+            res.examples += 1;
+            hits.clear();
+            engine.scan_text(ex, &mut hits);
+            if hits.iter().any(|h| h.rule == r.id) {
+                res.problems.push(format!(
+                    "{} ({}): negative example #{} is found",
+                    r.id,
+                    r.source,
+                    i + 1
+                ));
+            }
+        }
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests;

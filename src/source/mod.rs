@@ -5,6 +5,10 @@
 //! scan`) fans units out over rayon and collects findings, stats and
 //! per-unit errors. A failing unit never stops the others.
 
+pub mod db;
+pub mod incremental;
+pub mod objstore;
+
 use crate::detect::Engine;
 use crate::finding::Finding;
 

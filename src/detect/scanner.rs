@@ -1,0 +1,1807 @@
+//! The one-pass scanner behind [`Engine::scan_text`] and [`Engine::scan_value`].
+
+use super::validate::{self, chinese_numeral, is_cn_numeral, is_surname, COMPOUND_SURNAMES};
+use super::{AgeEvidence, Engine, Hit, Role, Scanner, Trig};
+use crate::finding::Category;
+use chrono::{Datelike, NaiveDate};
+
+/// Context window before a candidate (bytes; ~16 CJK characters), same line.
+const WIN_BEFORE: usize = 48;
+/// Context window after a candidate.
+const WIN_AFTER: usize = 18;
+
+/// One aho-corasick match.
+#[derive(Debug, Clone, Copy)]
+struct M {
+    start: u32,
+    end: u32,
+    pid: u32,
+}
+
+struct St<'a> {
+    text: &'a str,
+    b: &'a [u8],
+    ms: Vec<M>,
+    hints: &'a [Category],
+}
+
+#[inline]
+fn is_alnum(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+}
+
+/// CJK unified ideograph.
+pub(super) fn is_cjk(c: char) -> bool {
+    ('\u{4e00}'..='\u{9fff}').contains(&c) || ('\u{3400}'..='\u{4dbf}').contains(&c)
+}
+
+fn char_at(t: &str, p: usize) -> Option<char> {
+    t.get(p..).and_then(|s| s.chars().next())
+}
+
+fn char_before(t: &str, p: usize) -> Option<char> {
+    t.get(..p).and_then(|s| s.chars().next_back())
+}
+
+/// Characters that end a person name / cannot be a given-name character.
+const NAME_STOP: &str = "的了在是和与及同已今年岁男女性电手联出生住就读现等说于被有去来到从把对向也都还又才要会能将请您你我他她们这那个位名号班级校先老师父母爸妈已未无和或但";
+
+pub(super) fn starts_with_surname(v: &str) -> bool {
+    COMPOUND_SURNAMES.iter().any(|s| v.starts_with(s)) || v.chars().next().is_some_and(is_surname)
+}
+
+/// A whole value that looks like a Chinese name (2–4 CJK chars, or a
+/// minority name with a middle dot).
+pub(super) fn is_name_value(v: &str) -> bool {
+    let n = v.chars().count();
+    let cjk = v.chars().all(|c| is_cjk(c) || c == '·' || c == '•');
+    cjk && (2..=4).contains(&n) || cjk && v.contains('·') && (3..=12).contains(&n)
+}
+
+/// A keyword answered "no" (`是否留守儿童：否`, `孤儿=N`) or negated (`非孤儿`, `不是留守儿童`).
+fn negated(t: &str, s: usize, e: usize) -> bool {
+    let before = &t[..s];
+    if before.ends_with('非')
+        || before.ends_with("不是")
+        || before.ends_with("不属于")
+        || before.ends_with("无")
+    {
+        return true;
+    }
+    let rest = t[e..].trim_start_matches([' ', ':', '：', '=', '"', '\'', '\t']);
+    if rest.len() == t.len() - e {
+        return false;
+    }
+    [
+        "否", "no", "No", "NO", "false", "False", "0", "N", "n", "无",
+    ]
+    .iter()
+    .any(|w| {
+        rest.starts_with(w)
+            && !rest[w.len()..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+    })
+}
+
+/// Parse a date at `p`: YYYY-MM-DD, YYYY/M/D, YYYY.MM.DD, YYYY年M月D日,
+/// YYYYMMDD. Returns the end and the date.
+pub(super) fn parse_date(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
+    let digits = |mut i: usize, max: usize| {
+        let s = i;
+        while i < b.len() && i - s < max && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        (s, i)
+    };
+    let (ys, ye) = digits(p, 8);
+    let num = |s: usize, e: usize| validate::parse_u32(&b[s..e]);
+    if ye - ys == 8 {
+        if ye < b.len() && b[ye].is_ascii_digit() {
+            return None;
+        }
+        let d = NaiveDate::from_ymd_opt(
+            num(ys, ys + 4)? as i32,
+            num(ys + 4, ys + 6)?,
+            num(ys + 6, ys + 8)?,
+        )?;
+        return Some((ye, d));
+    }
+    if ye - ys != 4 {
+        return None;
+    }
+    let y = num(ys, ye)? as i32;
+    let rest = &b[ye..];
+    let (sep_len, cn) = if rest.starts_with("年".as_bytes()) {
+        (3, true)
+    } else if matches!(rest.first(), Some(b'-' | b'/' | b'.')) {
+        (1, false)
+    } else {
+        return None;
+    };
+    let (ms, me) = digits(ye + sep_len, 2);
+    if me == ms {
+        return None;
+    }
+    let m = num(ms, me)?;
+    let (ds, mut de);
+    let day_end;
+    if cn {
+        if !b[me..].starts_with("月".as_bytes()) {
+            return None;
+        }
+        (ds, de) = digits(me + 3, 2);
+        if de == ds {
+            return None;
+        }
+        day_end = de;
+        if b[de..].starts_with("日".as_bytes()) || b[de..].starts_with("号".as_bytes()) {
+            de += 3;
+        }
+    } else {
+        if me >= b.len() || b[me] != b[ye] {
+            return None;
+        }
+        (ds, de) = digits(me + 1, 2);
+        if de == ds || de < b.len() && b[de].is_ascii_digit() {
+            return None;
+        }
+        day_end = de;
+    }
+    let d = NaiveDate::from_ymd_opt(y, m, num(ds, day_end)?)?;
+    Some((de, d))
+}
+
+impl Engine {
+    pub(super) fn scan_impl(&self, text: &str, hints: &[Category], out: &mut Vec<Hit>) {
+        let b = text.as_bytes();
+        let mut st = St {
+            text,
+            b,
+            ms: Vec::new(),
+            hints,
+        };
+        // Pass 1: every keyword, context word and trigger literal.
+        for m in self.ac.find_iter(text) {
+            let pid = m.pattern().as_usize();
+            if self.ascii_word[pid] {
+                let s = m.start();
+                let e = m.end();
+                let start_ok = s == 0
+                    || !is_alnum(b[s - 1])
+                    || b[s].is_ascii_uppercase() && b[s - 1].is_ascii_lowercase();
+                let end_ok = e == b.len()
+                    || !b[e].is_ascii_alphabetic()
+                    || b[e].is_ascii_uppercase() && b[e - 1].is_ascii_lowercase();
+                if !(start_ok && end_ok) {
+                    continue;
+                }
+            }
+            st.ms.push(M {
+                start: m.start() as u32,
+                end: m.end() as u32,
+                pid: pid as u32,
+            });
+        }
+        let base = out.len();
+        // Pass 2: ASCII alphanumeric runs.
+        self.scan_tokens(&st, out);
+        let tokens_end = out.len();
+        // Pass 3: triggers.
+        for k in 0..st.ms.len() {
+            let m = st.ms[k];
+            for role in &self.roles[m.pid as usize] {
+                match *role {
+                    Role::Trig(Trig::School) => self.school(&st, m, out),
+                    Role::Trig(Trig::Sui) => self.age_sui(&st, m, out),
+                    Role::Trig(Trig::Grade) => self.grade(&st, m, out),
+                    Role::Trig(Trig::Hao) => self.address(&st, m, out),
+                    Role::Trig(Trig::NotSchool) => {}
+                    Role::Kw(rule, child) => {
+                        let (_, neg) = self.context(&st, rule, m.start as usize, m.end as usize);
+                        if !neg && !negated(text, m.start as usize, m.end as usize) {
+                            let kw = &text[m.start as usize..m.end as usize];
+                            let conf = self.rules[rule as usize].confidence;
+                            self.emit(
+                                out,
+                                rule,
+                                m.start as usize,
+                                m.end as usize,
+                                conf,
+                                kw,
+                                self.mask(Category::VulnerableChild, kw),
+                                child.then_some(AgeEvidence::ChildMarker),
+                            );
+                        }
+                    }
+                    Role::Guard(rule) => self.guardian(&st, m, rule, base, tokens_end, out),
+                    Role::Ctx(rule) => match self.rules[rule as usize].scanner {
+                        Scanner::PersonName => self.name_after(&st, m, rule, out),
+                        Scanner::Address => self.address_after(&st, m, rule, base, out),
+                        Scanner::Age => self.age_word(&st, m, rule, out),
+                        _ => {}
+                    },
+                    Role::Neg(_) => {}
+                }
+            }
+        }
+        // Pass 4: e-mail.
+        if self.rule_for(Scanner::Email).is_some() {
+            for at in memchr::memchr_iter(b'@', b) {
+                self.email(&st, at, out);
+            }
+        }
+        for &ri in &self.regex_rules {
+            let r = &self.rules[ri as usize];
+            if let Some(re) = &r.regex {
+                for m in re.find_iter(text) {
+                    let (pos, neg) = self.context(&st, ri, m.start(), m.end());
+                    if neg || r.required_context && !pos {
+                        continue;
+                    }
+                    let conf = r.confidence + if pos { 0.1 } else { 0.0 };
+                    self.emit(
+                        out,
+                        ri,
+                        m.start(),
+                        m.end(),
+                        conf,
+                        m.as_str(),
+                        self.mask(r.category, m.as_str()),
+                        None,
+                    );
+                }
+            }
+        }
+    }
+
+    /// (positive context, negative context) for a candidate at `start..end`:
+    /// positive when a context word of the rule is within the window (same
+    /// line) or the column is hinted; negative when the nearest context word
+    /// before the candidate is a negative word of the rule.
+    fn context(&self, st: &St<'_>, rule: u16, start: usize, end: usize) -> (bool, bool) {
+        let cat = self.rules[rule as usize].category;
+        let mut pos = st.hints.contains(&cat);
+        let b = st.b;
+        let lo = start.saturating_sub(WIN_BEFORE);
+        let line_start = memchr::memrchr(b'\n', &b[lo..start]).map_or(lo, |p| lo + p + 1);
+        let hi = (end + WIN_AFTER).min(b.len());
+        let line_end = memchr::memchr(b'\n', &b[end..hi]).map_or(hi, |p| end + p);
+        let i0 = st.ms.partition_point(|m| (m.start as usize) < line_start);
+        let mut nearest: Option<u32> = None;
+        for m in &st.ms[i0..] {
+            let (ms, me) = (m.start as usize, m.end as usize);
+            if ms >= line_end {
+                break;
+            }
+            let roles = &self.roles[m.pid as usize];
+            if me <= start {
+                if self.is_context[m.pid as usize] {
+                    nearest = Some(m.pid);
+                }
+                if roles.contains(&Role::Ctx(rule)) {
+                    pos = true;
+                }
+            } else if ms >= end && roles.contains(&Role::Ctx(rule)) {
+                pos = true;
+            }
+        }
+        let neg = nearest.is_some_and(|p| self.roles[p as usize].contains(&Role::Neg(rule)));
+        (pos, neg)
+    }
+
+    /// A birth-date context word close before `s` (at most 24 bytes, no digits
+    /// in between, same line), or a hinted column. Other dates on the line
+    /// (created, updated, timestamps) are not birth dates.
+    fn birth_context(&self, st: &St<'_>, rule: u16, s: usize) -> bool {
+        if st.hints.contains(&Category::BirthDate) {
+            return true;
+        }
+        let lo = s.saturating_sub(24);
+        let i0 = st.ms.partition_point(|m| (m.end as usize) < lo);
+        st.ms[i0..]
+            .iter()
+            .take_while(|m| (m.end as usize) <= s)
+            .any(|m| {
+                self.roles[m.pid as usize].contains(&Role::Ctx(rule))
+                    && !st.b[m.end as usize..s]
+                        .iter()
+                        .any(|c| c.is_ascii_digit() || *c == b'\n')
+            })
+    }
+
+    /// Whether a context word of `rule` ends at `p` after skipping separators backwards.
+    fn ctx_adjacent_before(&self, st: &St<'_>, rule: u16, p: usize) -> bool {
+        let t = st.text;
+        let mut q = p;
+        let mut steps = 0;
+        while let Some(c) = char_before(t, q) {
+            if steps < 4
+                && matches!(
+                    c,
+                    ' ' | '\t' | ':' | '：' | '=' | '"' | '\'' | '是' | '为' | '，' | ','
+                )
+            {
+                q -= c.len_utf8();
+                steps += 1;
+            } else {
+                break;
+            }
+        }
+        let i = st.ms.partition_point(|m| (m.end as usize) < q);
+        st.ms.get(i).is_some_and(|m| {
+            m.end as usize == q && self.roles[m.pid as usize].contains(&Role::Ctx(rule))
+        })
+    }
+
+    /// Pass 2: ASCII alphanumeric runs.
+    fn scan_tokens(&self, st: &St<'_>, out: &mut Vec<Hit>) {
+        let b = st.b;
+        let n = b.len();
+        let mut i = 0;
+        while i < n {
+            if !is_alnum(b[i]) {
+                i += 1;
+                continue;
+            }
+            let s = i;
+            while i < n && is_alnum(b[i]) {
+                i += 1;
+            }
+            let tok = &b[s..i];
+            let first = tok[0];
+            if first.is_ascii_digit() {
+                let digits_end = tok
+                    .iter()
+                    .position(|c| !c.is_ascii_digit())
+                    .map_or(i, |p| s + p);
+                if digits_end == i
+                    || (i - s == 18 && digits_end == s + 17 && (b[s + 17] | 0x20) == b'x')
+                {
+                    i = self.digit_run(st, s, i, out);
+                }
+            } else if first.is_ascii_uppercase() && tok.len() >= 9 {
+                self.letter_token(st, s, i, out);
+            }
+        }
+    }
+
+    /// A run of digits at `s..e` (possibly 17 digits + X), followed by more
+    /// groups joined by single spaces or hyphens. Returns where scanning resumes.
+    fn digit_run(&self, st: &St<'_>, s: usize, e: usize, out: &mut Vec<Hit>) -> usize {
+        let b = st.b;
+        let n = b.len();
+        // A date (YYYY-MM-DD, YYYY年M月D日, ...) first: timestamps are never IDs.
+        if e - s == 4 && e < n && matches!(b[e], b'-' | b'/' | b'.' | 0xE5) {
+            if let Some((de, d)) = parse_date(b, s) {
+                if de >= n || !b[de].is_ascii_digit() {
+                    self.birth_date(st, s, de, d, out);
+                    return de;
+                }
+            }
+        }
+        // (010)62345678
+        if (3..=4).contains(&(e - s))
+            && s > 0
+            && b[s - 1] == b'('
+            && e + 1 < n
+            && b[e] == b')'
+            && b[s] == b'0'
+        {
+            let ls = e + 1;
+            let mut le = ls;
+            while le < n && b[le].is_ascii_digit() {
+                le += 1;
+            }
+            if (le >= n || !is_alnum(b[le])) && validate::landline(&b[s..e], &b[ls..le]) {
+                if let Some(rule) = self.rule_for(Scanner::Landline) {
+                    let (pos, neg) = self.context(st, rule, s - 1, le);
+                    if !neg {
+                        let mut norm = String::from_utf8_lossy(&b[s..e]).into_owned();
+                        norm.push_str(&String::from_utf8_lossy(&b[ls..le]));
+                        let conf =
+                            self.rules[rule as usize].confidence + if pos { 0.2 } else { 0.1 };
+                        self.emit(
+                            out,
+                            rule,
+                            s - 1,
+                            le,
+                            conf,
+                            &norm,
+                            self.mask(Category::CnLandline, &norm),
+                            None,
+                        );
+                        return le;
+                    }
+                }
+            }
+        }
+        // Decimal fractions and version numbers are not identifiers.
+        if s >= 2 && b[s - 1] == b'.' && b[s - 2].is_ascii_digit() {
+            return e;
+        }
+        let mut groups: [(usize, usize); 6] = [(0, 0); 6];
+        let mut ng = 1;
+        groups[0] = (s, e);
+        let mut j = e;
+        while ng < 6 && j + 1 < n && (b[j] == b' ' || b[j] == b'-') && b[j + 1].is_ascii_digit() {
+            let gs = j + 1;
+            let mut ge = gs;
+            while ge < n && b[ge].is_ascii_digit() {
+                ge += 1;
+            }
+            if ge < n && (b[ge] | 0x20) == b'x' && (ge + 1 >= n || !is_alnum(b[ge + 1])) {
+                ge += 1;
+            } else if ge < n && is_alnum(b[ge]) {
+                break;
+            }
+            groups[ng] = (gs, ge);
+            ng += 1;
+            j = ge;
+        }
+        if e < n && b[e] == b'.' && e + 1 < n && b[e + 1].is_ascii_digit() {
+            ng = 1; // 123.45: a decimal, try no joined forms
+            if e - s <= 3 {
+                return e;
+            }
+        }
+        let mut g = 0;
+        let mut resume = e;
+        while g < ng {
+            let mut buf = [0u8; 24];
+            let mut len = 0;
+            let mut best: Option<(usize, Cand, usize)> = None;
+            for k in g..ng {
+                let (gs, ge) = groups[k];
+                if len + (ge - gs) > 24 {
+                    break;
+                }
+                // Only the last group of an ID may end in X.
+                if k > g && (b[groups[k - 1].1 - 1] | 0x20) == b'x' {
+                    break;
+                }
+                buf[len..len + ge - gs].copy_from_slice(&b[gs..ge]);
+                len += ge - gs;
+                if let Some(c) = self.classify(
+                    st,
+                    &buf[..len],
+                    groups[g].0,
+                    ge,
+                    k - g + 1,
+                    groups[g..=k].as_ref(),
+                ) {
+                    best = Some((k, c, len));
+                }
+            }
+            match best {
+                Some((k, c, blen)) => {
+                    self.emit_cand(st, c, groups[g].0, groups[k].1, &buf[..blen], out);
+                    resume = groups[k].1;
+                    g = k + 1;
+                }
+                None => {
+                    resume = resume.max(groups[g].1);
+                    g += 1;
+                }
+            }
+        }
+        resume
+    }
+
+    /// Which identifier the joined digits `d` (from `s` to `e`, in `ng` groups) are, if any.
+    fn classify(
+        &self,
+        st: &St<'_>,
+        d: &[u8],
+        s: usize,
+        e: usize,
+        ng: usize,
+        groups: &[(usize, usize)],
+    ) -> Option<Cand> {
+        let b = st.b;
+        let n = d.len();
+        let single = ng == 1;
+        let hy = |k: usize| b[groups[k].0 - 1] == b'-';
+        match n {
+            18 => {
+                if let Some(birth) = validate::resident_id_18_bytes(d) {
+                    if birth <= self.opts.as_of
+                        && (self.regions.contains(d) || validate::province_prefix(d))
+                    {
+                        return Some(Cand::Id18 {
+                            birth,
+                            known_region: self.regions.contains(d),
+                        });
+                    }
+                }
+                if d.iter().all(u8::is_ascii_digit) {
+                    return self.card(st, d, s, e);
+                }
+                None
+            }
+            16 | 17 | 19 => self.card(st, d, s, e),
+            15 => {
+                if single && d.starts_with(b"0086") && validate::mobile_bytes(&d[4..]) {
+                    return Some(Cand::Mobile { prefix: 4 });
+                }
+                if !single
+                    && d.starts_with(b"0086")
+                    && validate::mobile_bytes(&d[4..])
+                    && groups[0].1 - groups[0].0 == 4
+                {
+                    return Some(Cand::Mobile { prefix: 4 });
+                }
+                if single && self.regions.contains(d) {
+                    if let Some(birth) = validate::resident_id_15_bytes(d) {
+                        let rule = self.rule_for(Scanner::ResidentId)?;
+                        if self.context(st, rule, s, e).0 {
+                            return Some(Cand::Id15 { birth });
+                        }
+                    }
+                }
+                None
+            }
+            13 => {
+                let plus = s > 0 && b[s - 1] == b'+';
+                let sep86 = !single && groups[0].1 - groups[0].0 == 2;
+                if d.starts_with(b"86")
+                    && validate::mobile_bytes(&d[2..])
+                    && (plus || sep86 || single)
+                {
+                    return Some(Cand::Mobile { prefix: 2 });
+                }
+                None
+            }
+            11 => {
+                if validate::mobile_bytes(d) {
+                    // printed forms: 3-4-4 or 3-8 only
+                    let ok = single
+                        || ng == 3
+                            && groups[0].1 - groups[0].0 == 3
+                            && groups[1].1 - groups[1].0 == 4
+                        || ng == 2 && groups[0].1 - groups[0].0 == 3;
+                    if ok {
+                        return Some(Cand::Mobile { prefix: 0 });
+                    }
+                }
+                if single && d[0] == b'0' {
+                    return self.landline_single(st, d, s, e);
+                }
+                if ng == 2 && d[0] == b'0' {
+                    return self.landline_pair(st, groups, s, e, hy(1));
+                }
+                None
+            }
+            10 | 12 => {
+                if single && d[0] == b'0' {
+                    return self.landline_single(st, d, s, e);
+                }
+                if ng == 2 && d[0] == b'0' {
+                    return self.landline_pair(st, groups, s, e, hy(1));
+                }
+                None
+            }
+            8 if single => {
+                // YYYYMMDD birth date with context, or a Taiwan permit number with context.
+                if let Some((_, date)) = parse_date(d, 0) {
+                    let rule = self.rule_for(Scanner::BirthDate)?;
+                    if date.year() >= 1900 && self.birth_context(st, rule, s) {
+                        return Some(Cand::Birth(date));
+                    }
+                }
+                let rule = self.rule_for(Scanner::TwPermit)?;
+                self.context(st, rule, s, e).0.then_some(Cand::Tw)
+            }
+            1..=3 if single => self.age_digits(st, d, s, e),
+            _ => None,
+        }
+    }
+
+    fn card(&self, st: &St<'_>, d: &[u8], s: usize, e: usize) -> Option<Cand> {
+        if !(16..=19).contains(&d.len())
+            || !matches!(d[0], b'3'..=b'6' | b'9')
+            || !validate::luhn(d)
+        {
+            return None;
+        }
+        let rule = self.rule_for(Scanner::BankCard)?;
+        let (pos, neg) = self.context(st, rule, s, e);
+        (pos && !neg).then_some(Cand::Card)
+    }
+
+    fn landline_single(&self, st: &St<'_>, d: &[u8], s: usize, e: usize) -> Option<Cand> {
+        let ok = (3..=4).any(|a| a < d.len() && validate::landline(&d[..a], &d[a..]));
+        let rule = self.rule_for(Scanner::Landline)?;
+        let paren = false;
+        (ok && !paren && self.context(st, rule, s, e).0).then_some(Cand::Landline { ctx: true })
+    }
+
+    fn landline_pair(
+        &self,
+        st: &St<'_>,
+        groups: &[(usize, usize)],
+        s: usize,
+        e: usize,
+        hyphen: bool,
+    ) -> Option<Cand> {
+        let b = st.b;
+        let area = &b[groups[0].0..groups[0].1];
+        let local = &b[groups[1].0..groups[1].1];
+        if !validate::landline(area, local) {
+            return None;
+        }
+        let rule = self.rule_for(Scanner::Landline)?;
+        let (pos, neg) = self.context(st, rule, s, e);
+        if neg || !hyphen && !pos {
+            return None;
+        }
+        Some(Cand::Landline { ctx: pos })
+    }
+
+    /// A 1–3 digit number: an age when a context word (年龄, age, nl) is
+    /// adjacent before it or "years old" follows. (Numbers followed by 岁 are
+    /// handled by the 岁 trigger.)
+    fn age_digits(&self, st: &St<'_>, d: &[u8], s: usize, e: usize) -> Option<Cand> {
+        let b = st.b;
+        let rule = self.rule_for(Scanner::Age)?;
+        let v = validate::parse_u32(d)?;
+        if v > 120 {
+            return None;
+        }
+        let after = &b[e..];
+        let after_trim = after.strip_prefix(b" ").unwrap_or(after);
+        if after_trim.starts_with("岁".as_bytes()) || after_trim.starts_with("周岁".as_bytes()) {
+            return None;
+        }
+        // ranges: 3-6, 3~6
+        if matches!(after.first(), Some(b'-' | b'~'))
+            && after.get(1).is_some_and(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        if s >= 2 && matches!(b[s - 1], b'-' | b'~') && b[s - 2].is_ascii_digit() {
+            return None;
+        }
+        if after.first() == Some(&b'%')
+            || after.first() == Some(&b'.') && after.get(1).is_some_and(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        let lower = |x: &[u8]| {
+            x.iter()
+                .map(|c| c.to_ascii_lowercase())
+                .collect::<Vec<u8>>()
+        };
+        let years_old = {
+            let a = lower(&after_trim[..after_trim.len().min(10)]);
+            a.starts_with(b"years old")
+                || a.starts_with(b"year old")
+                || a.starts_with(b"yrs old")
+                || a.starts_with(b"-year-old")
+        };
+        if years_old || self.ctx_adjacent_before(st, rule, s) {
+            let (_, neg) = self.context(st, rule, s, e);
+            if !neg {
+                return Some(Cand::Age(v));
+            }
+        }
+        None
+    }
+
+    fn emit_cand(&self, st: &St<'_>, c: Cand, s: usize, e: usize, buf: &[u8], out: &mut Vec<Hit>) {
+        let b = st.b;
+        let d = buf;
+        let as_str = |x: &[u8]| String::from_utf8_lossy(x).to_ascii_uppercase();
+        match c {
+            Cand::Id18 {
+                birth,
+                known_region,
+            } => {
+                let Some(rule) = self.rule_for(Scanner::ResidentId) else {
+                    return;
+                };
+                let (pos, neg) = self.context(st, rule, s, e);
+                let mut conf = self.rules[rule as usize].confidence;
+                if pos {
+                    conf += 0.08;
+                }
+                if !known_region {
+                    conf -= 0.15;
+                }
+                if neg {
+                    conf -= 0.3;
+                }
+                if conf < 0.5 {
+                    return;
+                }
+                let norm = as_str(d);
+                self.emit(
+                    out,
+                    rule,
+                    s,
+                    e,
+                    conf,
+                    &norm,
+                    self.mask(Category::CnResidentId, &norm),
+                    Some(AgeEvidence::BirthDate(birth)),
+                );
+            }
+            Cand::Id15 { birth } => {
+                let Some(rule) = self.rule_for(Scanner::ResidentId) else {
+                    return;
+                };
+                let norm = as_str(d);
+                self.emit(
+                    out,
+                    rule,
+                    s,
+                    e,
+                    0.8,
+                    &norm,
+                    self.mask(Category::CnResidentId, &norm),
+                    Some(AgeEvidence::BirthDate(birth)),
+                );
+            }
+            Cand::Mobile { prefix } => {
+                let Some(rule) = self.rule_for(Scanner::Mobile) else {
+                    return;
+                };
+                let start = if prefix > 0 && s > 0 && b[s - 1] == b'+' {
+                    s - 1
+                } else {
+                    s
+                };
+                let (pos, neg) = self.context(st, rule, start, e);
+                if neg {
+                    return;
+                }
+                let mut conf = self.rules[rule as usize].confidence;
+                if pos {
+                    conf += 0.1;
+                }
+                let norm = as_str(&d[prefix..]);
+                self.emit(
+                    out,
+                    rule,
+                    start,
+                    e,
+                    conf,
+                    &norm,
+                    self.mask(Category::CnMobile, &norm),
+                    None,
+                );
+            }
+            Cand::Landline { ctx } => {
+                let Some(rule) = self.rule_for(Scanner::Landline) else {
+                    return;
+                };
+                let start = if s > 0 && b[s - 1] == b'(' { s - 1 } else { s };
+                let norm = as_str(d);
+                let conf = self.rules[rule as usize].confidence + if ctx { 0.2 } else { 0.0 };
+                self.emit(
+                    out,
+                    rule,
+                    start,
+                    e,
+                    conf,
+                    &norm,
+                    self.mask(Category::CnLandline, &norm),
+                    None,
+                );
+            }
+            Cand::Card => {
+                let Some(rule) = self.rule_for(Scanner::BankCard) else {
+                    return;
+                };
+                let norm = as_str(d);
+                let conf = self.rules[rule as usize].confidence + 0.1;
+                self.emit(
+                    out,
+                    rule,
+                    s,
+                    e,
+                    conf,
+                    &norm,
+                    self.mask(Category::BankCard, &norm),
+                    None,
+                );
+            }
+            Cand::Birth(date) => self.birth_date(st, s, e, date, out),
+            Cand::Tw => {
+                let Some(rule) = self.rule_for(Scanner::TwPermit) else {
+                    return;
+                };
+                let norm = as_str(d);
+                let conf = self.rules[rule as usize].confidence + 0.1;
+                self.emit(
+                    out,
+                    rule,
+                    s,
+                    e,
+                    conf,
+                    &norm,
+                    self.mask(Category::TwPermit, &norm),
+                    None,
+                );
+            }
+            Cand::Age(v) => {
+                let Some(rule) = self.rule_for(Scanner::Age) else {
+                    return;
+                };
+                let conf = self.rules[rule as usize].confidence + 0.1;
+                self.emit(
+                    out,
+                    rule,
+                    s,
+                    e,
+                    conf,
+                    &v.to_string(),
+                    self.mask(Category::Age, &v.to_string()),
+                    Some(AgeEvidence::Years(v)),
+                );
+            }
+        }
+    }
+
+    /// A date at `s..e`: a birth date only with a birth context word or a hinted column.
+    fn birth_date(&self, st: &St<'_>, s: usize, e: usize, d: NaiveDate, out: &mut Vec<Hit>) {
+        let Some(rule) = self.rule_for(Scanner::BirthDate) else {
+            return;
+        };
+        if d > self.opts.as_of || d.year() < 1900 {
+            return;
+        }
+        if !self.birth_context(st, rule, s) {
+            return;
+        }
+        let norm = d.format("%Y-%m-%d").to_string();
+        let conf = self.rules[rule as usize].confidence + 0.1;
+        self.emit(
+            out,
+            rule,
+            s,
+            e,
+            conf,
+            &norm,
+            self.mask(Category::BirthDate, &norm),
+            Some(AgeEvidence::BirthDate(d)),
+        );
+    }
+
+    /// Uppercase letter(s) + digits: student register numbers, passports, permits.
+    fn letter_token(&self, st: &St<'_>, s: usize, e: usize, out: &mut Vec<Hit>) {
+        let b = st.b;
+        let t = &b[s..e];
+        let n = t.len();
+        let digits = |x: &[u8]| x.iter().all(u8::is_ascii_digit);
+        let upper_no_io = |c: u8| c.is_ascii_uppercase() && c != b'I' && c != b'O';
+        let norm = String::from_utf8_lossy(t).to_ascii_uppercase();
+        // 全国学籍号: G/L + resident ID
+        if n == 19 && matches!(t[0], b'G' | b'L') {
+            if let Some(rule) = self.rule_for(Scanner::StudentId) {
+                if let Some(birth) = validate::resident_id_18_bytes(&t[1..]) {
+                    if birth <= self.opts.as_of
+                        && (self.regions.contains(&t[1..]) || validate::province_prefix(&t[1..]))
+                    {
+                        let (pos, _) = self.context(st, rule, s, e);
+                        let conf =
+                            self.rules[rule as usize].confidence + if pos { 0.08 } else { 0.0 };
+                        self.emit(
+                            out,
+                            rule,
+                            s,
+                            e,
+                            conf,
+                            &norm,
+                            self.mask(Category::StudentId, &norm),
+                            Some(AgeEvidence::BirthDate(birth)),
+                        );
+                    }
+                }
+            }
+            return;
+        }
+        let (scanner, needs_ctx) = if n == 9
+            && t[0] == b'E'
+            && (digits(&t[1..]) || upper_no_io(t[1]) && digits(&t[2..]))
+        {
+            (Scanner::Passport, false)
+        } else if n == 9 && t[0] == b'G' && digits(&t[1..]) {
+            (Scanner::Passport, true)
+        } else if n == 9
+            && t[0] == b'C'
+            && (digits(&t[1..]) || upper_no_io(t[1]) && digits(&t[2..]))
+        {
+            (Scanner::HkMacauPermit, false)
+        } else if n == 9 && t[0] == b'W' && digits(&t[1..]) {
+            (Scanner::HkMacauPermit, true)
+        } else if (n == 9 || n == 11) && matches!(t[0], b'H' | b'M') && digits(&t[1..]) {
+            (Scanner::HkMacauPermit, false)
+        } else if n == 9 && t[0] == b'L' && digits(&t[1..]) {
+            (Scanner::TwPermit, true)
+        } else {
+            return;
+        };
+        let Some(rule) = self.rule_for(scanner) else {
+            return;
+        };
+        let r = &self.rules[rule as usize];
+        let (pos, neg) = self.context(st, rule, s, e);
+        if neg || (needs_ctx || r.required_context) && !pos {
+            return;
+        }
+        let conf = r.confidence + if pos { 0.2 } else { 0.0 };
+        self.emit(
+            out,
+            rule,
+            s,
+            e,
+            conf,
+            &norm,
+            self.mask(r.category, &norm),
+            None,
+        );
+    }
+
+    /// School name: a suffix trigger extended back to a plausible proper-name start.
+    fn school(&self, st: &St<'_>, m: M, out: &mut Vec<Hit>) {
+        let Some(rule) = self.rule_for(Scanner::SchoolName) else {
+            return;
+        };
+        let t = st.text;
+        let (ss, se) = (m.start as usize, m.end as usize);
+        // Extend back over CJK characters, 第 + digits, digits right before the suffix, brackets.
+        let mut p = ss;
+        let mut chars = 0;
+        while chars < 20 {
+            let Some(c) = char_before(t, p) else { break };
+            if is_cjk(c) || matches!(c, '（' | '）' | '(' | ')') {
+                p -= c.len_utf8();
+                chars += 1;
+            } else if c.is_ascii_digit() {
+                let mut q = p;
+                while q > 0 && st.b[q - 1].is_ascii_digit() {
+                    q -= 1;
+                }
+                let after_ok = p == ss;
+                let before_di = char_before(t, q) == Some('第');
+                if (after_ok || before_di) && p - q <= 3 {
+                    chars += p - q;
+                    p = q;
+                } else {
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        let mut start = p;
+        // Cut after the last boundary word inside the prefix.
+        let prefix = &t[start..ss];
+        const CUTS: [&str; 41] = [
+            "就读于",
+            "毕业于",
+            "就读",
+            "在读",
+            "来自",
+            "转入",
+            "转学到",
+            "转到",
+            "考入",
+            "进入",
+            "位于",
+            "学校名称",
+            "名称",
+            "所在学校",
+            "学校",
+            "学生",
+            "孩子",
+            "儿子",
+            "女儿",
+            "姓名",
+            "家长",
+            "地址",
+            "住址",
+            "他",
+            "她",
+            "我",
+            "你",
+            "在",
+            "于",
+            "是",
+            "的",
+            "到",
+            "去",
+            "从",
+            "读",
+            "和",
+            "与",
+            "及",
+            "或",
+            "为",
+            "所",
+        ];
+        let mut cut_at = 0;
+        for c in CUTS {
+            for (idx, _) in prefix.match_indices(c) {
+                let after = idx + c.len();
+                // Place names containing these characters.
+                let rest = &prefix[after..];
+                if c == "于" && rest.starts_with('都')
+                    || c == "和" && rest.starts_with('平')
+                    || c == "所" && idx == 0
+                {
+                    continue;
+                }
+                if c == "在" && prefix[..idx].ends_with('所') {
+                    continue;
+                }
+                cut_at = cut_at.max(after);
+            }
+        }
+        start += cut_at;
+        let prefix = &t[start..ss];
+        let pchars = prefix.chars().count();
+        if pchars < 2 {
+            return;
+        }
+        const GENERIC: [&str; 28] = [
+            "一名", "本册", "普通", "全国", "公立", "私立", "民办", "重点", "农村", "城市", "乡村",
+            "附近", "当地", "这所", "那所", "某", "所有", "各级", "中小", "国内", "知名", "优质",
+            "一所", "多所", "每所", "我们", "他们", "大学",
+        ];
+        if GENERIC.contains(&prefix)
+            || prefix.ends_with("名")
+            || prefix.ends_with("所") && pchars <= 3
+        {
+            return;
+        }
+        // The prefix must not be a numeral-only phrase (三所小学).
+        if prefix
+            .chars()
+            .all(|c| is_cn_numeral(c) || "所个名些几多".contains(c))
+        {
+            return;
+        }
+        let rest = &t[se..];
+        const SUBJECT: [&str; 21] = [
+            "数学", "语文", "英语", "教材", "课本", "阶段", "教育", "老师", "教师", "学历", "文化",
+            "毕业", "时期", "时代", "以上", "以下", "课程", "知识", "水平", "入学", "生活",
+        ];
+        if pchars < 4 && SUBJECT.iter().any(|w| rest.starts_with(w)) {
+            return;
+        }
+        let (pos, neg) = self.context(st, rule, start, se);
+        if neg {
+            return;
+        }
+        let name = &t[start..se];
+        let admin = prefix.chars().any(|c| "省市区县镇乡州".contains(c))
+            || prefix.contains('第')
+            || prefix.contains("附属");
+        let mut conf = self.rules[rule as usize].confidence;
+        if pos {
+            conf += 0.08;
+        }
+        if admin {
+            conf += 0.05;
+        }
+        self.emit(
+            out,
+            rule,
+            start,
+            se,
+            conf,
+            name,
+            self.mask(Category::SchoolName, name),
+            None,
+        );
+    }
+
+    /// 岁/周岁 after digits or Chinese numerals.
+    fn age_sui(&self, st: &St<'_>, m: M, out: &mut Vec<Hit>) {
+        let Some(rule) = self.rule_for(Scanner::Age) else {
+            return;
+        };
+        let t = st.text;
+        let b = st.b;
+        let (ks, ke) = (m.start as usize, m.end as usize);
+        let mut p = ks;
+        if p > 0 && b[p - 1] == b' ' {
+            p -= 1;
+        }
+        let num_end = p;
+        let years;
+        if p > 0 && b[p - 1].is_ascii_digit() {
+            while p > 0 && b[p - 1].is_ascii_digit() {
+                p -= 1;
+            }
+            if p > 0 && (b[p - 1].is_ascii_alphabetic() || b[p - 1] == b'.') {
+                return;
+            }
+            years = validate::parse_u32(&b[p..num_end]);
+        } else {
+            let mut k = 0;
+            while k < 3 {
+                match char_before(t, p) {
+                    Some(c) if is_cn_numeral(c) => {
+                        p -= c.len_utf8();
+                        k += 1;
+                    }
+                    _ => break,
+                }
+            }
+            years = chinese_numeral(&t[p..num_end]);
+        }
+        let Some(years) = years.filter(|y| *y <= 120) else {
+            return;
+        };
+        // Ranges (3-6岁, 3~6岁, 3至6岁) and product text (3岁以下, 3岁+).
+        if let Some(c) = char_before(t, p) {
+            if matches!(c, '-' | '~' | '～' | '至' | '到' | '—' | '－' | '、') {
+                return;
+            }
+        }
+        let rest = &t[ke..];
+        const AFTER_NEG: [&str; 12] = [
+            "以下",
+            "以上",
+            "以内",
+            "及以下",
+            "及以上",
+            "至",
+            "到",
+            "-",
+            "~",
+            "～",
+            "+",
+            "月",
+        ];
+        if AFTER_NEG.iter().any(|w| rest.starts_with(w)) {
+            return;
+        }
+        let (pos, neg) = self.context(st, rule, p, ke);
+        if neg {
+            return;
+        }
+        let conf = self.rules[rule as usize].confidence + if pos { 0.1 } else { 0.05 };
+        let span = &t[p..ke];
+        self.emit(
+            out,
+            rule,
+            p,
+            ke,
+            conf,
+            &years.to_string(),
+            self.mask(Category::Age, span),
+            Some(AgeEvidence::Years(years)),
+        );
+    }
+
+    /// 年龄：十二 (Chinese numerals after an age word; digits are handled by the token pass).
+    fn age_word(&self, st: &St<'_>, m: M, rule: u16, out: &mut Vec<Hit>) {
+        let t = st.text;
+        let mut p = m.end as usize;
+        if st.b.get(m.start as usize).is_some_and(u8::is_ascii) {
+            return;
+        }
+        let mut steps = 0;
+        while let Some(c) = char_at(t, p) {
+            if steps < 3 && matches!(c, ' ' | ':' | '：' | '=' | '是' | '为') {
+                p += c.len_utf8();
+                steps += 1;
+            } else {
+                break;
+            }
+        }
+        let s = p;
+        let mut k = 0;
+        while k < 3 {
+            match char_at(t, p) {
+                Some(c) if is_cn_numeral(c) => {
+                    p += c.len_utf8();
+                    k += 1;
+                }
+                _ => break,
+            }
+        }
+        if k == 0 {
+            return;
+        }
+        let Some(years) = chinese_numeral(&t[s..p]).filter(|y| *y <= 120) else {
+            return;
+        };
+        let mut e = p;
+        if t[p..].starts_with("周岁") {
+            e += "周岁".len();
+        } else if t[p..].starts_with('岁') {
+            e += '岁'.len_utf8();
+        } else if char_at(t, p).is_some_and(is_cjk) {
+            return; // 年龄一栏 etc.
+        }
+        let conf = self.rules[rule as usize].confidence + 0.1;
+        let span = &t[s..e];
+        self.emit(
+            out,
+            rule,
+            s,
+            e,
+            conf,
+            &years.to_string(),
+            self.mask(Category::Age, span),
+            Some(AgeEvidence::Years(years)),
+        );
+    }
+
+    /// Grades and classes: 三年级(2)班, 初二3班, 高一, 学前班.
+    fn grade(&self, st: &St<'_>, m: M, out: &mut Vec<Hit>) {
+        let Some(rule) = self.rule_for(Scanner::GradeClass) else {
+            return;
+        };
+        let t = st.text;
+        let (ks, ke) = (m.start as usize, m.end as usize);
+        let kw = &t[ks..ke];
+        let mut start = ks;
+        let child;
+        match kw {
+            "年级" => {
+                let Some(c) = char_before(t, ks) else { return };
+                let g = if c.is_ascii_digit() {
+                    if ks >= 2 && st.b[ks - 2].is_ascii_digit() {
+                        return;
+                    }
+                    c as u32 - '0' as u32
+                } else if let Some(v) = chinese_numeral(&c.to_string()) {
+                    v
+                } else {
+                    return;
+                };
+                if !(1..=12).contains(&g) {
+                    return;
+                }
+                start -= c.len_utf8();
+                let level = ["小学", "初中", "高中"]
+                    .iter()
+                    .position(|l| t[..start].ends_with(l))
+                    .map_or(0, |i| i + 1);
+                if level > 0 && !char_before(t, start - "小学".len()).is_some_and(is_cjk) {
+                    start -= "小学".len();
+                }
+                child = match level {
+                    1 => g <= 6,
+                    2 => g <= 3,
+                    3 => false,
+                    _ => g <= 9,
+                };
+                // teaching material, not a pupil
+                let rest = &t[ke..];
+                const MATERIAL: [&str; 12] = [
+                    "数学", "语文", "英语", "上册", "下册", "教材", "练习", "试卷", "课本", "作文",
+                    "同步", "教案",
+                ];
+                if MATERIAL.iter().any(|w| rest.starts_with(w)) {
+                    return;
+                }
+                if let Some(pc) = char_before(t, start) {
+                    if matches!(pc, '适' | '合') {
+                        return;
+                    }
+                }
+            }
+            "学前班" => child = true,
+            _ => {
+                // 初一..高三: only as a standalone grade
+                let prev_ok = match char_before(t, ks) {
+                    None => true,
+                    Some(c) => !is_cjk(c) || "读上在是升为级念学校园".contains(c),
+                };
+                let next_ok = match char_at(t, ke) {
+                    None => true,
+                    Some(c) => {
+                        !is_cjk(c)
+                            || "班学年下上（".contains(c)
+                            || is_cn_numeral(c) && t[ke + 3..].chars().take(3).any(|x| x == '班')
+                    }
+                };
+                let class_follows = {
+                    let r: String = t[ke..].chars().take(5).collect();
+                    let r = r.trim_start_matches(['(', '（']);
+                    let r = r.trim_start_matches(|c: char| c.is_ascii_digit() || is_cn_numeral(c));
+                    let r = r.trim_start_matches([')', '）']);
+                    r.starts_with('班') && t[ke..].len() - r.len() > 0
+                };
+                if !(prev_ok && next_ok || class_follows)
+                    && !st.hints.contains(&Category::GradeClass)
+                {
+                    return;
+                }
+                child = kw.starts_with('初');
+            }
+        }
+        // class: (3)班, 3班, 三班
+        let mut e = ke;
+        let rest = &t[ke..];
+        let mut q = 0;
+        let rb = rest.as_bytes();
+        let open = rest.starts_with('(') || rest.starts_with('（');
+        if open {
+            q += rest.chars().next().unwrap().len_utf8();
+        }
+        let ds = q;
+        while q < rb.len() && rb[q].is_ascii_digit() && q - ds < 2 {
+            q += 1;
+        }
+        if q == ds {
+            let mut k = 0;
+            while k < 2 {
+                match char_at(rest, q) {
+                    Some(c) if is_cn_numeral(c) => {
+                        q += c.len_utf8();
+                        k += 1;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        if q > ds {
+            if open {
+                if rest[q..].starts_with(')') || rest[q..].starts_with('）') {
+                    q += rest[q..].chars().next().unwrap().len_utf8();
+                } else {
+                    q = usize::MAX;
+                }
+            }
+            if q != usize::MAX && rest[q..].starts_with('班') {
+                e = ke + q + '班'.len_utf8();
+            }
+        }
+        let (pos, _) = self.context(st, rule, start, e);
+        let conf = self.rules[rule as usize].confidence
+            + if pos { 0.1 } else { 0.0 }
+            + if e > ke { 0.05 } else { 0.0 };
+        let span = &t[start..e];
+        // A teacher's class is not a pupil's age evidence.
+        let mut lo = start.saturating_sub(60);
+        while !t.is_char_boundary(lo) {
+            lo += 1;
+        }
+        let before = &t[lo..start];
+        let before = before.rsplit('\n').next().unwrap_or(before);
+        let teacher = ["老师", "教师", "班主任", "任教", "执教", "teacher"]
+            .iter()
+            .any(|w| before.contains(w));
+        let child = child && !teacher;
+        self.emit(
+            out,
+            rule,
+            start,
+            e,
+            conf,
+            span,
+            self.mask(Category::GradeClass, span),
+            child.then_some(AgeEvidence::ChildGrade),
+        );
+    }
+
+    /// Address: …省/市/区 … 路/街 … N号 (… 栋 单元 室).
+    fn address(&self, st: &St<'_>, m: M, out: &mut Vec<Hit>) {
+        let Some(rule) = self.rule_for(Scanner::Address) else {
+            return;
+        };
+        let t = st.text;
+        let b = st.b;
+        let hs = m.start as usize;
+        if hs == 0 || !b[hs - 1].is_ascii_digit() {
+            return;
+        }
+        if out
+            .iter()
+            .rev()
+            .take(8)
+            .any(|h| h.category == Category::Address && h.start < hs && hs < h.end)
+        {
+            return;
+        }
+        let mut p = hs;
+        let mut chars = 0;
+        while chars < 40 {
+            let Some(c) = char_before(t, p) else { break };
+            if is_cjk(c) || c.is_ascii_digit() || matches!(c, '-' | '#' | '（' | '）') {
+                p -= c.len_utf8();
+                chars += 1;
+            } else {
+                break;
+            }
+        }
+        let mut start = p;
+        let span = &t[start..hs];
+        const CUTS: [&str; 10] = [
+            "家庭住址",
+            "住址",
+            "地址",
+            "居住地",
+            "户籍地",
+            "居住在",
+            "住在",
+            "位于",
+            "在",
+            "于",
+        ];
+        let mut cut = 0;
+        for c in CUTS {
+            if let Some(i) = span.rfind(c) {
+                cut = cut.max(i + c.len());
+            }
+        }
+        start += cut;
+        let span = &t[start..hs];
+        let road = span
+            .char_indices()
+            .find(|(_, c)| "路街道巷弄里村胡同".contains(*c))
+            .map(|(i, _)| i);
+        let Some(road) = road else { return };
+        if road == 0 || !span[..road].chars().any(|c| "省市区县镇乡州旗".contains(c)) {
+            return;
+        }
+        // forward: 号 then 3栋2单元501室
+        let mut e = m.end as usize;
+        loop {
+            let mut q = e;
+            while q < b.len() && b[q].is_ascii_digit() {
+                q += 1;
+            }
+            if q == e {
+                break;
+            }
+            let rest = &t[q..];
+            let unit = ["号楼", "栋", "幢", "单元", "楼", "层", "室", "号"]
+                .iter()
+                .find(|u| rest.starts_with(**u));
+            match unit {
+                Some(u) => e = q + u.len(),
+                None => break,
+            }
+        }
+        let (pos, _) = self.context(st, rule, start, e);
+        let conf = self.rules[rule as usize].confidence + if pos { 0.15 } else { 0.0 };
+        let val = &t[start..e];
+        self.emit(
+            out,
+            rule,
+            start,
+            e,
+            conf,
+            val,
+            self.mask(Category::Address, val),
+            None,
+        );
+    }
+
+    /// An address right after an address context word (住址：四川省成都市武侯区某某街道12号).
+    fn address_after(&self, st: &St<'_>, m: M, rule: u16, base: usize, out: &mut Vec<Hit>) {
+        let t = st.text;
+        let p = Self::skip_labels(t, m.end as usize);
+        if p - m.end as usize > 8 {
+            return;
+        }
+        let mut e = p;
+        let mut chars = 0;
+        while chars < 60 {
+            match char_at(t, e) {
+                Some(c)
+                    if is_cjk(c) || c.is_ascii_digit() || matches!(c, '-' | '#' | '（' | '）') =>
+                {
+                    e += c.len_utf8();
+                    chars += 1;
+                }
+                _ => break,
+            }
+        }
+        let span = &t[p..e];
+        if chars < 6 || !span.chars().take(8).any(|c| "省市区县州旗".contains(c)) {
+            return;
+        }
+        if !span.chars().any(|c| "路街道巷弄村组号室镇乡".contains(c)) {
+            return;
+        }
+        if out[base..]
+            .iter()
+            .any(|h| h.category == Category::Address && h.start < e && p < h.end)
+        {
+            return;
+        }
+        let conf = self.rules[rule as usize].confidence + 0.15;
+        self.emit(
+            out,
+            rule,
+            p,
+            e,
+            conf,
+            span,
+            self.mask(Category::Address, span),
+            None,
+        );
+    }
+
+    /// Parse a name at `p`; returns its end and whether it was "closed"
+    /// (followed by a non-CJK character or a stop character).
+    fn parse_name(t: &str, p: usize) -> Option<(usize, bool)> {
+        let rest = t.get(p..)?;
+        let mut q = p;
+        if let Some(cs) = COMPOUND_SURNAMES.iter().find(|s| rest.starts_with(**s)) {
+            q += cs.len();
+        } else {
+            let c = rest.chars().next()?;
+            if !is_surname(c) {
+                return None;
+            }
+            q += c.len_utf8();
+        }
+        let mut given = 0;
+        while given < 2 {
+            match char_at(t, q) {
+                Some(c) if is_cjk(c) && !NAME_STOP.contains(c) => {
+                    q += c.len_utf8();
+                    given += 1;
+                }
+                _ => break,
+            }
+        }
+        if given == 0 {
+            return None;
+        }
+        let closed = match char_at(t, q) {
+            None => true,
+            Some(c) => !is_cjk(c) || NAME_STOP.contains(c),
+        };
+        Some((q, closed))
+    }
+
+    fn skip_labels(t: &str, mut p: usize) -> usize {
+        const LABELS: [&str; 18] = [
+            "姓名",
+            "名字",
+            "电话",
+            "手机号",
+            "手机",
+            "联系电话",
+            "联系方式",
+            "是",
+            "\"name\"",
+            "name",
+            "\"phone\"",
+            "phone",
+            "mobile",
+            "\"mobile\"",
+            "Name",
+            "Phone",
+            "Mobile",
+            "tel",
+        ];
+        let mut steps = 0;
+        while steps < 10 {
+            steps += 1;
+            let rest = &t[p..];
+            if let Some(c) = rest.chars().next() {
+                if matches!(
+                    c,
+                    ' ' | ':'
+                        | '：'
+                        | '='
+                        | '"'
+                        | '\''
+                        | '（'
+                        | '('
+                        | '）'
+                        | ')'
+                        | '，'
+                        | ','
+                        | '\t'
+                        | '{'
+                        | '_'
+                        | '.'
+                ) {
+                    p += c.len_utf8();
+                    continue;
+                }
+            }
+            if let Some(l) = LABELS.iter().find(|l| rest.starts_with(**l)) {
+                p += l.len();
+                continue;
+            }
+            break;
+        }
+        p
+    }
+
+    /// A person name right after a name context word (姓名：张小明, name=李华).
+    fn name_after(&self, st: &St<'_>, m: M, rule: u16, out: &mut Vec<Hit>) {
+        let t = st.text;
+        let kw = &t[m.start as usize..m.end as usize];
+        let strong = matches!(
+            kw,
+            "姓名"
+                | "名字"
+                | "学生姓名"
+                | "联系人"
+                | "患者"
+                | "收件人"
+                | "幼儿姓名"
+                | "name"
+                | "student_name"
+                | "xm"
+        ) || kw.eq_ignore_ascii_case("name")
+            || kw.eq_ignore_ascii_case("student_name");
+        let p = Self::skip_labels(t, m.end as usize);
+        if p - m.end as usize > 12 {
+            return;
+        }
+        let Some((e, closed)) = Self::parse_name(t, p) else {
+            return;
+        };
+        if !closed && !strong {
+            return;
+        }
+        let name = &t[p..e];
+        const NOT_NAMES: [&str; 12] = [
+            "成绩", "信息", "安全", "管理", "资料", "家长", "时间", "学习", "成长", "马上", "方便",
+            "万一",
+        ];
+        if NOT_NAMES.iter().any(|w| name.starts_with(w)) {
+            return;
+        }
+        let conf = self.rules[rule as usize].confidence + if strong { 0.15 } else { 0.0 }
+            - if closed { 0.0 } else { 0.1 };
+        self.emit(
+            out,
+            rule,
+            p,
+            e,
+            conf,
+            name,
+            self.mask(Category::PersonName, name),
+            None,
+        );
+    }
+
+    /// Guardian keyword followed by a name or a mobile number.
+    fn guardian(
+        &self,
+        st: &St<'_>,
+        m: M,
+        rule: u16,
+        base: usize,
+        tokens_end: usize,
+        out: &mut Vec<Hit>,
+    ) {
+        let t = st.text;
+        let p = Self::skip_labels(t, m.end as usize);
+        if p - m.end as usize > 16 {
+            return;
+        }
+        // A phone found by the token pass starting right there.
+        let phone = out[base..tokens_end]
+            .iter()
+            .find(|h| h.category == Category::CnMobile && h.start >= p && h.start <= p + 1)
+            .map(|h| (h.start, h.end, h.fingerprint.clone(), h.masked.clone()));
+        let conf = self.rules[rule as usize].confidence;
+        if let Some((s, e, fp, masked)) = phone {
+            let r = &self.rules[rule as usize];
+            out.push(Hit {
+                start: s,
+                end: e,
+                category: r.category,
+                rule: r.id.clone(),
+                sensitivity: r.sensitivity,
+                confidence: conf,
+                masked,
+                fingerprint: fp,
+                evidence: None,
+            });
+            return;
+        }
+        if let Some((e, closed)) = Self::parse_name(t, p) {
+            let kw = &t[m.start as usize..m.end as usize];
+            if !closed && !matches!(kw, "监护人" | "guardian" | "jhr") {
+                return;
+            }
+            let name = &t[p..e];
+            self.emit(
+                out,
+                rule,
+                p,
+                e,
+                conf,
+                name,
+                self.mask(Category::PersonName, name),
+                None,
+            );
+            if let Some(nr) = self.rule_for(Scanner::PersonName) {
+                let c = self.rules[nr as usize].confidence + 0.1;
+                self.emit(
+                    out,
+                    nr,
+                    p,
+                    e,
+                    c,
+                    name,
+                    self.mask(Category::PersonName, name),
+                    None,
+                );
+            }
+        }
+    }
+
+    /// E-mail around an `@`.
+    fn email(&self, st: &St<'_>, at: usize, out: &mut Vec<Hit>) {
+        let Some(rule) = self.rule_for(Scanner::Email) else {
+            return;
+        };
+        let b = st.b;
+        let lch =
+            |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-');
+        let mut s = at;
+        while s > 0 && lch(b[s - 1]) && at - s < 64 {
+            s -= 1;
+        }
+        while s < at && !b[s].is_ascii_alphanumeric() {
+            s += 1;
+        }
+        if s == at {
+            return;
+        }
+        let mut e = at + 1;
+        while e < b.len()
+            && (b[e].is_ascii_alphanumeric() || b[e] == b'.' || b[e] == b'-')
+            && e - at < 255
+        {
+            e += 1;
+        }
+        while e > at + 1 && !b[e - 1].is_ascii_alphanumeric() {
+            e -= 1;
+        }
+        let domain = &b[at + 1..e];
+        let Some(dot) = domain.iter().rposition(|c| *c == b'.') else {
+            return;
+        };
+        let tld = &domain[dot + 1..];
+        if dot == 0 || tld.len() < 2 || !tld.iter().all(u8::is_ascii_alphabetic) {
+            return;
+        }
+        let norm = st.text[s..e].to_ascii_lowercase();
+        let (pos, _) = self.context(st, rule, s, e);
+        let conf = self.rules[rule as usize].confidence + if pos { 0.05 } else { 0.0 };
+        self.emit(
+            out,
+            rule,
+            s,
+            e,
+            conf,
+            &norm,
+            self.mask(Category::Email, &norm),
+            None,
+        );
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cand {
+    Id18 {
+        birth: NaiveDate,
+        known_region: bool,
+    },
+    Id15 {
+        birth: NaiveDate,
+    },
+    Mobile {
+        prefix: usize,
+    },
+    Landline {
+        ctx: bool,
+    },
+    Card,
+    Birth(NaiveDate),
+    Tw,
+    Age(u32),
+}

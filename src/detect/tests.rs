@@ -1,0 +1,221 @@
+use super::*;
+
+fn engine() -> Engine {
+    Engine::new(
+        EngineOptions::new(NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()),
+        Fingerprinter::new(b"test"),
+    )
+    .unwrap()
+}
+
+fn cats(e: &Engine, text: &str) -> Vec<Category> {
+    let mut out = Vec::new();
+    e.scan_text(text, &mut out);
+    out.iter().map(|h| h.category).collect()
+}
+
+#[test]
+fn finds_id_and_mobile() {
+    let e = engine();
+    assert_eq!(
+        cats(&e, "学生 110105201503071235 家长电话 13812345678"),
+        vec![
+            Category::CnResidentId,
+            Category::CnMobile,
+            Category::Guardian
+        ]
+    );
+}
+
+#[test]
+fn child_age_edge() {
+    let e = engine();
+    // Born exactly 14 years before as-of: not a child; one day later: child.
+    let b14 = NaiveDate::from_ymd_opt(2011, 6, 1).unwrap();
+    assert_eq!(e.is_child(&AgeEvidence::BirthDate(b14)), Some(false));
+    assert_eq!(
+        e.is_child(&AgeEvidence::BirthDate(b14.succ_opt().unwrap())),
+        Some(true)
+    );
+}
+
+#[test]
+fn embedded_packs_check_clean() {
+    let r = check_packs(EngineOptions::new(
+        NaiveDate::from_ymd_opt(2025, 6, 1).unwrap(),
+    ))
+    .unwrap();
+    assert!(r.problems.is_empty(), "{:#?}", r.problems);
+    assert!(r.rules >= 17);
+}
+
+#[test]
+fn column_hints() {
+    let e = engine();
+    for (n, c) in [
+        ("sfzh", Category::CnResidentId),
+        ("idNo", Category::CnResidentId),
+        ("csrq", Category::BirthDate),
+        ("birthday", Category::BirthDate),
+        ("xm", Category::PersonName),
+        ("student_name", Category::PersonName),
+        ("xxmc", Category::SchoolName),
+        ("nj", Category::GradeClass),
+        ("jhrdh", Category::CnMobile),
+        ("guardianPhone", Category::Guardian),
+        ("guardianPhone", Category::CnMobile),
+        ("xjh", Category::StudentId),
+        ("student.age", Category::Age),
+        ("guardian.name", Category::Guardian),
+        ("guardian.name", Category::PersonName),
+        ("身份证号", Category::CnResidentId),
+        ("出生日期", Category::BirthDate),
+        ("监护人电话", Category::Guardian),
+        ("监护人电话", Category::CnMobile),
+        ("学生姓名", Category::PersonName),
+        ("年龄", Category::Age),
+        ("就读学校", Category::SchoolName),
+        ("家庭住址", Category::Address),
+    ] {
+        assert!(e.column_ctx(n).hints.contains(&c), "{n} -> {c}");
+    }
+    assert!(e.column_ctx("created_at").hints.is_empty());
+}
+
+#[test]
+fn hinted_values() {
+    let e = engine();
+    let mut out = Vec::new();
+    e.scan_value("2015-03-07", &e.column_ctx("csrq"), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].category, Category::BirthDate);
+    assert_eq!(out[0].masked, "2015-**-**");
+    out.clear();
+    e.scan_value("2015-03-07", &e.column_ctx("created"), &mut out);
+    assert!(out.is_empty());
+    e.scan_value("9", &e.column_ctx("nl"), &mut out);
+    assert_eq!(out[0].evidence, Some(AgeEvidence::Years(9)));
+    out.clear();
+    e.scan_value("张小明", &e.column_ctx("xm"), &mut out);
+    assert_eq!(out[0].category, Category::PersonName);
+    assert_eq!(out[0].masked, "张**");
+}
+
+#[test]
+fn printed_forms_and_boundaries() {
+    let e = engine();
+    assert_eq!(
+        cats(&e, "证件 110105 20150307 1235 ok"),
+        vec![Category::CnResidentId]
+    );
+    assert_eq!(
+        cats(&e, "id=110105-20150307-1235"),
+        vec![Category::CnResidentId]
+    );
+    assert!(cats(&e, "x 1110105201503071235 y").is_empty());
+    assert!(cats(&e, "x a110105201503071235 y").is_empty());
+    assert_eq!(cats(&e, "tel +86 138 1234 5678"), vec![Category::CnMobile]);
+    let mut out = Vec::new();
+    e.scan_text("手机 +86 138 1234 5678", &mut out);
+    assert_eq!(out[0].masked, "138****5678");
+    let mut o2 = Vec::new();
+    e.scan_text("13812345678", &mut o2);
+    assert_eq!(out[0].fingerprint, o2[0].fingerprint);
+}
+
+#[test]
+fn ages() {
+    let e = engine();
+    for t in [
+        "年龄：9",
+        "今年八岁",
+        "age=7",
+        "7 years old",
+        "他12岁了",
+        "年龄: 十二",
+    ] {
+        assert_eq!(cats(&e, t), vec![Category::Age], "{t}");
+    }
+    for t in [
+        "3岁以下禁用",
+        "保修3年",
+        "适用年龄 3-6岁",
+        "page=7",
+        "适合3岁儿童",
+    ] {
+        assert!(cats(&e, t).is_empty(), "{t}");
+    }
+}
+
+#[test]
+fn schools() {
+    let e = engine();
+    let mut out = Vec::new();
+    let t = "他就读于北京市朝阳区实验小学三年级二班";
+    e.scan_text(t, &mut out);
+    let s = out
+        .iter()
+        .find(|h| h.category == Category::SchoolName)
+        .unwrap();
+    assert_eq!(&t[s.start..s.end], "北京市朝阳区实验小学");
+    let g = out
+        .iter()
+        .find(|h| h.category == Category::GradeClass)
+        .unwrap();
+    assert_eq!(&t[g.start..g.end], "三年级二班");
+    assert_eq!(g.evidence, Some(AgeEvidence::ChildGrade));
+    for t in ["小学生", "小学数学", "中学教材", "他上小学了", "一名小学生"] {
+        assert!(!cats(&e, t).contains(&Category::SchoolName), "{t}");
+    }
+}
+
+#[test]
+fn camel_case_keys_landline_negation_and_birth_nearness() {
+    let e = engine();
+    assert_eq!(
+        cats(&e, "guardianPhone=13812345678"),
+        vec![Category::CnMobile, Category::Guardian]
+    );
+    assert_eq!(cats(&e, "电话 (010)62345678"), vec![Category::CnLandline]);
+    assert_eq!(cats(&e, "是否留守儿童：否"), Vec::<Category>::new());
+    assert_eq!(cats(&e, "是否留守儿童：是").len(), 1);
+    assert_eq!(cats(&e, "该生非孤儿"), Vec::<Category>::new());
+    // a creation date after a birth date is not a birth date
+    let mut out = Vec::new();
+    e.scan_text("dob=1980-01-01 created=2025-05-31", &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        e.infer_child(out.iter().filter_map(|h| h.evidence.as_ref())),
+        Some(false)
+    );
+    // address without a house number, after an address label
+    let t = "家庭住址：四川省成都市武侯区桂溪街道，电话";
+    let mut out = Vec::new();
+    e.scan_text(t, &mut out);
+    let a = out
+        .iter()
+        .find(|h| h.category == Category::Address)
+        .unwrap();
+    assert_eq!(&t[a.start..a.end], "四川省成都市武侯区桂溪街道");
+    assert_eq!(cats(&e, "就读于清华附中"), vec![Category::SchoolName]);
+}
+
+#[test]
+fn engine_is_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Engine>();
+    let e = std::sync::Arc::new(engine());
+    let hs: Vec<_> = (0..4)
+        .map(|_| {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                e.scan_text("身份证110105201503071235 手机13812345678", &mut out);
+                out.len()
+            })
+        })
+        .collect();
+    for h in hs {
+        assert_eq!(h.join().unwrap(), 2);
+    }
+}

@@ -1,0 +1,323 @@
+//! PostgreSQL: catalog from `pg_catalog`, rows through `COPY (SELECT …) TO
+//! STDOUT` (text format, streamed and decoded chunk by chunk, so memory stays
+//! bounded whatever the table size), sampling with `TABLESAMPLE`.
+
+use super::{qualified, quote_literal, DbKind, ReadError, ReadMode, ReadPlan, RowFn, TableInfo};
+use futures::TryStreamExt;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
+use sqlx::Row;
+use std::borrow::Cow;
+use std::time::Duration;
+
+pub(super) fn connect_options(
+    url: &str,
+    password: Option<&str>,
+    timeout: Duration,
+) -> Result<PgConnectOptions, sqlx::Error> {
+    let mut o: PgConnectOptions = url.parse()?;
+    if let Some(p) = password {
+        o = o.password(p);
+    }
+    let ms = timeout.as_millis().to_string();
+    Ok(o.application_name("childguard").options([
+        ("default_transaction_read_only", "on"),
+        ("statement_timeout", ms.as_str()),
+    ]))
+}
+
+pub(super) async fn discover(pool: &PgPool) -> Result<Vec<TableInfo>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT n.nspname::text, c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), \
+                c.reltuples::float8, array_position(i.indkey::int2[], a.attnum)::int4 \
+         FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+         LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary \
+         WHERE c.relkind IN ('r', 'm') \
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+           AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
+           AND has_table_privilege(c.oid, 'SELECT') \
+         ORDER BY 1, 2, a.attnum",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out: Vec<TableInfo> = Vec::new();
+    let mut pk: Vec<(i32, String, String)> = Vec::new();
+    let flush = |out: &mut Vec<TableInfo>, pk: &mut Vec<(i32, String, String)>| {
+        if let Some(t) = out.last_mut() {
+            pk.sort();
+            t.integer_key =
+                pk.len() == 1 && ["bigint", "integer", "smallint"].contains(&pk[0].2.as_str());
+            t.primary_key = pk.drain(..).map(|(_, n, _)| n).collect();
+        }
+    };
+    for r in rows {
+        let schema: String = r.try_get(0)?;
+        let table: String = r.try_get(1)?;
+        let col: String = r.try_get(2)?;
+        let ty: String = r.try_get(3)?;
+        let est: f64 = r.try_get(4)?;
+        let pkpos: Option<i32> = r.try_get(5)?;
+        if out
+            .last()
+            .is_none_or(|t| t.schema != schema || t.name != table)
+        {
+            flush(&mut out, &mut pk);
+            out.push(TableInfo {
+                schema,
+                name: table,
+                columns: Vec::new(),
+                primary_key: Vec::new(),
+                integer_key: false,
+                estimated_rows: (est >= 0.0).then_some(est),
+                has_rowid: false,
+            });
+        }
+        if let Some(p) = pkpos {
+            pk.push((p, col.clone(), ty.clone()));
+        }
+        let examined = super::examine_column(DbKind::Postgres, &ty, &col);
+        out.last_mut()
+            .expect("pushed above")
+            .columns
+            .push(super::ColumnInfo {
+                name: col,
+                data_type: ty,
+                examined,
+            });
+    }
+    flush(&mut out, &mut pk);
+    Ok(out)
+}
+
+pub(super) async fn measure(
+    pool: &PgPool,
+    info: &TableInfo,
+    wm: Option<&str>,
+) -> Result<(u64, Option<String>), ReadError> {
+    let q = |c: &str| super::quote_ident(DbKind::Postgres, c);
+    let max = wm
+        .map(|w| format!("max({})::text", q(w)))
+        .unwrap_or_else(|| "NULL::text".into());
+    let sql = format!(
+        "SELECT count(*)::int8, {max} FROM {}",
+        qualified(DbKind::Postgres, info)
+    );
+    let (n, m): (i64, Option<String>) = sqlx::query_as(&sql).fetch_one(pool).await?;
+    Ok((n as u64, m))
+}
+
+pub(super) async fn sample_mode(
+    pool: &PgPool,
+    info: &TableInfo,
+    n: u64,
+) -> Result<ReadMode, ReadError> {
+    let tbl = qualified(DbKind::Postgres, info);
+    let est = match info.estimated_rows {
+        Some(e) => e,
+        None => {
+            // Never analysed: a bounded count tells small from large; size gives a rough estimate.
+            let small: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*)::int8 FROM (SELECT 1 FROM {tbl} LIMIT {}) s",
+                2 * n + 1
+            ))
+            .fetch_one(pool)
+            .await?;
+            if small as u64 <= 2 * n {
+                return Ok(ReadMode::Limit(n));
+            }
+            let lit = quote_literal(DbKind::Postgres, &tbl);
+            let bytes: i64 =
+                sqlx::query_scalar(&format!("SELECT pg_relation_size({lit}::regclass)::int8"))
+                    .fetch_one(pool)
+                    .await?;
+            (bytes as f64 / 100.0).max(2.0 * n as f64 + 1.0)
+        }
+    };
+    if est <= 2.0 * n as f64 {
+        return Ok(ReadMode::Limit(n));
+    }
+    let pct = (100.0 * n as f64 / est).min(100.0);
+    // BERNOULLI picks single rows (best spread); SYSTEM picks whole pages (cheap on huge tables).
+    let method = if est > 5_000_000.0 {
+        "SYSTEM"
+    } else {
+        "BERNOULLI"
+    };
+    Ok(ReadMode::TableSample(method, pct, n))
+}
+
+pub(super) async fn read(
+    conn: &mut PgConnection,
+    info: &TableInfo,
+    plan: &ReadPlan,
+    f: &mut RowFn<'_>,
+) -> Result<u64, ReadError> {
+    let sql = copy_sql(info, plan)?;
+    let ncols = plan.columns.len();
+    let want_key = plan.key.is_some();
+    let mut stream = conn.copy_out_raw(&sql).await?;
+    let mut carry: Vec<u8> = Vec::new();
+    let mut rows = 0u64;
+    while let Some(chunk) = stream.try_next().await? {
+        if carry.is_empty() {
+            let used = lines(&chunk, ncols, want_key, f, &mut rows);
+            carry.extend_from_slice(&chunk[used..]);
+        } else {
+            carry.extend_from_slice(&chunk);
+            let used = lines(&carry, ncols, want_key, f, &mut rows);
+            carry.drain(..used);
+        }
+    }
+    if !carry.is_empty() {
+        carry.push(b'\n');
+        lines(&carry, ncols, want_key, f, &mut rows);
+    }
+    Ok(rows)
+}
+
+fn copy_sql(info: &TableInfo, plan: &ReadPlan) -> Result<String, ReadError> {
+    let mut sel = plan.columns.join(", ");
+    if let Some(k) = &plan.key {
+        sel.push_str(", ");
+        sel.push_str(k);
+    }
+    let mut sql = format!(
+        "COPY (SELECT {sel} FROM {}",
+        qualified(DbKind::Postgres, info)
+    );
+    let mut limit = None;
+    match &plan.mode {
+        ReadMode::Full => {}
+        ReadMode::Limit(n) => limit = Some(*n),
+        ReadMode::TableSample(method, pct, n) => {
+            sql.push_str(&format!(" TABLESAMPLE {method} ({pct:.6})"));
+            limit = Some(2 * n);
+        }
+        other => {
+            return Err(ReadError::Other(format!(
+                "unsupported read mode for PostgreSQL: {other:?}"
+            )))
+        }
+    }
+    if let Some((col, lit, ty)) = &plan.since {
+        sql.push_str(&format!(
+            " WHERE {col} > CAST({} AS {ty})",
+            quote_literal(DbKind::Postgres, lit)
+        ));
+    }
+    if let Some(n) = limit {
+        sql.push_str(&format!(" LIMIT {n}"));
+    }
+    sql.push_str(") TO STDOUT");
+    Ok(sql)
+}
+
+/// Feed every complete line of `buf` to `f`; returns the bytes consumed.
+fn lines(buf: &[u8], ncols: usize, want_key: bool, f: &mut RowFn<'_>, rows: &mut u64) -> usize {
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', buf) {
+        let line = &buf[start..nl];
+        start = nl + 1;
+        let fields: Vec<Option<Cow<'_, str>>> =
+            line.split(|&b| b == b'\t').map(decode_field).collect();
+        let cells: Vec<Option<&str>> = fields.iter().take(ncols).map(|c| c.as_deref()).collect();
+        let key = if want_key {
+            fields.get(ncols).and_then(|k| k.as_deref())
+        } else {
+            None
+        };
+        f(&cells, key);
+        *rows += 1;
+    }
+    start
+}
+
+/// Decode one field of COPY text format: `\N` is NULL; backslash escapes.
+fn decode_field(b: &[u8]) -> Option<Cow<'_, str>> {
+    if b == b"\\N" {
+        return None;
+    }
+    if memchr::memchr(b'\\', b).is_none() {
+        return Some(String::from_utf8_lossy(b));
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' || i + 1 == b.len() {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let c = b[i + 1];
+        i += 2;
+        match c {
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(11),
+            b'0'..=b'7' => {
+                let mut v = (c - b'0') as u32;
+                let mut k = 0;
+                while k < 2 && i < b.len() && (b'0'..=b'7').contains(&b[i]) {
+                    v = v * 8 + (b[i] - b'0') as u32;
+                    i += 1;
+                    k += 1;
+                }
+                out.push(v as u8);
+            }
+            b'x' if i < b.len() && b[i].is_ascii_hexdigit() => {
+                let mut v = 0u32;
+                let mut k = 0;
+                while k < 2 && i < b.len() && b[i].is_ascii_hexdigit() {
+                    v = v * 16 + (b[i] as char).to_digit(16).unwrap_or(0);
+                    i += 1;
+                    k += 1;
+                }
+                out.push(v as u8);
+            }
+            other => out.push(other),
+        }
+    }
+    Some(Cow::Owned(String::from_utf8_lossy(&out).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_copy_text_fields() {
+        assert_eq!(decode_field(b"\\N"), None);
+        assert_eq!(decode_field(b"plain").as_deref(), Some("plain"));
+        assert_eq!(
+            decode_field(b"a\\tb\\nc\\\\d").as_deref(),
+            Some("a\tb\nc\\d")
+        );
+        assert_eq!(decode_field(b"\\101\\x42").as_deref(), Some("AB"));
+        assert_eq!(
+            decode_field("学生\\t1".as_bytes()).as_deref(),
+            Some("学生\t1")
+        );
+    }
+
+    #[test]
+    fn splits_lines_across_chunks() {
+        let mut got: Vec<(Vec<Option<String>>, Option<String>)> = Vec::new();
+        let mut f = |c: &[Option<&str>], k: Option<&str>| {
+            got.push((
+                c.iter().map(|x| x.map(str::to_string)).collect(),
+                k.map(str::to_string),
+            ))
+        };
+        let mut rows = 0;
+        let buf = b"a\t\\N\t1\nb\tc\t2\npartial";
+        let used = lines(buf, 2, true, &mut f, &mut rows);
+        assert_eq!(&buf[used..], b"partial");
+        assert_eq!(rows, 2);
+        assert_eq!(got[0], (vec![Some("a".into()), None], Some("1".into())));
+        assert_eq!(got[1].1.as_deref(), Some("2"));
+    }
+}

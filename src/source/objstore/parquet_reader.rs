@@ -1,0 +1,188 @@
+//! Parquet objects with ranged reads: the footer first, then only the
+//! columns that can hold personal information, and only the row groups in
+//! which at least one of those columns has a non-null value (from the
+//! footer statistics). Values are rendered as text for the table searcher.
+
+use super::ObjectSource;
+use crate::detect::Engine;
+use crate::finding::{Finding, Location};
+use crate::scan::table::TableScanner;
+use crate::source::db::is_birth_name;
+use crate::source::{ScanOptions, UnitError, UnitStats};
+use arrow::datatypes::DataType;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::ParquetMetaData;
+use std::fmt::Write;
+
+/// Whether a Parquet column of this Arrow type can hold children's PI.
+pub fn examine_arrow(dt: &DataType, name: &str) -> bool {
+    match dt {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => examine_arrow(v, name),
+        DataType::Int64 | DataType::UInt64 => true,
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => (*p as i32 - *s as i32) >= 11,
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => is_birth_name(name),
+        DataType::List(_) | DataType::LargeList(_) | DataType::Struct(_) | DataType::Map(..) => {
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Row groups in which some projected root column is not entirely null.
+fn useful_row_groups(md: &ParquetMetaData, roots: &[usize]) -> Vec<usize> {
+    let schema = md.file_metadata().schema_descr();
+    (0..md.num_row_groups())
+        .filter(|&i| {
+            let rg = md.row_group(i);
+            let rows = rg.num_rows() as u64;
+            rg.columns().iter().enumerate().any(|(leaf, c)| {
+                roots.contains(&schema.get_column_root_idx(leaf))
+                    && c.statistics()
+                        .and_then(|s| s.null_count_opt())
+                        .is_none_or(|n| n < rows)
+            })
+        })
+        .collect()
+}
+
+pub(super) fn scan(
+    src: &ObjectSource,
+    key: &str,
+    size: u64,
+    engine: &Engine,
+    opts: &ScanOptions,
+    emit: &mut dyn FnMut(Finding),
+) -> Result<UnitStats, UnitError> {
+    let path = ObjPath::from(key);
+    let reader = ParquetObjectReader::new(src.store.clone(), path.clone()).with_file_size(size);
+    let res: Result<(Vec<Finding>, UnitStats), String> = src.rt.block_on(async {
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|e| format!("reading the Parquet footer: {e}"))?;
+        let schema = builder.schema().clone();
+        let roots: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| examine_arrow(f.data_type(), f.name()))
+            .map(|(i, _)| i)
+            .collect();
+        if roots.is_empty() {
+            let skipped = Some("no columns that can hold personal information".to_string());
+            return Ok((
+                Vec::new(),
+                UnitStats {
+                    bytes: 0,
+                    rows: 0,
+                    skipped,
+                },
+            ));
+        }
+        let md = builder.metadata().clone();
+        let groups = useful_row_groups(&md, &roots);
+        // Row numbers (1-based, file-wide) for row-level mode: start of each kept row group.
+        let starts: Vec<(u64, u64)> = {
+            let mut acc = 0u64;
+            let mut all = Vec::new();
+            for i in 0..md.num_row_groups() {
+                all.push((acc, md.row_group(i).num_rows() as u64));
+                acc += md.row_group(i).num_rows() as u64;
+            }
+            groups.iter().map(|&g| all[g]).collect()
+        };
+        let names: Vec<String> = roots
+            .iter()
+            .map(|&i| schema.field(i).name().clone())
+            .collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots.clone());
+        let mut stream = builder
+            .with_projection(mask)
+            .with_row_groups(groups)
+            .with_batch_size(8192)
+            .build()
+            .map_err(|e| format!("reading Parquet: {e}"))?;
+        let base = Location {
+            path: Some(key.to_string()),
+            ..Default::default()
+        };
+        let mut scanner = TableScanner::new(engine, &src.target, base, &names, opts.rows);
+        let fopts = FormatOptions::default();
+        let mut cells: Vec<String> = vec![String::new(); roots.len()];
+        let (mut rg, mut rg_left, mut row_no) = (
+            0usize,
+            starts.first().map_or(0, |s| s.1),
+            starts.first().map_or(0, |s| s.0),
+        );
+        let mut bytes = 0u64;
+        while let Some(batch) = stream
+            .try_next()
+            .await
+            .map_err(|e| format!("reading Parquet data: {e}"))?
+        {
+            bytes += batch.get_array_memory_size() as u64;
+            let fmts: Vec<ArrayFormatter<'_>> = batch
+                .columns()
+                .iter()
+                .map(|a| ArrayFormatter::try_new(a.as_ref(), &fopts))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("rendering Parquet values: {e}"))?;
+            for r in 0..batch.num_rows() {
+                while rg_left == 0 && rg + 1 < starts.len() {
+                    rg += 1;
+                    row_no = starts[rg].0;
+                    rg_left = starts[rg].1;
+                }
+                let mut present = Vec::with_capacity(cells.len());
+                for (c, f) in fmts.iter().enumerate() {
+                    cells[c].clear();
+                    if batch.column(c).is_null(r) {
+                        present.push(false);
+                    } else {
+                        let _ = write!(cells[c], "{}", f.value(r));
+                        present.push(true);
+                    }
+                }
+                let refs: Vec<Option<&str>> = cells
+                    .iter()
+                    .zip(&present)
+                    .map(|(s, &p)| p.then_some(s.as_str()))
+                    .collect();
+                row_no += 1;
+                rg_left = rg_left.saturating_sub(1);
+                let k = opts.rows.then(|| row_no.to_string());
+                scanner.add_row(&refs, k.as_deref());
+            }
+        }
+        let rows = scanner.rows_scanned();
+        Ok((
+            scanner.finish(),
+            UnitStats {
+                bytes,
+                rows,
+                skipped: None,
+            },
+        ))
+    });
+    match res {
+        Ok((findings, stats)) => {
+            for f in findings {
+                emit(f);
+            }
+            Ok(stats)
+        }
+        Err(msg) => {
+            // Tell "deleted after listing" apart from a corrupt object.
+            if let Err(e @ object_store::Error::NotFound { .. }) =
+                src.rt.block_on(src.store.head(&path))
+            {
+                return Err(src.object_err(key, e));
+            }
+            Err(src.err(key, msg))
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Object-store source against a real S3-compatible server (moto_server on
+//! loopback): listing with prefix and globs, CSV / gzip text / zstd JSON
+//! lines / Parquet objects, counts and child counts, incremental skipping,
+//! size limit, a corrupt Parquet object and an object deleted between list
+//! and get. Also `file://`.
+
+mod common;
+mod dbfix;
+
+use arrow::array::{ArrayRef, Int64Array, StringArray};
+use arrow::record_batch::RecordBatch;
+use childguard::config::sources::SourceConfig;
+use childguard::finding::Category;
+use childguard::source::db::RemoteOptions;
+use childguard::source::objstore::ObjectSource;
+use childguard::source::{ScanOptions, Source};
+use dbfix::*;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, PutPayload};
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+fn create_bucket(endpoint: &str, bucket: &str) {
+    let hostport = endpoint.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(hostport).unwrap();
+    write!(s, "PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
+}
+
+fn client(endpoint: &str, bucket: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(
+        AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id("testing")
+            .with_secret_access_key("testing")
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .unwrap(),
+    )
+}
+
+fn put(rt: &tokio::runtime::Runtime, store: &Arc<dyn ObjectStore>, key: &str, body: Vec<u8>) {
+    rt.block_on(store.put(&ObjPath::from(key), PutPayload::from(body)))
+        .unwrap();
+}
+
+fn csv_body() -> Vec<u8> {
+    let mut s = String::from("name,sfzh,phone,order_no\n");
+    for i in 0..30u64 {
+        let id = match i % 3 {
+            0 => child_id(i),
+            1 => adult_id(i),
+            _ => String::new(),
+        };
+        let phone = if i % 2 == 0 { mobile(i) } else { String::new() };
+        s.push_str(&format!("学生{i},{id},{phone},{}\n", bad_id(i)));
+    }
+    s.into_bytes()
+}
+
+fn parquet_body(n: u64) -> Vec<u8> {
+    let ids: Vec<i64> = (1..=n as i64).collect();
+    let sfzh: Vec<Option<String>> = (0..n)
+        .map(|i| {
+            if i % 4 == 0 {
+                Some(child_id(i))
+            } else {
+                Some(adult_id(i))
+            }
+        })
+        .collect();
+    let phone: Vec<Option<String>> = (0..n).map(|i| (i % 5 == 0).then(|| mobile(i))).collect();
+    let decoy: Vec<Option<String>> = (0..n).map(|i| Some(bad_id(i))).collect();
+    let batch = RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from(ids)) as ArrayRef),
+        ("sfzh", Arc::new(StringArray::from(sfzh)) as ArrayRef),
+        ("phone", Arc::new(StringArray::from(phone)) as ArrayRef),
+        ("order_no", Arc::new(StringArray::from(decoy)) as ArrayRef),
+    ])
+    .unwrap();
+    let mut out = Vec::new();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_size(100)
+        .build();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    out
+}
+
+fn gz(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+struct Fixture {
+    server: common::S3Server,
+    bucket: String,
+    store: Arc<dyn ObjectStore>,
+    rt: tokio::runtime::Runtime,
+}
+
+fn fixture() -> Fixture {
+    let server = common::S3Server::start();
+    let bucket = common::unique_name("cg-s3").replace('_', "-");
+    create_bucket(&server.endpoint, &bucket);
+    let store = client(&server.endpoint, &bucket);
+    let rt = rt();
+    put(&rt, &store, "exports/students.csv", csv_body());
+    let log = format!(
+        "boot ok\nuser {} signed in\n\nguardian phone {} called\n",
+        child_id(3),
+        mobile(4)
+    );
+    put(&rt, &store, "exports/logs/app.log.gz", gz(log.as_bytes()));
+    let jsonl = format!(
+        "{{\"student\": {{\"idNo\": \"{}\"}}}}\n{{\"ok\": 1}}\n",
+        adult_id(8)
+    );
+    put(
+        &rt,
+        &store,
+        "exports/notes.jsonl.zst",
+        zstd::encode_all(jsonl.as_bytes(), 3).unwrap(),
+    );
+    put(
+        &rt,
+        &store,
+        "exports/data/students.parquet",
+        parquet_body(300),
+    );
+    put(
+        &rt,
+        &store,
+        "exports/data/corrupt.parquet",
+        b"PAR1 this is not a parquet file at all PAR1".to_vec(),
+    );
+    put(
+        &rt,
+        &store,
+        "exports/tmp/skip.txt",
+        format!("{}\n", child_id(1)).into_bytes(),
+    );
+    put(&rt, &store, "other/outside.csv", csv_body());
+    Fixture {
+        server,
+        bucket,
+        store,
+        rt,
+    }
+}
+
+fn config(f: &Fixture) -> SourceConfig {
+    std::env::set_var("CG_S3_TEST_KEY_ID", "testing");
+    std::env::set_var("CG_S3_TEST_SECRET", "testing");
+    let mut c = SourceConfig::from_url(&format!("s3://{}/exports/", f.bucket));
+    c.endpoint = Some(f.server.endpoint.clone());
+    c.region = Some("us-east-1".into());
+    c.path_style = true;
+    c.allow_http = true;
+    c.access_key_id_env = Some("CG_S3_TEST_KEY_ID".into());
+    c.secret_access_key_env = Some("CG_S3_TEST_SECRET".into());
+    c.exclude = vec!["tmp/**".into()];
+    c.max_retries = 1;
+    c
+}
+
+#[test]
+fn lists_reads_every_format_and_reports_corrupt_parquet() {
+    let f = fixture();
+    let src = ObjectSource::open(&config(&f), &RemoteOptions::default()).unwrap();
+    let units: Vec<String> = src.units().unwrap().into_iter().map(|u| u.id).collect();
+    assert_eq!(
+        units,
+        [
+            "exports/data/corrupt.parquet",
+            "exports/data/students.parquet",
+            "exports/logs/app.log.gz",
+            "exports/notes.jsonl.zst",
+            "exports/students.csv"
+        ]
+    );
+    let out = scan_all(
+        &src,
+        &ScanOptions {
+            full: false,
+            sample_rows: 1000,
+            rows: true,
+        },
+    );
+    // The corrupt object is reported by key and cause; the rest goes on.
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    assert_eq!(out.errors[0].unit, "exports/data/corrupt.parquet");
+    assert!(
+        out.errors[0].message.contains("Parquet"),
+        "{}",
+        out.errors[0]
+    );
+
+    let id = out
+        .find("exports/students.csv", "sfzh", Category::CnResidentId)
+        .unwrap();
+    assert_eq!(
+        (id.rows_scanned, id.count, id.child_count),
+        (Some(30), Some(20), Some(10))
+    );
+    assert_eq!(id.target, format!("s3://{}/exports/", f.bucket));
+    let ph = out
+        .find("exports/students.csv", "phone", Category::CnMobile)
+        .unwrap();
+    assert_eq!((ph.count, ph.child_count), (Some(15), Some(5)));
+    assert!(out
+        .find("exports/students.csv", "order_no", Category::CnResidentId)
+        .is_none());
+
+    let pq = out
+        .find(
+            "exports/data/students.parquet",
+            "sfzh",
+            Category::CnResidentId,
+        )
+        .unwrap();
+    assert_eq!(
+        (pq.rows_scanned, pq.count, pq.child_count),
+        (Some(300), Some(300), Some(75))
+    );
+    let keys = pq.rows.as_ref().unwrap();
+    assert_eq!(keys.len(), 75);
+    assert_eq!(&keys[..3], ["1", "5", "9"]);
+    assert_eq!(keys.last().map(String::as_str), Some("297"));
+    let pph = out
+        .find("exports/data/students.parquet", "phone", Category::CnMobile)
+        .unwrap();
+    assert_eq!((pph.count, pph.child_count), (Some(60), Some(15)));
+    assert!(out
+        .find(
+            "exports/data/students.parquet",
+            "order_no",
+            Category::CnResidentId
+        )
+        .is_none());
+    assert!(out
+        .find(
+            "exports/data/students.parquet",
+            "id",
+            Category::CnResidentId
+        )
+        .is_none());
+
+    // gzip log: text findings with exact lines and offsets in the decompressed text.
+    let log: Vec<_> = out.in_table("exports/logs/app.log.gz");
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (
+            log[0].category,
+            log[0].location.line,
+            log[0].location.byte_offset
+        ),
+        (Category::CnResidentId, Some(2), Some(13))
+    );
+    assert_eq!(log[0].child, Some(true));
+    assert_eq!(
+        (log[1].category, log[1].location.line),
+        (Category::CnMobile, Some(4))
+    );
+    let notes = out.in_table("exports/notes.jsonl.zst");
+    assert_eq!(notes.len(), 1);
+    assert_eq!(
+        (notes[0].location.line, notes[0].child),
+        (Some(1), Some(false))
+    );
+    // No raw value anywhere in the findings.
+    let all = serde_json::to_string(&out.findings).unwrap();
+    assert!(!all.contains(&child_id(3)) && !all.contains(&mobile(4)));
+}
+
+#[test]
+fn deleted_between_list_and_get_and_size_limit() {
+    let f = fixture();
+    let mut cfg = config(&f);
+    cfg.max_object_bytes = 5000;
+    let src = ObjectSource::open(&cfg, &RemoteOptions::default()).unwrap();
+    let units = src.units().unwrap();
+    f.rt.block_on(f.store.delete(&ObjPath::from("exports/students.csv")))
+        .unwrap();
+    f.rt.block_on(f.store.delete(&ObjPath::from("exports/logs/app.log.gz")))
+        .unwrap();
+    let e = engine();
+    let mut errs = Vec::new();
+    let mut found = Vec::new();
+    for u in &units {
+        if let Err(err) = src.scan_unit(u, &e, &full(), &mut |x| found.push(x)) {
+            errs.push(err);
+        }
+    }
+    let by = |k: &str| {
+        errs.iter()
+            .find(|e| e.unit == k)
+            .unwrap_or_else(|| panic!("no error for {k}: {errs:?}"))
+            .message
+            .clone()
+    };
+    assert!(by("exports/students.csv").contains("deleted"), "{errs:?}");
+    assert!(
+        by("exports/logs/app.log.gz").contains("deleted"),
+        "{errs:?}"
+    );
+    assert!(
+        by("exports/data/students.parquet").contains("over the limit"),
+        "{errs:?}"
+    );
+    assert!(
+        by("exports/data/corrupt.parquet").contains("Parquet"),
+        "{errs:?}"
+    );
+    assert_eq!(errs.len(), 4);
+    // The small zstd JSON-lines object went on.
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0].location.path.as_deref(),
+        Some("exports/notes.jsonl.zst")
+    );
+}
+
+#[test]
+fn incremental_skips_unchanged_objects() {
+    let f = fixture();
+    let cfg = config(&f);
+    let state = tempfile::tempdir().unwrap();
+    let ro = RemoteOptions {
+        incremental: true,
+        state_dir: Some(state.path().to_path_buf()),
+    };
+    let first = scan_all(&ObjectSource::open(&cfg, &ro).unwrap(), &full());
+    assert_eq!(first.stats.len(), 4);
+    assert!(first.stats.iter().all(|(_, s)| s.skipped.is_none()));
+    let second = scan_all(&ObjectSource::open(&cfg, &ro).unwrap(), &full());
+    assert!(second.findings.is_empty());
+    assert!(
+        second
+            .stats
+            .iter()
+            .all(|(_, s)| s.skipped.as_deref() == Some("unchanged")),
+        "{:?}",
+        second.stats
+    );
+    // The corrupt object was never recorded: it is tried (and reported) again.
+    assert_eq!(second.errors.len(), 1);
+    put(
+        &f.rt,
+        &f.store,
+        "exports/students.csv",
+        csv_body()
+            .into_iter()
+            .chain(format!("x,{},,\n", child_id(99)).into_bytes())
+            .collect(),
+    );
+    let third = scan_all(&ObjectSource::open(&cfg, &ro).unwrap(), &full());
+    assert_eq!(third.stat("exports/students.csv").skipped, None);
+    let id = third
+        .find("exports/students.csv", "sfzh", Category::CnResidentId)
+        .unwrap();
+    assert_eq!((id.count, id.child_count), (Some(21), Some(11)));
+    assert_eq!(
+        third
+            .stat("exports/data/students.parquet")
+            .skipped
+            .as_deref(),
+        Some("unchanged")
+    );
+}
+
+#[test]
+fn file_urls_read_a_local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("d")).unwrap();
+    std::fs::write(dir.path().join("d/students.csv"), csv_body()).unwrap();
+    std::fs::write(dir.path().join("a.parquet"), parquet_body(120)).unwrap();
+    let mut cfg = SourceConfig::from_url(&format!("file://{}", dir.path().display()));
+    cfg.include = vec!["**/*.csv".into(), "*.parquet".into()];
+    let src = ObjectSource::open(&cfg, &RemoteOptions::default()).unwrap();
+    let out = scan_all(&src, &full());
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(
+        out.find("d/students.csv", "sfzh", Category::CnResidentId)
+            .unwrap()
+            .child_count,
+        Some(10)
+    );
+    assert_eq!(
+        out.find("a.parquet", "sfzh", Category::CnResidentId)
+            .unwrap()
+            .child_count,
+        Some(30)
+    );
+}
