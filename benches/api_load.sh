@@ -4,6 +4,7 @@
 #
 #   benches/api_load.sh [N_FINDINGS] [DURATION_SECS] [CONNECTIONS]
 #
+# CHILDGUARD_BIN=path skips the release build and uses that binary.
 # Needs: wrk (apt-get install wrk), python3 (sqlite3 module). Builds the
 # release binary (CARGO_TARGET_DIR is honoured), starts `childguard serve` on
 # a free loopback port with a fresh state dir, seeds the findings table, then
@@ -17,8 +18,12 @@ CONN=${3:-16}
 TARGET=${CARGO_TARGET_DIR:-target}
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk" >&2; exit 2; }
 
-cargo build --release --quiet
-BIN="$TARGET/release/childguard"
+if [ -n "${CHILDGUARD_BIN:-}" ]; then
+  BIN=$CHILDGUARD_BIN   # e.g. a debug build, for a quick look
+else
+  cargo build --release --quiet
+  BIN="$TARGET/release/childguard"
+fi
 WORK=$(mktemp -d)
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 TOKEN="bench-token-$RANDOM$RANDOM"

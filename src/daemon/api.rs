@@ -353,7 +353,23 @@ async fn me(Extension(c): Extension<Caller>) -> Json<Value> {
     Json(json!({"name": c.name, "role": c.role}))
 }
 
+/// The overview is a handful of aggregates over every finding; it is cached
+/// for two seconds so a wall of dashboards does not recompute it per request.
 async fn overview(State(d): D) -> ApiResult {
+    static CACHE: std::sync::Mutex<Option<(std::time::Instant, usize, Value)>> =
+        std::sync::Mutex::new(None);
+    let key = Arc::as_ptr(&d) as usize;
+    if let Some((t, k, v)) = CACHE.lock().unwrap().as_ref() {
+        if *k == key && t.elapsed() < Duration::from_secs(2) {
+            return Ok(Json(v.clone()));
+        }
+    }
+    let v = overview_uncached(&d).await?;
+    *CACHE.lock().unwrap() = Some((std::time::Instant::now(), key, v.clone()));
+    Ok(Json(v))
+}
+
+async fn overview_uncached(d: &Daemon) -> Result<Value, ApiError> {
     let s = &d.state;
     let last = s.runs(1).await?.into_iter().next();
     let by_kind = sqlx::query_as::<_, (String, i64)>(
@@ -365,7 +381,7 @@ async fn overview(State(d): D) -> ApiResult {
         context: "violations by kind",
         source,
     })?;
-    Ok(Json(json!({
+    Ok(json!({
         "child_pi": s.child_by_dataset_category().await?,
         "findings_total": s.scalar("SELECT COUNT(*) FROM findings").await?,
         "findings_open": s.scalar("SELECT COUNT(*) FROM findings WHERE status='open'").await?,
@@ -381,7 +397,7 @@ async fn overview(State(d): D) -> ApiResult {
             "erasures": s.scalar("SELECT COUNT(*) FROM erasure_requests WHERE status='pending'").await?,
         },
         "last_run": last,
-    })))
+    }))
 }
 
 async fn trend(State(d): D) -> ApiResult {

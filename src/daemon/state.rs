@@ -50,8 +50,11 @@ CREATE TABLE IF NOT EXISTS findings (
   status TEXT NOT NULL DEFAULT 'open', triage_note TEXT, triaged_by TEXT, triaged_at TEXT,
   first_seen TEXT NOT NULL, last_seen TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS findings_filter ON findings(status, dataset, category, severity, child);
-CREATE INDEX IF NOT EXISTS findings_cat ON findings(category, status);
+CREATE INDEX IF NOT EXISTS findings_dcs ON findings(dataset, category, child, status, finding_id);
+CREATE INDEX IF NOT EXISTS findings_sev ON findings(status, severity, finding_id);
+CREATE INDEX IF NOT EXISTS findings_child ON findings(status, child, finding_id);
+CREATE INDEX IF NOT EXISTS findings_cat ON findings(category, status, finding_id);
+CREATE INDEX IF NOT EXISTS findings_run ON findings(run_id);
 CREATE INDEX IF NOT EXISTS findings_fp ON findings(fingerprint);
 CREATE TABLE IF NOT EXISTS violations (
   id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, dataset TEXT,
@@ -250,6 +253,8 @@ impl DaemonState {
             .await
             .map_err(open)?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(open)?;
+        // Refresh planner statistics (cheap when nothing changed).
+        sqlx::raw_sql("PRAGMA optimize=0x10002").execute(&pool).await.map_err(open)?;
         Ok(DaemonState { pool })
     }
 
