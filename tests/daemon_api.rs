@@ -293,6 +293,30 @@ fn end_to_end_scan_triage_sweep_erasure_purge_report_audit() {
         .unwrap()
         .iter()
         .all(|x| x["finding_id"] != fid));
+    // Confirming it (a true finding) reopens its violation.
+    let r = s.post(
+        &format!("/api/v1/findings/{fid}/triage"),
+        "otto",
+        json!({"status": "confirmed"}),
+    );
+    assert_eq!(r.json["status"], "confirmed");
+    let reopened = s
+        .get(
+            "/api/v1/violations?status=open&kind=undeclared_category",
+            "vera",
+        )
+        .json;
+    assert!(reopened["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["finding_id"] == fid));
+    let r = s.post(
+        &format!("/api/v1/findings/{fid}/triage"),
+        "otto",
+        json!({"status": "false_positive"}),
+    );
+    assert_eq!(r.json["status"], "false_positive");
     let r = s.post(
         &format!("/api/v1/findings/{fid}/triage"),
         "otto",
@@ -376,7 +400,7 @@ fn end_to_end_scan_triage_sweep_erasure_purge_report_audit() {
     assert_eq!(plan["status"], "pending");
     let ov = s.get("/api/v1/overview", "vera").json;
     assert_eq!(ov["pending_approvals"]["sweep_plans"], 1);
-    assert_eq!(ov["overdue_retention"]["records"], e.old_rows);
+    assert_eq!(ov["retention_overdue"]["records"], e.old_rows);
     assert!(ov["child_pi"]
         .as_array()
         .unwrap()
@@ -426,7 +450,7 @@ fn end_to_end_scan_triage_sweep_erasure_purge_report_audit() {
     );
     assert!(s
         .get(
-            "/api/v1/violations?status=open&kind=overdue_retention",
+            "/api/v1/violations?status=open&kind=retention_overdue",
             "vera"
         )
         .json["items"]

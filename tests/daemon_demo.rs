@@ -98,7 +98,7 @@ fn demo_shows_findings_violations_and_a_sweep_plan() {
         .collect();
     assert!(
         kinds.contains(&"undeclared_dataset")
-            && kinds.contains(&"overdue_retention")
+            && kinds.contains(&"retention_overdue")
             && kinds.contains(&"undeclared_category"),
         "{kinds:?}"
     );

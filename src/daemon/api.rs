@@ -388,8 +388,8 @@ async fn overview_uncached(d: &Daemon) -> Result<Value, ApiError> {
         "child_findings_open": s.scalar("SELECT COUNT(*) FROM findings WHERE status='open' AND child=1").await?,
         "open_violations": s.scalar("SELECT COUNT(*) FROM violations WHERE status='open'").await?,
         "open_violations_by_kind": by_kind.into_iter().map(|(k, n)| json!({"kind": k, "count": n})).collect::<Vec<_>>(),
-        "overdue_retention": {
-            "datasets": s.scalar("SELECT COUNT(*) FROM violations WHERE status='open' AND kind='overdue_retention'").await?,
+        "retention_overdue": {
+            "datasets": s.scalar("SELECT COUNT(*) FROM violations WHERE status='open' AND kind='retention_overdue'").await?,
             "records": s.scalar("SELECT COALESCE(SUM(planned_rows - done_rows),0) FROM sweep_plans WHERE kind='retention' AND status IN ('pending','approved','running','interrupted')").await?,
         },
         "pending_approvals": {
@@ -496,7 +496,7 @@ struct TriageBody {
     note: Option<String>,
 }
 
-const TRIAGE: [&str; 4] = ["open", "false_positive", "accepted_risk", "resolved"];
+const TRIAGE: [&str; 4] = ["open", "confirmed", "false_positive", "accepted_risk"];
 
 async fn triage(
     State(d): D,

@@ -196,7 +196,7 @@ pub fn violations_of(
             }
             if col.is_some_and(|c| d.encrypted.iter().any(|e| e == c)) {
                 out.push((
-                    "plaintext_in_encrypted_column",
+                    "plaintext_in_encrypted",
                     "CAC Order No. 4 Art. 13",
                     "high",
                     format!(
@@ -716,7 +716,7 @@ pub async fn plan_sweeps(
                     .unwrap_or_default();
                 d.state
                     .upsert_violation(
-                        "overdue_retention",
+                        "retention_overdue",
                         Some(&ds.name),
                         None,
                         None,
@@ -730,7 +730,7 @@ pub async fn plan_sweeps(
                     .await?;
             } else {
                 d.state
-                    .close_violations("overdue_retention", &ds.name)
+                    .close_violations("retention_overdue", &ds.name)
                     .await?;
                 continue;
             }
@@ -866,7 +866,7 @@ pub async fn run_plan(d: Arc<Daemon>, id: i64, by: &str) -> Result<String, JobEr
         .await?;
     if status == "completed" {
         d.state
-            .close_violations("overdue_retention", &plan.dataset)
+            .close_violations("retention_overdue", &plan.dataset)
             .await?;
     }
     d.metrics

@@ -254,7 +254,10 @@ impl DaemonState {
             .map_err(open)?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(open)?;
         // Refresh planner statistics (cheap when nothing changed).
-        sqlx::raw_sql("PRAGMA optimize=0x10002").execute(&pool).await.map_err(open)?;
+        sqlx::raw_sql("PRAGMA optimize=0x10002")
+            .execute(&pool)
+            .await
+            .map_err(open)?;
         Ok(DaemonState { pool })
     }
 
@@ -475,8 +478,13 @@ impl DaemonState {
             .execute(&self.pool)
             .await
             .map_err(q("triage"))?;
-        // A finding marked false positive or accepted closes its violations.
-        let vstatus = if status == "open" { "open" } else { "closed" };
+        // A false positive or an accepted risk closes the finding's violations;
+        // open or confirmed (a true finding) keeps them open.
+        let vstatus = if matches!(status, "false_positive" | "accepted_risk") {
+            "closed"
+        } else {
+            "open"
+        };
         sqlx::query("UPDATE violations SET status=?, updated_at=? WHERE finding_id=?")
             .bind(vstatus)
             .bind(now())

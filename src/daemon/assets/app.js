@@ -98,7 +98,7 @@ async function loadOverview() {
   const [o, t, v] = await Promise.all([api('/overview'), api('/trend'), api('/violations?status=open&limit=50')]);
   $('t-child').textContent = o.child_findings_open;
   $('t-viol').textContent = o.open_violations;
-  $('t-overdue').textContent = o.overdue_retention.records;
+  $('t-overdue').textContent = o.retention_overdue.records;
   $('t-pending').textContent = o.pending_approvals.sweep_plans + o.pending_approvals.erasures;
   $('t-last').textContent = o.last_run ? '#' + o.last_run.id + ' ' + o.last_run.kind + ' ' + o.last_run.status + ' · ' + o.last_run.started_at.replace('T', ' ').slice(0, 19) : 'none yet';
   fill($('child-table').tBodies[0], o.child_pi.map((x) => row([x.dataset, x.category, x.findings, x.values])), 'No open child PI findings.');
@@ -175,7 +175,7 @@ async function loadFindings() {
   const rows = r.items.map((f) => {
     const actions = document.createElement('span');
     if (can('operator')) {
-      for (const [st, label] of [['false_positive', 'False positive'], ['accepted_risk', 'Accept risk'], ['resolved', 'Resolved'], ['open', 'Reopen']]) {
+      for (const [st, label] of [['false_positive', 'False positive'], ['accepted_risk', 'Accept risk'], ['confirmed', 'Confirm'], ['open', 'Reopen']]) {
         if (st === f.status) continue;
         const b = el('button', label, 'small'); b.dataset.action = st; b.dataset.finding = f.finding_id;
         b.addEventListener('click', () => triage(f.finding_id, st).catch(report));
