@@ -14,6 +14,7 @@ pub mod config;
 pub mod findings;
 pub mod inventory;
 pub mod report;
+pub mod serve;
 
 /// childguard — find children's personal information, check it against your
 /// purpose inventory, and sweep what is kept past retention.
@@ -49,6 +50,8 @@ pub enum Command {
     Erase(erase::EraseArgs),
     /// Remove all children's PI before the service shuts down (Art. 23).
     Purge(purge::PurgeArgs),
+    /// Run the daemon: schedules, HTTP API, dashboard and metrics.
+    Serve(serve::ServeArgs),
 }
 
 /// Logs go to stderr; `RUST_LOG` (or `CHILDGUARD_LOG`) selects the level, default `warn`.
@@ -82,6 +85,7 @@ pub fn main() -> i32 {
         Command::Sweep(a) => sweep::run(a),
         Command::Erase(a) => erase::run(a),
         Command::Purge(a) => purge::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     match r {
         Ok(code) => code,

@@ -11,6 +11,7 @@
 //! they are typed; an unknown *scalar* key at the top level is an error (it
 //! is almost always a typo such as `state_dri`).
 
+pub mod daemon;
 pub mod inventory;
 pub mod sources;
 
@@ -38,7 +39,16 @@ pub struct Config {
     /// The purpose inventory.
     #[serde(default)]
     pub datasets: Vec<inventory::Dataset>,
-    /// Sections not yet typed by a stage (`sources`, `schedules`, `tokens`, …).
+    /// Scheduled jobs run by `childguard serve`.
+    #[serde(default)]
+    pub schedules: Vec<daemon::ScheduleConfig>,
+    /// API bearer tokens (hashed) and their roles.
+    #[serde(default)]
+    pub tokens: Vec<daemon::TokenConfig>,
+    /// HTTP server settings of `childguard serve`.
+    #[serde(default)]
+    pub server: daemon::ServerConfig,
+    /// Sections not yet typed by a stage (`sources`, …).
     #[serde(flatten)]
     pub rest: toml::Table,
 }

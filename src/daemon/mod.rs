@@ -1,1 +1,320 @@
-//! Stage `daemon` (see DESIGN.md).
+//! Stage `daemon` (see DESIGN.md): `childguard serve`. Cron schedules
+//! ([`scheduler`]), the HTTP API under `/api/v1` with bearer-token roles
+//! ([`api`], [`auth`]), the embedded dashboard, Prometheus `/metrics`
+//! ([`metrics`]), `/healthz` and `/readyz`. On SIGTERM it stops scheduling
+//! and accepting requests, lets the running scan or sweep reach its next
+//! checkpoint, and exits; a restart resumes interrupted sweeps.
+
+pub mod api;
+pub mod auth;
+pub mod demo;
+pub mod jobs;
+pub mod metrics;
+pub mod scheduler;
+pub mod state;
+
+use crate::config::daemon::{JobKind, ScheduleConfig};
+use crate::config::Config;
+use crate::detect::{Engine, EngineOptions};
+use crate::fingerprint::Fingerprinter;
+use metrics::Metrics;
+use scheduler::{JobFuture, JobRunner, Scheduler, Trigger};
+use state::{AuditEntry, DaemonState};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Errors starting or running the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error(transparent)]
+    Schedule(#[from] scheduler::ScheduleError),
+    #[error(transparent)]
+    Tokens(#[from] auth::TokenConfigError),
+    #[error("fingerprint key: {0}")]
+    Key(String),
+    #[error("detector engine: {0}")]
+    Engine(String),
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Everything handlers and jobs share.
+pub struct Daemon {
+    pub config: Config,
+    pub state: DaemonState,
+    pub metrics: Arc<Metrics>,
+    pub engine: Engine,
+    pub tokens: auth::TokenSet,
+    pub shutdown: watch::Receiver<bool>,
+    pub audit_tx: mpsc::UnboundedSender<AuditEntry>,
+    pub scan_lock: Arc<tokio::sync::Mutex<()>>,
+    pub sweep_lock: tokio::sync::Mutex<()>,
+    pub state_dir: PathBuf,
+    pub ready: AtomicBool,
+}
+
+/// How `serve` is started.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub config: Config,
+    /// Overrides `[server] listen`.
+    pub listen: Option<String>,
+    pub state_dir: PathBuf,
+    /// Scan these targets once at start (the demo), as this actor.
+    pub startup_scan: Option<(Vec<String>, String)>,
+    /// After the startup scan, plan retention sweeps as this actor.
+    pub startup_plan_by: Option<String>,
+}
+
+/// Runs scheduled jobs on the daemon.
+struct DaemonRunner(Arc<Daemon>);
+
+impl JobRunner for DaemonRunner {
+    fn run(&self, s: &ScheduleConfig, trigger: Trigger) -> JobFuture {
+        let d = self.0.clone();
+        let s = s.clone();
+        Box::pin(async move {
+            let by = format!("schedule:{}", s.name);
+            match s.job {
+                JobKind::Scan => {
+                    let id = jobs::scan(d.clone(), s.targets.clone(), trigger.as_str(), &by)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let st = jobs::wait_run(&d, id).await.map_err(|e| e.to_string())?;
+                    if st == "failed" {
+                        return Err(format!("scan run {id} failed"));
+                    }
+                }
+                JobKind::SweepPlan => {
+                    jobs::plan_sweeps(&d, &s.datasets, false, &by)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                JobKind::SweepRun => {
+                    jobs::run_approved(d.clone(), &by)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                JobKind::Report => {
+                    let body = jobs::build_report(&d, &s.datasets)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let id = d
+                        .state
+                        .create_report(&by, &body)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let path = s.output.clone().unwrap_or_else(|| {
+                        d.state_dir.join("reports").join(format!(
+                            "{}-{}.json",
+                            s.name,
+                            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                        ))
+                    });
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| format!("{}: {e}", dir.display()))?;
+                    }
+                    std::fs::write(&path, serde_json::to_vec_pretty(&body).unwrap())
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    d.audit(
+                        &by,
+                        "-",
+                        "report.create",
+                        &format!("report/{id}"),
+                        "ok",
+                        Some(path.display().to_string()),
+                    );
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+async fn audit_writer(state: DaemonState, mut rx: mpsc::UnboundedReceiver<AuditEntry>) {
+    let mut buf = Vec::new();
+    while rx.recv_many(&mut buf, 1000).await > 0 {
+        if let Err(e) = state.audit_batch(&buf).await {
+            tracing::error!(error = %e, records = buf.len(), "cannot write audit records");
+        }
+        buf.clear();
+    }
+}
+
+/// Build the shared daemon state (used by `serve` and by tests).
+pub async fn build(
+    opts: &ServeOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(Arc<Daemon>, tokio::task::JoinHandle<()>), DaemonError> {
+    let state = DaemonState::open(&opts.state_dir.join("daemon.db")).await?;
+    let stale = state.mark_stale_runs().await?;
+    if stale > 0 {
+        tracing::warn!(
+            runs = stale,
+            "runs left running by a previous daemon marked interrupted"
+        );
+    }
+    let fp = Fingerprinter::load(&opts.state_dir).map_err(|e| DaemonError::Key(e.to_string()))?;
+    let mut eo = EngineOptions::new(chrono::Utc::now().date_naive());
+    eo.child_age = opts.config.child_age;
+    let engine = Engine::new(eo, fp).map_err(|e| DaemonError::Engine(e.to_string()))?;
+    let tokens = auth::TokenSet::from_config(&opts.config.tokens)?;
+    if tokens.is_empty() {
+        tracing::warn!("no [[tokens]] configured: every API call will be refused (401)");
+    }
+    let (audit_tx, audit_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(audit_writer(state.clone(), audit_rx));
+    let d = Arc::new(Daemon {
+        config: opts.config.clone(),
+        state,
+        metrics: Arc::new(Metrics::new()),
+        engine,
+        tokens,
+        shutdown,
+        audit_tx,
+        scan_lock: Arc::new(tokio::sync::Mutex::new(())),
+        sweep_lock: tokio::sync::Mutex::new(()),
+        state_dir: opts.state_dir.clone(),
+        ready: AtomicBool::new(false),
+    });
+    Ok((d, writer))
+}
+
+/// Run the daemon until `stop` resolves (SIGTERM / Ctrl-C in `childguard serve`).
+/// `on_listen` receives the bound address (tests listen on port 0).
+pub async fn serve(
+    opts: ServeOptions,
+    stop: impl Future<Output = ()> + Send + 'static,
+    on_listen: impl FnOnce(std::net::SocketAddr) + Send,
+) -> Result<(), DaemonError> {
+    let (tx, rx) = watch::channel(false);
+    let (d, writer) = build(&opts, rx.clone()).await?;
+    let sched = Scheduler::new(
+        &d.config.schedules,
+        Arc::new(DaemonRunner(d.clone())),
+        &opts.state_dir.join("schedules.json"),
+        d.metrics.clone(),
+    )?;
+    let sched_handle = sched.spawn(rx.clone());
+
+    // Resume sweeps a previous daemon was executing when it stopped.
+    {
+        let d2 = d.clone();
+        tokio::spawn(async move {
+            for st in ["running", "interrupted"] {
+                match d2.state.plans(Some(st)).await {
+                    Ok(plans) => {
+                        for p in plans {
+                            tracing::info!(
+                                plan = p.id,
+                                done = p.done_rows,
+                                "resuming an interrupted sweep"
+                            );
+                            if let Err(e) = jobs::run_plan(d2.clone(), p.id, "daemon:resume").await
+                            {
+                                tracing::error!(plan = p.id, error = %e, "resumed sweep failed");
+                            }
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot list sweeps to resume"),
+                }
+            }
+        });
+    }
+
+    let addr = opts
+        .listen
+        .clone()
+        .unwrap_or_else(|| d.config.server.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| DaemonError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+    tracing::info!(addr = %local, "listening");
+    on_listen(local);
+    d.ready.store(true, Ordering::SeqCst);
+
+    if let Some((targets, by)) = opts.startup_scan.clone() {
+        let d2 = d.clone();
+        let plan_by = opts.startup_plan_by.clone();
+        tokio::spawn(async move {
+            let res = async {
+                let id = jobs::scan(d2.clone(), targets, "startup", &by).await?;
+                jobs::wait_run(&d2, id).await?;
+                if let Some(p) = plan_by {
+                    jobs::plan_sweeps(&d2, &[], false, &p).await?;
+                }
+                Ok::<_, jobs::JobError>(())
+            };
+            if let Err(e) = res.await {
+                tracing::error!(error = %e, "startup scan failed");
+            }
+        });
+    }
+
+    tokio::spawn(async move {
+        stop.await;
+        tracing::info!("shutdown requested: scheduling stopped, finishing the current job");
+        let _ = tx.send(true);
+    });
+    let mut rx2 = rx.clone();
+    let app = api::router(d.clone());
+    let d3 = d.clone();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = rx2.wait_for(|v| *v).await;
+        d3.ready.store(false, Ordering::SeqCst);
+    })
+    .await
+    .map_err(DaemonError::Serve)?;
+
+    let grace = Duration::from_secs(d.config.server.shutdown_grace_secs);
+    let wait_jobs = async {
+        let _ = sched_handle.await;
+        let _s = d.scan_lock.lock().await;
+        let _w = d.sweep_lock.lock().await;
+    };
+    if tokio::time::timeout(grace, wait_jobs).await.is_err() {
+        tracing::warn!(
+            secs = grace.as_secs(),
+            "jobs did not reach a checkpoint within the grace period"
+        );
+    }
+    let Daemon { audit_tx, .. } = match Arc::try_unwrap(d) {
+        Ok(d) => d,
+        Err(d) => {
+            // Background tasks still hold it; flush what was queued and leave.
+            d.audit("daemon", "-", "daemon.stop", "-", "ok", None);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tracing::info!("stopped");
+            return Ok(());
+        }
+    };
+    drop(audit_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    tracing::info!("stopped");
+    Ok(())
+}
