@@ -7,6 +7,7 @@ pub mod sweep;
 use clap::{Parser, Subcommand};
 
 pub mod corpus;
+pub mod demo;
 pub mod detectors;
 pub mod scan;
 pub mod audit;
@@ -29,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Scan files, directories, databases or object stores for children's PI.
     Scan(scan::ScanArgs),
+    /// Write a demo estate, scan it into the store, plan a sweep and write the report (quick start).
+    Demo(demo::DemoArgs),
     /// Check or list the detector rule packs.
     Detectors(detectors::DetectorsArgs),
     /// Write the labelled synthetic corpus (for tests, benchmarks and demos).
@@ -75,6 +78,7 @@ pub fn main() -> i32 {
     init_logging();
     let r: anyhow::Result<i32> = match cli.command {
         Command::Scan(args) => scan::run(args),
+        Command::Demo(a) => demo::run(a),
         Command::Detectors(a) => detectors::run(a),
         Command::Corpus(a) => corpus::run(a),
         Command::Config(a) => config::run(a),

@@ -66,7 +66,15 @@ pub struct ScanArgs {
     /// List the row keys (primary keys; line numbers for CSV, row numbers for Parquet) of rows holding child PI.
     #[arg(long)]
     pub rows: bool,
-    /// Configuration file (`state_dir`, `child_age`).
+    /// Record the run in the findings store (SQLite under the state dir, or the
+    /// config's `state_url`) and classify it against the purpose inventory.
+    /// On by default with `--config`; `--no-save` turns it off.
+    #[arg(long)]
+    pub save: bool,
+    /// Do not record the run in the store, even with `--config`.
+    #[arg(long, conflicts_with = "save")]
+    pub no_save: bool,
+    /// Configuration file (state_dir, state_url, child_age, `[[sources]]`, the purpose inventory `[[datasets]]`).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// State directory holding the fingerprint key (default: $CHILDGUARD_STATE_DIR, else ~/.local/state/childguard).
@@ -133,8 +141,87 @@ fn is_light(u: &WorkUnit) -> bool {
     }
 }
 
+/// Records a scan run in the findings store: findings through the batched
+/// [`StoreSink`], units, run stats, then classification into violations.
+struct Recorder {
+    rt: tokio::runtime::Runtime,
+    store: std::sync::Arc<dyn crate::store::Store>,
+    run_id: i64,
+    sink: Option<crate::store::StoreSink>,
+    writer: Option<crate::store::WriterHandle>,
+    units: Vec<crate::store::UnitRecord>,
+    error: Option<String>,
+}
+
+impl Recorder {
+    fn open(config: &Config, targets: &[String]) -> anyhow::Result<Recorder> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .context("starting the store runtime")?;
+        let store = rt.block_on(crate::store::open(config)).context("opening the findings store")?;
+        let run_id = rt.block_on(store.begin_run(targets)).context("recording the run")?;
+        let (sink, writer) = {
+            let _g = rt.enter();
+            crate::store::StoreSink::spawn(store.clone(), run_id)
+        };
+        Ok(Recorder { rt, store, run_id, sink: Some(sink), writer: Some(writer), units: Vec::new(), error: None })
+    }
+
+    fn finding(&mut self, f: &Finding) {
+        use crate::scan::FindingSink;
+        if let Some(s) = &mut self.sink {
+            if let Err(e) = s.finding(f.clone()) {
+                self.error.get_or_insert(e.to_string());
+                self.sink = None;
+            }
+        }
+    }
+
+    /// Flush, finish the run, classify. Returns a one-line summary for stderr.
+    fn finish(mut self, config: &Config, summary: &ScanSummary, complete: Vec<String>, as_of: NaiveDate) -> anyhow::Result<String> {
+        self.sink = None;
+        if let Some(w) = self.writer.take() {
+            w.finish().context("writing findings to the store")?;
+        }
+        if let Some(e) = self.error {
+            bail!("writing findings to the store: {e}");
+        }
+        let store = self.store.clone();
+        let run_id = self.run_id;
+        let units = std::mem::take(&mut self.units);
+        let stats = crate::store::RunStats {
+            units: units.len() as u64,
+            units_failed: units.iter().filter(|u| u.error.is_some()).count() as u64,
+            bytes: summary.bytes,
+            rows: summary.rows,
+            findings: summary.findings,
+            complete_targets: complete,
+            error: None,
+        };
+        let classified = self.rt.block_on(async {
+            for u in &units {
+                store.record_unit(run_id, u).await?;
+            }
+            store.finish_run(run_id, &stats).await?;
+            let as_of = as_of.and_hms_opt(23, 59, 59).expect("valid time");
+            anyhow::Ok(crate::classify::classify_run(&*store, run_id, config, as_of).await?)
+        })?;
+        for p in &classified.problems {
+            eprintln!("childguard: warning: {p}");
+        }
+        Ok(format!(
+            "run {run_id} recorded in the {} store: {} violation(s); see `childguard report --run {run_id}`\n",
+            store.backend(),
+            classified.violations.len()
+        ))
+    }
+}
+
 /// The running scan: printer, tallies, progress.
 struct Run {
+    recorder: Option<Recorder>,
     printer: Box<dyn Printer>,
     summary: ScanSummary,
     fail_on: Option<FailOn>,
@@ -150,6 +237,9 @@ impl Run {
             return;
         }
         self.summary.add(&f);
+        if let Some(r) = &mut self.recorder {
+            r.finding(&f);
+        }
         if self.fail_on.is_some_and(|fo| fo.matches(&f)) {
             self.failed = true;
         }
@@ -177,6 +267,20 @@ impl Run {
     }
 
     fn unit_done(&mut self, target: &str, unit: &WorkUnit, r: Result<UnitStats, UnitError>) {
+        if let Some(rec) = &mut self.recorder {
+            let (bytes, rows, error, skipped) = match &r {
+                Ok(st) => (st.bytes, st.rows, None, st.skipped.clone()),
+                Err(e) => (0, 0, Some(e.message.clone()), None),
+            };
+            rec.units.push(crate::store::UnitRecord {
+                target: target.to_string(),
+                unit_id: unit.id.clone(),
+                bytes,
+                rows,
+                error,
+                skipped,
+            });
+        }
         match r {
             Ok(st) => {
                 if let Some(why) = st.skipped {
@@ -354,7 +458,17 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
             }
         })
     });
+    let save = (args.save || args.config.is_some()) && !args.no_save;
+    let recorder = if save {
+        let mut cfg = config.clone();
+        cfg.state_dir = Some(state_dir.clone());
+        let labels: Vec<String> = args.targets.iter().map(|t| target_label(t)).collect();
+        Some(Recorder::open(&cfg, &labels)?)
+    } else {
+        None
+    };
     let mut run = Run {
+        recorder,
         printer: printer(format, out),
         summary: ScanSummary {
             targets: args.targets.iter().map(|t| target_label(t)).collect(),
@@ -412,6 +526,21 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
     }
     if !args.quiet {
         eprint!("{}", run.summary.render());
+    }
+    if let Some(rec) = run.recorder.take() {
+        let mut cfg = config.clone();
+        cfg.state_dir = Some(state_dir.clone());
+        // Targets listed completely (no include/exclude filter): findings of
+        // their units that no longer exist resolve.
+        let complete = if args.include.is_empty() && args.exclude.is_empty() {
+            run.summary.targets.clone()
+        } else {
+            Vec::new()
+        };
+        let line = rec.finish(&cfg, &run.summary, complete, as_of)?;
+        if !args.quiet {
+            eprint!("{line}");
+        }
     }
     Ok(if !run.summary.errors.is_empty() {
         2

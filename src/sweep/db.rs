@@ -553,10 +553,15 @@ pub async fn table_info(pool: &DbPool, table: &str) -> Result<TableInfo, SweepEr
             .fetch_all(p)
             .await
         }
-        DbPool::Lite(p) => sqlx::query_as("SELECT name, type, CAST(\"notnull\" = 0 AS INTEGER), CAST(pk > 0 AS INTEGER) FROM pragma_table_info($1) ORDER BY cid")
-            .bind(table)
-            .fetch_all(p)
-            .await,
+        DbPool::Lite(p) => {
+            // `main.students` (as the scanner names SQLite tables) or a bare name.
+            let (schema, name) = table.split_once('.').map_or(("main", table), |(a, b)| (a, b));
+            sqlx::query_as("SELECT name, type, CAST(\"notnull\" = 0 AS INTEGER), CAST(pk > 0 AS INTEGER) FROM pragma_table_info($1, $2) ORDER BY cid")
+                .bind(name)
+                .bind(schema)
+                .fetch_all(p)
+                .await
+        }
     }
     .map_err(|e| dberr(table, e))?;
     if rows.is_empty() {

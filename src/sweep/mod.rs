@@ -418,6 +418,32 @@ pub struct RunResult {
     pub max_batch_ms: f64,
 }
 
+/// A dataset's `source` may name a `[[sources]]` entry (`school_db` or
+/// `@school_db`): replace it by the entry's URL, with the password from the
+/// entry's `password_env`/`password_file` (never written anywhere: plans keep
+/// only a redacted URL and a keyed fingerprint of it).
+fn resolve_sources(cfg: &mut Config) -> Result<(), SweepError> {
+    for ds in &mut cfg.datasets {
+        let name = ds.source.strip_prefix('@').unwrap_or(&ds.source);
+        let Some(src) = cfg.sources.iter().find(|s| s.name == name) else {
+            continue;
+        };
+        let mut url = src.url.clone();
+        let password = src
+            .password()
+            .map_err(|e| SweepError::Plan(format!("dataset `{}`: {e}", ds.name)))?;
+        if let Some(pw) = password {
+            if let Ok(mut u) = url::Url::parse(&url) {
+                if u.set_password(Some(&pw)).is_ok() {
+                    url = u.to_string();
+                }
+            }
+        }
+        ds.source = url;
+    }
+    Ok(())
+}
+
 /// Plans, approves and runs sweeps for one configuration.
 pub struct Sweeper {
     pub cfg: Config,
@@ -488,7 +514,8 @@ fn item_actions(ds: &Dataset, it: &PlanItem) -> (db::Action, files::RowAction) {
 }
 
 impl Sweeper {
-    pub async fn open(cfg: Config) -> Result<Sweeper, SweepError> {
+    pub async fn open(mut cfg: Config) -> Result<Sweeper, SweepError> {
+        resolve_sources(&mut cfg)?;
         let state_dir = cfg
             .state_dir
             .clone()
