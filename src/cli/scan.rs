@@ -520,7 +520,11 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
             run.write_error = Some(e);
         }
     }
-    if let Some(e) = run.write_error {
+    if let Some(e) = run.write_error.take() {
+        // A reader that stopped early (`| head`) is not an error, as in ripgrep.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return Ok(0);
+        }
         eprintln!("childguard: error: writing findings: {e}");
         return Ok(2);
     }
