@@ -36,6 +36,9 @@ fn engine() -> Engine {
 fn scan_text(e: &Engine, target: &str, path: &str, text: &str) -> Vec<Finding> {
     let mut out = Vec::new();
     scan_chunk(e, &TextOrigin { target, path }, text, 1, 0, &mut out);
+    // These tests are about the store, not detection: keep the ID and mobile
+    // findings their ground truth is written for (the engine finds more).
+    out.retain(|f| matches!(f.category, Category::CnResidentId | Category::CnMobile));
     out
 }
 

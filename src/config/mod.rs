@@ -648,7 +648,7 @@ name = "nightly"
 
     #[test]
     fn tolerates_other_sections() {
-        let text = "[[sources]]\nname = \"logs\"\nurl = \"/var/log\"\n[[tokens]]\nname = \"x\"\n";
+        let text = "[[sources]]\nname = \"logs\"\nurl = \"/var/log\"\n[sweep]\nmax_batch = 5\n";
         let (cfg, d) = check_str(text, Path::new("c.toml"));
         assert!(d.is_empty(), "{d:?}");
         let cfg = cfg.unwrap();
