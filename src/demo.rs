@@ -12,13 +12,20 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("demo estate {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("demo database {path}: {message}")]
     Db { path: PathBuf, message: String },
 }
 
-const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙"];
-const GIVEN: &[&str] = &["子涵", "欣怡", "梓轩", "浩然", "雨桐", "一诺", "思远", "佳琪", "宇航", "诗涵"];
+const SURNAMES: &[&str] = &[
+    "王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙",
+];
+const GIVEN: &[&str] = &[
+    "子涵", "欣怡", "梓轩", "浩然", "雨桐", "一诺", "思远", "佳琪", "宇航", "诗涵",
+];
 const SCHOOLS: &[&str] = &[
     "北京市海淀区中关村第一小学",
     "上海市徐汇区向阳小学",
@@ -48,8 +55,18 @@ impl Rng {
 /// A valid 18-digit resident ID for a birth date.
 pub fn make_id(region: &str, birth: NaiveDate, seq: u32) -> String {
     const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let body = format!("{region}{:04}{:02}{:02}{:03}", birth.year(), birth.month(), birth.day(), seq % 1000);
-    let sum: u32 = body.bytes().zip(W).map(|(b, w)| (b - b'0') as u32 * w).sum();
+    let body = format!(
+        "{region}{:04}{:02}{:02}{:03}",
+        birth.year(),
+        birth.month(),
+        birth.day(),
+        seq % 1000
+    );
+    let sum: u32 = body
+        .bytes()
+        .zip(W)
+        .map(|(b, w)| (b - b'0') as u32 * w)
+        .sum();
     let check = b"10X98765432"[(sum % 11) as usize] as char;
     format!("{body}{check}")
 }
@@ -63,14 +80,22 @@ struct Person {
 }
 
 fn person(r: &mut Rng, as_of: NaiveDate, child: bool) -> Person {
-    let age_days = if child { 6 * 365 + r.below(7 * 365) } else { 30 * 365 + r.below(15 * 365) } as i64;
+    let age_days = if child {
+        6 * 365 + r.below(7 * 365)
+    } else {
+        30 * 365 + r.below(15 * 365)
+    } as i64;
     let birth = as_of - Duration::days(age_days);
     let region = r.pick(REGIONS);
     Person {
         name: format!("{}{}", r.pick(SURNAMES), r.pick(GIVEN)),
         id: make_id(region, birth, r.below(1000) as u32),
         birth,
-        phone: format!("1{}{:09}", [3, 5, 8, 9][r.below(4) as usize], r.below(1_000_000_000)),
+        phone: format!(
+            "{}{:08}",
+            ["138", "139", "150", "159", "186", "131", "177", "199"][r.below(8) as usize],
+            r.below(100_000_000)
+        ),
         school: SCHOOLS[r.below(SCHOOLS.len() as u64) as usize],
     }
 }
@@ -80,7 +105,10 @@ fn age(birth: NaiveDate, as_of: NaiveDate) -> i32 {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
-    let io = |source| DemoError::Io { path: path.to_path_buf(), source };
+    let io = |source| DemoError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p).map_err(io)?;
     }
@@ -102,30 +130,51 @@ pub fn generate(dir: &Path, as_of: NaiveDate) -> Result<PathBuf, DemoError> {
                 let c = person(&mut r, as_of, true);
                 log.push_str(&format!(
                     "{ts} INFO enroll student_name={} id_no={} school={} grade=三年级 age={}\n",
-                    c.name, c.id, c.school, age(c.birth, as_of)
+                    c.name,
+                    c.id,
+                    c.school,
+                    age(c.birth, as_of)
                 ));
             }
             1 => {
                 let g = person(&mut r, as_of, false);
-                log.push_str(&format!("{ts} INFO guardian callback 家长电话 {} order=20240518{:010}\n", g.phone, r.below(1 << 30)));
+                log.push_str(&format!(
+                    "{ts} INFO guardian callback 家长电话 {} order=20240518{:010}\n",
+                    g.phone,
+                    r.below(1 << 30)
+                ));
             }
             2 => {
                 let a = person(&mut r, as_of, false);
-                log.push_str(&format!("{ts} INFO staff login user_id={} idcard={}\n", 1000 + i, a.id));
+                log.push_str(&format!(
+                    "{ts} INFO staff login user_id={} idcard={}\n",
+                    1000 + i,
+                    a.id
+                ));
             }
-            _ => log.push_str(&format!("{ts} DEBUG request_id={:016x} latency_ms={}\n", r.next(), r.below(900))),
+            _ => log.push_str(&format!(
+                "{ts} DEBUG request_id={:016x} latency_ms={}\n",
+                r.next(),
+                r.below(900)
+            )),
         }
     }
     write(&data.join("logs/app.log"), log.as_bytes())?;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(log.as_bytes()).expect("in-memory gzip");
-    write(&data.join("logs/app.log.1.gz"), &gz.finish().expect("in-memory gzip"))?;
+    write(
+        &data.join("logs/app.log.1.gz"),
+        &gz.finish().expect("in-memory gzip"),
+    )?;
 
     // A CSV export someone left in a shared folder: undeclared.
     let mut csv = String::from("student_name,sfzh,csrq,jhrdh,xxmc\n");
     for _ in 0..60 {
         let c = person(&mut r, as_of, true);
-        csv.push_str(&format!("{},{},{},{},{}\n", c.name, c.id, c.birth, c.phone, c.school));
+        csv.push_str(&format!(
+            "{},{},{},{},{}\n",
+            c.name, c.id, c.birth, c.phone, c.school
+        ));
     }
     write(&data.join("exports/class_roster.csv"), csv.as_bytes())?;
 
@@ -143,8 +192,14 @@ pub fn generate(dir: &Path, as_of: NaiveDate) -> Result<PathBuf, DemoError> {
     // SQLite database: declared students table with overdue rows, undeclared marketing table.
     let db = data.join("school.db");
     let _ = std::fs::remove_file(&db);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let dberr = |e: sqlx::Error| DemoError::Db { path: db.clone(), message: e.to_string() };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dberr = |e: sqlx::Error| DemoError::Db {
+        path: db.clone(),
+        message: e.to_string(),
+    };
     rt.block_on(async {
         use sqlx::Connection;
         let url = format!("sqlite://{}?mode=rwc", db.display());

@@ -32,7 +32,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
     eprintln!("demo estate written under {}", args.dir.display());
 
     // Scan every configured source into the store; classify against the inventory.
-    let code = step(&exe, &["scan", "@school_db", "@files", "--config", &cfg, "--format", "table"])?;
+    let code = step(
+        &exe,
+        &[
+            "scan",
+            "@school_db",
+            "@files",
+            "--config",
+            &cfg,
+            "--format",
+            "table",
+        ],
+    )?;
     if code == 2 {
         bail!("the demo scan could not read part of the estate");
     }
@@ -40,7 +51,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
     step(&exe, &["sweep", "plan", "--config", &cfg])?;
     let report = args.dir.join("report.html");
     let report_s = report.display().to_string();
-    step(&exe, &["report", "--config", &cfg, "--format", "html", "--output", &report_s])?;
+    step(
+        &exe,
+        &[
+            "report", "--config", &cfg, "--format", "html", "--output", &report_s,
+        ],
+    )?;
     eprintln!(
         "\nDone. Open {report_s} (the self-inspection report), or see it all on the dashboard:\n  \
          childguard serve --demo {}\n(tokens in {}/TOKENS.txt)",

@@ -6,15 +6,15 @@ pub mod sweep;
 
 use clap::{Parser, Subcommand};
 
+pub mod audit;
+pub mod config;
 pub mod corpus;
 pub mod demo;
 pub mod detectors;
-pub mod scan;
-pub mod audit;
-pub mod config;
 pub mod findings;
 pub mod inventory;
 pub mod report;
+pub mod scan;
 pub mod serve;
 
 /// childguard — find children's personal information, check it against your

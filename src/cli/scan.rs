@@ -160,13 +160,25 @@ impl Recorder {
             .enable_all()
             .build()
             .context("starting the store runtime")?;
-        let store = rt.block_on(crate::store::open(config)).context("opening the findings store")?;
-        let run_id = rt.block_on(store.begin_run(targets)).context("recording the run")?;
+        let store = rt
+            .block_on(crate::store::open(config))
+            .context("opening the findings store")?;
+        let run_id = rt
+            .block_on(store.begin_run(targets))
+            .context("recording the run")?;
         let (sink, writer) = {
             let _g = rt.enter();
             crate::store::StoreSink::spawn(store.clone(), run_id)
         };
-        Ok(Recorder { rt, store, run_id, sink: Some(sink), writer: Some(writer), units: Vec::new(), error: None })
+        Ok(Recorder {
+            rt,
+            store,
+            run_id,
+            sink: Some(sink),
+            writer: Some(writer),
+            units: Vec::new(),
+            error: None,
+        })
     }
 
     fn finding(&mut self, f: &Finding) {
@@ -180,7 +192,13 @@ impl Recorder {
     }
 
     /// Flush, finish the run, classify. Returns a one-line summary for stderr.
-    fn finish(mut self, config: &Config, summary: &ScanSummary, complete: Vec<String>, as_of: NaiveDate) -> anyhow::Result<String> {
+    fn finish(
+        mut self,
+        config: &Config,
+        summary: &ScanSummary,
+        complete: Vec<String>,
+        as_of: NaiveDate,
+    ) -> anyhow::Result<String> {
         self.sink = None;
         if let Some(w) = self.writer.take() {
             w.finish().context("writing findings to the store")?;
