@@ -503,18 +503,35 @@ impl Engine {
     }
 
     /// Find every hit in free text (one or many lines). Appends to `out`.
+    ///
+    /// Full-width digits and letters (０-９, Ａ-Ｚ, common in Chinese
+    /// documents and OCR output) are folded to ASCII before matching, so a
+    /// full-width ID, phone, date or age is found, validated and
+    /// fingerprinted like its ASCII form; the hit offsets still refer to
+    /// `text`.
     pub fn scan_text(&self, text: &str, out: &mut Vec<Hit>) {
         let base = out.len();
-        self.scan_impl(text, &[], out);
+        match fold_fullwidth(text) {
+            None => self.scan_impl(text, &[], out),
+            Some((folded, map)) => {
+                self.scan_impl(&folded, &[], out);
+                remap(out, base, &map);
+            }
+        }
         finish(out, base);
     }
 
     /// Find hits in one table cell or JSON value, using the column's hints.
     pub fn scan_value(&self, value: &str, column: &ColumnCtx, out: &mut Vec<Hit>) {
         let base = out.len();
-        self.scan_impl(value, &column.hints, out);
+        let folded = fold_fullwidth(value);
+        let v = folded.as_ref().map_or(value, |(f, _)| f.as_str());
+        self.scan_impl(v, &column.hints, out);
         if !column.hints.is_empty() {
-            self.scan_hinted_value(value, column, base, out);
+            self.scan_hinted_value(v, column, base, out);
+        }
+        if let Some((_, map)) = &folded {
+            remap(out, base, map);
         }
         finish(out, base);
     }
@@ -731,18 +748,37 @@ impl Engine {
                     let Some(rule) = self.rule_for(scanner_kind) else {
                         continue;
                     };
-                    if scanner::is_name_value(v)
-                        && (scanner::starts_with_surname(v) || v.contains('·'))
-                    {
-                        let conf = 0.9;
+                    // The column says it holds names: no context word is
+                    // needed. A name on the surname list is near-certain; a
+                    // rarer surname still counts unless the value is a
+                    // placeholder or an ordinary word. Aligned tables space
+                    // two-character names (张　伟).
+                    let compact: String = v
+                        .chars()
+                        .filter(|c| !matches!(c, ' ' | '\u{3000}'))
+                        .collect();
+                    let pinyin = !scanner::is_name_value(&compact) && scanner::is_pinyin_name(v);
+                    let compact = if pinyin { v.to_string() } else { compact };
+                    let conf = if pinyin {
+                        Some(0.7)
+                    } else if scanner::is_name_value(&compact) {
+                        if scanner::starts_with_surname(&compact) || compact.contains('·') {
+                            Some(0.9)
+                        } else {
+                            (!scanner::not_a_name(&compact)).then_some(0.75)
+                        }
+                    } else {
+                        None
+                    };
+                    if let Some(conf) = conf {
                         self.emit(
                             out,
                             rule,
                             off,
                             off + v.len(),
                             conf,
-                            v,
-                            self.mask(cat, v),
+                            &compact,
+                            self.mask(cat, &compact),
                             None,
                         );
                     }
@@ -866,6 +902,60 @@ impl Engine {
                 _ => {}
             }
         }
+    }
+}
+
+/// The ASCII character a full-width form (U+FF01..U+FF5E, UTF-8 `EF BC xx` /
+/// `EF BD xx`) stands for, for the forms folded before matching: digits,
+/// letters and `- / . + = @`. Chinese punctuation (：，（）) is kept.
+#[inline]
+fn fullwidth_ascii(b1: u8, b2: u8) -> Option<u8> {
+    let cp = match b1 {
+        0xBC if (0x80..=0xBF).contains(&b2) => 0xFF00 + (b2 as u32 - 0x80),
+        0xBD if (0x80..=0x9E).contains(&b2) => 0xFF40 + (b2 as u32 - 0x80),
+        _ => return None,
+    };
+    let a = (cp - 0xFF00 + 0x20) as u8;
+    (a.is_ascii_alphanumeric() || matches!(a, b'-' | b'/' | b'.' | b'+' | b'=' | b'@')).then_some(a)
+}
+
+/// Fold full-width digits and letters to ASCII. `None` when the text has
+/// none (the common case: one memchr pass). Otherwise the folded text and,
+/// for every byte of it plus one past the end, the offset in `text`.
+pub(crate) fn fold_fullwidth(text: &str) -> Option<(String, Vec<u32>)> {
+    let b = text.as_bytes();
+    let first = memchr::memchr_iter(0xEF, b)
+        .find(|&p| p + 2 < b.len() && fullwidth_ascii(b[p + 1], b[p + 2]).is_some())?;
+    let mut v: Vec<u8> = Vec::with_capacity(b.len());
+    let mut map: Vec<u32> = Vec::with_capacity(b.len() + 1);
+    v.extend_from_slice(&b[..first]);
+    map.extend(0..first as u32);
+    let mut i = first;
+    while i < b.len() {
+        if b[i] == 0xEF && i + 2 < b.len() {
+            if let Some(a) = fullwidth_ascii(b[i + 1], b[i + 2]) {
+                v.push(a);
+                map.push(i as u32);
+                i += 3;
+                continue;
+            }
+        }
+        let next = memchr::memchr(0xEF, &b[i + 1..]).map_or(b.len(), |p| i + 1 + p);
+        v.extend_from_slice(&b[i..next]);
+        map.extend(i as u32..next as u32);
+        i = next;
+    }
+    map.push(b.len() as u32);
+    // Whole UTF-8 characters were replaced by ASCII ones: still valid UTF-8.
+    let s = String::from_utf8(v).ok()?;
+    Some((s, map))
+}
+
+/// Map the offsets of the hits appended since `base` from folded text back to the original.
+fn remap(out: &mut [Hit], base: usize, map: &[u32]) {
+    for h in &mut out[base..] {
+        h.start = map[h.start] as usize;
+        h.end = map[h.end] as usize;
     }
 }
 
