@@ -251,6 +251,12 @@ pub struct Engine {
     anchored_ok: bool,
     /// Last bytes of patterns (both cases): cheap test for "a keyword ends here".
     last_byte: [bool; 256],
+    /// Bitmap over [`pair_hash`] of the first two characters of every
+    /// pattern (ASCII lowercased): the automaton runs only where one of them
+    /// may start. Patterns of a single character are in `single`.
+    pair: Vec<u64>,
+    /// Bitmap over the low 16 bits of single-character patterns (岁, 号).
+    single: Vec<u64>,
     regions: validate::Regions,
     regex_rules: Vec<u16>,
 }
@@ -430,6 +436,22 @@ impl Engine {
                 anchored_ok = false;
             }
         }
+        let mut pair = vec![0u64; 65536 / 64];
+        let mut single = vec![0u64; 65536 / 64];
+        for p in &pats {
+            let mut cs = p.chars().map(|c| c.to_ascii_lowercase());
+            let c1 = cs.next().unwrap_or(' ') as u32;
+            match cs.next() {
+                Some(c2) => {
+                    let h = pair_hash(c1, c2 as u32);
+                    pair[h / 64] |= 1 << (h % 64);
+                }
+                None => {
+                    let h = (c1 & 0xFFFF) as usize;
+                    single[h / 64] |= 1 << (h % 64);
+                }
+            }
+        }
         let mut last_byte = [false; 256];
         for p in &pats {
             if let Some(&l) = p.as_bytes().last() {
@@ -479,6 +501,8 @@ impl Engine {
             first_ascii,
             anchored_ok,
             last_byte,
+            pair,
+            single,
             regions,
             regex_rules,
         })
@@ -513,9 +537,9 @@ impl Engine {
         let base = out.len();
         match fold_fullwidth(text) {
             None => self.scan_impl(text, &[], out),
-            Some((folded, map)) => {
+            Some((folded, at)) => {
                 self.scan_impl(&folded, &[], out);
-                remap(out, base, &map);
+                remap(out, base, &at);
             }
         }
         finish(out, base);
@@ -920,43 +944,54 @@ fn fullwidth_ascii(b1: u8, b2: u8) -> Option<u8> {
 }
 
 /// Fold full-width digits and letters to ASCII. `None` when the text has
-/// none (the common case: one memchr pass). Otherwise the folded text and,
-/// for every byte of it plus one past the end, the offset in `text`.
+/// none (the common case: one memchr pass). Otherwise the folded text and
+/// the folded offsets of the folded characters, in order: each one is 2
+/// bytes shorter than the original (3-byte UTF-8 → ASCII), see [`unfold`].
 pub(crate) fn fold_fullwidth(text: &str) -> Option<(String, Vec<u32>)> {
     let b = text.as_bytes();
     let first = memchr::memchr_iter(0xEF, b)
         .find(|&p| p + 2 < b.len() && fullwidth_ascii(b[p + 1], b[p + 2]).is_some())?;
-    let mut v: Vec<u8> = Vec::with_capacity(b.len());
-    let mut map: Vec<u32> = Vec::with_capacity(b.len() + 1);
-    v.extend_from_slice(&b[..first]);
-    map.extend(0..first as u32);
+    let mut out = String::with_capacity(b.len());
+    let mut at: Vec<u32> = Vec::new();
+    out.push_str(&text[..first]);
     let mut i = first;
     while i < b.len() {
         if b[i] == 0xEF && i + 2 < b.len() {
             if let Some(a) = fullwidth_ascii(b[i + 1], b[i + 2]) {
-                v.push(a);
-                map.push(i as u32);
+                at.push(out.len() as u32);
+                out.push(a as char);
                 i += 3;
                 continue;
             }
         }
+        // Up to the next possible full-width form; both ends are char boundaries.
         let next = memchr::memchr(0xEF, &b[i + 1..]).map_or(b.len(), |p| i + 1 + p);
-        v.extend_from_slice(&b[i..next]);
-        map.extend(i as u32..next as u32);
+        out.push_str(&text[i..next]);
         i = next;
     }
-    map.push(b.len() as u32);
-    // Whole UTF-8 characters were replaced by ASCII ones: still valid UTF-8.
-    let s = String::from_utf8(v).ok()?;
-    Some((s, map))
+    Some((out, at))
+}
+
+/// Offset in the original text of folded offset `x`, given the folded
+/// offsets `at` of the folded characters.
+#[inline]
+fn unfold(at: &[u32], x: usize) -> usize {
+    x + 2 * at.partition_point(|&f| (f as usize) < x)
 }
 
 /// Map the offsets of the hits appended since `base` from folded text back to the original.
-fn remap(out: &mut [Hit], base: usize, map: &[u32]) {
+fn remap(out: &mut [Hit], base: usize, at: &[u32]) {
     for h in &mut out[base..] {
-        h.start = map[h.start] as usize;
-        h.end = map[h.end] as usize;
+        h.start = unfold(at, h.start);
+        h.end = unfold(at, h.end);
     }
+}
+
+/// Bucket of the first two characters of a keyword (ASCII lowercased) in
+/// the 65,536-bit prefilter of the keyword pass.
+#[inline]
+pub(crate) fn pair_hash(c1: u32, c2: u32) -> usize {
+    (c1.wrapping_mul(0x9E37_79B1) ^ c2.wrapping_mul(0x85EB_CA6B)) as usize >> 16 & 0xFFFF
 }
 
 /// Sort the hits appended since `base` and drop exact duplicates.

@@ -525,6 +525,24 @@ impl Engine {
             return false;
         }
         let lo = s.saturating_sub(24);
+        // Fast reject (most dates are timestamps at the start of a line): a
+        // qualifying word ends at some q in lo..=s with no digit or newline
+        // in b[q..s], and the byte before q ends some keyword.
+        let b = st.b;
+        let mut q = s;
+        loop {
+            if q == 0 || q < lo {
+                return false;
+            }
+            let c = b[q - 1];
+            if self.last_byte[c as usize] {
+                break;
+            }
+            if c.is_ascii_digit() || c == b'\n' {
+                return false;
+            }
+            q -= 1;
+        }
         let i0 = st.ms.partition_point(|m| (m.end as usize) < lo);
         st.ms[i0..]
             .iter()
@@ -639,6 +657,34 @@ impl Engine {
                     .anchored(aho_corasick::Anchored::Yes),
             )
         };
+        // Whether a pattern may start at `i` whose first character is `c1`
+        // (`len1` bytes): a single-character pattern, or the first two
+        // characters in the pair bitmap. A necessary condition only.
+        let may_start = |i: usize, c1: u32, len1: usize| {
+            let h1 = (c1 & 0xFFFF) as usize;
+            if self.single[h1 / 64] & (1 << (h1 % 64)) != 0 {
+                return true;
+            }
+            let j = i + len1;
+            if j >= n {
+                return false;
+            }
+            let d = b[j];
+            let c2 = if d < 0x80 {
+                d.to_ascii_lowercase() as u32
+            } else if d >= 0xE0 && d < 0xF0 && j + 2 < n {
+                ((d & 0x0F) as u32) << 12
+                    | ((b[j + 1] & 0x3F) as u32) << 6
+                    | (b[j + 2] & 0x3F) as u32
+            } else {
+                match text[j..].chars().next() {
+                    Some(c) => c as u32,
+                    None => return false,
+                }
+            };
+            let h = super::pair_hash(c1, c2);
+            self.pair[h / 64] & (1 << (h % 64)) != 0
+        };
         while i < n {
             let c = b[i];
             if c < 0x80 {
@@ -647,7 +693,10 @@ impl Engine {
                     continue;
                 }
                 let s = i;
-                if i >= kw_end && self.first_ascii[c as usize] {
+                if i >= kw_end
+                    && self.first_ascii[c as usize]
+                    && may_start(i, c.to_ascii_lowercase() as u32, 1)
+                {
                     if let Some(m) = anchored(i) {
                         if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
                             kw_end = m.end();
@@ -661,6 +710,7 @@ impl Engine {
                         && b[i - 1].is_ascii_lowercase()
                         && i >= kw_end
                         && self.first_ascii[d as usize]
+                        && may_start(i, d.to_ascii_lowercase() as u32, 1)
                     {
                         if let Some(m) = anchored(i) {
                             if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
@@ -678,7 +728,8 @@ impl Engine {
                     let cp = ((c & 0x0F) as usize) << 12
                         | ((b[i + 1] & 0x3F) as usize) << 6
                         | (b[i + 2] & 0x3F) as usize;
-                    if self.first_cjk[cp / 64] & (1 << (cp % 64)) != 0 {
+                    if self.first_cjk[cp / 64] & (1 << (cp % 64)) != 0 && may_start(i, cp as u32, 3)
+                    {
                         if let Some(m) = anchored(i) {
                             if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
                                 kw_end = m.end();
