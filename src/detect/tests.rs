@@ -401,3 +401,25 @@ fn names_in_hinted_columns() {
     // the same values in an unhinted column are not names
     assert_eq!(name("remark", "郗子涵"), None);
 }
+
+/// The two-character prefilter in front of the keyword automaton must never
+/// hide a keyword: every keyword of every keyword rule (CJK and ASCII, any
+/// ASCII case) is still found in a sentence.
+#[test]
+fn every_keyword_survives_the_prefilter() {
+    let e = engine();
+    let mut n = 0;
+    for r in e.rules().iter().filter(|r| r.scanner == Scanner::Keywords) {
+        for k in &r.spec.keywords {
+            let k = k.trim_end_matches('!');
+            for form in [k.to_string(), k.to_ascii_uppercase()] {
+                let t = format!("备注 {form} 。");
+                let mut out = Vec::new();
+                e.scan_text(&t, &mut out);
+                assert!(out.iter().any(|h| h.rule == r.id), "{form}");
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 10);
+}
