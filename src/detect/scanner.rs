@@ -71,7 +71,7 @@ pub(super) fn is_name_value(v: &str) -> bool {
 /// Values of a name column that are not names: placeholders (未知, 不详,
 /// 暂无, 测试) and words made of characters that never form a given name.
 pub(super) fn not_a_name(v: &str) -> bool {
-    const PLACEHOLDERS: [&str; 16] = [
+    const PLACEHOLDERS: [&str; 22] = [
         "未知",
         "不详",
         "暂无",
@@ -88,6 +88,12 @@ pub(super) fn not_a_name(v: &str) -> bool {
         "待定",
         "家长",
         "监护人",
+        "管理员",
+        "系统",
+        "客服",
+        "游客",
+        "用户",
+        "本人",
     ];
     PLACEHOLDERS.contains(&v)
         || v.chars().any(|c| {

@@ -391,6 +391,8 @@ fn names_in_hinted_columns() {
         "不详",
         "暂无",
         "测试",
+        "管理员",
+        "游客",
         "无",
         "N/A",
         "Not Available",
