@@ -785,6 +785,8 @@ impl Engine {
                     let compact = if pinyin { v.to_string() } else { compact };
                     let conf = if pinyin {
                         Some(0.7)
+                    } else if scanner::is_name_placeholder(&compact) {
+                        None
                     } else if scanner::is_name_value(&compact) {
                         if scanner::starts_with_surname(&compact) || compact.contains('·') {
                             Some(0.9)

@@ -71,6 +71,16 @@ pub(super) fn is_name_value(v: &str) -> bool {
 /// Values of a name column that are not names: placeholders (未知, 不详,
 /// 暂无, 测试) and words made of characters that never form a given name.
 pub(super) fn not_a_name(v: &str) -> bool {
+    is_name_placeholder(v)
+        || v.chars().any(|c| {
+            "的了在是和与及今年岁男女性电手联出生住就读现等说于被有去来到从把对向也都还又才要会能将请您你我他她们这那个位号班级校未无或但不详测试知暂填写空密匿"
+                .contains(c)
+        })
+}
+
+/// Placeholders and role words in a name column (未知, 暂无, 管理员), even
+/// when they start with a surname character (管, 游).
+pub(super) fn is_name_placeholder(v: &str) -> bool {
     const PLACEHOLDERS: [&str; 22] = [
         "未知",
         "不详",
@@ -96,10 +106,6 @@ pub(super) fn not_a_name(v: &str) -> bool {
         "本人",
     ];
     PLACEHOLDERS.contains(&v)
-        || v.chars().any(|c| {
-            "的了在是和与及今年岁男女性电手联出生住就读现等说于被有去来到从把对向也都还又才要会能将请您你我他她们这那个位号班级校未无或但不详测试知暂填写空密匿"
-                .contains(c)
-        })
 }
 
 /// A romanized name in a name column: two or three capitalized words of
