@@ -141,6 +141,20 @@ pub fn cn_number(n: u32) -> String {
     }
 }
 
+/// Full-width form (０-９, Ａ-Ｚ, ａ-ｚ) of the ASCII digits and letters of
+/// `s`, as typed with a Chinese input method or printed in Chinese documents.
+pub fn fullwidth(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                char::from_u32(c as u32 - 0x20 + 0xFF00).unwrap_or(c)
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 struct B {
     text: String,
     spans: Vec<Span>,
@@ -295,7 +309,10 @@ impl Generator {
     fn school(&mut self) -> String {
         let d = self.pick(&DISTRICTS).to_string();
         let n = self.rng.gen_range(1..=40);
-        match self.rng.gen_range(0..9) {
+        match self.rng.gen_range(0..11) {
+            // Common abbreviations: 北京四中, 朝阳实验二小.
+            9 => format!("{}{}中", &d[..6], cn_number(n)),
+            10 => format!("{}实验{}小", &d[..6], cn_number(n % 5 + 1)),
             0 => format!("{d}实验小学"),
             1 => format!("{d}第{}中学", cn_number(n)),
             2 => format!("{d}第{n}中学"),
@@ -383,6 +400,7 @@ impl Generator {
             0 => format!("{} {} {}", &id[..6], &id[6..14], &id[14..]),
             1 => format!("{}-{}-{}", &id[..6], &id[6..14], &id[14..]),
             2 => id.to_ascii_lowercase(),
+            3 => fullwidth(id),
             _ => id.to_string(),
         }
     }
@@ -394,6 +412,7 @@ impl Generator {
             2 => format!("+86{m}"),
             3 => format!("0086-{m}"),
             4 => format!("{} {} {}", &m[..3], &m[3..7], &m[7..]),
+            5 => fullwidth(m),
             _ => m.to_string(),
         }
     }
@@ -410,7 +429,8 @@ impl Generator {
                 "出生年月日:",
             ])
             .to_string();
-        let v = match self.rng.gen_range(0..5) {
+        let v = match self.rng.gen_range(0..6) {
+            5 => fullwidth(&format!("{}年{}月{}日", d.year(), d.month(), d.day())),
             0 => d.format("%Y-%m-%d").to_string(),
             1 => format!("{}年{}月{}日", d.year(), d.month(), d.day()),
             2 => d.format("%Y/%m/%d").to_string(),
@@ -422,7 +442,8 @@ impl Generator {
 
     fn age_text(&mut self, age: u32) -> (String, String, String) {
         // (before, value, after) — the value is what the engine reports
-        match self.rng.gen_range(0..8) {
+        match self.rng.gen_range(0..9) {
+            8 => ("年龄：".into(), fullwidth(&age.to_string()), String::new()),
             0 => ("年龄：".into(), age.to_string(), String::new()),
             1 => (
                 "今年".into(),

@@ -251,6 +251,12 @@ pub struct Engine {
     anchored_ok: bool,
     /// Last bytes of patterns (both cases): cheap test for "a keyword ends here".
     last_byte: [bool; 256],
+    /// Bitmap over [`pair_hash`] of the first two characters of every
+    /// pattern (ASCII lowercased): the automaton runs only where one of them
+    /// may start. Patterns of a single character are in `single`.
+    pair: Vec<u64>,
+    /// Bitmap over the low 16 bits of single-character patterns (岁, 号).
+    single: Vec<u64>,
     regions: validate::Regions,
     regex_rules: Vec<u16>,
 }
@@ -430,6 +436,22 @@ impl Engine {
                 anchored_ok = false;
             }
         }
+        let mut pair = vec![0u64; 65536 / 64];
+        let mut single = vec![0u64; 65536 / 64];
+        for p in &pats {
+            let mut cs = p.chars().map(|c| c.to_ascii_lowercase());
+            let c1 = cs.next().unwrap_or(' ') as u32;
+            match cs.next() {
+                Some(c2) => {
+                    let h = pair_hash(c1, c2 as u32);
+                    pair[h / 64] |= 1 << (h % 64);
+                }
+                None => {
+                    let h = (c1 & 0xFFFF) as usize;
+                    single[h / 64] |= 1 << (h % 64);
+                }
+            }
+        }
         let mut last_byte = [false; 256];
         for p in &pats {
             if let Some(&l) = p.as_bytes().last() {
@@ -479,6 +501,8 @@ impl Engine {
             first_ascii,
             anchored_ok,
             last_byte,
+            pair,
+            single,
             regions,
             regex_rules,
         })
@@ -503,18 +527,35 @@ impl Engine {
     }
 
     /// Find every hit in free text (one or many lines). Appends to `out`.
+    ///
+    /// Full-width digits and letters (０-９, Ａ-Ｚ, common in Chinese
+    /// documents and OCR output) are folded to ASCII before matching, so a
+    /// full-width ID, phone, date or age is found, validated and
+    /// fingerprinted like its ASCII form; the hit offsets still refer to
+    /// `text`.
     pub fn scan_text(&self, text: &str, out: &mut Vec<Hit>) {
         let base = out.len();
-        self.scan_impl(text, &[], out);
+        match fold_fullwidth(text) {
+            None => self.scan_impl(text, &[], out),
+            Some((folded, at)) => {
+                self.scan_impl(&folded, &[], out);
+                remap(out, base, &at);
+            }
+        }
         finish(out, base);
     }
 
     /// Find hits in one table cell or JSON value, using the column's hints.
     pub fn scan_value(&self, value: &str, column: &ColumnCtx, out: &mut Vec<Hit>) {
         let base = out.len();
-        self.scan_impl(value, &column.hints, out);
+        let folded = fold_fullwidth(value);
+        let v = folded.as_ref().map_or(value, |(f, _)| f.as_str());
+        self.scan_impl(v, &column.hints, out);
         if !column.hints.is_empty() {
-            self.scan_hinted_value(value, column, base, out);
+            self.scan_hinted_value(v, column, base, out);
+        }
+        if let Some((_, map)) = &folded {
+            remap(out, base, map);
         }
         finish(out, base);
     }
@@ -731,18 +772,39 @@ impl Engine {
                     let Some(rule) = self.rule_for(scanner_kind) else {
                         continue;
                     };
-                    if scanner::is_name_value(v)
-                        && (scanner::starts_with_surname(v) || v.contains('·'))
-                    {
-                        let conf = 0.9;
+                    // The column says it holds names: no context word is
+                    // needed. A name on the surname list is near-certain; a
+                    // rarer surname still counts unless the value is a
+                    // placeholder or an ordinary word. Aligned tables space
+                    // two-character names (张　伟).
+                    let compact: String = v
+                        .chars()
+                        .filter(|c| !matches!(c, ' ' | '\u{3000}'))
+                        .collect();
+                    let pinyin = !scanner::is_name_value(&compact) && scanner::is_pinyin_name(v);
+                    let compact = if pinyin { v.to_string() } else { compact };
+                    let conf = if pinyin {
+                        Some(0.7)
+                    } else if scanner::is_name_placeholder(&compact) {
+                        None
+                    } else if scanner::is_name_value(&compact) {
+                        if scanner::starts_with_surname(&compact) || compact.contains('·') {
+                            Some(0.9)
+                        } else {
+                            (!scanner::not_a_name(&compact)).then_some(0.75)
+                        }
+                    } else {
+                        None
+                    };
+                    if let Some(conf) = conf {
                         self.emit(
                             out,
                             rule,
                             off,
                             off + v.len(),
                             conf,
-                            v,
-                            self.mask(cat, v),
+                            &compact,
+                            self.mask(cat, &compact),
                             None,
                         );
                     }
@@ -867,6 +929,71 @@ impl Engine {
             }
         }
     }
+}
+
+/// The ASCII character a full-width form (U+FF01..U+FF5E, UTF-8 `EF BC xx` /
+/// `EF BD xx`) stands for, for the forms folded before matching: digits,
+/// letters and `- / . + = @`. Chinese punctuation (：，（）) is kept.
+#[inline]
+fn fullwidth_ascii(b1: u8, b2: u8) -> Option<u8> {
+    let cp = match b1 {
+        0xBC if (0x80..=0xBF).contains(&b2) => 0xFF00 + (b2 as u32 - 0x80),
+        0xBD if (0x80..=0x9E).contains(&b2) => 0xFF40 + (b2 as u32 - 0x80),
+        _ => return None,
+    };
+    let a = (cp - 0xFF00 + 0x20) as u8;
+    (a.is_ascii_alphanumeric() || matches!(a, b'-' | b'/' | b'.' | b'+' | b'=' | b'@')).then_some(a)
+}
+
+/// Fold full-width digits and letters to ASCII. `None` when the text has
+/// none (the common case: one memchr pass). Otherwise the folded text and
+/// the folded offsets of the folded characters, in order: each one is 2
+/// bytes shorter than the original (3-byte UTF-8 → ASCII), see [`unfold`].
+pub(crate) fn fold_fullwidth(text: &str) -> Option<(String, Vec<u32>)> {
+    let b = text.as_bytes();
+    let first = memchr::memchr_iter(0xEF, b)
+        .find(|&p| p + 2 < b.len() && fullwidth_ascii(b[p + 1], b[p + 2]).is_some())?;
+    let mut out = String::with_capacity(b.len());
+    let mut at: Vec<u32> = Vec::new();
+    out.push_str(&text[..first]);
+    let mut i = first;
+    while i < b.len() {
+        if b[i] == 0xEF && i + 2 < b.len() {
+            if let Some(a) = fullwidth_ascii(b[i + 1], b[i + 2]) {
+                at.push(out.len() as u32);
+                out.push(a as char);
+                i += 3;
+                continue;
+            }
+        }
+        // Up to the next possible full-width form; both ends are char boundaries.
+        let next = memchr::memchr(0xEF, &b[i + 1..]).map_or(b.len(), |p| i + 1 + p);
+        out.push_str(&text[i..next]);
+        i = next;
+    }
+    Some((out, at))
+}
+
+/// Offset in the original text of folded offset `x`, given the folded
+/// offsets `at` of the folded characters.
+#[inline]
+fn unfold(at: &[u32], x: usize) -> usize {
+    x + 2 * at.partition_point(|&f| (f as usize) < x)
+}
+
+/// Map the offsets of the hits appended since `base` from folded text back to the original.
+fn remap(out: &mut [Hit], base: usize, at: &[u32]) {
+    for h in &mut out[base..] {
+        h.start = unfold(at, h.start);
+        h.end = unfold(at, h.end);
+    }
+}
+
+/// Bucket of the first two characters of a keyword (ASCII lowercased) in
+/// the 65,536-bit prefilter of the keyword pass.
+#[inline]
+pub(crate) fn pair_hash(c1: u32, c2: u32) -> usize {
+    (c1.wrapping_mul(0x9E37_79B1) ^ c2.wrapping_mul(0x85EB_CA6B)) as usize >> 16 & 0xFFFF
 }
 
 /// Sort the hits appended since `base` and drop exact duplicates.

@@ -68,6 +68,64 @@ pub(super) fn is_name_value(v: &str) -> bool {
     cjk && (2..=4).contains(&n) || cjk && v.contains('·') && (3..=12).contains(&n)
 }
 
+/// Values of a name column that are not names: placeholders (未知, 不详,
+/// 暂无, 测试) and words made of characters that never form a given name.
+pub(super) fn not_a_name(v: &str) -> bool {
+    is_name_placeholder(v)
+        || v.chars().any(|c| {
+            "的了在是和与及今年岁男女性电手联出生住就读现等说于被有去来到从把对向也都还又才要会能将请您你我他她们这那个位号班级校未无或但不详测试知暂填写空密匿"
+                .contains(c)
+        })
+}
+
+/// Placeholders and role words in a name column (未知, 暂无, 管理员), even
+/// when they start with a surname character (管, 游).
+pub(super) fn is_name_placeholder(v: &str) -> bool {
+    const PLACEHOLDERS: [&str; 22] = [
+        "未知",
+        "不详",
+        "暂无",
+        "无名",
+        "测试",
+        "test",
+        "匿名",
+        "其他",
+        "空",
+        "保密",
+        "未填",
+        "未填写",
+        "无",
+        "待定",
+        "家长",
+        "监护人",
+        "管理员",
+        "系统",
+        "客服",
+        "游客",
+        "用户",
+        "本人",
+    ];
+    PLACEHOLDERS.contains(&v)
+}
+
+/// A romanized name in a name column: two or three capitalized words of
+/// letters (Zhang Xiaoming, ZHANG Wei, Ouyang Mingyue).
+pub(super) fn is_pinyin_name(v: &str) -> bool {
+    let words: Vec<&str> = v.split(' ').filter(|w| !w.is_empty()).collect();
+    (2..=3).contains(&words.len())
+        && v.len() <= 32
+        && words.iter().all(|w| {
+            let b = w.as_bytes();
+            (2..=12).contains(&b.len())
+                && b[0].is_ascii_uppercase()
+                && b[1..].iter().all(u8::is_ascii_alphabetic)
+        })
+        && !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "not available" | "not applicable" | "no name" | "test user" | "unknown user"
+        )
+}
+
 /// Staff or education-history words around a school name on its line.
 fn adult_school_context(t: &str, start: usize, end: usize) -> bool {
     const STAFF: [&str; 14] = [
@@ -198,6 +256,107 @@ pub(super) fn parse_date(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
     Some((de, d))
 }
 
+/// Where the proper name of a school whose suffix starts at `ss` begins:
+/// back over CJK characters, 第 + digits, digits right before the suffix and
+/// brackets, then cut after the last boundary word (就读于, 在, 的, ...).
+fn school_name_start(st: &St<'_>, ss: usize) -> usize {
+    let t = st.text;
+    // Extend back over CJK characters, 第 + digits, digits right before the suffix, brackets.
+    let mut p = ss;
+    let mut chars = 0;
+    while chars < 20 {
+        let Some(c) = char_before(t, p) else { break };
+        if is_cjk(c) || matches!(c, '（' | '）' | '(' | ')') {
+            p -= c.len_utf8();
+            chars += 1;
+        } else if c.is_ascii_digit() {
+            let mut q = p;
+            while q > 0 && st.b[q - 1].is_ascii_digit() {
+                q -= 1;
+            }
+            let after_ok = p == ss;
+            let before_di = char_before(t, q) == Some('第');
+            if (after_ok || before_di) && p - q <= 3 {
+                chars += p - q;
+                p = q;
+            } else {
+                break;
+            }
+        } else {
+            break;
+        }
+    }
+    let mut start = p;
+    // Cut after the last boundary word inside the prefix.
+    let prefix = &t[start..ss];
+    const CUTS: [&str; 41] = [
+        "就读于",
+        "毕业于",
+        "就读",
+        "在读",
+        "来自",
+        "转入",
+        "转学到",
+        "转到",
+        "考入",
+        "进入",
+        "位于",
+        "学校名称",
+        "名称",
+        "所在学校",
+        "学校",
+        "学生",
+        "孩子",
+        "儿子",
+        "女儿",
+        "姓名",
+        "家长",
+        "地址",
+        "住址",
+        "他",
+        "她",
+        "我",
+        "你",
+        "在",
+        "于",
+        "是",
+        "的",
+        "到",
+        "去",
+        "从",
+        "读",
+        "和",
+        "与",
+        "及",
+        "或",
+        "为",
+        "所",
+    ];
+    let mut cut_at = 0;
+    for (idx, _) in prefix.char_indices() {
+        for c in CUTS {
+            if !prefix[idx..].starts_with(c) {
+                continue;
+            }
+            let after = idx + c.len();
+            // Place names containing these characters.
+            let rest = &prefix[after..];
+            if c == "于" && rest.starts_with('都')
+                || c == "和" && rest.starts_with('平')
+                || c == "所" && idx == 0
+            {
+                continue;
+            }
+            if c == "在" && prefix[..idx].ends_with('所') {
+                continue;
+            }
+            cut_at = cut_at.max(after);
+        }
+    }
+    start += cut_at;
+    start
+}
+
 impl Engine {
     pub(super) fn scan_impl(&self, text: &str, hints: &[Category], out: &mut Vec<Hit>) {
         let b = text.as_bytes();
@@ -266,6 +425,10 @@ impl Engine {
                     Role::Neg(_) => {}
                 }
             }
+        }
+        // School abbreviations (北京四中, 实验二小).
+        if self.rule_for(Scanner::SchoolName).is_some() {
+            self.school_abbr(&st, out);
         }
         // Pass 4: e-mail.
         if self.rule_for(Scanner::Email).is_some() {
@@ -374,6 +537,24 @@ impl Engine {
             return false;
         }
         let lo = s.saturating_sub(24);
+        // Fast reject (most dates are timestamps at the start of a line): a
+        // qualifying word ends at some q in lo..=s with no digit or newline
+        // in b[q..s], and the byte before q ends some keyword.
+        let b = st.b;
+        let mut q = s;
+        loop {
+            if q == 0 || q < lo {
+                return false;
+            }
+            let c = b[q - 1];
+            if self.last_byte[c as usize] {
+                break;
+            }
+            if c.is_ascii_digit() || c == b'\n' {
+                return false;
+            }
+            q -= 1;
+        }
         let i0 = st.ms.partition_point(|m| (m.end as usize) < lo);
         st.ms[i0..]
             .iter()
@@ -488,6 +669,34 @@ impl Engine {
                     .anchored(aho_corasick::Anchored::Yes),
             )
         };
+        // Whether a pattern may start at `i` whose first character is `c1`
+        // (`len1` bytes): a single-character pattern, or the first two
+        // characters in the pair bitmap. A necessary condition only.
+        let may_start = |i: usize, c1: u32, len1: usize| {
+            let h1 = (c1 & 0xFFFF) as usize;
+            if self.single[h1 / 64] & (1 << (h1 % 64)) != 0 {
+                return true;
+            }
+            let j = i + len1;
+            if j >= n {
+                return false;
+            }
+            let d = b[j];
+            let c2 = if d < 0x80 {
+                d.to_ascii_lowercase() as u32
+            } else if d >= 0xE0 && d < 0xF0 && j + 2 < n {
+                ((d & 0x0F) as u32) << 12
+                    | ((b[j + 1] & 0x3F) as u32) << 6
+                    | (b[j + 2] & 0x3F) as u32
+            } else {
+                match text[j..].chars().next() {
+                    Some(c) => c as u32,
+                    None => return false,
+                }
+            };
+            let h = super::pair_hash(c1, c2);
+            self.pair[h / 64] & (1 << (h % 64)) != 0
+        };
         while i < n {
             let c = b[i];
             if c < 0x80 {
@@ -496,7 +705,10 @@ impl Engine {
                     continue;
                 }
                 let s = i;
-                if i >= kw_end && self.first_ascii[c as usize] {
+                if i >= kw_end
+                    && self.first_ascii[c as usize]
+                    && may_start(i, c.to_ascii_lowercase() as u32, 1)
+                {
                     if let Some(m) = anchored(i) {
                         if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
                             kw_end = m.end();
@@ -510,6 +722,7 @@ impl Engine {
                         && b[i - 1].is_ascii_lowercase()
                         && i >= kw_end
                         && self.first_ascii[d as usize]
+                        && may_start(i, d.to_ascii_lowercase() as u32, 1)
                     {
                         if let Some(m) = anchored(i) {
                             if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
@@ -527,7 +740,8 @@ impl Engine {
                     let cp = ((c & 0x0F) as usize) << 12
                         | ((b[i + 1] & 0x3F) as usize) << 6
                         | (b[i + 2] & 0x3F) as usize;
-                    if self.first_cjk[cp / 64] & (1 << (cp % 64)) != 0 {
+                    if self.first_cjk[cp / 64] & (1 << (cp % 64)) != 0 && may_start(i, cp as u32, 3)
+                    {
                         if let Some(m) = anchored(i) {
                             if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
                                 kw_end = m.end();
@@ -1130,102 +1344,18 @@ impl Engine {
         };
         let t = st.text;
         let (ss, se) = (m.start as usize, m.end as usize);
-        // Extend back over CJK characters, 第 + digits, digits right before the suffix, brackets.
-        let mut p = ss;
-        let mut chars = 0;
-        while chars < 20 {
-            let Some(c) = char_before(t, p) else { break };
-            if is_cjk(c) || matches!(c, '（' | '）' | '(' | ')') {
-                p -= c.len_utf8();
-                chars += 1;
-            } else if c.is_ascii_digit() {
-                let mut q = p;
-                while q > 0 && st.b[q - 1].is_ascii_digit() {
-                    q -= 1;
-                }
-                let after_ok = p == ss;
-                let before_di = char_before(t, q) == Some('第');
-                if (after_ok || before_di) && p - q <= 3 {
-                    chars += p - q;
-                    p = q;
-                } else {
-                    break;
-                }
-            } else {
-                break;
-            }
-        }
-        let mut start = p;
-        // Cut after the last boundary word inside the prefix.
-        let prefix = &t[start..ss];
-        const CUTS: [&str; 41] = [
-            "就读于",
-            "毕业于",
-            "就读",
-            "在读",
-            "来自",
-            "转入",
-            "转学到",
-            "转到",
-            "考入",
-            "进入",
-            "位于",
-            "学校名称",
-            "名称",
-            "所在学校",
-            "学校",
-            "学生",
-            "孩子",
-            "儿子",
-            "女儿",
-            "姓名",
-            "家长",
-            "地址",
-            "住址",
-            "他",
-            "她",
-            "我",
-            "你",
-            "在",
-            "于",
-            "是",
-            "的",
-            "到",
-            "去",
-            "从",
-            "读",
-            "和",
-            "与",
-            "及",
-            "或",
-            "为",
-            "所",
-        ];
-        let mut cut_at = 0;
-        for (idx, _) in prefix.char_indices() {
-            for c in CUTS {
-                if !prefix[idx..].starts_with(c) {
-                    continue;
-                }
-                let after = idx + c.len();
-                // Place names containing these characters.
-                let rest = &prefix[after..];
-                if c == "于" && rest.starts_with('都')
-                    || c == "和" && rest.starts_with('平')
-                    || c == "所" && idx == 0
-                {
-                    continue;
-                }
-                if c == "在" && prefix[..idx].ends_with('所') {
-                    continue;
-                }
-                cut_at = cut_at.max(after);
-            }
-        }
-        start += cut_at;
+        let start = school_name_start(st, ss);
         let prefix = &t[start..ss];
         let pchars = prefix.chars().count();
         if pchars < 2 {
+            return;
+        }
+        // 北京师范大学附属中学附属小学: the outer name is the school.
+        let rest = &t[se..];
+        if ["附属小学", "附属中学", "附属幼儿园", "附小", "附中"]
+            .iter()
+            .any(|w| rest.starts_with(w))
+        {
             return;
         }
         const GENERIC: [&str; 28] = [
@@ -1289,6 +1419,107 @@ impl Engine {
             self.mask(Category::SchoolName, name),
             evidence,
         );
+    }
+
+    /// Common school abbreviations: a proper name + Chinese numeral + 中 or
+    /// 小 (北京四中, 实验二小, 杭州十四中, 一〇一中). Not generic words: the
+    /// abbreviation must end the word (三中全会, 一小时, 十中八九 are not
+    /// schools) and the name before it must be a plausible proper-name start.
+    fn school_abbr(&self, st: &St<'_>, out: &mut Vec<Hit>) {
+        let Some(rule) = self.rule_for(Scanner::SchoolName) else {
+            return;
+        };
+        let t = st.text;
+        let b = st.b;
+        for (suffix, pupil) in [("中", false), ("小", true)] {
+            for ss in memchr::memmem::find_iter(b, suffix.as_bytes()) {
+                let se = ss + 3;
+                // Chinese numerals right before the suffix (1–4 of them).
+                let mut ns = ss;
+                let mut k = 0;
+                while let Some(c) = char_before(t, ns) {
+                    if k < 4
+                        && matches!(
+                            c,
+                            '〇' | '零'
+                                | '一'
+                                | '二'
+                                | '三'
+                                | '四'
+                                | '五'
+                                | '六'
+                                | '七'
+                                | '八'
+                                | '九'
+                                | '十'
+                        )
+                    {
+                        ns -= 3;
+                        k += 1;
+                    } else {
+                        break;
+                    }
+                }
+                if k == 0 || char_before(t, ns) == Some('第') {
+                    continue;
+                }
+                // The abbreviation ends the word.
+                let follow_ok = match char_at(t, se) {
+                    None => true,
+                    Some(c) if !is_cjk(c) => true,
+                    Some(c) if is_cn_numeral(c) => {
+                        let r = t[se..].trim_start_matches(is_cn_numeral);
+                        r.starts_with("年级") || r.starts_with('班')
+                    }
+                    Some(c) => {
+                        "的读就是和与及在初高校分毕同老班届学生".contains(c)
+                            && !t[se..].starts_with("学")
+                            && !t[se..].starts_with("生活")
+                            && !t[se..].starts_with("生产")
+                    }
+                };
+                if !follow_ok {
+                    continue;
+                }
+                let start = school_name_start(st, ns);
+                let prefix = &t[start..ns];
+                let pchars = prefix.chars().count();
+                if !(2..=8).contains(&pchars)
+                    || prefix.chars().any(|c| {
+                        is_cn_numeral(c)
+                            || "的了是与及在就读说被有去来到从把对向也还又才要会能将请您你我他她们这那个位名号班级先老师父母爸妈未无或但其每各某第届期次集高初"
+                                .contains(c)
+                    })
+                {
+                    continue;
+                }
+                let (pos, neg) = self.context(st, rule, start, se);
+                if neg {
+                    continue;
+                }
+                let admin = prefix.chars().any(|c| "省市区县镇乡州".contains(c));
+                let mut conf = self.rules[rule as usize].confidence - 0.1;
+                if pos {
+                    conf += 0.08;
+                }
+                if admin {
+                    conf += 0.05;
+                }
+                let evidence = (pupil && !adult_school_context(t, start, se))
+                    .then_some(AgeEvidence::ChildGrade);
+                let name = &t[start..se];
+                self.emit(
+                    out,
+                    rule,
+                    start,
+                    se,
+                    conf,
+                    name,
+                    self.mask(Category::SchoolName, name),
+                    evidence,
+                );
+            }
+        }
     }
 
     /// 岁/周岁 after digits or Chinese numerals.

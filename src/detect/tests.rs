@@ -245,3 +245,183 @@ fn primary_school_pupils_are_children_but_not_staff() {
         None
     );
 }
+
+/// Full-width form of an ASCII string (０-９, Ａ-Ｚ, －).
+fn fw(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                char::from_u32(c as u32 - 0x20 + 0xFF00).unwrap()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn full_width_digits_and_letters() {
+    let e = engine();
+    // ID with a full-width X check digit, phone, date and age in one line.
+    let t = format!(
+        "学生身份证：{}，家长手机：{}，出生日期：{}，年龄：{}岁",
+        fw("110105201503071235"),
+        fw("138-1234-5678"),
+        "２０１５年３月７日",
+        fw("10")
+    );
+    let mut out = Vec::new();
+    e.scan_text(&t, &mut out);
+    let find = |c: Category| out.iter().find(|h| h.category == c).unwrap();
+    let id = find(Category::CnResidentId);
+    assert_eq!(&t[id.start..id.end], fw("110105201503071235"));
+    assert_eq!(id.masked, "110105********1235");
+    let mut ascii = Vec::new();
+    e.scan_text("身份证 110105201503071235", &mut ascii);
+    assert_eq!(
+        id.fingerprint, ascii[0].fingerprint,
+        "same value, same fingerprint"
+    );
+    let m = find(Category::CnMobile);
+    assert_eq!(&t[m.start..m.end], fw("138-1234-5678"));
+    assert_eq!(m.masked, "138****5678");
+    let b = find(Category::BirthDate);
+    assert_eq!(&t[b.start..b.end], "２０１５年３月７日");
+    assert_eq!(
+        b.evidence,
+        Some(AgeEvidence::BirthDate(
+            NaiveDate::from_ymd_opt(2015, 3, 7).unwrap()
+        ))
+    );
+    let a = find(Category::Age);
+    assert_eq!(a.evidence, Some(AgeEvidence::Years(10)));
+    // every offset is a char boundary of the original text
+    for h in &out {
+        assert!(t.is_char_boundary(h.start) && t.is_char_boundary(h.end));
+    }
+    // full-width X check digit (a child born 2015-03-07 with a computed check digit)
+    let first17 = "11010520150307002";
+    let check = validate::mod11_2_check(first17.as_bytes()) as char;
+    let id18 = format!("{first17}{check}");
+    let mut out = Vec::new();
+    e.scan_text(&format!("身份证号 {}", fw(&id18)), &mut out);
+    assert_eq!(cats_of(&out), vec![Category::CnResidentId], "{id18}");
+    // a table value in full width
+    let mut out = Vec::new();
+    e.scan_value(&fw("13912345678"), &e.column_ctx("lxdh"), &mut out);
+    assert_eq!(out[0].category, Category::CnMobile);
+    assert_eq!(out[0].end, fw("13912345678").len());
+    // full-width digits inside a longer run are still not an ID
+    assert!(cats(&e, &fw("x 1110105201503071235 y")).is_empty());
+}
+
+fn cats_of(out: &[Hit]) -> Vec<Category> {
+    out.iter().map(|h| h.category).collect()
+}
+
+#[test]
+fn school_abbreviations() {
+    let e = engine();
+    for (t, name) in [
+        ("他在北京四中读初二", "北京四中"),
+        ("孩子就读于实验二小，三年级", "实验二小"),
+        ("学校：人大附中", "人大附中"),
+        ("成都七中的学生", "成都七中"),
+        ("就读于北京市海淀区一〇一中", "北京市海淀区一〇一中"),
+        (
+            "转学到北京市第一六一中学附属小学",
+            "北京市第一六一中学附属小学",
+        ),
+    ] {
+        let mut out = Vec::new();
+        e.scan_text(t, &mut out);
+        let s: Vec<&str> = out
+            .iter()
+            .filter(|h| h.category == Category::SchoolName)
+            .map(|h| &t[h.start..h.end])
+            .collect();
+        assert_eq!(s, vec![name], "{t}");
+    }
+    let mut out = Vec::new();
+    e.scan_text("学生王小明，就读于实验二小", &mut out);
+    assert_eq!(
+        e.infer_child(out.iter().filter_map(|h| h.evidence.as_ref())),
+        Some(true)
+    );
+    for t in [
+        "党的十八届三中全会",
+        "休息一小时",
+        "其中一小部分",
+        "十中八九是这样",
+        "北京第四中学",
+        "一个中学生",
+        "他高三中午回家",
+        "这一小块地",
+    ] {
+        let n = cats(&e, t)
+            .iter()
+            .filter(|c| **c == Category::SchoolName)
+            .count();
+        assert!(n <= usize::from(t == "北京第四中学"), "{t}");
+    }
+}
+
+#[test]
+fn names_in_hinted_columns() {
+    let e = engine();
+    let name = |col: &str, v: &str| {
+        let mut out = Vec::new();
+        e.scan_value(v, &e.column_ctx(col), &mut out);
+        out.iter()
+            .find(|h| h.category == Category::PersonName || h.category == Category::Guardian)
+            .map(|h| h.masked.clone())
+    };
+    assert_eq!(name("xm", "张小明").as_deref(), Some("张**"));
+    // a surname not on the list, in a name column
+    assert_eq!(name("xsxm", "郗子涵").as_deref(), Some("郗**"));
+    // aligned tables space two-character names
+    assert_eq!(name("姓名", "张　伟").as_deref(), Some("张*"));
+    assert_eq!(
+        name("student_name", "Zhang Xiaoming").as_deref(),
+        Some("Z*************")
+    );
+    assert_eq!(name("jhrxm", "李强").as_deref(), Some("李*"));
+    for v in [
+        "未知",
+        "不详",
+        "暂无",
+        "测试",
+        "管理员",
+        "游客",
+        "无",
+        "N/A",
+        "Not Available",
+        "12345",
+    ] {
+        assert_eq!(name("xm", v), None, "{v}");
+    }
+    // the same values in an unhinted column are not names
+    assert_eq!(name("remark", "郗子涵"), None);
+}
+
+/// The two-character prefilter in front of the keyword automaton must never
+/// hide a keyword: every keyword of every keyword rule (CJK and ASCII, any
+/// ASCII case) is still found in a sentence.
+#[test]
+fn every_keyword_survives_the_prefilter() {
+    let e = engine();
+    let mut n = 0;
+    for r in e.rules().iter().filter(|r| r.scanner == Scanner::Keywords) {
+        for k in &r.spec.keywords {
+            let k = k.trim_end_matches('!');
+            for form in [k.to_string(), k.to_ascii_uppercase()] {
+                let t = format!("备注 {form} 。");
+                let mut out = Vec::new();
+                e.scan_text(&t, &mut out);
+                assert!(out.iter().any(|h| h.rule == r.id), "{form}");
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 10);
+}
