@@ -748,3 +748,97 @@ fn errors_are_json_with_stable_codes_and_limits_hold() {
         assert!(v["level"].is_string() && v["timestamp"].is_string());
     }
 }
+
+/// Run the real `childguard` CLI against the daemon's config.
+fn cli(e: &Estate, args: &[&str]) -> (i32, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_childguard"))
+        .arg(args[0])
+        .arg("--config")
+        .arg(&e.config)
+        .args(&args[1..])
+        .env("CHILDGUARD_FINGERPRINT_KEY", "test-key")
+        .output()
+        .expect("run childguard");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+/// What the daemon scans and triages lands in the shared store: the CLI's
+/// `findings`, `audit verify` and the inventory classification see it.
+#[test]
+fn daemon_scan_and_triage_land_in_the_shared_store() {
+    let e = estate(10, 3, "");
+    let s = Server::start(&e, &[]);
+    let db_url = format!("sqlite://{}", e.db.display());
+    let targets = [
+        e.root().join("logs").display().to_string(),
+        e.root().join("exports").display().to_string(),
+        db_url,
+    ];
+    let r = s.post("/api/v1/runs", "otto", json!({ "targets": targets }));
+    assert_eq!(r.status, 202, "{}", r.body);
+    let run_id = r.json["run_id"].as_i64().unwrap();
+    let run = s.poll(&format!("/api/v1/runs/{run_id}"), "vera", 60, |j| {
+        j["status"] != "running"
+    });
+    assert_eq!(run["status"], "completed", "{run}");
+    let api = s.get("/api/v1/findings?per_page=500", "vera").json;
+    let api_ids: std::collections::BTreeSet<String> = api["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["finding_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(api_ids.len() >= 6, "{api}");
+    let fid = api_ids.iter().next().unwrap().clone();
+    let t = s.post(
+        &format!("/api/v1/findings/{fid}/triage"),
+        "otto",
+        json!({"status": "accepted_risk", "note": "kept on purpose"}),
+    );
+    assert_eq!(t.status, 200, "{}", t.body);
+
+    // The run is finished in the store (the scan's writer flushes before the API says completed).
+    let (code, out) = cli(&e, &["findings", "list", "--json", "--limit", "1000"]);
+    assert_eq!(code, 0, "{out}");
+    let stored: Vec<Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v.get("finding_id").is_some())
+        .collect();
+    let store_ids: std::collections::BTreeSet<String> = stored
+        .iter()
+        .map(|f| f["finding_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(store_ids, api_ids, "{out}");
+    let triaged = stored
+        .iter()
+        .find(|f| f["finding_id"] == fid.as_str())
+        .unwrap();
+    assert_eq!(triaged["triage"]["status"], "accepted_risk", "{triaged}");
+    assert_eq!(triaged["triage"]["by"], "otto", "{triaged}");
+    // The classifier ran: the logs belong to the declared `app_logs` dataset.
+    assert!(
+        stored.iter().any(|f| f["dataset"] == "app_logs"),
+        "no finding classified into app_logs: {out}"
+    );
+    // Never a raw identifier in the store's output.
+    for id in &e.child_ids {
+        assert!(
+            !out.contains(id.as_str()),
+            "raw id in `findings list` output"
+        );
+    }
+
+    // The daemon's actions are in the shared hash-chained audit log, intact.
+    let (code, out) = cli(&e, &["audit", "verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("audit log intact"), "{out}");
+    let (code, out) = cli(&e, &["audit", "export"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("scan.start"), "{out}");
+    assert!(out.contains("finding.triage"), "{out}");
+}
