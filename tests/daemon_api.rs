@@ -104,8 +104,6 @@ fn every_endpoint_refuses_missing_and_bad_tokens_and_enforces_roles() {
 fn end_to_end_scan_triage_sweep_erasure_purge_report_audit() {
     let e = estate(40, 15, "");
     let s = Server::start(&e, &[]);
-    let root = e.root();
-    let db_url = format!("sqlite://{}", e.db.display());
 
     // Health, readiness, headers.
     let h = s.req("GET", "/healthz", None, None);
@@ -124,19 +122,7 @@ fn end_to_end_scan_triage_sweep_erasure_purge_report_audit() {
     );
 
     // Ad hoc scan by an operator.
-    let targets = [
-        root.join("logs").display().to_string(),
-        root.join("exports").display().to_string(),
-        db_url.clone(),
-    ];
-    let r = s.post("/api/v1/runs", "otto", json!({ "targets": targets }));
-    assert_eq!(r.status, 202, "{}", r.body);
-    let run_id = r.json["run_id"].as_i64().unwrap();
-    // A second scan while one runs is refused or the first is already done.
-    let run = s.poll(&format!("/api/v1/runs/{run_id}"), "vera", 60, |j| {
-        j["status"] != "running"
-    });
-    assert_eq!(run["status"], "completed", "{run}");
+    let (run_id, run) = scan_estate(&s, &e);
     assert_eq!(run["started_by"], "otto");
     assert!(run["findings"].as_i64().unwrap() >= 6, "{run}");
     assert!(run["child_findings"].as_i64().unwrap() >= 4, "{run}");
@@ -333,11 +319,7 @@ fn end_to_end_scan_triage_sweep_erasure_purge_report_audit() {
         404
     );
     // Triage survives a rescan (content-derived ids).
-    let r = s.post("/api/v1/runs", "otto", json!({ "targets": targets }));
-    let run2 = r.json["run_id"].as_i64().unwrap();
-    s.poll(&format!("/api/v1/runs/{run2}"), "vera", 60, |j| {
-        j["status"] == "completed"
-    });
+    let (run2, _) = scan_estate(&s, &e);
     assert_eq!(
         s.get(&format!("/api/v1/findings/{fid}"), "vera").json["status"],
         "false_positive"
@@ -749,6 +731,24 @@ fn errors_are_json_with_stable_codes_and_limits_hold() {
     }
 }
 
+/// Scan the estate's logs, exports and database as `otto`; wait until the
+/// run completes. Returns its id and the run.
+fn scan_estate(s: &Server, e: &Estate) -> (i64, Value) {
+    let targets = [
+        e.root().join("logs").display().to_string(),
+        e.root().join("exports").display().to_string(),
+        format!("sqlite://{}", e.db.display()),
+    ];
+    let r = s.post("/api/v1/runs", "otto", json!({ "targets": targets }));
+    assert_eq!(r.status, 202, "{}", r.body);
+    let run_id = r.json["run_id"].as_i64().unwrap();
+    let run = s.poll(&format!("/api/v1/runs/{run_id}"), "vera", 60, |j| {
+        j["status"] != "running"
+    });
+    assert_eq!(run["status"], "completed", "{run}");
+    (run_id, run)
+}
+
 /// Run the real `childguard` CLI against the daemon's config.
 fn cli(e: &Estate, args: &[&str]) -> (i32, String) {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_childguard"))
@@ -771,19 +771,7 @@ fn cli(e: &Estate, args: &[&str]) -> (i32, String) {
 fn daemon_scan_and_triage_land_in_the_shared_store() {
     let e = estate(10, 3, "");
     let s = Server::start(&e, &[]);
-    let db_url = format!("sqlite://{}", e.db.display());
-    let targets = [
-        e.root().join("logs").display().to_string(),
-        e.root().join("exports").display().to_string(),
-        db_url,
-    ];
-    let r = s.post("/api/v1/runs", "otto", json!({ "targets": targets }));
-    assert_eq!(r.status, 202, "{}", r.body);
-    let run_id = r.json["run_id"].as_i64().unwrap();
-    let run = s.poll(&format!("/api/v1/runs/{run_id}"), "vera", 60, |j| {
-        j["status"] != "running"
-    });
-    assert_eq!(run["status"], "completed", "{run}");
+    scan_estate(&s, &e);
     let api = s.get("/api/v1/findings?per_page=500", "vera").json;
     let api_ids: std::collections::BTreeSet<String> = api["items"]
         .as_array()
