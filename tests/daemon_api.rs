@@ -104,8 +104,6 @@ fn every_endpoint_refuses_missing_and_bad_tokens_and_enforces_roles() {
 fn end_to_end_scan_triage_sweep_erasure_purge_report_audit() {
     let e = estate(40, 15, "");
     let s = Server::start(&e, &[]);
-    let root = e.root();
-    let db_url = format!("sqlite://{}", e.db.display());
 
     // Health, readiness, headers.
     let h = s.req("GET", "/healthz", None, None);
@@ -124,19 +122,7 @@ fn end_to_end_scan_triage_sweep_erasure_purge_report_audit() {
     );
 
     // Ad hoc scan by an operator.
-    let targets = [
-        root.join("logs").display().to_string(),
-        root.join("exports").display().to_string(),
-        db_url.clone(),
-    ];
-    let r = s.post("/api/v1/runs", "otto", json!({ "targets": targets }));
-    assert_eq!(r.status, 202, "{}", r.body);
-    let run_id = r.json["run_id"].as_i64().unwrap();
-    // A second scan while one runs is refused or the first is already done.
-    let run = s.poll(&format!("/api/v1/runs/{run_id}"), "vera", 60, |j| {
-        j["status"] != "running"
-    });
-    assert_eq!(run["status"], "completed", "{run}");
+    let (run_id, run) = scan_estate(&s, &e);
     assert_eq!(run["started_by"], "otto");
     assert!(run["findings"].as_i64().unwrap() >= 6, "{run}");
     assert!(run["child_findings"].as_i64().unwrap() >= 4, "{run}");
@@ -333,11 +319,7 @@ fn end_to_end_scan_triage_sweep_erasure_purge_report_audit() {
         404
     );
     // Triage survives a rescan (content-derived ids).
-    let r = s.post("/api/v1/runs", "otto", json!({ "targets": targets }));
-    let run2 = r.json["run_id"].as_i64().unwrap();
-    s.poll(&format!("/api/v1/runs/{run2}"), "vera", 60, |j| {
-        j["status"] == "completed"
-    });
+    let (run2, _) = scan_estate(&s, &e);
     assert_eq!(
         s.get(&format!("/api/v1/findings/{fid}"), "vera").json["status"],
         "false_positive"
@@ -747,4 +729,104 @@ fn errors_are_json_with_stable_codes_and_limits_hold() {
             serde_json::from_str(l).unwrap_or_else(|_| panic!("log line is not JSON: {l}"));
         assert!(v["level"].is_string() && v["timestamp"].is_string());
     }
+}
+
+/// Scan the estate's logs, exports and database as `otto`; wait until the
+/// run completes. Returns its id and the run.
+fn scan_estate(s: &Server, e: &Estate) -> (i64, Value) {
+    let targets = [
+        e.root().join("logs").display().to_string(),
+        e.root().join("exports").display().to_string(),
+        format!("sqlite://{}", e.db.display()),
+    ];
+    let r = s.post("/api/v1/runs", "otto", json!({ "targets": targets }));
+    assert_eq!(r.status, 202, "{}", r.body);
+    let run_id = r.json["run_id"].as_i64().unwrap();
+    let run = s.poll(&format!("/api/v1/runs/{run_id}"), "vera", 60, |j| {
+        j["status"] != "running"
+    });
+    assert_eq!(run["status"], "completed", "{run}");
+    (run_id, run)
+}
+
+/// Run the real `childguard` CLI against the daemon's config.
+fn cli(e: &Estate, args: &[&str]) -> (i32, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_childguard"))
+        .arg(args[0])
+        .arg("--config")
+        .arg(&e.config)
+        .args(&args[1..])
+        .env("CHILDGUARD_FINGERPRINT_KEY", "test-key")
+        .output()
+        .expect("run childguard");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+/// What the daemon scans and triages lands in the shared store: the CLI's
+/// `findings`, `audit verify` and the inventory classification see it.
+#[test]
+fn daemon_scan_and_triage_land_in_the_shared_store() {
+    let e = estate(10, 3, "");
+    let s = Server::start(&e, &[]);
+    scan_estate(&s, &e);
+    let api = s.get("/api/v1/findings?per_page=500", "vera").json;
+    let api_ids: std::collections::BTreeSet<String> = api["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["finding_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(api_ids.len() >= 6, "{api}");
+    let fid = api_ids.iter().next().unwrap().clone();
+    let t = s.post(
+        &format!("/api/v1/findings/{fid}/triage"),
+        "otto",
+        json!({"status": "accepted_risk", "note": "kept on purpose"}),
+    );
+    assert_eq!(t.status, 200, "{}", t.body);
+
+    // The run is finished in the store (the scan's writer flushes before the API says completed).
+    let (code, out) = cli(&e, &["findings", "list", "--json", "--limit", "1000"]);
+    assert_eq!(code, 0, "{out}");
+    let stored: Vec<Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v.get("finding_id").is_some())
+        .collect();
+    let store_ids: std::collections::BTreeSet<String> = stored
+        .iter()
+        .map(|f| f["finding_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(store_ids, api_ids, "{out}");
+    let triaged = stored
+        .iter()
+        .find(|f| f["finding_id"] == fid.as_str())
+        .unwrap();
+    assert_eq!(triaged["triage"]["status"], "accepted_risk", "{triaged}");
+    assert_eq!(triaged["triage"]["by"], "otto", "{triaged}");
+    // The classifier ran: the logs belong to the declared `app_logs` dataset.
+    assert!(
+        stored.iter().any(|f| f["dataset"] == "app_logs"),
+        "no finding classified into app_logs: {out}"
+    );
+    // Never a raw identifier in the store's output.
+    for id in &e.child_ids {
+        assert!(
+            !out.contains(id.as_str()),
+            "raw id in `findings list` output"
+        );
+    }
+
+    // The daemon's actions are in the shared hash-chained audit log, intact.
+    let (code, out) = cli(&e, &["audit", "verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("audit log intact"), "{out}");
+    let (code, out) = cli(&e, &["audit", "export"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("scan.start"), "{out}");
+    assert!(out.contains("finding.triage"), "{out}");
 }

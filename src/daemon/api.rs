@@ -103,6 +103,14 @@ impl From<JobError> for ApiError {
             }
             JobError::Invalid(m) => ApiError::bad(m),
             JobError::State(s) => s.into(),
+            JobError::Store(_) | JobError::Classify(_) => {
+                tracing::error!(error = %e, "store error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the findings store failed; see the daemon log",
+                )
+            }
             JobError::Unit { .. } => {
                 tracing::error!(error = %e, "job error");
                 ApiError::new(
@@ -520,6 +528,17 @@ async fn triage(
         .await?
     {
         return Err(ApiError::not_found(format!("finding {id}")));
+    }
+    // The shared store keeps triage across re-scans and audits it in its chain.
+    if let Ok(status) = b.status.parse::<crate::store::TriageStatus>() {
+        match d
+            .store
+            .triage(&id, status, b.note.as_deref(), &c.name)
+            .await
+        {
+            Ok(_) | Err(crate::store::StoreError::NotFound { .. }) => {}
+            Err(e) => tracing::error!(finding = %id, error = %e, "cannot store triage"),
+        }
     }
     d.audit(
         &c.name,

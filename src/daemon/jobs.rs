@@ -24,6 +24,10 @@ use std::sync::Arc;
 pub enum JobError {
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Classify(#[from] crate::classify::ClassifyError),
     #[error("{unit}: {message}")]
     Unit { unit: String, message: String },
     #[error("a {0} is already running")]
@@ -222,6 +226,30 @@ struct ScanTally {
     interrupted: bool,
 }
 
+/// The scan's record in the shared store: its run, the batched finding
+/// writer, and the per-unit stats `finish_run` receives.
+struct Recorder {
+    run: i64,
+    sink: crate::store::StoreSink,
+    stats: crate::store::RunStats,
+}
+
+impl Recorder {
+    /// Record one work unit (its findings went through the sink).
+    fn unit(&mut self, d: &Daemon, rt: &tokio::runtime::Handle, u: crate::store::UnitRecord) {
+        self.stats.bytes += u.bytes;
+        self.stats.rows += u.rows;
+        if u.error.is_some() {
+            self.stats.units_failed += 1;
+        } else if u.skipped.is_none() {
+            self.stats.units += 1;
+        }
+        if let Err(e) = rt.block_on(d.store.record_unit(self.run, &u)) {
+            tracing::error!(run = self.run, unit = %u.unit_id, error = %e, "cannot record a work unit");
+        }
+    }
+}
+
 /// Scan `targets` (files, directories, `sqlite://` URLs); empty means every
 /// dataset's source. Returns the run id. One scan at a time.
 pub async fn scan(
@@ -249,6 +277,7 @@ pub async fn scan(
         targets
     };
     let run_id = d.state.create_run("scan", trigger, by, &targets).await?;
+    let store_run = d.store.begin_run(&targets).await?;
     d.audit(
         by,
         "-",
@@ -261,7 +290,25 @@ pub async fn scan(
     tokio::spawn(async move {
         let t0 = std::time::Instant::now();
         let d2 = dd.clone();
-        let res = tokio::task::spawn_blocking(move || scan_blocking(&d2, run_id, &targets)).await;
+        let (sink, writer) = crate::store::StoreSink::spawn(dd.store.clone(), store_run);
+        let mut rec = Recorder {
+            run: store_run,
+            sink,
+            stats: Default::default(),
+        };
+        let res = tokio::task::spawn_blocking(move || {
+            let r = scan_blocking(&d2, run_id, &targets, &mut rec);
+            (r, rec.stats)
+        })
+        .await;
+        let (res, mut stats) = match res {
+            Ok((r, stats)) => (Ok(r), stats),
+            Err(e) => (Err(e), Default::default()),
+        };
+        if let Err(e) = writer.finish_async().await {
+            tracing::error!(run = store_run, error = %e, "findings not all written to the store");
+            stats.error.get_or_insert_with(|| e.to_string());
+        }
         let (status, tally, msg) = match res {
             Ok(Ok(t)) if t.interrupted => (
                 "interrupted",
@@ -276,6 +323,13 @@ pub async fn scan(
                 Some(format!("scan task: {e}")),
             ),
         };
+        if let Some(err) = res_status(status, &msg) {
+            stats.error.get_or_insert(err);
+        }
+        stats.findings = tally.findings as u64;
+        if let Err(e) = record_end(&dd, store_run, &stats).await {
+            tracing::error!(run = store_run, error = %e, "cannot record the end of a scan in the store");
+        }
         if let Err(e) = dd
             .state
             .finish_run(
@@ -320,6 +374,23 @@ pub async fn scan(
     Ok(run_id)
 }
 
+/// The store's run error for a daemon run status (None when it completed).
+fn res_status(status: &str, msg: &Option<String>) -> Option<String> {
+    match status {
+        "completed" => None,
+        _ => Some(msg.clone().unwrap_or_else(|| status.to_string())),
+    }
+}
+
+/// Finish the store's run and classify it against the inventory.
+async fn record_end(d: &Daemon, run: i64, stats: &crate::store::RunStats) -> Result<(), JobError> {
+    d.store.finish_run(run, stats).await?;
+    if stats.error.is_none() {
+        crate::classify::classify_run(&*d.store, run, &d.config, Utc::now().naive_utc()).await?;
+    }
+    Ok(())
+}
+
 /// Wait until the scan of `run_id` has finished (for scheduled jobs).
 pub async fn wait_run(d: &Daemon, run_id: i64) -> Result<String, JobError> {
     loop {
@@ -332,7 +403,12 @@ pub async fn wait_run(d: &Daemon, run_id: i64) -> Result<String, JobError> {
     }
 }
 
-fn scan_blocking(d: &Arc<Daemon>, run_id: i64, targets: &[String]) -> Result<ScanTally, JobError> {
+fn scan_blocking(
+    d: &Arc<Daemon>,
+    run_id: i64,
+    targets: &[String],
+    rec: &mut Recorder,
+) -> Result<ScanTally, JobError> {
     let rt = tokio::runtime::Handle::current();
     let mut tally = ScanTally::default();
     let topts = crate::source::TargetOptions::default();
@@ -356,7 +432,7 @@ fn scan_blocking(d: &Arc<Daemon>, run_id: i64, targets: &[String]) -> Result<Sca
             Err(e) => {
                 // SQLite until the database sources land in `open_target`.
                 if let Some(db) = sqlite_path(target) {
-                    scan_sqlite(d, &rt, run_id, target, &db, &mut tally);
+                    scan_sqlite(d, &rt, run_id, target, &db, &mut tally, rec);
                 } else {
                     tracing::error!(target = %crate::source::target_label(target), error = %e, "cannot open target");
                     tally.errors += 1;
@@ -379,9 +455,17 @@ fn scan_blocking(d: &Arc<Daemon>, run_id: i64, targets: &[String]) -> Result<Sca
                 return Ok(tally);
             }
             let mut found = Vec::new();
+            let mut record = crate::store::UnitRecord {
+                target: target.clone(),
+                unit_id: unit.id.clone(),
+                ..Default::default()
+            };
             match src.scan_unit(&unit, &d.engine, &sopts, &mut |f| found.push(f)) {
                 Ok(stats) => {
                     tally.bytes += stats.bytes as i64;
+                    record.bytes = stats.bytes;
+                    record.rows = stats.rows;
+                    record.skipped = stats.skipped.clone();
                     if stats.skipped.is_some() {
                         // A SQLite database file inside a scanned directory is scanned as a database.
                         let fs_path = if root.is_dir() {
@@ -392,8 +476,9 @@ fn scan_blocking(d: &Arc<Daemon>, run_id: i64, targets: &[String]) -> Result<Sca
                         if is_sqlite_file(&fs_path) && !named_dbs.contains(&canon(fs_path.clone()))
                         {
                             let url = format!("sqlite://{}", fs_path.display());
-                            scan_sqlite(d, &rt, run_id, &url, &fs_path, &mut tally);
+                            scan_sqlite(d, &rt, run_id, &url, &fs_path, &mut tally, rec);
                         }
+                        rec.unit(d, &rt, record);
                         continue;
                     }
                     tally.units += 1;
@@ -401,11 +486,19 @@ fn scan_blocking(d: &Arc<Daemon>, run_id: i64, targets: &[String]) -> Result<Sca
                 Err(e) => {
                     tracing::error!(unit = %e.unit, error = %e.message, "cannot scan unit");
                     tally.errors += 1;
+                    // Names the unit and the cause, never a value.
+                    record.error = Some(e.message.clone());
                 }
             }
+            if let Some(f) = found.first() {
+                record.target = f.target.clone();
+            }
             // Findings of a unit that failed part-way are kept: nothing found is lost.
-            store(d, &rt, run_id, found, &mut tally)?;
+            store(d, &rt, run_id, found, &mut tally, rec)?;
+            rec.unit(d, &rt, record);
         }
+        // Every unit of the target was listed: findings of vanished units resolve.
+        rec.stats.complete_targets.push(target.clone());
     }
     Ok(tally)
 }
@@ -424,8 +517,9 @@ fn store(
     run_id: i64,
     found: Vec<Finding>,
     tally: &mut ScanTally,
+    rec: &mut Recorder,
 ) -> Result<(), JobError> {
-    rt.block_on(store_async(d, run_id, found, tally))
+    rt.block_on(store_async(d, run_id, found, tally, rec))
 }
 
 async fn store_async(
@@ -433,9 +527,16 @@ async fn store_async(
     run_id: i64,
     found: Vec<Finding>,
     tally: &mut ScanTally,
+    rec: &mut Recorder,
 ) -> Result<(), JobError> {
     if found.is_empty() {
         return Ok(());
+    }
+    for f in &found {
+        use crate::scan::FindingSink;
+        rec.sink
+            .finding(f.clone())
+            .map_err(|e| unit_err(crate::store::unit_of(f), e))?;
     }
     let mut items = Vec::with_capacity(found.len());
     let mut viol = Vec::new();
@@ -472,7 +573,9 @@ fn scan_sqlite(
     target: &str,
     db: &Path,
     tally: &mut ScanTally,
+    rec: &mut Recorder,
 ) {
+    let mut units = Vec::new();
     let res: Result<(), JobError> = rt.block_on(async {
         let mut c = open_sqlite(db, false).await?;
         let tables = sqlite_tables(&mut c)
@@ -517,10 +620,22 @@ fn scan_sqlite(
             }
             tally.units += 1;
             let found = ts.finish();
-            store_async(d, run_id, found, tally).await?;
+            let record = crate::store::UnitRecord {
+                target: found
+                    .first()
+                    .map_or_else(|| target.to_string(), |f| f.target.clone()),
+                unit_id: format!("main.{t}"),
+                rows: rows.len() as u64,
+                ..Default::default()
+            };
+            store_async(d, run_id, found, tally, rec).await?;
+            units.push(record);
         }
         Ok(())
     });
+    for u in units {
+        rec.unit(d, rt, u);
+    }
     if let Err(e) = res {
         tracing::error!(database = %db.display(), error = %e, "cannot scan database");
         tally.errors += 1;

@@ -35,6 +35,8 @@ pub enum DaemonError {
     #[error(transparent)]
     Schedule(#[from] scheduler::ScheduleError),
     #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
     Tokens(#[from] auth::TokenConfigError),
     #[error("fingerprint key: {0}")]
     Key(String),
@@ -53,6 +55,9 @@ pub enum DaemonError {
 pub struct Daemon {
     pub config: Config,
     pub state: DaemonState,
+    /// The shared findings store (runs, findings, triage, violations, the
+    /// hash-chained audit log) that `childguard findings`/`report`/`audit` read.
+    pub store: Arc<dyn crate::store::Store>,
     pub metrics: Arc<Metrics>,
     pub engine: Engine,
     pub tokens: auth::TokenSet,
@@ -143,14 +148,50 @@ impl JobRunner for DaemonRunner {
     }
 }
 
-async fn audit_writer(state: DaemonState, mut rx: mpsc::UnboundedReceiver<AuditEntry>) {
+async fn audit_writer(
+    state: DaemonState,
+    store: Arc<dyn crate::store::Store>,
+    mut rx: mpsc::UnboundedReceiver<AuditEntry>,
+) {
     let mut buf = Vec::new();
     while rx.recv_many(&mut buf, 1000).await > 0 {
         if let Err(e) = state.audit_batch(&buf).await {
             tracing::error!(error = %e, records = buf.len(), "cannot write audit records");
         }
+        for e in &buf {
+            // The store records its own triage entries (`Store::triage`).
+            if e.action == "finding.triage" {
+                continue;
+            }
+            if let Err(err) = store.audit_append(&shared_audit(e)).await {
+                tracing::error!(error = %err, action = %e.action, "cannot append to the audit chain");
+            }
+        }
         buf.clear();
     }
+}
+
+/// A daemon audit record as an entry of the shared hash-chained audit log.
+fn shared_audit(e: &AuditEntry) -> crate::store::AuditEntry {
+    crate::store::AuditEntry {
+        actor: e.actor.clone(),
+        action: e.action.clone(),
+        object: e.object.clone(),
+        details: serde_json::json!({
+            "role": e.role,
+            "outcome": e.outcome,
+            "detail": e.detail,
+            "at": e.at,
+        }),
+    }
+}
+
+/// The config the shared store is opened with: the daemon's state directory
+/// unless `state_url` points to PostgreSQL.
+fn store_config(opts: &ServeOptions) -> Config {
+    let mut c = opts.config.clone();
+    c.state_dir = Some(opts.state_dir.clone());
+    c
 }
 
 /// Build the shared daemon state (used by `serve` and by tests).
@@ -174,11 +215,13 @@ pub async fn build(
     if tokens.is_empty() {
         tracing::warn!("no [[tokens]] configured: every API call will be refused (401)");
     }
+    let store = crate::store::open(&store_config(opts)).await?;
     let (audit_tx, audit_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(audit_writer(state.clone(), audit_rx));
+    let writer = tokio::spawn(audit_writer(state.clone(), store.clone(), audit_rx));
     let d = Arc::new(Daemon {
         config: opts.config.clone(),
         state,
+        store,
         metrics: Arc::new(Metrics::new()),
         engine,
         tokens,
