@@ -1,9 +1,5 @@
 //! The command line. `anyhow` lives here only; every stage below returns typed errors.
 
-pub mod erase;
-pub mod purge;
-pub mod sweep;
-
 use clap::{Parser, Subcommand};
 
 pub mod audit;
@@ -11,11 +7,14 @@ pub mod config;
 pub mod corpus;
 pub mod demo;
 pub mod detectors;
+pub mod erase;
 pub mod findings;
 pub mod inventory;
+pub mod purge;
 pub mod report;
 pub mod scan;
 pub mod serve;
+pub mod sweep;
 
 /// childguard — find children's personal information, check it against your
 /// purpose inventory, and sweep what is kept past retention.
