@@ -504,7 +504,7 @@ impl Engine {
         let hi = (end + WIN_AFTER).min(b.len());
         let line_end = memchr::memchr(b'\n', &b[end..hi]).map_or(hi, |p| end + p);
         let i0 = st.ms.partition_point(|m| (m.start as usize) < line_start);
-        let mut nearest: Option<u32> = None;
+        let mut nearest: Option<(u32, usize)> = None;
         for m in &st.ms[i0..] {
             let (ms, me) = (m.start as usize, m.end as usize);
             if ms >= line_end {
@@ -513,7 +513,7 @@ impl Engine {
             let roles = &self.roles[m.pid as usize];
             if me <= start {
                 if self.is_context[m.pid as usize] {
-                    nearest = Some(m.pid);
+                    nearest = Some((m.pid, me));
                 }
                 if roles.contains(&Role::Ctx(rule)) {
                     pos = true;
@@ -522,7 +522,12 @@ impl Engine {
                 pos = true;
             }
         }
-        let neg = nearest.is_some_and(|p| self.roles[p as usize].contains(&Role::Neg(rule)));
+        // A negative word counts only when it labels this value: no other
+        // field separator stands between them (`order_id=… user=138…` and
+        // `"order_id":…,"phone":"138…"` are not order numbers).
+        let neg = nearest.is_some_and(|(p, me)| {
+            self.roles[p as usize].contains(&Role::Neg(rule)) && labels_value(&b[me..start])
+        });
         (pos, neg)
     }
 
@@ -2234,4 +2239,18 @@ enum Cand {
     Birth(NaiveDate),
     Tw,
     Age(u32),
+}
+
+/// True when the text between a label and a value holds only what joins a
+/// label to its value (spaces, quotes, one `=`/`:`/`：`, words without a
+/// separator), not the start of another field.
+fn labels_value(gap: &[u8]) -> bool {
+    let gap = std::str::from_utf8(gap).unwrap_or("");
+    let t = gap.trim_start_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'');
+    let t = t
+        .strip_prefix('=')
+        .or_else(|| t.strip_prefix(':'))
+        .or_else(|| t.strip_prefix('：'))
+        .unwrap_or(t);
+    !t.contains(['=', ':', '：', ',', '，', ';', '；', '&', '|'])
 }
