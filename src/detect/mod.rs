@@ -630,6 +630,31 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// Emit a whole cell/field value (`v` at `off`) as one hit: the value is
+    /// both what is fingerprinted and what is masked.
+    #[allow(clippy::too_many_arguments)]
+    fn emit_value(
+        &self,
+        out: &mut Vec<Hit>,
+        rule: u16,
+        cat: Category,
+        off: usize,
+        v: &str,
+        confidence: f64,
+        evidence: Option<AgeEvidence>,
+    ) {
+        self.emit(
+            out,
+            rule,
+            off,
+            off + v.len(),
+            confidence,
+            v,
+            self.mask(cat, v),
+            evidence,
+        );
+    }
+
     fn emit(
         &self,
         out: &mut Vec<Hit>,
@@ -817,16 +842,7 @@ impl Engine {
                     if (4..=40).contains(&n)
                         && v.chars().filter(|c| scanner::is_cjk(*c)).count() * 2 >= n
                     {
-                        self.emit(
-                            out,
-                            rule,
-                            off,
-                            off + v.len(),
-                            0.75,
-                            v,
-                            self.mask(cat, v),
-                            None,
-                        );
+                        self.emit_value(out, rule, cat, off, v, 0.75, None);
                     }
                 }
                 Category::GradeClass => {
@@ -839,19 +855,10 @@ impl Engine {
                     if let Some(g) = validate::parse_u32(v.as_bytes()) {
                         if (1..=12).contains(&g) {
                             let ev = (grade_col && g <= 9).then_some(AgeEvidence::ChildGrade);
-                            self.emit(out, rule, off, off + v.len(), 0.7, v, self.mask(cat, v), ev);
+                            self.emit_value(out, rule, cat, off, v, 0.7, ev);
                         }
                     } else if v.ends_with('班') && v.chars().count() <= 8 {
-                        self.emit(
-                            out,
-                            rule,
-                            off,
-                            off + v.len(),
-                            0.75,
-                            v,
-                            self.mask(cat, v),
-                            None,
-                        );
+                        self.emit_value(out, rule, cat, off, v, 0.75, None);
                     }
                 }
                 Category::StudentId => {
@@ -888,16 +895,7 @@ impl Engine {
                     let n = v.chars().count();
                     if n >= 6 && v.chars().any(|c| "省市区县镇乡村路街道巷号弄".contains(c))
                     {
-                        self.emit(
-                            out,
-                            rule,
-                            off,
-                            off + v.len(),
-                            0.75,
-                            v,
-                            self.mask(cat, v),
-                            None,
-                        );
+                        self.emit_value(out, rule, cat, off, v, 0.75, None);
                     }
                 }
                 Category::VulnerableChild => {
