@@ -53,6 +53,13 @@ fi
 
 # S3-compatible server for tests (started per test on a free port).
 command -v moto_server >/dev/null 2>&1 || { log "installing moto[server]"; python3 -m pip install -q 'moto[server]'; }
+# Azure Blob Storage emulator (Azurite, telemetry off in the tests) and the Azure SDK
+# for Python, which only creates the test container (tests/source_cloud.rs).
+if [ ! -x tests/emulators/node_modules/.bin/azurite-blob ]; then
+  log "installing Azurite"
+  (cd tests/emulators && npm install --no-audit --no-fund --silent)
+fi
+python3 -c 'import azure.storage.blob' 2>/dev/null || { log "installing azure-storage-blob"; python3 -m pip install -q azure-storage-blob; }
 # Second tools that read our outputs back (Parquet export checks).
 python3 -c 'import pyarrow' 2>/dev/null || { log "installing pyarrow"; python3 -m pip install -q pyarrow; }
 

@@ -7,13 +7,12 @@
 mod common;
 mod dbfix;
 
-use arrow::array::{ArrayRef, Int64Array, StringArray};
-use arrow::record_batch::RecordBatch;
 use childguard::config::sources::SourceConfig;
 use childguard::finding::Category;
 use childguard::source::db::RemoteOptions;
 use childguard::source::objstore::ObjectSource;
 use childguard::source::{ScanOptions, Source};
+use dbfix::objects::*;
 use dbfix::*;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjPath;
@@ -48,57 +47,6 @@ fn client(endpoint: &str, bucket: &str) -> Arc<dyn ObjectStore> {
 fn put(rt: &tokio::runtime::Runtime, store: &Arc<dyn ObjectStore>, key: &str, body: Vec<u8>) {
     rt.block_on(store.put(&ObjPath::from(key), PutPayload::from(body)))
         .unwrap();
-}
-
-fn csv_body() -> Vec<u8> {
-    let mut s = String::from("name,sfzh,phone,order_no\n");
-    for i in 0..30u64 {
-        let id = match i % 3 {
-            0 => child_id(i),
-            1 => adult_id(i),
-            _ => String::new(),
-        };
-        let phone = if i % 2 == 0 { mobile(i) } else { String::new() };
-        s.push_str(&format!("学生{i},{id},{phone},{}\n", bad_id(i)));
-    }
-    s.into_bytes()
-}
-
-fn parquet_body(n: u64) -> Vec<u8> {
-    let ids: Vec<i64> = (1..=n as i64).collect();
-    let sfzh: Vec<Option<String>> = (0..n)
-        .map(|i| {
-            if i % 4 == 0 {
-                Some(child_id(i))
-            } else {
-                Some(adult_id(i))
-            }
-        })
-        .collect();
-    let phone: Vec<Option<String>> = (0..n).map(|i| (i % 5 == 0).then(|| mobile(i))).collect();
-    let decoy: Vec<Option<String>> = (0..n).map(|i| Some(bad_id(i))).collect();
-    let batch = RecordBatch::try_from_iter(vec![
-        ("id", Arc::new(Int64Array::from(ids)) as ArrayRef),
-        ("sfzh", Arc::new(StringArray::from(sfzh)) as ArrayRef),
-        ("phone", Arc::new(StringArray::from(phone)) as ArrayRef),
-        ("order_no", Arc::new(StringArray::from(decoy)) as ArrayRef),
-    ])
-    .unwrap();
-    let mut out = Vec::new();
-    let props = parquet::file::properties::WriterProperties::builder()
-        .set_max_row_group_size(100)
-        .build();
-    let mut w =
-        parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    out
-}
-
-fn gz(b: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(b).unwrap();
-    e.finish().unwrap()
 }
 
 struct Fixture {

@@ -9,6 +9,8 @@ use childguard::fingerprint::Fingerprinter;
 use childguard::source::{ScanOptions, Source, UnitError, UnitStats};
 use chrono::NaiveDate;
 
+pub mod objects;
+
 const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 const CHECK: &[u8; 11] = b"10X98765432";
 
