@@ -87,6 +87,31 @@ pub struct ScanArgs {
     /// Size of the newline-aligned chunks large text files are split into and scanned in parallel (bytes).
     #[arg(long, value_name = "BYTES")]
     pub chunk_size: Option<usize>,
+    /// Scan only shard K of N (K is 0-based: 0 <= K < N). A unit belongs to shard
+    /// K when the first 8 bytes of SHA-256 of its id (path relative to the target,
+    /// object key, or schema.table; ranges as ID#pk=LO..HI / ID#bytes=A..B), read
+    /// big-endian, are K modulo N — the same on every machine and version. The N
+    /// shards together scan exactly the units of the unsharded scan.
+    #[arg(long, value_name = "K/N", conflicts_with = "shard_from_env")]
+    pub shard: Option<crate::source::shard::Shard>,
+    /// Take K from JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs) and N from --shards or CHILDGUARD_SHARDS.
+    #[arg(long)]
+    pub shard_from_env: bool,
+    /// Number of shards N for --shard-from-env (default: $CHILDGUARD_SHARDS).
+    #[arg(long, value_name = "N", requires = "shard_from_env")]
+    pub shards: Option<u64>,
+    /// Name the group of shard runs that make up one scan, so reports treat them as one
+    /// (default with a shard: `scan-<as-of>-<N>x-<hash of the targets>`, the same in every shard).
+    #[arg(long, value_name = "NAME", env = "CHILDGUARD_RUN_GROUP")]
+    pub run_group: Option<String>,
+    /// With --full, split tables with one integer primary key spanning more than N
+    /// keys into key ranges of N (each its own unit; 0: never split).
+    #[arg(long, value_name = "N", default_value_t = crate::source::shard::default_range_rows())]
+    pub range_rows: u64,
+    /// Split uncompressed UTF-8 text / JSON-lines files larger than BYTES into
+    /// line-aligned byte ranges of BYTES (each its own unit; 0: never split).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::source::shard::default_range_bytes())]
+    pub range_bytes: u64,
 }
 
 /// What `--fail-on` asks for.
@@ -151,10 +176,17 @@ struct Recorder {
     writer: Option<crate::store::WriterHandle>,
     units: Vec<crate::store::UnitRecord>,
     error: Option<String>,
+    /// `K/N` of a sharded scan.
+    shard: Option<String>,
 }
 
 impl Recorder {
-    fn open(config: &Config, targets: &[String]) -> anyhow::Result<Recorder> {
+    fn open(
+        config: &Config,
+        targets: &[String],
+        shard: Option<&str>,
+        run_group: Option<&str>,
+    ) -> anyhow::Result<Recorder> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -166,6 +198,10 @@ impl Recorder {
         let run_id = rt
             .block_on(store.begin_run(targets))
             .context("recording the run")?;
+        if shard.is_some() || run_group.is_some() {
+            rt.block_on(store.set_run_shard(run_id, run_group, shard))
+                .context("recording the run's shard")?;
+        }
         let (sink, writer) = {
             let _g = rt.enter();
             crate::store::StoreSink::spawn(store.clone(), run_id)
@@ -178,6 +214,7 @@ impl Recorder {
             writer: Some(writer),
             units: Vec::new(),
             error: None,
+            shard: shard.map(Into::into),
         })
     }
 
@@ -297,6 +334,7 @@ impl Run {
                 rows,
                 error,
                 skipped,
+                shard: rec.shard.clone(),
             });
         }
         match r {
@@ -393,6 +431,14 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
         files_cfg.chunk_bytes = c;
     }
     let fail_on = args.fail_on.as_deref().map(FailOn::parse).transpose()?;
+    let shard = match (args.shard, args.shard_from_env) {
+        (Some(s), _) => Some(s),
+        (None, true) => Some(
+            crate::source::shard::Shard::from_env(args.shards, |k| std::env::var(k).ok())
+                .context("--shard-from-env")?,
+        ),
+        (None, false) => None,
+    };
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
@@ -435,8 +481,11 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
             state_dir: Some(state_dir.clone()),
             include: args.include.clone(),
             exclude: args.exclude.clone(),
+            // Key ranges only when every row is read; a sample is one unit.
+            range_rows: if args.full { args.range_rows } else { 0 },
         },
         progress: Some(bytes_read.clone()),
+        range_bytes: args.range_bytes,
     };
 
     let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
@@ -481,7 +530,18 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
         let mut cfg = config.clone();
         cfg.state_dir = Some(state_dir.clone());
         let labels: Vec<String> = args.targets.iter().map(|t| target_label(t)).collect();
-        Some(Recorder::open(&cfg, &labels)?)
+        let group = args.run_group.clone().or_else(|| {
+            shard.map(|s| {
+                let h = crate::source::incremental::source_hash(&labels.join("\n"));
+                format!("scan-{as_of}-{}x-{}", s.count, &h[..12])
+            })
+        });
+        Some(Recorder::open(
+            &cfg,
+            &labels,
+            shard.map(|s| s.to_string()).as_deref(),
+            group.as_deref(),
+        )?)
     } else {
         None
     };
@@ -508,7 +568,11 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
             }
         };
         let units = match src.units() {
-            Ok(u) => u,
+            // Units of other shards are not this run's: not scanned, not recorded, not missing.
+            Ok(u) => match shard {
+                Some(s) => u.into_iter().filter(|u| s.contains(&u.id)).collect(),
+                None => u,
+            },
             Err(e) => {
                 run.error(&target_label(target), e);
                 continue;
@@ -552,9 +616,9 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
     if let Some(rec) = run.recorder.take() {
         let mut cfg = config.clone();
         cfg.state_dir = Some(state_dir.clone());
-        // Targets listed completely (no include/exclude filter): findings of
-        // their units that no longer exist resolve.
-        let complete = if args.include.is_empty() && args.exclude.is_empty() {
+        // Targets listed completely (no include/exclude filter, not sharded):
+        // findings of their units that no longer exist resolve.
+        let complete = if args.include.is_empty() && args.exclude.is_empty() && shard.is_none() {
             run.summary.targets.clone()
         } else {
             Vec::new()
