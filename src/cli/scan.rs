@@ -424,6 +424,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
     let mut files_cfg = FileSourceConfig::default();
     files_cfg.include.extend(args.include.iter().cloned());
     files_cfg.exclude.extend(args.exclude.iter().cloned());
+    files_cfg.range_bytes = args.range_bytes;
     if let Some(c) = args.chunk_size {
         if c < 64 {
             bail!("--chunk-size must be at least 64 bytes");
@@ -485,7 +486,6 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
             range_rows: if args.full { args.range_rows } else { 0 },
         },
         progress: Some(bytes_read.clone()),
-        range_bytes: args.range_bytes,
     };
 
     let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();

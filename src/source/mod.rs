@@ -92,9 +92,6 @@ pub struct TargetOptions {
     /// Progress: sources add the bytes they have read here as they read
     /// them (the scan command's progress bar shows it).
     pub progress: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
-    /// Local text files larger than this are split into line-aligned byte-range
-    /// units of this size (`--range-bytes`; 0: never). See [`shard`].
-    pub range_bytes: u64,
 }
 
 /// Open a scan target: a local path or `file://PATH`. Other schemes are

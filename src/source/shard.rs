@@ -144,7 +144,9 @@ impl FromStr for UnitRange {
             "pk" => {
                 let lo = a.parse().map_err(|_| bad())?;
                 let hi = b.parse().map_err(|_| bad())?;
-                (lo < hi).then_some(UnitRange::Key { lo, hi }).ok_or_else(bad)
+                (lo < hi)
+                    .then_some(UnitRange::Key { lo, hi })
+                    .ok_or_else(bad)
             }
             "bytes" => {
                 let start = a.parse().map_err(|_| bad())?;
@@ -235,18 +237,33 @@ mod tests {
 
     #[test]
     fn parses_and_rejects_shards() {
-        assert_eq!("2/4".parse::<Shard>().unwrap(), Shard { index: 2, count: 4 });
-        assert_eq!("4/4".parse::<Shard>(), Err(ShardError::OutOfRange { index: 4, count: 4 }));
+        assert_eq!(
+            "2/4".parse::<Shard>().unwrap(),
+            Shard { index: 2, count: 4 }
+        );
+        assert_eq!(
+            "4/4".parse::<Shard>(),
+            Err(ShardError::OutOfRange { index: 4, count: 4 })
+        );
         assert_eq!("0/0".parse::<Shard>(), Err(ShardError::ZeroShards));
         assert!(matches!("x".parse::<Shard>(), Err(ShardError::Syntax(_))));
-        assert!(matches!("-1/3".parse::<Shard>(), Err(ShardError::Syntax(_))));
+        assert!(matches!(
+            "-1/3".parse::<Shard>(),
+            Err(ShardError::Syntax(_))
+        ));
         let env = |k: &str| match k {
             JOB_INDEX_ENV => Some("1".to_string()),
             SHARDS_ENV => Some("3".to_string()),
             _ => None,
         };
-        assert_eq!(Shard::from_env(None, env).unwrap(), Shard { index: 1, count: 3 });
-        assert_eq!(Shard::from_env(Some(2), env).unwrap(), Shard { index: 1, count: 2 });
+        assert_eq!(
+            Shard::from_env(None, env).unwrap(),
+            Shard { index: 1, count: 3 }
+        );
+        assert_eq!(
+            Shard::from_env(Some(2), env).unwrap(),
+            Shard { index: 1, count: 2 }
+        );
         assert_eq!(
             Shard::from_env(Some(1), env),
             Err(ShardError::OutOfRange { index: 1, count: 1 })
@@ -256,9 +273,15 @@ mod tests {
             Err(ShardError::MissingEnv { var: JOB_INDEX_ENV })
         );
         let only_index = |k: &str| (k == JOB_INDEX_ENV).then(|| "0".to_string());
-        assert_eq!(Shard::from_env(None, only_index), Err(ShardError::MissingCount));
+        assert_eq!(
+            Shard::from_env(None, only_index),
+            Err(ShardError::MissingCount)
+        );
         let bad = |_: &str| Some("two".to_string());
-        assert!(matches!(Shard::from_env(None, bad), Err(ShardError::BadEnv { .. })));
+        assert!(matches!(
+            Shard::from_env(None, bad),
+            Err(ShardError::BadEnv { .. })
+        ));
     }
 
     #[test]
@@ -270,14 +293,19 @@ mod tests {
             let mut per = vec![0u32; n as usize];
             for i in 0..2000 {
                 let id = format!("logs/app-{i}.log");
-                let owners: Vec<u64> =
-                    (0..n).filter(|k| Shard::new(*k, n).unwrap().contains(&id)).collect();
+                let owners: Vec<u64> = (0..n)
+                    .filter(|k| Shard::new(*k, n).unwrap().contains(&id))
+                    .collect();
                 assert_eq!(owners.len(), 1, "{id} in {owners:?} of {n}");
                 per[owners[0] as usize] += 1;
             }
             // Balanced within 20% of the mean.
             let mean = 2000.0 / n as f64;
-            assert!(per.iter().all(|&c| (c as f64 - mean).abs() < 0.2 * mean + 5.0), "{per:?}");
+            assert!(
+                per.iter()
+                    .all(|&c| (c as f64 - mean).abs() < 0.2 * mean + 5.0),
+                "{per:?}"
+            );
         }
     }
 

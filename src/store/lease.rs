@@ -151,7 +151,12 @@ impl Coordinator {
 
     /// Take the lease `name` for `holder` for `ttl`: free, expired, or already
     /// held by `holder` (then it is extended). None when someone else holds it.
-    pub async fn try_acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<Option<Lease>> {
+    pub async fn try_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
         let now = now_ms();
         let expires = now.saturating_add(ms(ttl));
         let token: Option<i64> = on_pool!(self, |p| sqlx::query_scalar(ACQUIRE_SQL)
@@ -237,7 +242,13 @@ impl Coordinator {
 
     /// Claim up to `max` claimable units of `queue` for `worker` for `ttl`
     /// (pending ones, and ones whose claimer's lease expired), in unit order.
-    pub async fn claim(&self, queue: &str, worker: &str, ttl: Duration, max: u64) -> Result<Vec<Claim>> {
+    pub async fn claim(
+        &self,
+        queue: &str,
+        worker: &str,
+        ttl: Duration,
+        max: u64,
+    ) -> Result<Vec<Claim>> {
         let now = now_ms();
         let until = now.saturating_add(ms(ttl));
         let set = "state = 'claimed', claimed_by = $2, claim_token = claim_token + 1, lease_ms = $4, attempts = attempts + 1";

@@ -100,8 +100,9 @@ impl FromStr for RunStatus {
     }
 }
 
-/// What a scan run read, written by `finish_run`.
+/// What a scan run read, written by `finish_run` (`{}` while the run is running).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunStats {
     pub units: u64,
     pub units_failed: u64,
