@@ -112,6 +112,16 @@ pub struct ScanArgs {
     /// line-aligned byte ranges of BYTES (each its own unit; 0: never split).
     #[arg(long, value_name = "BYTES", default_value_t = crate::source::shard::default_range_bytes())]
     pub range_bytes: u64,
+    /// Share the units through the store's work queue NAME instead of fixed shards:
+    /// every process started with the same NAME enqueues the units (once) and claims
+    /// them one at a time with an expiring lease; a unit whose worker dies is
+    /// claimed again when the lease expires, and is recorded done exactly once.
+    /// Use a new NAME per scan (e.g. nightly-2025-06-01); needs the store (--config or --save).
+    #[arg(long, value_name = "NAME")]
+    pub work_queue: Option<String>,
+    /// Lease of a claimed work-queue unit (seconds), renewed while it is scanned.
+    #[arg(long, value_name = "SECS", default_value_t = 60, requires = "work_queue")]
+    pub lease_secs: u64,
 }
 
 /// What `--fail-on` asks for.
@@ -178,6 +188,9 @@ struct Recorder {
     error: Option<String>,
     /// `K/N` of a sharded scan.
     shard: Option<String>,
+    /// Work-queue mode: findings of the unit being scanned, written (with the
+    /// unit) before the unit is marked done.
+    pending: Option<Vec<Finding>>,
 }
 
 impl Recorder {
@@ -215,17 +228,44 @@ impl Recorder {
             units: Vec::new(),
             error: None,
             shard: shard.map(Into::into),
+            pending: None,
         })
     }
 
     fn finding(&mut self, f: &Finding) {
         use crate::scan::FindingSink;
+        if let Some(p) = &mut self.pending {
+            p.push(f.clone());
+            return;
+        }
         if let Some(s) = &mut self.sink {
             if let Err(e) = s.finding(f.clone()) {
                 self.error.get_or_insert(e.to_string());
                 self.sink = None;
             }
         }
+    }
+
+    /// Work-queue mode: write the claimed unit's findings and record, then
+    /// mark it done (false: the claim was lost, another worker redoes it; the
+    /// findings written are keyed by finding id, so nothing is doubled).
+    fn commit_unit(
+        &mut self,
+        co: &crate::store::lease::Coordinator,
+        claim: &crate::store::lease::Claim,
+    ) -> anyhow::Result<bool> {
+        let found = self.pending.replace(Vec::new()).unwrap_or_default();
+        let unit = self.units.last().cloned();
+        let (store, run_id) = (self.store.clone(), self.run_id);
+        let done = self.rt.block_on(async {
+            store.upsert_findings(run_id, &found).await?;
+            if let Some(u) = &unit {
+                store.record_unit(run_id, u).await?;
+            }
+            let result = unit.as_ref().and_then(|u| u.error.clone());
+            anyhow::Ok(co.complete(claim, Some(result.as_deref().unwrap_or("ok"))).await?)
+        })?;
+        Ok(done)
     }
 
     /// Flush, finish the run, classify. Returns a one-line summary for stderr.
@@ -414,6 +454,125 @@ impl Run {
     }
 }
 
+/// `--work-queue`: list and enqueue every target's units, then claim and scan
+/// them one at a time until no unit is pending or held by a live worker.
+#[allow(clippy::too_many_arguments)]
+fn run_work_queue(
+    run: &mut Run,
+    args: &ScanArgs,
+    queue: &str,
+    cfg: &Config,
+    shard: Option<crate::source::shard::Shard>,
+    topts: &TargetOptions,
+    engine: &Engine,
+    opts: &ScanOptions,
+) -> anyhow::Result<()> {
+    use crate::store::lease::Coordinator;
+    let Some(rec) = run.recorder.as_mut() else {
+        bail!("--work-queue needs the store: use --config (or --save)");
+    };
+    rec.pending = Some(Vec::new());
+    let rt = rec.rt.handle().clone();
+    let co = rt
+        .block_on(Coordinator::open(cfg))
+        .context("opening the work queue")?;
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    let mut index: std::collections::HashMap<String, (usize, WorkUnit)> = Default::default();
+    let mut keys = Vec::new();
+    for target in &args.targets {
+        let label = target_label(target);
+        let listed = open_target(target, topts).and_then(|src| Ok((src.units()?, src)));
+        let (units, src) = match listed {
+            Ok(x) => x,
+            Err(e) => {
+                run.error(&label, e);
+                continue;
+            }
+        };
+        for u in units {
+            if shard.is_some_and(|s| !s.contains(&u.id)) {
+                continue;
+            }
+            let key = format!("{label}\t{}", u.id);
+            keys.push(key.clone());
+            index.insert(key, (sources.len(), u));
+        }
+        sources.push(src);
+    }
+    rt.block_on(co.enqueue(queue, &keys))
+        .context("enqueueing units")?;
+    let worker = format!(
+        "{}/{}/{:08x}",
+        hostname(),
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let ttl = std::time::Duration::from_secs(args.lease_secs.max(1));
+    loop {
+        let claim = rt
+            .block_on(co.claim(queue, &worker, ttl, 1))
+            .context("claiming a unit")?
+            .pop();
+        let Some(claim) = claim else {
+            let c = rt.block_on(co.counts(queue)).context("reading the work queue")?;
+            if c.pending + c.claimed + c.expired == 0 {
+                break;
+            }
+            // Units held by other workers come back if those workers die.
+            std::thread::sleep((ttl / 4).min(std::time::Duration::from_secs(1)));
+            continue;
+        };
+        let Some((i, unit)) = index.get(&claim.unit_id).cloned() else {
+            // Enqueued by a worker that listed differently (other targets or filters):
+            // hand it back for a worker that can scan it, and stop (exit 2).
+            rt.block_on(co.give_back(&claim))?;
+            let label = claim.unit_id.replace('\t', " ");
+            run.error(
+                queue,
+                UnitError::new(
+                    label,
+                    "in the work queue but not listed by this worker: every worker of a queue needs the same targets and filters",
+                ),
+            );
+            break;
+        };
+        let hb = {
+            let (co, claim) = (co.clone(), claim.clone());
+            rt.spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    if !co.heartbeat(&claim, ttl).await.unwrap_or(false) {
+                        break;
+                    }
+                }
+            })
+        };
+        run.scan_source(sources[i].as_ref(), vec![unit], engine, opts);
+        hb.abort();
+        let rec = run.recorder.as_mut().expect("checked above");
+        if !rec.commit_unit(&co, &claim)? {
+            tracing::warn!(unit = %claim.unit_id, "claim lost while scanning: another worker redoes the unit");
+        }
+        if run.write_error.is_some() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// This host's name, for work-queue worker ids.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
+    if ok && end > 0 {
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "host".into()
+    }
+}
+
 pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let config = match &args.config {
@@ -559,7 +718,12 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
         progress,
         files_done: 0,
     };
-    for target in &args.targets {
+    if let Some(queue) = &args.work_queue {
+        let mut cfg = config.clone();
+        cfg.state_dir = Some(state_dir.clone());
+        run_work_queue(&mut run, &args, queue, &cfg, shard, &topts, &engine, &opts)?;
+    }
+    for target in args.targets.iter().filter(|_| args.work_queue.is_none()) {
         let src = match open_target(target, &topts) {
             Ok(s) => s,
             Err(e) => {
