@@ -538,10 +538,22 @@ impl DbSource {
         })
     }
 
-    /// Minimum and maximum of the integer primary key (None: empty table).
+    /// The integer key key ranges are taken over, quoted: the single integer
+    /// primary key, or SQLite's rowid (which an INTEGER PRIMARY KEY aliases).
+    fn range_key(&self, info: &TableInfo) -> Option<String> {
+        match (self.kind, info.integer_key) {
+            (_, false) => None,
+            (DbKind::Sqlite, true) => Some("rowid".into()),
+            (_, true) => info.primary_key.first().map(|c| quote_ident(self.kind, c)),
+        }
+    }
+
+    /// Minimum and maximum of the integer key (None: empty table or no such key).
     fn key_bounds(&self, info: &TableInfo) -> Result<Option<(i64, i64)>, UnitError> {
         let unit = info.unit_id();
-        let pk = quote_ident(self.kind, &info.primary_key[0]);
+        let Some(pk) = self.range_key(info) else {
+            return Ok(None);
+        };
         let tbl = qualified(self.kind, info);
         let ty = if self.kind == DbKind::MySql { "CHAR" } else { "TEXT" };
         let sql = format!("SELECT CAST(MIN({pk}) AS {ty}), CAST(MAX({pk}) AS {ty}) FROM {tbl}");
@@ -594,8 +606,8 @@ impl DbSource {
         let q = |c: &str| quote_ident(self.kind, c);
         let columns: Vec<String> = info.examined().iter().map(|c| q(&c.name)).collect();
         let key_range = match range {
-            Some(UnitRange::Key { lo, hi }) if info.integer_key => {
-                Some((q(&info.primary_key[0]), lo, hi))
+            Some(UnitRange::Key { lo, hi }) if self.range_key(info).is_some() => {
+                Some((self.range_key(info).expect("checked"), lo, hi))
             }
             Some(r) => {
                 return Err(UnitError::new(
