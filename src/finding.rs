@@ -124,6 +124,11 @@ pub struct Location {
     /// Column name for table findings (Parquet, CSV, database tables).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub column: Option<String>,
+    /// The range unit that found it when a large table or file is split
+    /// (`pk=LO..HI`, `bytes=START..END`; see `source::shard`). Table findings
+    /// then count the rows of that range only.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub range: Option<String>,
 }
 
 /// One finding: the stable output contract of `childguard scan --format jsonl`.
@@ -172,6 +177,13 @@ impl Finding {
         part(loc.table.as_deref().unwrap_or(""));
         part(loc.column.as_deref().unwrap_or(""));
         part(loc.field.as_deref().unwrap_or(""));
+        // A table finding of a key range counts that range only: its own finding.
+        // A text match is the same finding whichever byte range found it.
+        if loc.column.is_some() {
+            if let Some(r) = &loc.range {
+                part(r);
+            }
+        }
         if loc.column.is_none() {
             part(&loc.line.map(|l| l.to_string()).unwrap_or_default());
             part(fingerprint);

@@ -14,39 +14,13 @@ use childguard::source::objstore::ObjectSource;
 use childguard::source::{ScanOptions, Source};
 use dbfix::objects::*;
 use dbfix::*;
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, PutPayload};
-use std::io::{Read, Write};
+use object_store::ObjectStore;
+use std::io::Write;
 use std::sync::Arc;
 
-fn create_bucket(endpoint: &str, bucket: &str) {
-    let hostport = endpoint.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(hostport).unwrap();
-    write!(s, "PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
-}
-
-fn client(endpoint: &str, bucket: &str) -> Arc<dyn ObjectStore> {
-    Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(endpoint)
-            .with_bucket_name(bucket)
-            .with_region("us-east-1")
-            .with_access_key_id("testing")
-            .with_secret_access_key("testing")
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false)
-            .build()
-            .unwrap(),
-    )
-}
-
 fn put(rt: &tokio::runtime::Runtime, store: &Arc<dyn ObjectStore>, key: &str, body: Vec<u8>) {
-    rt.block_on(store.put(&ObjPath::from(key), PutPayload::from(body)))
-        .unwrap();
+    common::put_object(rt, store, key, body)
 }
 
 struct Fixture {
@@ -59,8 +33,8 @@ struct Fixture {
 fn fixture() -> Fixture {
     let server = common::S3Server::start();
     let bucket = common::unique_name("cg-s3").replace('_', "-");
-    create_bucket(&server.endpoint, &bucket);
-    let store = client(&server.endpoint, &bucket);
+    server.create_bucket(&bucket);
+    let store = server.client(&bucket);
     let rt = rt();
     put(&rt, &store, "exports/students.csv", csv_body());
     let log = format!(

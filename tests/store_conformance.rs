@@ -50,6 +50,7 @@ fn unit(target: &str, id: &str, error: Option<&str>) -> UnitRecord {
         rows: 0,
         error: error.map(Into::into),
         skipped: None,
+        shard: None,
     }
 }
 
@@ -610,6 +611,42 @@ async fn conformance(store: Arc<dyn Store>, exec: Exec) {
         plans[0].contains(&("id".to_string(), "7".to_string())),
         "{plans:?}"
     );
+
+    // Sharded runs: each shard's run belongs to its run group, each unit names its shard,
+    // and a range unit's findings come back with their range.
+    let targets = vec!["fixtures".to_string()];
+    let s0 = store.begin_run(&targets).await.unwrap();
+    let s1 = store.begin_run(&targets).await.unwrap();
+    store.set_run_shard(s0, Some("nightly-1"), Some("0/2")).await.unwrap();
+    store.set_run_shard(s1, Some("nightly-1"), Some("1/2")).await.unwrap();
+    let other = store.begin_run(&targets).await.unwrap();
+    assert!(matches!(
+        store.set_run_shard(999_999, Some("x"), None).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let mut f = scan_text(&e, "fixtures", "big.log", &format!("x\nid={child}\n"))
+        .into_iter()
+        .next()
+        .unwrap();
+    f.location.range = Some("bytes=0..100".into());
+    store.upsert_findings(s0, &[f.clone()]).await.unwrap();
+    let mut u = unit("fixtures", "big.log#bytes=0..100", None);
+    u.shard = Some("0/2".into());
+    store.record_unit(s0, &u).await.unwrap();
+    assert_eq!(store.units(s0).await.unwrap(), vec![u]);
+    let stored = store.finding(&f.finding_id).await.unwrap().unwrap();
+    assert_eq!(stored.unit_id, "big.log#bytes=0..100");
+    assert_eq!(stored.finding.location.range.as_deref(), Some("bytes=0..100"));
+    let group = store.group_runs("nightly-1").await.unwrap();
+    assert_eq!(group.iter().map(|r| r.id).collect::<Vec<_>>(), vec![s0, s1]);
+    assert_eq!(
+        group.iter().map(|r| r.shard.clone()).collect::<Vec<_>>(),
+        vec![Some("0/2".to_string()), Some("1/2".to_string())]
+    );
+    assert!(group.iter().all(|r| r.run_group.as_deref() == Some("nightly-1")));
+    let plain = store.run(other).await.unwrap().unwrap();
+    assert_eq!((plain.run_group, plain.shard), (None, None));
+    assert!(store.group_runs("nightly-2").await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

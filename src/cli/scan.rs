@@ -87,6 +87,41 @@ pub struct ScanArgs {
     /// Size of the newline-aligned chunks large text files are split into and scanned in parallel (bytes).
     #[arg(long, value_name = "BYTES")]
     pub chunk_size: Option<usize>,
+    /// Scan only shard K of N (K is 0-based: 0 <= K < N). A unit belongs to shard
+    /// K when the first 8 bytes of SHA-256 of its id (path relative to the target,
+    /// object key, or schema.table; ranges as ID#pk=LO..HI / ID#bytes=A..B), read
+    /// big-endian, are K modulo N — the same on every machine and version. The N
+    /// shards together scan exactly the units of the unsharded scan.
+    #[arg(long, value_name = "K/N", conflicts_with = "shard_from_env")]
+    pub shard: Option<crate::source::shard::Shard>,
+    /// Take K from JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs) and N from --shards or CHILDGUARD_SHARDS.
+    #[arg(long)]
+    pub shard_from_env: bool,
+    /// Number of shards N for --shard-from-env (default: $CHILDGUARD_SHARDS).
+    #[arg(long, value_name = "N", requires = "shard_from_env")]
+    pub shards: Option<u64>,
+    /// Name the group of shard runs that make up one scan, so reports treat them as one
+    /// (default with a shard: `scan-<as-of>-<N>x-<hash of the targets>`, the same in every shard).
+    #[arg(long, value_name = "NAME", env = "CHILDGUARD_RUN_GROUP")]
+    pub run_group: Option<String>,
+    /// With --full, split tables with one integer primary key spanning more than N
+    /// keys into key ranges of N (each its own unit; 0: never split).
+    #[arg(long, value_name = "N", default_value_t = crate::source::shard::default_range_rows())]
+    pub range_rows: u64,
+    /// Split uncompressed UTF-8 text / JSON-lines files larger than BYTES into
+    /// line-aligned byte ranges of BYTES (each its own unit; 0: never split).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::source::shard::default_range_bytes())]
+    pub range_bytes: u64,
+    /// Share the units through the store's work queue NAME instead of fixed shards:
+    /// every process started with the same NAME enqueues the units (once) and claims
+    /// them one at a time with an expiring lease; a unit whose worker dies is
+    /// claimed again when the lease expires, and is recorded done exactly once.
+    /// Use a new NAME per scan (e.g. nightly-2025-06-01); needs the store (--config or --save).
+    #[arg(long, value_name = "NAME")]
+    pub work_queue: Option<String>,
+    /// Lease of a claimed work-queue unit (seconds), renewed while it is scanned.
+    #[arg(long, value_name = "SECS", default_value_t = 60, requires = "work_queue")]
+    pub lease_secs: u64,
 }
 
 /// What `--fail-on` asks for.
@@ -151,10 +186,20 @@ struct Recorder {
     writer: Option<crate::store::WriterHandle>,
     units: Vec<crate::store::UnitRecord>,
     error: Option<String>,
+    /// `K/N` of a sharded scan.
+    shard: Option<String>,
+    /// Work-queue mode: findings of the unit being scanned, written (with the
+    /// unit) before the unit is marked done.
+    pending: Option<Vec<Finding>>,
 }
 
 impl Recorder {
-    fn open(config: &Config, targets: &[String]) -> anyhow::Result<Recorder> {
+    fn open(
+        config: &Config,
+        targets: &[String],
+        shard: Option<&str>,
+        run_group: Option<&str>,
+    ) -> anyhow::Result<Recorder> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -166,6 +211,10 @@ impl Recorder {
         let run_id = rt
             .block_on(store.begin_run(targets))
             .context("recording the run")?;
+        if shard.is_some() || run_group.is_some() {
+            rt.block_on(store.set_run_shard(run_id, run_group, shard))
+                .context("recording the run's shard")?;
+        }
         let (sink, writer) = {
             let _g = rt.enter();
             crate::store::StoreSink::spawn(store.clone(), run_id)
@@ -178,17 +227,45 @@ impl Recorder {
             writer: Some(writer),
             units: Vec::new(),
             error: None,
+            shard: shard.map(Into::into),
+            pending: None,
         })
     }
 
     fn finding(&mut self, f: &Finding) {
         use crate::scan::FindingSink;
+        if let Some(p) = &mut self.pending {
+            p.push(f.clone());
+            return;
+        }
         if let Some(s) = &mut self.sink {
             if let Err(e) = s.finding(f.clone()) {
                 self.error.get_or_insert(e.to_string());
                 self.sink = None;
             }
         }
+    }
+
+    /// Work-queue mode: write the claimed unit's findings and record, then
+    /// mark it done (false: the claim was lost, another worker redoes it; the
+    /// findings written are keyed by finding id, so nothing is doubled).
+    fn commit_unit(
+        &mut self,
+        co: &crate::store::lease::Coordinator,
+        claim: &crate::store::lease::Claim,
+    ) -> anyhow::Result<bool> {
+        let found = self.pending.replace(Vec::new()).unwrap_or_default();
+        let unit = self.units.last().cloned();
+        let (store, run_id) = (self.store.clone(), self.run_id);
+        let done = self.rt.block_on(async {
+            store.upsert_findings(run_id, &found).await?;
+            if let Some(u) = &unit {
+                store.record_unit(run_id, u).await?;
+            }
+            let result = unit.as_ref().and_then(|u| u.error.clone());
+            anyhow::Ok(co.complete(claim, Some(result.as_deref().unwrap_or("ok"))).await?)
+        })?;
+        Ok(done)
     }
 
     /// Flush, finish the run, classify. Returns a one-line summary for stderr.
@@ -297,6 +374,7 @@ impl Run {
                 rows,
                 error,
                 skipped,
+                shard: rec.shard.clone(),
             });
         }
         match r {
@@ -376,6 +454,125 @@ impl Run {
     }
 }
 
+/// `--work-queue`: list and enqueue every target's units, then claim and scan
+/// them one at a time until no unit is pending or held by a live worker.
+#[allow(clippy::too_many_arguments)]
+fn run_work_queue(
+    run: &mut Run,
+    args: &ScanArgs,
+    queue: &str,
+    cfg: &Config,
+    shard: Option<crate::source::shard::Shard>,
+    topts: &TargetOptions,
+    engine: &Engine,
+    opts: &ScanOptions,
+) -> anyhow::Result<()> {
+    use crate::store::lease::Coordinator;
+    let Some(rec) = run.recorder.as_mut() else {
+        bail!("--work-queue needs the store: use --config (or --save)");
+    };
+    rec.pending = Some(Vec::new());
+    let rt = rec.rt.handle().clone();
+    let co = rt
+        .block_on(Coordinator::open(cfg))
+        .context("opening the work queue")?;
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    let mut index: std::collections::HashMap<String, (usize, WorkUnit)> = Default::default();
+    let mut keys = Vec::new();
+    for target in &args.targets {
+        let label = target_label(target);
+        let listed = open_target(target, topts).and_then(|src| Ok((src.units()?, src)));
+        let (units, src) = match listed {
+            Ok(x) => x,
+            Err(e) => {
+                run.error(&label, e);
+                continue;
+            }
+        };
+        for u in units {
+            if shard.is_some_and(|s| !s.contains(&u.id)) {
+                continue;
+            }
+            let key = format!("{label}\t{}", u.id);
+            keys.push(key.clone());
+            index.insert(key, (sources.len(), u));
+        }
+        sources.push(src);
+    }
+    rt.block_on(co.enqueue(queue, &keys))
+        .context("enqueueing units")?;
+    let worker = format!(
+        "{}/{}/{:08x}",
+        hostname(),
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let ttl = std::time::Duration::from_secs(args.lease_secs.max(1));
+    loop {
+        let claim = rt
+            .block_on(co.claim(queue, &worker, ttl, 1))
+            .context("claiming a unit")?
+            .pop();
+        let Some(claim) = claim else {
+            let c = rt.block_on(co.counts(queue)).context("reading the work queue")?;
+            if c.pending + c.claimed + c.expired == 0 {
+                break;
+            }
+            // Units held by other workers come back if those workers die.
+            std::thread::sleep((ttl / 4).min(std::time::Duration::from_secs(1)));
+            continue;
+        };
+        let Some((i, unit)) = index.get(&claim.unit_id).cloned() else {
+            // Enqueued by a worker that listed differently (other targets or filters):
+            // hand it back for a worker that can scan it, and stop (exit 2).
+            rt.block_on(co.give_back(&claim))?;
+            let label = claim.unit_id.replace('\t', " ");
+            run.error(
+                queue,
+                UnitError::new(
+                    label,
+                    "in the work queue but not listed by this worker: every worker of a queue needs the same targets and filters",
+                ),
+            );
+            break;
+        };
+        let hb = {
+            let (co, claim) = (co.clone(), claim.clone());
+            rt.spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    if !co.heartbeat(&claim, ttl).await.unwrap_or(false) {
+                        break;
+                    }
+                }
+            })
+        };
+        run.scan_source(sources[i].as_ref(), vec![unit], engine, opts);
+        hb.abort();
+        let rec = run.recorder.as_mut().expect("checked above");
+        if !rec.commit_unit(&co, &claim)? {
+            tracing::warn!(unit = %claim.unit_id, "claim lost while scanning: another worker redoes the unit");
+        }
+        if run.write_error.is_some() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// This host's name, for work-queue worker ids.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
+    if ok && end > 0 {
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "host".into()
+    }
+}
+
 pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let config = match &args.config {
@@ -386,6 +583,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
     let mut files_cfg = FileSourceConfig::default();
     files_cfg.include.extend(args.include.iter().cloned());
     files_cfg.exclude.extend(args.exclude.iter().cloned());
+    files_cfg.range_bytes = args.range_bytes;
     if let Some(c) = args.chunk_size {
         if c < 64 {
             bail!("--chunk-size must be at least 64 bytes");
@@ -393,6 +591,14 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
         files_cfg.chunk_bytes = c;
     }
     let fail_on = args.fail_on.as_deref().map(FailOn::parse).transpose()?;
+    let shard = match (args.shard, args.shard_from_env) {
+        (Some(s), _) => Some(s),
+        (None, true) => Some(
+            crate::source::shard::Shard::from_env(args.shards, |k| std::env::var(k).ok())
+                .context("--shard-from-env")?,
+        ),
+        (None, false) => None,
+    };
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
@@ -435,6 +641,8 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
             state_dir: Some(state_dir.clone()),
             include: args.include.clone(),
             exclude: args.exclude.clone(),
+            // Key ranges only when every row is read; a sample is one unit.
+            range_rows: if args.full { args.range_rows } else { 0 },
         },
         progress: Some(bytes_read.clone()),
     };
@@ -481,7 +689,18 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
         let mut cfg = config.clone();
         cfg.state_dir = Some(state_dir.clone());
         let labels: Vec<String> = args.targets.iter().map(|t| target_label(t)).collect();
-        Some(Recorder::open(&cfg, &labels)?)
+        let group = args.run_group.clone().or_else(|| {
+            shard.map(|s| {
+                let h = crate::source::incremental::source_hash(&labels.join("\n"));
+                format!("scan-{as_of}-{}x-{}", s.count, &h[..12])
+            })
+        });
+        Some(Recorder::open(
+            &cfg,
+            &labels,
+            shard.map(|s| s.to_string()).as_deref(),
+            group.as_deref(),
+        )?)
     } else {
         None
     };
@@ -499,7 +718,12 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
         progress,
         files_done: 0,
     };
-    for target in &args.targets {
+    if let Some(queue) = &args.work_queue {
+        let mut cfg = config.clone();
+        cfg.state_dir = Some(state_dir.clone());
+        run_work_queue(&mut run, &args, queue, &cfg, shard, &topts, &engine, &opts)?;
+    }
+    for target in args.targets.iter().filter(|_| args.work_queue.is_none()) {
         let src = match open_target(target, &topts) {
             Ok(s) => s,
             Err(e) => {
@@ -508,7 +732,11 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
             }
         };
         let units = match src.units() {
-            Ok(u) => u,
+            // Units of other shards are not this run's: not scanned, not recorded, not missing.
+            Ok(u) => match shard {
+                Some(s) => u.into_iter().filter(|u| s.contains(&u.id)).collect(),
+                None => u,
+            },
             Err(e) => {
                 run.error(&target_label(target), e);
                 continue;
@@ -552,9 +780,9 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
     if let Some(rec) = run.recorder.take() {
         let mut cfg = config.clone();
         cfg.state_dir = Some(state_dir.clone());
-        // Targets listed completely (no include/exclude filter): findings of
-        // their units that no longer exist resolve.
-        let complete = if args.include.is_empty() && args.exclude.is_empty() {
+        // Targets listed completely (no include/exclude filter, not sharded):
+        // findings of their units that no longer exist resolve.
+        let complete = if args.include.is_empty() && args.exclude.is_empty() && shard.is_none() {
             run.summary.targets.clone()
         } else {
             Vec::new()

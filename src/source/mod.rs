@@ -8,6 +8,7 @@
 pub mod db;
 pub mod incremental;
 pub mod objstore;
+pub mod shard;
 
 use crate::detect::Engine;
 use crate::finding::Finding;

@@ -17,6 +17,7 @@
 //! classify::classify_run(&*store, run, &config, as_of).await?; // stores violations
 //! ```
 
+pub mod lease;
 mod sink;
 mod sql;
 
@@ -99,8 +100,9 @@ impl FromStr for RunStatus {
     }
 }
 
-/// What a scan run read, written by `finish_run`.
+/// What a scan run read, written by `finish_run` (`{}` while the run is running).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunStats {
     pub units: u64,
     pub units_failed: u64,
@@ -127,6 +129,12 @@ pub struct Run {
     pub stats: RunStats,
     /// Written by the classifier: finding and violation counts of the run.
     pub summary: RunSummary,
+    /// The run group: the N shard runs of one sharded scan (`--run-group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_group: Option<String>,
+    /// `K/N` when the run scanned shard K of N (`--shard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
 }
 
 /// Per-run counts computed by the classifier (the trend's data points).
@@ -155,6 +163,9 @@ pub struct UnitRecord {
     pub error: Option<String>,
     /// The unit was skipped (binary, unchanged). Its findings do not resolve.
     pub skipped: Option<String>,
+    /// `K/N`: the shard that scanned the unit (None: an unsharded scan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
 }
 
 /// Triage status of a finding; survives re-scans.
@@ -231,13 +242,19 @@ pub struct StoredFinding {
     pub triage: Triage,
 }
 
-/// The work unit a finding belongs to: its table, else its path/object key.
+/// The work unit a finding belongs to: its table, else its path/object key,
+/// with `#RANGE` when a range unit found it.
 pub fn unit_of(f: &Finding) -> String {
-    f.location
+    let base = f
+        .location
         .table
         .clone()
         .or_else(|| f.location.path.clone())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    match &f.location.range {
+        Some(r) => format!("{base}#{r}"),
+        None => base,
+    }
 }
 
 /// Filter and page for finding queries. Ordered by `finding_id`; page with
@@ -483,6 +500,10 @@ pub trait Store: Send + Sync {
     /// number of findings resolved.
     async fn finish_run(&self, run_id: i64, stats: &RunStats) -> Result<u64>;
     async fn set_run_summary(&self, run_id: i64, summary: &RunSummary) -> Result<()>;
+    /// Mark a run as shard `shard` (`K/N`) of the run group `run_group`.
+    async fn set_run_shard(&self, run_id: i64, run_group: Option<&str>, shard: Option<&str>) -> Result<()>;
+    /// The runs of a run group (the shards of one sharded scan), oldest first.
+    async fn group_runs(&self, run_group: &str) -> Result<Vec<Run>>;
 
     async fn run(&self, run_id: i64) -> Result<Option<Run>>;
     /// Most recent runs first.

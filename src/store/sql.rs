@@ -163,7 +163,7 @@ fn bad(what: &str, e: impl std::fmt::Display) -> StoreError {
 }
 
 const FINDING_COLS: &str = "finding_id, target, unit_id, path, table_name, column_name, field, line, byte_offset, category, rule, child, confidence, masked, fingerprint, sensitivity, rows_scanned, match_count, child_count, dataset, first_seen, last_seen, first_run, last_run, resolved_at, triage_status, triage_comment, triage_by, triage_at";
-const RUN_COLS: &str = "id, started_at, finished_at, targets, status, stats, summary";
+const RUN_COLS: &str = "id, started_at, finished_at, targets, status, stats, summary, run_group, shard";
 const VIOLATION_COLS: &str = "id, run_id, kind, severity, dataset, owner, article, category, target, unit_id, column_name, finding_id, record_count, message";
 /// Rows per INSERT statement. PostgreSQL: multi-row statements save round
 /// trips (23 parameters each, under the 65,535 limit). SQLite: single-row
@@ -188,6 +188,7 @@ macro_rules! impl_store {
                         byte_offset: u(r.try_get("byte_offset").map_err(g)?),
                         field: r.try_get("field").map_err(g)?,
                         column: r.try_get("column_name").map_err(g)?,
+                        range: None,
                     },
                     category: Category::from_str(&category).map_err(|e| bad("value", e))?,
                     rule: r.try_get("rule").map_err(g)?,
@@ -202,9 +203,12 @@ macro_rules! impl_store {
                     rows: None,
                 };
                 let status: String = r.try_get("triage_status").map_err(g)?;
+                let unit_id: String = r.try_get("unit_id").map_err(g)?;
+                let mut finding = finding;
+                finding.location.range = crate::source::shard::split_unit_id(&unit_id).1.map(|r| r.to_string());
                 Ok(StoredFinding {
                     finding,
-                    unit_id: r.try_get("unit_id").map_err(g)?,
+                    unit_id,
                     dataset: r.try_get("dataset").map_err(g)?,
                     first_seen: r.try_get("first_seen").map_err(g)?,
                     last_seen: r.try_get("last_seen").map_err(g)?,
@@ -234,6 +238,8 @@ macro_rules! impl_store {
                     status: RunStatus::from_str(&status).map_err(|e| bad("value", e))?,
                     stats: serde_json::from_str(&stats).map_err(|e| bad("value", e))?,
                     summary: serde_json::from_str(&summary).map_err(|e| bad("value", e))?,
+                    run_group: r.try_get("run_group").map_err(g)?,
+                    shard: r.try_get("shard").map_err(g)?,
                 })
             }
 
@@ -302,8 +308,8 @@ macro_rules! impl_store {
 
             async fn record_unit(&self, run_id: i64, u: &UnitRecord) -> Result<()> {
                 sqlx::query(
-                    "INSERT INTO work_units (run_id, target, unit_id, bytes, rows_read, error, skipped) VALUES ($1,$2,$3,$4,$5,$6,$7) \
-                     ON CONFLICT (run_id, target, unit_id) DO UPDATE SET bytes = excluded.bytes, rows_read = excluded.rows_read, error = excluded.error, skipped = excluded.skipped",
+                    "INSERT INTO work_units (run_id, target, unit_id, bytes, rows_read, error, skipped, shard) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) \
+                     ON CONFLICT (run_id, target, unit_id) DO UPDATE SET bytes = excluded.bytes, rows_read = excluded.rows_read, error = excluded.error, skipped = excluded.skipped, shard = excluded.shard",
                 )
                 .bind(run_id)
                 .bind(&u.target)
@@ -312,6 +318,7 @@ macro_rules! impl_store {
                 .bind(u.rows as i64)
                 .bind(&u.error)
                 .bind(&u.skipped)
+                .bind(&u.shard)
                 .execute(&self.pool)
                 .await
                 .map_err(db("record unit"))?;
@@ -353,7 +360,7 @@ macro_rules! impl_store {
                         " ON CONFLICT (finding_id) DO UPDATE SET line = excluded.line, byte_offset = excluded.byte_offset, child = excluded.child, \
                          confidence = excluded.confidence, masked = excluded.masked, fingerprint = excluded.fingerprint, sensitivity = excluded.sensitivity, \
                          rows_scanned = excluded.rows_scanned, match_count = excluded.match_count, child_count = excluded.child_count, \
-                         last_seen = excluded.last_seen, last_run = excluded.last_run, resolved_at = NULL",
+                         last_seen = excluded.last_seen, last_run = excluded.last_run, resolved_at = NULL, unit_id = excluded.unit_id",
                     );
                     let mut q = sqlx::query(&sql);
                     for &i in chunk {
@@ -461,6 +468,30 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn set_run_shard(&self, run_id: i64, run_group: Option<&str>, shard: Option<&str>) -> Result<()> {
+                let n = sqlx::query("UPDATE runs SET run_group = $1, shard = $2 WHERE id = $3")
+                    .bind(run_group)
+                    .bind(shard)
+                    .bind(run_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db("set run shard"))?
+                    .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::NotFound { what: "run", id: run_id.to_string() });
+                }
+                Ok(())
+            }
+
+            async fn group_runs(&self, run_group: &str) -> Result<Vec<Run>> {
+                let rows = sqlx::query(&format!("SELECT {RUN_COLS} FROM runs WHERE run_group = $1 ORDER BY id"))
+                    .bind(run_group)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db("list group runs"))?;
+                rows.iter().map(Self::decode_run).collect()
+            }
+
             async fn run(&self, run_id: i64) -> Result<Option<Run>> {
                 let r = sqlx::query(&format!("SELECT {RUN_COLS} FROM runs WHERE id = $1"))
                     .bind(run_id)
@@ -493,7 +524,7 @@ macro_rules! impl_store {
             }
 
             async fn units(&self, run_id: i64) -> Result<Vec<UnitRecord>> {
-                let rows = sqlx::query("SELECT target, unit_id, bytes, rows_read, error, skipped FROM work_units WHERE run_id = $1 ORDER BY target, unit_id")
+                let rows = sqlx::query("SELECT target, unit_id, bytes, rows_read, error, skipped, shard FROM work_units WHERE run_id = $1 ORDER BY target, unit_id")
                     .bind(run_id)
                     .fetch_all(&self.pool)
                     .await
@@ -508,6 +539,7 @@ macro_rules! impl_store {
                             rows: r.try_get::<i64, _>("rows_read").map_err(g)?.max(0) as u64,
                             error: r.try_get("error").map_err(g)?,
                             skipped: r.try_get("skipped").map_err(g)?,
+                            shard: r.try_get("shard").map_err(g)?,
                         })
                     })
                     .collect()

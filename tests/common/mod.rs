@@ -110,6 +110,46 @@ impl S3Server {
     }
 }
 
+impl S3Server {
+    /// Create `bucket` (path-style PUT).
+    pub fn create_bucket(&self, bucket: &str) {
+        use std::io::{Read, Write};
+        let hostport = self.endpoint.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(hostport).unwrap();
+        write!(s, "PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
+    }
+
+    /// An object_store client for `bucket` on this server.
+    pub fn client(&self, bucket: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
+        std::sync::Arc::new(
+            object_store::aws::AmazonS3Builder::new()
+                .with_endpoint(&self.endpoint)
+                .with_bucket_name(bucket)
+                .with_region("us-east-1")
+                .with_access_key_id("testing")
+                .with_secret_access_key("testing")
+                .with_allow_http(true)
+                .with_virtual_hosted_style_request(false)
+                .build()
+                .unwrap(),
+        )
+    }
+}
+
+/// Put one object.
+pub fn put_object(
+    rt: &tokio::runtime::Runtime,
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    key: &str,
+    body: Vec<u8>,
+) {
+    rt.block_on(store.put(&object_store::path::Path::from(key), object_store::PutPayload::from(body)))
+        .unwrap();
+}
+
 impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

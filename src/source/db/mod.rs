@@ -28,6 +28,7 @@ use crate::detect::Engine;
 use crate::finding::{Finding, Location};
 use crate::scan::table::TableScanner;
 use crate::source::incremental::{now_rfc3339, JsonStateStore, UnitState, UnitStateStore};
+use crate::source::shard::{key_ranges as key_ranges_aligned, split_unit_id, UnitRange};
 use crate::source::{ScanOptions, Source, UnitError, UnitStats, WorkUnit};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use std::collections::BTreeMap;
@@ -49,6 +50,10 @@ pub struct RemoteOptions {
     pub include: Vec<String>,
     /// Extra exclude globs (`--exclude`).
     pub exclude: Vec<String>,
+    /// Split tables with one integer primary key spanning more than this many
+    /// keys into key-range units of this width (`--range-rows` with `--full`;
+    /// 0: never). See [`crate::source::shard`].
+    pub range_rows: u64,
 }
 
 impl RemoteOptions {
@@ -210,7 +215,22 @@ pub(crate) struct ReadPlan {
     pub key: Option<String>,
     /// Rows with watermark greater than this literal only: (quoted column expr, literal, column type).
     pub since: Option<(String, String, String)>,
+    /// Rows of one key-range unit only: (quoted integer key column, lo, hi) — `lo <= key < hi`.
+    pub key_range: Option<(String, i64, i64)>,
     pub mode: ReadMode,
+}
+
+impl ReadPlan {
+    /// The SQL condition of `key_range` (no upper bound when `hi` is `i64::MAX`).
+    pub fn range_cond(&self) -> Option<String> {
+        self.key_range.as_ref().map(|(col, lo, hi)| {
+            if *hi == i64::MAX {
+                format!("{col} >= {lo}")
+            } else {
+                format!("{col} >= {lo} AND {col} < {hi}")
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -282,6 +302,7 @@ pub struct DbSource {
     catalog: Mutex<BTreeMap<String, TableInfo>>,
     state: Option<Box<dyn UnitStateStore>>,
     secrets: Vec<String>,
+    range_rows: u64,
 }
 
 fn build_globs(target: &str, globs: &[String]) -> Result<Option<GlobSet>, UnitError> {
@@ -416,6 +437,7 @@ impl DbSource {
             catalog: Mutex::new(BTreeMap::new()),
             state,
             secrets,
+            range_rows: opts.range_rows,
         })
     }
 
@@ -516,6 +538,36 @@ impl DbSource {
         })
     }
 
+    /// The integer key key ranges are taken over, quoted: the single integer
+    /// primary key, or SQLite's rowid (which an INTEGER PRIMARY KEY aliases).
+    fn range_key(&self, info: &TableInfo) -> Option<String> {
+        match (self.kind, info.integer_key) {
+            (_, false) => None,
+            (DbKind::Sqlite, true) => Some("rowid".into()),
+            (_, true) => info.primary_key.first().map(|c| quote_ident(self.kind, c)),
+        }
+    }
+
+    /// Minimum and maximum of the integer key (None: empty table or no such key).
+    fn key_bounds(&self, info: &TableInfo) -> Result<Option<(i64, i64)>, UnitError> {
+        let unit = info.unit_id();
+        let Some(pk) = self.range_key(info) else {
+            return Ok(None);
+        };
+        let tbl = qualified(self.kind, info);
+        let ty = if self.kind == DbKind::MySql { "CHAR" } else { "TEXT" };
+        let sql = format!("SELECT CAST(MIN({pk}) AS {ty}), CAST(MAX({pk}) AS {ty}) FROM {tbl}");
+        let (lo, hi): (Option<String>, Option<String>) = self.with_timeout(&unit, async {
+            Ok(match &self.pool {
+                Pool::Pg(p) => sqlx::query_as(&sql).fetch_one(p).await?,
+                Pool::My(p) => sqlx::query_as(&sql).fetch_one(p).await?,
+                Pool::Lite(p) => sqlx::query_as(&sql).fetch_one(p).await?,
+            })
+        })?;
+        let parse = |v: Option<String>| v.and_then(|s| s.trim().parse::<i64>().ok());
+        Ok(parse(lo).zip(parse(hi)))
+    }
+
     fn with_timeout<T>(
         &self,
         unit: &str,
@@ -548,10 +600,23 @@ impl DbSource {
         info: &TableInfo,
         opts: &ScanOptions,
         since: Option<String>,
+        range: Option<UnitRange>,
     ) -> Result<ReadPlan, UnitError> {
         let unit = info.unit_id();
         let q = |c: &str| quote_ident(self.kind, c);
         let columns: Vec<String> = info.examined().iter().map(|c| q(&c.name)).collect();
+        let key_range = match range {
+            Some(UnitRange::Key { lo, hi }) if self.range_key(info).is_some() => {
+                Some((self.range_key(info).expect("checked"), lo, hi))
+            }
+            Some(r) => {
+                return Err(UnitError::new(
+                    r.unit_id(&unit),
+                    "range does not apply: the table has no single integer primary key",
+                ))
+            }
+            None => None,
+        };
         let key = opts.rows.then(|| key_expr(self.kind, info));
         let since = match since {
             Some(v) => {
@@ -571,7 +636,7 @@ impl DbSource {
         } else {
             self.cfg.sample_rows.max(1)
         };
-        let mode = if opts.full {
+        let mode = if opts.full || key_range.is_some() {
             ReadMode::Full
         } else {
             self.with_timeout(&unit, async {
@@ -586,6 +651,7 @@ impl DbSource {
             columns,
             key,
             since,
+            key_range,
             mode,
         })
     }
@@ -648,11 +714,28 @@ impl Source for DbSource {
                     .map(|(rows, wm)| Self::version_of(rows, &wm)),
                 None => None,
             };
-            out.push(WorkUnit {
-                id,
-                size: None,
-                version,
-            });
+            // `--full`: a table with one integer key spanning more than `range_rows`
+            // keys becomes one unit per aligned key range (see `source::shard`).
+            let ranges = if self.range_rows > 0 && t.integer_key && !t.examined().is_empty() {
+                match self.key_bounds(&t) {
+                    Ok(Some((lo, hi))) => key_ranges_aligned(lo, hi, self.range_rows),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            match ranges {
+                Some(ranges) => out.extend(ranges.into_iter().map(|r| WorkUnit {
+                    id: r.unit_id(&id),
+                    size: None,
+                    version: version.clone(),
+                })),
+                None => out.push(WorkUnit {
+                    id,
+                    size: None,
+                    version,
+                }),
+            }
         }
         Ok(out)
     }
@@ -664,7 +747,8 @@ impl Source for DbSource {
         opts: &ScanOptions,
         emit: &mut dyn FnMut(Finding),
     ) -> Result<UnitStats, UnitError> {
-        let info = self.table_info(&unit.id)?;
+        let (table, range) = split_unit_id(&unit.id);
+        let info = self.table_info(table)?;
         let examined = info.examined();
         if examined.is_empty() {
             return Ok(UnitStats {
@@ -684,7 +768,7 @@ impl Source for DbSource {
                         ..Default::default()
                     });
                 }
-                if self.cfg.watermarks.contains_key(&unit.id) {
+                if self.cfg.watermarks.contains_key(table) {
                     since = prev.watermark.clone();
                 }
             }
@@ -692,10 +776,11 @@ impl Source for DbSource {
         }
         let names: Vec<String> = examined.iter().map(|c| c.name.clone()).collect();
         let base = Location {
-            table: Some(unit.id.clone()),
+            table: Some(table.to_string()),
+            range: range.map(|r| r.to_string()),
             ..Default::default()
         };
-        let mut plan = self.plan(&info, opts, since)?;
+        let mut plan = self.plan(&info, opts, since, range)?;
         let mut scanner = TableScanner::new(engine, &self.target, base.clone(), &names, opts.rows);
         let mut rows = self.read(&unit.id, &info, &plan, &mut |cells, key| {
             scanner.add_row(cells, key)

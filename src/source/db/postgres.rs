@@ -200,11 +200,15 @@ fn copy_sql(info: &TableInfo, plan: &ReadPlan) -> Result<String, ReadError> {
             )))
         }
     }
+    let mut conds: Vec<String> = plan.range_cond().into_iter().collect();
     if let Some((col, lit, ty)) = &plan.since {
-        sql.push_str(&format!(
-            " WHERE {col} > CAST({} AS {ty})",
+        conds.push(format!(
+            "{col} > CAST({} AS {ty})",
             quote_literal(DbKind::Postgres, lit)
         ));
+    }
+    if !conds.is_empty() {
+        sql.push_str(&format!(" WHERE {}", conds.join(" AND ")));
     }
     if let Some(n) = limit {
         sql.push_str(&format!(" LIMIT {n}"));

@@ -160,7 +160,11 @@ pub(super) async fn read(
         .as_ref()
         .map(|(col, lit, _)| format!("{col} > {}", quote_literal(DbKind::Sqlite, lit)));
     let with_where = |conds: Vec<String>| {
-        let conds: Vec<String> = conds.into_iter().chain(since.clone()).collect();
+        let conds: Vec<String> = conds
+            .into_iter()
+            .chain(plan.range_cond())
+            .chain(since.clone())
+            .collect();
         if conds.is_empty() {
             base.clone()
         } else {

@@ -117,6 +117,14 @@ impl<R: Read> Chunker<R> {
         }
     }
 
+    /// Start numbering at `line` (1-based) and decoded byte `offset`: the
+    /// stream is a part of a file that begins at a line start (a byte-range unit).
+    pub fn starting_at(mut self, line: u64, offset: u64) -> Self {
+        self.line = line;
+        self.offset = offset;
+        self
+    }
+
     /// Fill the buffer; a read error ends the stream after what was read
     /// before it (the error is returned once that is chunked).
     fn fill(&mut self, want: usize) {

@@ -35,6 +35,7 @@ pub use table::{scan_delimited, scan_parquet};
 use crate::detect::Engine;
 use crate::finding::Finding;
 use crate::scan::text::{scan_chunk, TextOrigin};
+use crate::source::shard::{byte_ranges, split_unit_id, UnitRange};
 use crate::source::{ScanOptions, Source, UnitError, UnitStats, WorkUnit};
 use chunk::{Chunk, Chunker};
 use decode::{read_head, CountingReader, DecodeReader};
@@ -69,6 +70,10 @@ pub struct FileSourceConfig {
     /// Parquet inside a compressed stream (or an object body) up to this many
     /// bytes is buffered in memory to be read; larger ones are an error.
     pub max_buffered_parquet_bytes: usize,
+    /// Uncompressed UTF-8 text and JSON-lines files larger than this are listed
+    /// as line-aligned byte-range units of this size (`PATH#bytes=A..B`), so
+    /// one huge log spreads across shards; 0: never split (`--range-bytes`).
+    pub range_bytes: u64,
 }
 
 const fn default_chunk_bytes() -> usize {
@@ -97,6 +102,7 @@ impl Default for FileSourceConfig {
             chunk_bytes: default_chunk_bytes(),
             max_json_document_bytes: default_max_json_document_bytes(),
             max_buffered_parquet_bytes: default_max_buffered_parquet_bytes(),
+            range_bytes: crate::source::shard::default_range_bytes(),
         }
     }
 }
@@ -209,7 +215,15 @@ fn scan_lines<R: Read + Send>(
     json_lines: bool,
     emit: &mut dyn FnMut(Finding),
 ) -> io::Result<LinesRead> {
-    let mut chunker = Chunker::new(reader, ctx.cfg.chunk_bytes);
+    scan_lines_from(ctx, Chunker::new(reader, ctx.cfg.chunk_bytes), json_lines, emit)
+}
+
+fn scan_lines_from<R: Read + Send>(
+    ctx: &UnitCtx<'_>,
+    mut chunker: Chunker<R>,
+    json_lines: bool,
+    emit: &mut dyn FnMut(Finding),
+) -> io::Result<LinesRead> {
     let scan = |c: &Chunk| {
         let mut out = Vec::new();
         if json_lines {
@@ -413,6 +427,144 @@ fn scan_reader_counted(
     Ok(stats)
 }
 
+/// `Some(json_lines)` when a file with this name and head can be split into
+/// byte ranges: uncompressed UTF-8 without a BOM (decoded offsets are file
+/// offsets), read line by line (text or JSON lines).
+pub fn line_splittable(name: &str, head: &[u8]) -> Option<bool> {
+    if sniff::compression(name, head) != Compression::None || sniff::is_parquet(name, head) {
+        return None;
+    }
+    let whole = head.len() < sniff::SNIFF_BYTES;
+    if sniff::encoding(head, whole)? != encoding_rs::UTF_8 || head.starts_with(&[0xef, 0xbb, 0xbf]) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&head[..head.len().min(16 * 1024)]);
+    match sniff::format(name, &text) {
+        Format::Text => Some(false),
+        Format::JsonLines => Some(true),
+        _ => None,
+    }
+}
+
+/// Byte-range units of a local file, when it is larger than `range_bytes`
+/// and [`line_splittable`].
+fn file_ranges(fs_path: &Path, size: u64, range_bytes: u64) -> Option<Vec<UnitRange>> {
+    let ranges = byte_ranges(size, range_bytes)?;
+    let mut f = std::fs::File::open(fs_path).ok()?;
+    let head = read_head(&mut f, sniff::SNIFF_BYTES).ok()?;
+    line_splittable(&fs_path.to_string_lossy(), &head)?;
+    Some(ranges)
+}
+
+/// Scan the lines of a local file that start in `[start, end)` (a byte-range
+/// unit): line numbers and offsets are those of the whole file (the newlines
+/// before `start` are counted), so the findings are exactly those the whole
+/// file's scan yields for these lines.
+pub fn scan_path_range(
+    ctx: &UnitCtx<'_>,
+    fs_path: &Path,
+    start: u64,
+    end: u64,
+    emit: &mut dyn FnMut(Finding),
+) -> Result<UnitStats, FileError> {
+    use std::io::{BufRead, BufReader, Seek, SeekFrom};
+    let path = ctx.path;
+    let io_err = |source: io::Error| FileError::Io {
+        path: path.to_string(),
+        source,
+    };
+    let md = std::fs::metadata(fs_path).map_err(io_err)?;
+    let size = md.len();
+    if start >= size {
+        return Err(FileError::Changed {
+            path: path.to_string(),
+            detail: format!("range starts at byte {start} of a {size}-byte file"),
+        });
+    }
+    let mut f = std::fs::File::open(fs_path).map_err(io_err)?;
+    let head = read_head(&mut f, sniff::SNIFF_BYTES).map_err(io_err)?;
+    let Some(json_lines) = line_splittable(&fs_path.to_string_lossy(), &head) else {
+        return Err(FileError::Unsupported {
+            path: path.to_string(),
+            message: "byte ranges apply to uncompressed UTF-8 text and JSON lines only".into(),
+        });
+    };
+    // The first line starting at or after `b`, and the newlines before it.
+    let mut r = BufReader::with_capacity(1 << 20, f);
+    r.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    let mut pos = 0u64;
+    let mut newlines = 0u64;
+    let mut line_start_from = |r: &mut BufReader<std::fs::File>, b: u64| -> io::Result<(u64, u64)> {
+        // Count whole buffers up to b - 1, then skip to the end of the line holding b - 1.
+        while b > 0 && pos < b - 1 {
+            let buf = r.fill_buf()?;
+            if buf.is_empty() {
+                break;
+            }
+            let n = buf.len().min((b - 1 - pos) as usize);
+            newlines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+            r.consume(n);
+            pos += n as u64;
+        }
+        if b > 0 {
+            loop {
+                let buf = r.fill_buf()?;
+                if buf.is_empty() {
+                    break;
+                }
+                match memchr::memchr(b'\n', buf) {
+                    Some(i) => {
+                        r.consume(i + 1);
+                        pos += i as u64 + 1;
+                        newlines += 1;
+                        break;
+                    }
+                    None => {
+                        let n = buf.len();
+                        r.consume(n);
+                        pos += n as u64;
+                    }
+                }
+            }
+        }
+        Ok((pos, newlines))
+    };
+    let (s, before) = line_start_from(&mut r, start).map_err(io_err)?;
+    let e = if end >= size {
+        size
+    } else {
+        line_start_from(&mut r, end).map_err(io_err)?.0
+    };
+    if s >= e {
+        // One line runs through the whole range: the range where it starts scans it.
+        return Ok(UnitStats::default());
+    }
+    let mut f = r.into_inner();
+    f.seek(SeekFrom::Start(s)).map_err(io_err)?;
+    let chunker = Chunker::new(f.take(e - s), ctx.cfg.chunk_bytes).starting_at(before + 1, s);
+    let read = scan_lines_from(ctx, chunker, json_lines, emit).map_err(io_err)?;
+    if let Some((offset, count)) = read.invalid {
+        return Err(FileError::Encoding {
+            path: path.to_string(),
+            encoding: "UTF-8",
+            offset,
+            count,
+        });
+    }
+    let after = std::fs::metadata(fs_path).map_err(io_err)?;
+    if after.len() != size || after.modified().ok() != md.modified().ok() {
+        return Err(FileError::Changed {
+            path: path.to_string(),
+            detail: format!("size {size} → {} bytes", after.len()),
+        });
+    }
+    Ok(UnitStats {
+        bytes: e - s,
+        rows: read.lines,
+        skipped: None,
+    })
+}
+
 fn version(md: &std::fs::Metadata) -> String {
     let mtime = md
         .modified()
@@ -570,8 +722,9 @@ impl FileSource {
                         || e.file_name().to_str().is_some_and(|n| exclude.is_match(n)))
             });
         }
-        let found: Mutex<Vec<(String, WorkUnit, Entry)>> = Mutex::new(Vec::new());
+        let found: Mutex<Vec<(String, Vec<WorkUnit>, Entry)>> = Mutex::new(Vec::new());
         let ignore_name = self.cfg.ignore_file.clone();
+        let range_bytes = self.cfg.range_bytes;
         b.build_parallel().run(|| {
             let root = &root;
             let found = &found;
@@ -600,15 +753,11 @@ impl FileSource {
                             Ok(md) => (Some(md.len()), Some(version(&md))),
                             Err(_) => (None, None),
                         };
-                        let unit = WorkUnit {
-                            id: rel.clone(),
-                            size,
-                            version: ver,
-                        };
+                        let units = split_file(&rel, e.path(), size, ver, range_bytes);
                         found
                             .lock()
                             .unwrap()
-                            .push((rel, unit, Entry::File(e.into_path())));
+                            .push((rel, units, Entry::File(e.into_path())));
                     }
                     Err(err) => {
                         let (p, msg) = describe_walk_error(&err);
@@ -619,7 +768,10 @@ impl FileSource {
                             size: None,
                             version: None,
                         };
-                        found.lock().unwrap().push((rel, unit, Entry::Error(msg)));
+                        found
+                            .lock()
+                            .unwrap()
+                            .push((rel, vec![unit], Entry::Error(msg)));
                     }
                 }
                 ignore::WalkState::Continue
@@ -630,11 +782,42 @@ impl FileSource {
         found.dedup_by(|a, b| a.0 == b.0);
         let mut entries = self.entries.write().unwrap();
         let mut units = Vec::with_capacity(found.len());
-        for (id, unit, entry) in found {
+        for (id, file_units, entry) in found {
             entries.insert(id, entry);
-            units.push(unit);
+            units.extend(file_units);
         }
         Ok(units)
+    }
+}
+
+/// The units of one file: itself, or its byte ranges when it is large and line-oriented.
+fn split_file(
+    id: &str,
+    fs_path: &Path,
+    size: Option<u64>,
+    version: Option<String>,
+    range_bytes: u64,
+) -> Vec<WorkUnit> {
+    match size.and_then(|s| file_ranges(fs_path, s, range_bytes)) {
+        Some(ranges) => ranges
+            .into_iter()
+            .map(|r| {
+                let len = match r {
+                    UnitRange::Bytes { start, end } => end - start,
+                    UnitRange::Key { .. } => 0,
+                };
+                WorkUnit {
+                    id: r.unit_id(id),
+                    size: Some(len),
+                    version: version.clone(),
+                }
+            })
+            .collect(),
+        None => vec![WorkUnit {
+            id: id.to_string(),
+            size,
+            version,
+        }],
     }
 }
 
@@ -690,11 +873,13 @@ impl Source for FileSource {
             .write()
             .unwrap()
             .insert(id.clone(), Entry::File(self.root.clone()));
-        Ok(vec![WorkUnit {
-            id,
-            size: Some(md.len()),
-            version: Some(version(&md)),
-        }])
+        Ok(split_file(
+            &id,
+            &self.root,
+            Some(md.len()),
+            Some(version(&md)),
+            self.cfg.range_bytes,
+        ))
     }
 
     fn scan_unit(
@@ -704,20 +889,37 @@ impl Source for FileSource {
         opts: &ScanOptions,
         emit: &mut dyn FnMut(Finding),
     ) -> Result<UnitStats, UnitError> {
-        let fs_path = match self.entries.read().unwrap().get(&unit.id) {
+        let (file, range) = match split_unit_id(&unit.id) {
+            (file, Some(UnitRange::Bytes { start, end })) => (file, Some((start, end))),
+            _ => (unit.id.as_str(), None),
+        };
+        let fs_path = match self.entries.read().unwrap().get(file) {
             Some(Entry::Error(msg)) => return Err(UnitError::new(unit.id.clone(), msg.clone())),
             Some(Entry::File(p)) => p.clone(),
-            None if self.is_dir => self.root.join(&unit.id),
+            None if self.is_dir => self.root.join(file),
             None => self.root.clone(),
         };
         let ctx = UnitCtx {
             engine,
             target: &self.target,
-            path: &unit.id,
+            path: file,
             opts,
             cfg: &self.cfg,
         };
-        let r = scan_path_with_progress(&ctx, &fs_path, self.progress.as_ref(), emit);
+        let r = match range {
+            Some((start, end)) => {
+                let label = UnitRange::Bytes { start, end }.to_string();
+                let r = scan_path_range(&ctx, &fs_path, start, end, &mut |mut f: Finding| {
+                    f.location.range = Some(label.clone());
+                    emit(f)
+                });
+                if let (Some(p), Ok(st)) = (&self.progress, &r) {
+                    p.fetch_add(st.bytes, Ordering::Relaxed);
+                }
+                r
+            }
+            None => scan_path_with_progress(&ctx, &fs_path, self.progress.as_ref(), emit),
+        };
         if let Err(e) = &r {
             tracing::debug!(unit = %unit.id, error = %e, "unit failed");
         }
