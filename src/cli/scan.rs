@@ -8,7 +8,6 @@ use crate::detect::{Engine, EngineOptions};
 use crate::finding::{Category, Finding};
 use crate::fingerprint::{default_state_dir, Fingerprinter};
 use crate::output::{printer, OutputFormat, Printer, ScanSummary, UnitIssue};
-use crate::source::files::FileSourceConfig;
 use crate::source::{
     open_target, target_label, ScanOptions, Source, TargetOptions, UnitError, UnitStats, WorkUnit,
 };
@@ -382,8 +381,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    // `[files]` options will come from the config once `Config` has that table.
-    let mut files_cfg = FileSourceConfig::default();
+    let mut files_cfg = config.files.clone();
     files_cfg.include.extend(args.include.iter().cloned());
     files_cfg.exclude.extend(args.exclude.iter().cloned());
     if let Some(c) = args.chunk_size {
@@ -428,13 +426,14 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
     };
     let bytes_read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let topts = TargetOptions {
-        files: files_cfg,
+        files: files_cfg.clone(),
         sources: config.sources.clone(),
         remote: crate::source::db::RemoteOptions {
             incremental: args.incremental,
             state_dir: Some(state_dir.clone()),
             include: args.include.clone(),
             exclude: args.exclude.clone(),
+            readers: Some(files_cfg),
         },
         progress: Some(bytes_read.clone()),
     };

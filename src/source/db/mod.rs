@@ -49,6 +49,8 @@ pub struct RemoteOptions {
     pub include: Vec<String>,
     /// Extra exclude globs (`--exclude`).
     pub exclude: Vec<String>,
+    /// Reader settings and limits for object bodies (the `[files]` table); None: defaults.
+    pub readers: Option<crate::source::files::FileSourceConfig>,
 }
 
 impl RemoteOptions {

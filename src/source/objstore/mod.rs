@@ -228,7 +228,7 @@ impl ObjectSource {
             state,
             listed: Mutex::new(BTreeMap::new()),
             secrets,
-            readers: FileSourceConfig::default(),
+            readers: opts.readers.clone().unwrap_or_default(),
         })
     }
 
