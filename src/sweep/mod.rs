@@ -520,6 +520,11 @@ impl Sweeper {
             .state_dir
             .clone()
             .unwrap_or_else(crate::fingerprint::default_state_dir);
+        // Locks and receipts live here even when the journal is in PostgreSQL.
+        std::fs::create_dir_all(&state_dir).map_err(|e| SweepError::Io {
+            path: state_dir.clone(),
+            source: e,
+        })?;
         let journal = SweepJournal::open(&state_dir, cfg.state_url.as_deref()).await?;
         let fp = Fingerprinter::load(&state_dir)?;
         let settings = SweepSettings::from_config(&cfg)?;
