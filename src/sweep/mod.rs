@@ -107,8 +107,11 @@ pub enum SweepError {
 /// A URL with any password replaced by `***`.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
+        Ok(mut u) if u.password().is_some() || u.query().is_some() => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            crate::source::redact_query(&mut u);
             u.to_string()
         }
         _ => url.to_string(),

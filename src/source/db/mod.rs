@@ -190,8 +190,9 @@ pub fn redact_url(url: &str) -> String {
         return url.to_string();
     }
     match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
+        Ok(mut u) if u.password().is_some() || u.query().is_some() => {
             let _ = u.set_password(None);
+            crate::source::redact_query(&mut u);
             u.to_string()
         }
         Ok(_) => url.to_string(),
@@ -880,6 +881,15 @@ mod tests {
         );
         assert_eq!(redact_url("mysql://root@h/test"), "mysql://root@h/test");
         assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&password=pw1&sslpassword=pw2"),
+            "postgres://u@h/db?sslmode=require&password=***&sslpassword=***"
+        );
+        assert_eq!(
+            crate::source::target_label("s3://b/p?X-Amz-Signature=abc&region=x"),
+            "s3://b/p?X-Amz-Signature=***&region=x"
+        );
+        assert_eq!(crate::source::target_label("logs/app.log"), "logs/app.log");
         assert_eq!(
             redact_secrets("failed for p%40ss", &["p%40ss".into()]),
             "failed for ***"
