@@ -35,9 +35,6 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// How long opening a connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// How a remote source (database or object store) is opened for one scan.
 #[derive(Debug, Clone, Default)]
 pub struct RemoteOptions {
@@ -263,6 +260,47 @@ pub(crate) enum ReadError {
     Timeout(u64),
     #[error("{0}")]
     Other(String),
+    #[error("no connection to the server within {0} s")]
+    Unreachable(u64),
+}
+
+impl ReadError {
+    /// Whether the error is the connection's (server restarting, network),
+    /// not the statement's: the table is read again after a backoff.
+    fn transient(&self) -> bool {
+        match self {
+            ReadError::Unreachable(_) => true,
+            ReadError::Sql(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_) => true,
+                // 08xxx connection exceptions, 57P01-03 admin/crash shutdown, cannot connect now.
+                sqlx::Error::Database(d) => d
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// A failed read of one table: the message for the user, and whether
+/// trying again may help (see [`ReadError::transient`]).
+struct Failed {
+    error: UnitError,
+    transient: bool,
+}
+
+impl From<UnitError> for Failed {
+    fn from(error: UnitError) -> Self {
+        Failed {
+            error,
+            transient: false,
+        }
+    }
 }
 
 enum Pool {
@@ -282,6 +320,9 @@ pub struct DbSource {
     exclude: Option<GlobSet>,
     /// MySQL: the database named in the URL (None: every non-system database).
     database: Option<String>,
+    /// Set when a table failed for want of a connection after every retry:
+    /// later tables try once, so a server that stays down fails the rest fast.
+    down: std::sync::atomic::AtomicBool,
     catalog: Mutex<BTreeMap<String, TableInfo>>,
     state: Option<Box<dyn UnitStateStore>>,
     secrets: Vec<String>,
@@ -342,6 +383,7 @@ impl DbSource {
             .map_err(|e| UnitError::new(&target, format!("cannot start the I/O runtime: {e}")))?;
         let concurrency = source.concurrency.max(1) as u32;
         let timeout = Duration::from_secs(source.statement_timeout_secs.max(1));
+        let connect_wait = Duration::from_secs(source.connect_timeout_secs.max(1));
         let mut database = None;
         let pool = rt
             .block_on(async {
@@ -354,15 +396,18 @@ impl DbSource {
                 }
                 // One probe connection first: the pool would retry a refused connection until its
                 // acquire timeout, a user wants "unreachable" or "wrong password" at once.
-                async fn probe<C: sqlx::ConnectOptions>(o: &C) -> Result<C::Connection, sqlx::Error>
+                async fn probe<C: sqlx::ConnectOptions>(
+                    o: &C,
+                    wait: Duration,
+                ) -> Result<C::Connection, sqlx::Error>
                 where
                     C::Connection: Sized,
                 {
-                    match tokio::time::timeout(CONNECT_TIMEOUT, o.connect()).await {
+                    match tokio::time::timeout(wait, o.connect()).await {
                         Ok(r) => r,
                         Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
-                            format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                            format!("no answer within {} s", wait.as_secs()),
                         ))),
                     }
                 }
@@ -371,14 +416,14 @@ impl DbSource {
                     DbKind::Postgres => {
                         let o =
                             postgres::connect_options(&source.url, password.as_deref(), timeout)?;
-                        probe(&o).await?.close().await?;
+                        probe(&o, connect_wait).await?.close().await?;
                         Ok::<_, sqlx::Error>(Pool::Pg(popts(concurrency).connect_lazy_with(o)))
                     }
                     DbKind::MySql => {
                         let (o, db) = mysql::connect_options(&source.url, password.as_deref())?;
                         database = db;
                         let secs = timeout.as_secs();
-                        let mut c = probe(&o).await?;
+                        let mut c = probe(&o, connect_wait).await?;
                         mysql::prepare_session(&mut c, secs).await?;
                         c.close().await?;
                         let pool = popts(concurrency)
@@ -390,7 +435,7 @@ impl DbSource {
                     }
                     DbKind::Sqlite => {
                         let o = sqlite::connect_options(&source.url)?;
-                        probe(&o).await?.close().await?;
+                        probe(&o, connect_wait).await?.close().await?;
                         Ok(Pool::Lite(popts(concurrency).connect_lazy_with(o)))
                     }
                 }
@@ -416,6 +461,7 @@ impl DbSource {
             pool,
             cfg: source.clone(),
             database,
+            down: Default::default(),
             catalog: Mutex::new(BTreeMap::new()),
             state,
             secrets,
@@ -428,6 +474,37 @@ impl DbSource {
 
     fn err(&self, unit: &str, e: impl std::fmt::Display) -> UnitError {
         UnitError::new(unit, redact_secrets(&e.to_string(), &self.secrets))
+    }
+
+    fn failed(&self, unit: &str, e: ReadError) -> Failed {
+        Failed {
+            transient: e.transient(),
+            error: self.err(unit, e),
+        }
+    }
+
+    /// Wait for a pooled connection. Waiting is how concurrency is bounded,
+    /// so it may be long; but every `connect_timeout_secs` a direct probe
+    /// checks the server still answers (the pool itself would keep trying
+    /// to connect to an unreachable server for hours).
+    async fn acquire<DB: sqlx::Database>(
+        &self,
+        pool: &sqlx::Pool<DB>,
+    ) -> Result<sqlx::pool::PoolConnection<DB>, ReadError> {
+        use sqlx::{ConnectOptions, Connection};
+        let wait = Duration::from_secs(self.cfg.connect_timeout_secs.max(1));
+        loop {
+            if let Ok(r) = tokio::time::timeout(wait, pool.acquire()).await {
+                return Ok(r?);
+            }
+            match tokio::time::timeout(wait, pool.connect_options().connect()).await {
+                Ok(Ok(c)) => {
+                    let _ = c.close().await;
+                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(ReadError::Unreachable(wait.as_secs())),
+            }
+        }
     }
 
     fn selected(&self, unit: &str) -> bool {
@@ -499,7 +576,7 @@ impl DbSource {
     }
 
     /// Row count and watermark maximum (as text) of a table.
-    fn measure(&self, info: &TableInfo) -> Result<(u64, Option<String>), UnitError> {
+    fn measure(&self, info: &TableInfo) -> Result<(u64, Option<String>), Failed> {
         let unit = info.unit_id();
         let wm = self.cfg.watermarks.get(&unit).cloned();
         if let Some(w) = &wm {
@@ -507,7 +584,8 @@ impl DbSource {
                 return Err(UnitError::new(
                     &unit,
                     format!("watermark column `{w}` does not exist"),
-                ));
+                )
+                .into());
             }
         }
         self.with_timeout(&unit, async {
@@ -523,7 +601,7 @@ impl DbSource {
         &self,
         unit: &str,
         fut: impl std::future::Future<Output = Result<T, ReadError>>,
-    ) -> Result<T, UnitError> {
+    ) -> Result<T, Failed> {
         // The server enforces the statement timeout (PostgreSQL, MySQL); this client-side
         // guard covers SQLite and a server that does not answer at all.
         let secs = self.cfg.statement_timeout_secs.max(1);
@@ -536,7 +614,7 @@ impl DbSource {
                     Err(_) => Err(ReadError::Timeout(secs)),
                 }
             })
-            .map_err(|e| self.err(unit, e))
+            .map_err(|e| self.failed(unit, e))
     }
 
     fn version_of(rows: u64, wm: &Option<String>) -> String {
@@ -551,7 +629,7 @@ impl DbSource {
         info: &TableInfo,
         opts: &ScanOptions,
         since: Option<String>,
-    ) -> Result<ReadPlan, UnitError> {
+    ) -> Result<ReadPlan, Failed> {
         let unit = info.unit_id();
         let q = |c: &str| quote_ident(self.kind, c);
         let columns: Vec<String> = info.examined().iter().map(|c| q(&c.name)).collect();
@@ -599,7 +677,7 @@ impl DbSource {
         info: &TableInfo,
         plan: &ReadPlan,
         f: &mut RowFn<'_>,
-    ) -> Result<u64, UnitError> {
+    ) -> Result<u64, Failed> {
         let secs = self.cfg.statement_timeout_secs.max(1);
         let guard = Duration::from_secs(secs)
             + Duration::from_secs(if self.kind == DbKind::Sqlite { 0 } else { 5 });
@@ -608,7 +686,7 @@ impl DbSource {
                 // Wait for a connection outside the timeout: the pool bounds concurrency.
                 macro_rules! run {
                     ($pool:expr, $read:path) => {{
-                        let mut conn = $pool.acquire().await?;
+                        let mut conn = self.acquire($pool).await?;
                         match tokio::time::timeout(guard, $read(&mut conn, info, plan, f)).await {
                             Ok(Ok(n)) => Ok(n),
                             Ok(Err(e)) => {
@@ -628,7 +706,7 @@ impl DbSource {
                     Pool::Lite(p) => run!(p, sqlite::read),
                 }
             })
-            .map_err(|e| self.err(unit, e))
+            .map_err(|e| self.failed(unit, e))
     }
 }
 
@@ -660,6 +738,10 @@ impl Source for DbSource {
         Ok(out)
     }
 
+    /// Scan one table. A connection failure (the server restarting, the
+    /// network) reads the table again from the start after a backoff (1 s,
+    /// 2 s, 4 s … at most 15 s), up to `max_retries` times; findings are only
+    /// emitted once the whole table was read, so a retry never duplicates them.
     fn scan_unit(
         &self,
         unit: &WorkUnit,
@@ -667,6 +749,58 @@ impl Source for DbSource {
         opts: &ScanOptions,
         emit: &mut dyn FnMut(Finding),
     ) -> Result<UnitStats, UnitError> {
+        use std::sync::atomic::Ordering;
+        let retries = if self.down.load(Ordering::Relaxed) {
+            0
+        } else {
+            self.cfg.max_retries
+        };
+        let mut attempt = 0;
+        loop {
+            match self.scan_table(unit, engine, opts, emit) {
+                Ok(s) => {
+                    self.down.store(false, Ordering::Relaxed);
+                    return Ok(s);
+                }
+                Err(f) if f.transient && attempt < retries => {
+                    attempt += 1;
+                    let backoff = Duration::from_secs((1u64 << (attempt - 1).min(4)).min(15));
+                    tracing::warn!(
+                        target_db = %self.target,
+                        table = %unit.id,
+                        attempt,
+                        of = retries,
+                        backoff_s = backoff.as_secs(),
+                        error = %f.error,
+                        "database connection failed; reading the table again after a backoff"
+                    );
+                    std::thread::sleep(backoff);
+                }
+                Err(f) if f.transient => {
+                    self.down.store(true, Ordering::Relaxed);
+                    let mut e = f.error;
+                    e.message = format!(
+                        "{} (connection lost; gave up after {} attempt(s))",
+                        e.message,
+                        attempt + 1
+                    );
+                    return Err(e);
+                }
+                Err(f) => return Err(f.error),
+            }
+        }
+    }
+}
+
+impl DbSource {
+    /// One attempt at scanning a table (see [`Source::scan_unit`]).
+    fn scan_table(
+        &self,
+        unit: &WorkUnit,
+        engine: &Engine,
+        opts: &ScanOptions,
+        emit: &mut dyn FnMut(Finding),
+    ) -> Result<UnitStats, Failed> {
         let info = self.table_info(&unit.id)?;
         let examined = info.examined();
         if examined.is_empty() {
