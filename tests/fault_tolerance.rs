@@ -314,3 +314,173 @@ async fn a_database_that_stays_down_fails_only_the_tables_not_read() {
         started.elapsed()
     );
 }
+
+/// A moto_server on `port` (a private one: killed on drop).
+struct Moto(Child);
+
+impl Moto {
+    fn start(port: u16) -> Moto {
+        let exe = std::env::var("CHILDGUARD_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let child = Command::new(exe)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server is installed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Moto(child)
+    }
+
+    fn stop(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The S3 endpoint childguard sees: a TCP relay to the current moto_server.
+/// While no server is set, connections are dropped at once (as by a host
+/// whose server is down); a server that dies cuts the relayed connections.
+fn relay(backend: std::sync::Arc<std::sync::Mutex<Option<u16>>>) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in l.incoming() {
+            let Ok(client) = client else { continue };
+            let Some(b) = *backend.lock().unwrap() else {
+                continue;
+            };
+            let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", b)) else {
+                continue;
+            };
+            let (c2, u2) = (client.try_clone().unwrap(), up.try_clone().unwrap());
+            let pipe = |mut a: std::net::TcpStream, mut b: std::net::TcpStream| {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a, &mut b);
+                    let _ = b.shutdown(std::net::Shutdown::Both);
+                    let _ = a.shutdown(std::net::Shutdown::Both);
+                });
+            };
+            pipe(client, up);
+            pipe(u2, c2);
+        }
+    });
+    port
+}
+
+const OBJECTS: usize = 120;
+
+fn populate(port: u16, bucket: &str) {
+    use object_store::ObjectStore;
+    use std::io::{Read, Write};
+    let hostport = format!("127.0.0.1:{port}");
+    let mut s = std::net::TcpStream::connect(&hostport).unwrap();
+    write!(s, "PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(format!("http://{hostport}"))
+        .with_bucket_name(bucket)
+        .with_region("us-east-1")
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let filler = "GET /static/app.js 200 0.003s ua=Mozilla/5.0\n".repeat(4000);
+    rt.block_on(async {
+        for i in 0..OBJECTS {
+            let body = format!("{filler}student {ID} enrolled\n{filler}");
+            store
+                .put(
+                    &object_store::path::Path::from(format!("logs/{i:03}.log")),
+                    body.into_bytes().into(),
+                )
+                .await
+                .unwrap();
+        }
+    });
+}
+
+#[test]
+fn an_s3_server_stopped_and_started_mid_scan_is_retried() {
+    let backend = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let endpoint_port = relay(backend.clone());
+    let bucket = "cg-fault";
+    let first_port = common::free_port();
+    let first = Moto::start(first_port);
+    populate(first_port, bucket);
+    *backend.lock().unwrap() = Some(first_port);
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("c.toml"),
+        format!(
+            "[[sources]]\nname = \"logs\"\nurl = \"s3://{bucket}/logs/\"\nendpoint = \"http://127.0.0.1:{endpoint_port}\"\n\
+             region = \"us-east-1\"\npath_style = true\nallow_http = true\naccess_key_id_env = \"CG_FT_KEY\"\n\
+             secret_access_key_env = \"CG_FT_SECRET\"\nconcurrency = 1\nmax_retries = 10\n"
+        ),
+    )
+    .unwrap();
+    let mut scan = Command::new(common::bin())
+        .current_dir(d.path())
+        .args([
+            "scan",
+            "@logs",
+            "--config",
+            "c.toml",
+            "--no-save",
+            "--format",
+            "jsonl",
+            "--as-of",
+            "2025-06-01",
+        ])
+        .env("CHILDGUARD_STATE_DIR", d.path().join(".state"))
+        .env("CHILDGUARD_FINGERPRINT_KEY", "test-key")
+        .env("CG_FT_KEY", "testing")
+        .env("CG_FT_SECRET", "testing")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    // Stop the server while the scan runs; start another with the same data.
+    *backend.lock().unwrap() = None;
+    first.stop();
+    assert!(
+        scan.try_wait().unwrap().is_none(),
+        "the scan ended before the server stopped: make the objects larger"
+    );
+    let second_port = common::free_port();
+    let second = Moto::start(second_port);
+    populate(second_port, bucket);
+    std::thread::sleep(Duration::from_millis(500));
+    *backend.lock().unwrap() = Some(second_port);
+    let o = scan.wait_with_output().unwrap();
+    drop(second);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let mut paths: Vec<String> = common::jsonl(&o.stdout)
+        .iter()
+        .filter(|f| f["category"] == "cn_resident_id")
+        .map(|f| f["location"]["path"].as_str().unwrap().to_string())
+        .collect();
+    paths.sort();
+    let want: Vec<String> = (0..OBJECTS).map(|i| format!("logs/{i:03}.log")).collect();
+    assert_eq!(paths, want, "{err}");
+}
