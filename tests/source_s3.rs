@@ -16,7 +16,6 @@ use dbfix::objects::*;
 use dbfix::*;
 use object_store::path::Path as ObjPath;
 use object_store::ObjectStore;
-use std::io::Write;
 use std::sync::Arc;
 
 fn put(rt: &tokio::runtime::Runtime, store: &Arc<dyn ObjectStore>, key: &str, body: Vec<u8>) {

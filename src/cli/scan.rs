@@ -8,7 +8,6 @@ use crate::detect::{Engine, EngineOptions};
 use crate::finding::{Category, Finding};
 use crate::fingerprint::{default_state_dir, Fingerprinter};
 use crate::output::{printer, OutputFormat, Printer, ScanSummary, UnitIssue};
-use crate::source::files::FileSourceConfig;
 use crate::source::{
     open_target, target_label, ScanOptions, Source, TargetOptions, UnitError, UnitStats, WorkUnit,
 };
@@ -579,8 +578,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    // `[files]` options will come from the config once `Config` has that table.
-    let mut files_cfg = FileSourceConfig::default();
+    let mut files_cfg = config.files.clone();
     files_cfg.include.extend(args.include.iter().cloned());
     files_cfg.exclude.extend(args.exclude.iter().cloned());
     files_cfg.range_bytes = args.range_bytes;
@@ -634,7 +632,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
     };
     let bytes_read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let topts = TargetOptions {
-        files: files_cfg,
+        files: files_cfg.clone(),
         sources: config.sources.clone(),
         remote: crate::source::db::RemoteOptions {
             incremental: args.incremental,
@@ -643,6 +641,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
             exclude: args.exclude.clone(),
             // Key ranges only when every row is read; a sample is one unit.
             range_rows: if args.full { args.range_rows } else { 0 },
+            readers: Some(files_cfg),
         },
         progress: Some(bytes_read.clone()),
     };

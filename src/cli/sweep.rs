@@ -156,9 +156,15 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// The sweeper of a config; its events also go to the store's hash-chained audit log.
 pub(crate) async fn open(config: &Path) -> anyhow::Result<Sweeper> {
     let cfg = Config::load(config)?;
-    Ok(Sweeper::open(cfg).await?)
+    let store = crate::store::open(&cfg)
+        .await
+        .context("opening the store for the audit log")?;
+    let mut sw = Sweeper::open(cfg).await?;
+    sw.journal = sw.journal.with_audit(store);
+    Ok(sw)
 }
 
 fn parse_as_of(s: Option<&str>) -> anyhow::Result<chrono::NaiveDateTime> {

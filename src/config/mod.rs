@@ -48,6 +48,11 @@ pub struct Config {
     /// HTTP server settings of `childguard serve`.
     #[serde(default)]
     pub server: daemon::ServerConfig,
+    /// File readers: include/exclude globs, chunk size and the robustness
+    /// limits (decompression ratio, JSON depth, line length, columns); also
+    /// used for object bodies.
+    #[serde(default)]
+    pub files: crate::source::files::FileSourceConfig,
     /// Sections not yet typed by a stage (`sources`, …).
     #[serde(flatten)]
     pub rest: toml::Table,
@@ -122,6 +127,12 @@ impl Config {
             source,
         })?;
         let (cfg, diags) = check_str(&text, path);
+        // Secrets in the file are warned about at every start, not only by `config check`.
+        for d in diags.iter().filter(|d| d.level == Level::Warning) {
+            if d.message.contains("plaintext password") {
+                tracing::warn!("{d}");
+            }
+        }
         let errors: Vec<String> = diags
             .iter()
             .filter(|d| d.level == Level::Error)
@@ -377,11 +388,7 @@ pub fn check_str(text: &str, file: &Path) -> (Option<Config>, Vec<Diagnostic>) {
                 if let Some(u) = c.field::<String>(k, v) {
                     if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
                         c.push(Level::Error, k, "state_url must be a PostgreSQL URL (postgres://…); leave it unset for the embedded SQLite store");
-                    } else if url::Url::parse(&u)
-                        .ok()
-                        .and_then(|p| p.password().map(|_| ()))
-                        .is_some()
-                    {
+                    } else if url_has_password(&u) {
                         c.push(Level::Warning, k, "state_url contains a plaintext password; use PGPASSWORD or a password file instead");
                     }
                 }
@@ -461,6 +468,11 @@ pub fn check_str(text: &str, file: &Path) -> (Option<Config>, Vec<Diagnostic>) {
     (cfg, c.diags)
 }
 
+/// Whether a URL carries a password (`scheme://user:PASSWORD@host`).
+fn url_has_password(u: &str) -> bool {
+    url::Url::parse(u).is_ok_and(|p| p.password().is_some())
+}
+
 fn is_array_of_tables(v: &toml::Value) -> bool {
     v.as_array().is_some_and(|a| a.iter().all(|x| x.is_table()))
 }
@@ -494,7 +506,16 @@ fn check_dataset(c: &mut Checker<'_>, i: usize, v: &toml::Value) -> Option<inven
     for (k, fv) in t {
         let key = format!("{base}.{k}");
         let good = match k.as_str() {
-            "name" | "source" => c.field::<String>(&key, fv).is_some(),
+            "name" => c.field::<String>(&key, fv).is_some(),
+            "source" => match c.field::<String>(&key, fv) {
+                Some(u) => {
+                    if url_has_password(&u) {
+                        c.push(Level::Warning, &key, "source contains a plaintext password; name a [[sources]] entry with password_env or password_file instead");
+                    }
+                    true
+                }
+                None => false,
+            },
             "owner" | "purpose" | "legal_basis" | "location" | "subject_key" => {
                 c.field::<String>(&key, fv).is_some()
             }

@@ -108,9 +108,14 @@ pub struct SourceConfig {
     /// Object stores: objects larger than this many bytes are reported and skipped.
     #[serde(default = "default_max_object_bytes")]
     pub max_object_bytes: u64,
-    /// Object stores: retries of a failed request (with exponential backoff).
+    /// Retries after a connection failure, with exponential backoff: object
+    /// stores per request; databases per table (read again from its start).
     #[serde(default = "default_max_retries")]
     pub max_retries: usize,
+    /// Databases: seconds to wait for a connection (the probe at start, and
+    /// a table read while the server is unreachable) before the attempt fails.
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
 }
 
 const fn default_sample_rows() -> u64 {
@@ -124,6 +129,9 @@ const fn default_concurrency() -> usize {
 }
 const fn default_max_object_bytes() -> u64 {
     64 << 30
+}
+const fn default_connect_timeout_secs() -> u64 {
+    15
 }
 const fn default_max_retries() -> usize {
     5
@@ -174,6 +182,7 @@ impl SourceConfig {
             access_key_file: None,
             max_object_bytes: default_max_object_bytes(),
             max_retries: default_max_retries(),
+            connect_timeout_secs: default_connect_timeout_secs(),
         }
     }
 

@@ -130,14 +130,50 @@ pub fn open_target(target: &str, opts: &TargetOptions) -> Result<Box<dyn Source>
     Ok(Box::new(src.with_progress(opts.progress.clone())))
 }
 
-/// A target for messages: a URL without its credentials.
+/// A target for messages, findings and the audit log: a URL without its
+/// credentials (user, password, secret query parameters).
 pub fn target_label(target: &str) -> String {
     match url::Url::parse(target) {
-        Ok(mut u) if u.password().is_some() || !u.username().is_empty() => {
+        Ok(mut u)
+            if u.password().is_some() || !u.username().is_empty() || has_secret_query(&u) =>
+        {
             let _ = u.set_password(None);
             let _ = u.set_username("");
+            redact_query(&mut u);
             u.to_string()
         }
         _ => target.to_string(),
     }
+}
+
+/// Whether a query parameter's value is a credential (`password=`,
+/// `sslpassword=`, `token=`, `X-Amz-Signature=`, `sig=`, `access_key=`…).
+fn secret_param(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["pass", "secret", "token", "key", "sig", "credential", "auth"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+fn has_secret_query(u: &url::Url) -> bool {
+    u.query_pairs().any(|(k, _)| secret_param(&k))
+}
+
+/// Replace the values of secret query parameters by `***` (other parameters kept).
+pub fn redact_query(u: &mut url::Url) {
+    if !has_secret_query(u) {
+        return;
+    }
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if secret_param(&k) {
+                "***".to_string()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(pairs);
 }

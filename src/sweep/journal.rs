@@ -84,9 +84,21 @@ pub struct Event {
 }
 
 /// Handle on the journal tables.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SweepJournal {
     pool: Pool,
+    /// The hash-chained audit log every sweep event is also appended to
+    /// (action `sweep.<event>`, object `plan/<id>`), when set.
+    audit: Option<std::sync::Arc<dyn crate::store::Store>>,
+}
+
+impl std::fmt::Debug for SweepJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SweepJournal")
+            .field("pool", &self.pool)
+            .field("audit", &self.audit.as_ref().map(|s| s.backend()))
+            .finish()
+    }
 }
 
 fn now() -> String {
@@ -146,7 +158,36 @@ impl SweepJournal {
                 Pool::Sqlite(p)
             }
         };
-        Ok(SweepJournal { pool })
+        Ok(SweepJournal { pool, audit: None })
+    }
+
+    /// Also append every sweep event to the hash-chained audit log of `store`.
+    pub fn with_audit(mut self, store: std::sync::Arc<dyn crate::store::Store>) -> Self {
+        self.audit = Some(store);
+        self
+    }
+
+    /// Append one sweep event to the audit chain (when one is set).
+    async fn chain(
+        &self,
+        plan_id: Option<&str>,
+        event: &str,
+        actor: Option<&str>,
+        detail: &serde_json::Value,
+    ) -> Result<(), SweepError> {
+        let Some(store) = &self.audit else {
+            return Ok(());
+        };
+        store
+            .audit_append(&crate::store::AuditEntry {
+                actor: actor.unwrap_or("childguard").to_string(),
+                action: format!("sweep.{event}"),
+                object: plan_id.map_or_else(|| "sweep".into(), |p| format!("plan/{p}")),
+                details: detail.clone(),
+            })
+            .await
+            .map_err(|e| SweepError::Journal(format!("audit log: {e}")))?;
+        Ok(())
     }
 
     pub async fn insert_plan(
@@ -310,6 +351,9 @@ impl SweepJournal {
         }
         .await)
         .map_err(|err| SweepError::Journal(format!("journal {plan_id}: {err}")))?;
+        for d in details {
+            self.chain(Some(plan_id), event, None, d).await?;
+        }
         Ok(())
     }
 
@@ -332,7 +376,7 @@ impl SweepJournal {
             .collect())
     }
 
-    /// Record a sweep audit event (the integrator chains these into the audit log).
+    /// Record a sweep audit event (also appended to the audit chain when set).
     pub async fn event(
         &self,
         plan_id: Option<&str>,
@@ -354,7 +398,7 @@ impl SweepJournal {
             .await
             .map(|_| ()))
         .map_err(|e| SweepError::Journal(e.to_string()))?;
-        Ok(())
+        self.chain(plan_id, event, actor, detail).await
     }
 
     pub async fn events(&self, plan_id: &str) -> Result<Vec<Event>, SweepError> {

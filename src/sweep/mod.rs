@@ -107,8 +107,11 @@ pub enum SweepError {
 /// A URL with any password replaced by `***`.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
+        Ok(mut u) if u.password().is_some() || u.query().is_some() => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            crate::source::redact_query(&mut u);
             u.to_string()
         }
         _ => url.to_string(),
@@ -520,6 +523,11 @@ impl Sweeper {
             .state_dir
             .clone()
             .unwrap_or_else(crate::fingerprint::default_state_dir);
+        // Locks and receipts live here even when the journal is in PostgreSQL.
+        std::fs::create_dir_all(&state_dir).map_err(|e| SweepError::Io {
+            path: state_dir.clone(),
+            source: e,
+        })?;
         let journal = SweepJournal::open(&state_dir, cfg.state_url.as_deref()).await?;
         let fp = Fingerprinter::load(&state_dir)?;
         let settings = SweepSettings::from_config(&cfg)?;

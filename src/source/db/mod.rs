@@ -36,9 +36,6 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// How long opening a connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// How a remote source (database or object store) is opened for one scan.
 #[derive(Debug, Clone, Default)]
 pub struct RemoteOptions {
@@ -54,6 +51,8 @@ pub struct RemoteOptions {
     /// keys into key-range units of this width (`--range-rows` with `--full`;
     /// 0: never). See [`crate::source::shard`].
     pub range_rows: u64,
+    /// Reader settings and limits for object bodies (the `[files]` table); None: defaults.
+    pub readers: Option<crate::source::files::FileSourceConfig>,
 }
 
 impl RemoteOptions {
@@ -193,8 +192,9 @@ pub fn redact_url(url: &str) -> String {
         return url.to_string();
     }
     match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
+        Ok(mut u) if u.password().is_some() || u.query().is_some() => {
             let _ = u.set_password(None);
+            crate::source::redact_query(&mut u);
             u.to_string()
         }
         Ok(_) => url.to_string(),
@@ -280,6 +280,47 @@ pub(crate) enum ReadError {
     Timeout(u64),
     #[error("{0}")]
     Other(String),
+    #[error("no connection to the server within {0} s")]
+    Unreachable(u64),
+}
+
+impl ReadError {
+    /// Whether the error is the connection's (server restarting, network),
+    /// not the statement's: the table is read again after a backoff.
+    fn transient(&self) -> bool {
+        match self {
+            ReadError::Unreachable(_) => true,
+            ReadError::Sql(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_) => true,
+                // 08xxx connection exceptions, 57P01-03 admin/crash shutdown, cannot connect now.
+                sqlx::Error::Database(d) => d
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// A failed read of one table: the message for the user, and whether
+/// trying again may help (see [`ReadError::transient`]).
+struct Failed {
+    error: UnitError,
+    transient: bool,
+}
+
+impl From<UnitError> for Failed {
+    fn from(error: UnitError) -> Self {
+        Failed {
+            error,
+            transient: false,
+        }
+    }
 }
 
 enum Pool {
@@ -299,6 +340,9 @@ pub struct DbSource {
     exclude: Option<GlobSet>,
     /// MySQL: the database named in the URL (None: every non-system database).
     database: Option<String>,
+    /// Set when a table failed for want of a connection after every retry:
+    /// later tables try once, so a server that stays down fails the rest fast.
+    down: std::sync::atomic::AtomicBool,
     catalog: Mutex<BTreeMap<String, TableInfo>>,
     state: Option<Box<dyn UnitStateStore>>,
     secrets: Vec<String>,
@@ -360,6 +404,7 @@ impl DbSource {
             .map_err(|e| UnitError::new(&target, format!("cannot start the I/O runtime: {e}")))?;
         let concurrency = source.concurrency.max(1) as u32;
         let timeout = Duration::from_secs(source.statement_timeout_secs.max(1));
+        let connect_wait = Duration::from_secs(source.connect_timeout_secs.max(1));
         let mut database = None;
         let pool = rt
             .block_on(async {
@@ -372,15 +417,18 @@ impl DbSource {
                 }
                 // One probe connection first: the pool would retry a refused connection until its
                 // acquire timeout, a user wants "unreachable" or "wrong password" at once.
-                async fn probe<C: sqlx::ConnectOptions>(o: &C) -> Result<C::Connection, sqlx::Error>
+                async fn probe<C: sqlx::ConnectOptions>(
+                    o: &C,
+                    wait: Duration,
+                ) -> Result<C::Connection, sqlx::Error>
                 where
                     C::Connection: Sized,
                 {
-                    match tokio::time::timeout(CONNECT_TIMEOUT, o.connect()).await {
+                    match tokio::time::timeout(wait, o.connect()).await {
                         Ok(r) => r,
                         Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
-                            format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                            format!("no answer within {} s", wait.as_secs()),
                         ))),
                     }
                 }
@@ -389,14 +437,14 @@ impl DbSource {
                     DbKind::Postgres => {
                         let o =
                             postgres::connect_options(&source.url, password.as_deref(), timeout)?;
-                        probe(&o).await?.close().await?;
+                        probe(&o, connect_wait).await?.close().await?;
                         Ok::<_, sqlx::Error>(Pool::Pg(popts(concurrency).connect_lazy_with(o)))
                     }
                     DbKind::MySql => {
                         let (o, db) = mysql::connect_options(&source.url, password.as_deref())?;
                         database = db;
                         let secs = timeout.as_secs();
-                        let mut c = probe(&o).await?;
+                        let mut c = probe(&o, connect_wait).await?;
                         mysql::prepare_session(&mut c, secs).await?;
                         c.close().await?;
                         let pool = popts(concurrency)
@@ -408,7 +456,7 @@ impl DbSource {
                     }
                     DbKind::Sqlite => {
                         let o = sqlite::connect_options(&source.url)?;
-                        probe(&o).await?.close().await?;
+                        probe(&o, connect_wait).await?.close().await?;
                         Ok(Pool::Lite(popts(concurrency).connect_lazy_with(o)))
                     }
                 }
@@ -434,6 +482,7 @@ impl DbSource {
             pool,
             cfg: source.clone(),
             database,
+            down: Default::default(),
             catalog: Mutex::new(BTreeMap::new()),
             state,
             secrets,
@@ -447,6 +496,37 @@ impl DbSource {
 
     fn err(&self, unit: &str, e: impl std::fmt::Display) -> UnitError {
         UnitError::new(unit, redact_secrets(&e.to_string(), &self.secrets))
+    }
+
+    fn failed(&self, unit: &str, e: ReadError) -> Failed {
+        Failed {
+            transient: e.transient(),
+            error: self.err(unit, e),
+        }
+    }
+
+    /// Wait for a pooled connection. Waiting is how concurrency is bounded,
+    /// so it may be long; but every `connect_timeout_secs` a direct probe
+    /// checks the server still answers (the pool itself would keep trying
+    /// to connect to an unreachable server for hours).
+    async fn acquire<DB: sqlx::Database>(
+        &self,
+        pool: &sqlx::Pool<DB>,
+    ) -> Result<sqlx::pool::PoolConnection<DB>, ReadError> {
+        use sqlx::{ConnectOptions, Connection};
+        let wait = Duration::from_secs(self.cfg.connect_timeout_secs.max(1));
+        loop {
+            if let Ok(r) = tokio::time::timeout(wait, pool.acquire()).await {
+                return Ok(r?);
+            }
+            match tokio::time::timeout(wait, pool.connect_options().connect()).await {
+                Ok(Ok(c)) => {
+                    let _ = c.close().await;
+                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(ReadError::Unreachable(wait.as_secs())),
+            }
+        }
     }
 
     fn selected(&self, unit: &str) -> bool {
@@ -518,7 +598,7 @@ impl DbSource {
     }
 
     /// Row count and watermark maximum (as text) of a table.
-    fn measure(&self, info: &TableInfo) -> Result<(u64, Option<String>), UnitError> {
+    fn measure(&self, info: &TableInfo) -> Result<(u64, Option<String>), Failed> {
         let unit = info.unit_id();
         let wm = self.cfg.watermarks.get(&unit).cloned();
         if let Some(w) = &wm {
@@ -526,7 +606,8 @@ impl DbSource {
                 return Err(UnitError::new(
                     &unit,
                     format!("watermark column `{w}` does not exist"),
-                ));
+                )
+                .into());
             }
         }
         self.with_timeout(&unit, async {
@@ -563,7 +644,8 @@ impl DbSource {
                 Pool::My(p) => sqlx::query_as(&sql).fetch_one(p).await?,
                 Pool::Lite(p) => sqlx::query_as(&sql).fetch_one(p).await?,
             })
-        })?;
+        })
+        .map_err(|f| f.error)?;
         let parse = |v: Option<String>| v.and_then(|s| s.trim().parse::<i64>().ok());
         Ok(parse(lo).zip(parse(hi)))
     }
@@ -572,7 +654,7 @@ impl DbSource {
         &self,
         unit: &str,
         fut: impl std::future::Future<Output = Result<T, ReadError>>,
-    ) -> Result<T, UnitError> {
+    ) -> Result<T, Failed> {
         // The server enforces the statement timeout (PostgreSQL, MySQL); this client-side
         // guard covers SQLite and a server that does not answer at all.
         let secs = self.cfg.statement_timeout_secs.max(1);
@@ -585,7 +667,7 @@ impl DbSource {
                     Err(_) => Err(ReadError::Timeout(secs)),
                 }
             })
-            .map_err(|e| self.err(unit, e))
+            .map_err(|e| self.failed(unit, e))
     }
 
     fn version_of(rows: u64, wm: &Option<String>) -> String {
@@ -601,7 +683,7 @@ impl DbSource {
         opts: &ScanOptions,
         since: Option<String>,
         range: Option<UnitRange>,
-    ) -> Result<ReadPlan, UnitError> {
+    ) -> Result<ReadPlan, Failed> {
         let unit = info.unit_id();
         let q = |c: &str| quote_ident(self.kind, c);
         let columns: Vec<String> = info.examined().iter().map(|c| q(&c.name)).collect();
@@ -613,7 +695,8 @@ impl DbSource {
                 return Err(UnitError::new(
                     r.unit_id(&unit),
                     "range does not apply: the table has no single integer primary key",
-                ))
+                )
+                .into())
             }
             None => None,
         };
@@ -662,7 +745,7 @@ impl DbSource {
         info: &TableInfo,
         plan: &ReadPlan,
         f: &mut RowFn<'_>,
-    ) -> Result<u64, UnitError> {
+    ) -> Result<u64, Failed> {
         let secs = self.cfg.statement_timeout_secs.max(1);
         let guard = Duration::from_secs(secs)
             + Duration::from_secs(if self.kind == DbKind::Sqlite { 0 } else { 5 });
@@ -671,7 +754,7 @@ impl DbSource {
                 // Wait for a connection outside the timeout: the pool bounds concurrency.
                 macro_rules! run {
                     ($pool:expr, $read:path) => {{
-                        let mut conn = $pool.acquire().await?;
+                        let mut conn = self.acquire($pool).await?;
                         match tokio::time::timeout(guard, $read(&mut conn, info, plan, f)).await {
                             Ok(Ok(n)) => Ok(n),
                             Ok(Err(e)) => {
@@ -691,7 +774,7 @@ impl DbSource {
                     Pool::Lite(p) => run!(p, sqlite::read),
                 }
             })
-            .map_err(|e| self.err(unit, e))
+            .map_err(|e| self.failed(unit, e))
     }
 }
 
@@ -740,6 +823,10 @@ impl Source for DbSource {
         Ok(out)
     }
 
+    /// Scan one table. A connection failure (the server restarting, the
+    /// network) reads the table again from the start after a backoff (1 s,
+    /// 2 s, 4 s … at most 15 s), up to `max_retries` times; findings are only
+    /// emitted once the whole table was read, so a retry never duplicates them.
     fn scan_unit(
         &self,
         unit: &WorkUnit,
@@ -747,6 +834,58 @@ impl Source for DbSource {
         opts: &ScanOptions,
         emit: &mut dyn FnMut(Finding),
     ) -> Result<UnitStats, UnitError> {
+        use std::sync::atomic::Ordering;
+        let retries = if self.down.load(Ordering::Relaxed) {
+            0
+        } else {
+            self.cfg.max_retries
+        };
+        let mut attempt = 0;
+        loop {
+            match self.scan_table(unit, engine, opts, emit) {
+                Ok(s) => {
+                    self.down.store(false, Ordering::Relaxed);
+                    return Ok(s);
+                }
+                Err(f) if f.transient && attempt < retries => {
+                    attempt += 1;
+                    let backoff = Duration::from_secs((1u64 << (attempt - 1).min(4)).min(15));
+                    tracing::warn!(
+                        target_db = %self.target,
+                        table = %unit.id,
+                        attempt,
+                        of = retries,
+                        backoff_s = backoff.as_secs(),
+                        error = %f.error,
+                        "database connection failed; reading the table again after a backoff"
+                    );
+                    std::thread::sleep(backoff);
+                }
+                Err(f) if f.transient => {
+                    self.down.store(true, Ordering::Relaxed);
+                    let mut e = f.error;
+                    e.message = format!(
+                        "{} (connection lost; gave up after {} attempt(s))",
+                        e.message,
+                        attempt + 1
+                    );
+                    return Err(e);
+                }
+                Err(f) => return Err(f.error),
+            }
+        }
+    }
+}
+
+impl DbSource {
+    /// One attempt at scanning a table (see [`Source::scan_unit`]).
+    fn scan_table(
+        &self,
+        unit: &WorkUnit,
+        engine: &Engine,
+        opts: &ScanOptions,
+        emit: &mut dyn FnMut(Finding),
+    ) -> Result<UnitStats, Failed> {
         let (table, range) = split_unit_id(&unit.id);
         let info = self.table_info(table)?;
         let examined = info.examined();
@@ -963,6 +1102,15 @@ mod tests {
         );
         assert_eq!(redact_url("mysql://root@h/test"), "mysql://root@h/test");
         assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&password=pw1&sslpassword=pw2"),
+            "postgres://u@h/db?sslmode=require&password=***&sslpassword=***"
+        );
+        assert_eq!(
+            crate::source::target_label("s3://b/p?X-Amz-Signature=abc&region=x"),
+            "s3://b/p?X-Amz-Signature=***&region=x"
+        );
+        assert_eq!(crate::source::target_label("logs/app.log"), "logs/app.log");
         assert_eq!(
             redact_secrets("failed for p%40ss", &["p%40ss".into()]),
             "failed for ***"

@@ -47,6 +47,10 @@ pub struct Chunker<R> {
     pub lines: u64,
     /// Longest line cut into pieces: (line number, length so far), if any.
     pub long_line: Option<u64>,
+    /// Longest line allowed (`max_line_bytes`); a longer one is an error.
+    max_line: u64,
+    /// Bytes of the current over-long line already cut into chunks.
+    long_run: u64,
 }
 
 fn is_word(b: u8) -> bool {
@@ -114,6 +118,8 @@ impl<R: Read> Chunker<R> {
             invalid_count: 0,
             lines: 0,
             long_line: None,
+            max_line: u64::MAX,
+            long_run: 0,
         }
     }
 
@@ -122,6 +128,12 @@ impl<R: Read> Chunker<R> {
     pub fn starting_at(mut self, line: u64, offset: u64) -> Self {
         self.line = line;
         self.offset = offset;
+        self
+    }
+
+    /// Fail (with [`super::LimitExceeded`]) on a line longer than `max` bytes.
+    pub fn with_max_line(mut self, max: usize) -> Self {
+        self.max_line = (max as u64).max(1);
         self
     }
 
@@ -168,6 +180,19 @@ impl<R: Read> Chunker<R> {
             (cut, end.max(cut), true)
         };
         let newlines = memchr::memchr_iter(b'\n', &self.buf[..cut]).count() as u64;
+        if partial_tail {
+            let tail = cut - memchr::memrchr(b'\n', &self.buf[..cut]).map_or(0, |p| p + 1);
+            self.long_run = if partial_head { self.long_run } else { 0 } + tail as u64;
+            if self.long_run > self.max_line {
+                let line = self.line + newlines;
+                self.buf.clear();
+                self.eof = true;
+                return Err(super::LimitExceeded::io(format!(
+                    "line {line} is longer than {} bytes (max_line_bytes)",
+                    self.max_line
+                )));
+            }
+        }
         let rest = self.buf[cut..].to_vec();
         let mut bytes = std::mem::replace(&mut self.buf, rest);
         bytes.truncate(end);

@@ -101,9 +101,39 @@ fn scan_value_hits(
     out
 }
 
+/// Whether `text` nests objects/arrays deeper than `max` (one pass over the
+/// bytes, strings skipped; invalid JSON is judged as far as it goes).
+pub fn too_deep(text: &str, max: usize) -> bool {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for &b in text.as_bytes() {
+        if in_str {
+            match b {
+                _ if esc => esc = false,
+                b'\\' => esc = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Scan one chunk of a JSON-lines file. Lines that are not valid JSON (or
-/// are pieces of an over-long line) are scanned as text.
-pub fn scan_jsonl_chunk(ctx: &UnitCtx<'_>, c: &Chunk, out: &mut Vec<Finding>) {
+/// are pieces of an over-long line, or nest deeper than `max_json_depth`)
+/// are scanned as text. Returns the first line that nests too deep.
+pub fn scan_jsonl_chunk(ctx: &UnitCtx<'_>, c: &Chunk, out: &mut Vec<Finding>) -> Option<u64> {
     let origin = TextOrigin {
         target: ctx.target,
         path: ctx.path,
@@ -113,6 +143,7 @@ pub fn scan_jsonl_chunk(ctx: &UnitCtx<'_>, c: &Chunk, out: &mut Vec<Finding>) {
     let mut pos = 0usize;
     let mut line = c.first_line;
     let mut first = true;
+    let mut deep = None;
     while pos < c.keep {
         let end = memchr::memchr(b'\n', &text.as_bytes()[pos..]).map_or(text.len(), |e| pos + e);
         let is_last = end >= text.len() || end + 1 > c.keep;
@@ -121,6 +152,9 @@ pub fn scan_jsonl_chunk(ctx: &UnitCtx<'_>, c: &Chunk, out: &mut Vec<Finding>) {
         first = false;
         if !l.trim().is_empty() {
             let parsed = if partial {
+                None
+            } else if too_deep(l, ctx.cfg.max_json_depth) {
+                deep = deep.or(Some(line));
                 None
             } else {
                 serde_json::from_str::<Value>(l).ok()
@@ -166,6 +200,7 @@ pub fn scan_jsonl_chunk(ctx: &UnitCtx<'_>, c: &Chunk, out: &mut Vec<Finding>) {
         pos = end + 1;
         line += 1;
     }
+    deep
 }
 
 fn retain_from(out: &mut Vec<Finding>, from: usize, keep: impl Fn(&Finding) -> bool) {

@@ -74,6 +74,21 @@ pub struct FileSourceConfig {
     /// as line-aligned byte-range units of this size (`PATH#bytes=A..B`), so
     /// one huge log spreads across shards; 0: never split (`--range-bytes`).
     pub range_bytes: u64,
+    /// Largest ratio of decompressed to compressed bytes of a gzip or zstd
+    /// stream (checked once 1 MiB has been decompressed): a decompression bomb
+    /// ends its file with an error naming this limit; the scan goes on.
+    pub max_decompression_ratio: u64,
+    /// Deepest nesting of objects and arrays in a JSON line or document read
+    /// with key paths (at most 127, the parser's own limit). A deeper line or
+    /// document is scanned as plain text and its file ends with an error.
+    pub max_json_depth: usize,
+    /// Longest line (or CSV record) in bytes. Lines longer than `chunk_bytes`
+    /// are scanned in overlapping pieces; one longer than this ends its file
+    /// with an error after what was read before it.
+    pub max_line_bytes: usize,
+    /// Most columns in a CSV/TSV header or record, or a Parquet schema; a
+    /// wider file is an error (not read).
+    pub max_columns: usize,
 }
 
 const fn default_chunk_bytes() -> usize {
@@ -85,6 +100,20 @@ const fn default_max_json_document_bytes() -> usize {
 }
 const fn default_max_buffered_parquet_bytes() -> usize {
     256 << 20
+}
+const fn default_max_decompression_ratio() -> u64 {
+    // gzip tops out near 1032:1 on zeros; real logs compress 5-50:1.
+    200
+}
+const fn default_max_json_depth() -> usize {
+    64
+}
+const fn default_max_line_bytes() -> usize {
+    // Text lines are streamed in pieces; CSV records and JSON lines are held whole.
+    256 << 20
+}
+const fn default_max_columns() -> usize {
+    10_000
 }
 const fn default_follow_links() -> bool {
     true
@@ -103,6 +132,10 @@ impl Default for FileSourceConfig {
             max_json_document_bytes: default_max_json_document_bytes(),
             max_buffered_parquet_bytes: default_max_buffered_parquet_bytes(),
             range_bytes: crate::source::shard::default_range_bytes(),
+            max_decompression_ratio: default_max_decompression_ratio(),
+            max_json_depth: default_max_json_depth(),
+            max_line_bytes: default_max_line_bytes(),
+            max_columns: default_max_columns(),
         }
     }
 }
@@ -131,6 +164,21 @@ pub enum FileError {
     Walk { path: String, message: String },
     #[error("{path}: {message}")]
     Unsupported { path: String, message: String },
+    /// A robustness limit of [`FileSourceConfig`] was hit; `message` names it.
+    #[error("{path}: {message}")]
+    Limit { path: String, message: String },
+}
+
+/// A robustness limit hit inside a reader, carried through `io::Error`
+/// (see [`FileError::from_io`]). Names the limit, never a value.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LimitExceeded(pub String);
+
+impl LimitExceeded {
+    pub fn io(message: String) -> io::Error {
+        io::Error::other(LimitExceeded(message))
+    }
 }
 
 impl FileError {
@@ -142,16 +190,29 @@ impl FileError {
         }
     }
 
+    pub(crate) fn limit(path: &str, message: String) -> Self {
+        FileError::Limit {
+            path: path.to_string(),
+            message,
+        }
+    }
+
+    /// A limit hit below an I/O error, if any.
+    fn limit_in(path: &str, e: &io::Error) -> Option<Self> {
+        let l = e.get_ref()?.downcast_ref::<LimitExceeded>()?;
+        Some(Self::limit(path, l.0.clone()))
+    }
+
     fn from_csv(path: &str, e: csv::Error) -> Self {
-        match e.kind() {
-            csv::ErrorKind::Io(_) => {
-                let msg = e.to_string();
-                FileError::Io {
-                    path: path.to_string(),
-                    source: io::Error::other(msg),
-                }
-            }
-            _ => FileError::corrupt(path, "CSV", e),
+        if !matches!(e.kind(), csv::ErrorKind::Io(_)) {
+            return FileError::corrupt(path, "CSV", e);
+        }
+        match e.into_kind() {
+            csv::ErrorKind::Io(source) => FileError::Io {
+                path: path.to_string(),
+                source,
+            },
+            _ => unreachable!("checked above"),
         }
     }
 
@@ -162,7 +223,8 @@ impl FileError {
             | FileError::Encoding { path, .. }
             | FileError::Changed { path, .. }
             | FileError::Walk { path, .. }
-            | FileError::Unsupported { path, .. } => path,
+            | FileError::Unsupported { path, .. }
+            | FileError::Limit { path, .. } => path,
         }
     }
 
@@ -205,6 +267,8 @@ struct LinesRead {
     lines: u64,
     /// Invalid UTF-8 met in raw input: (offset of the first, count).
     invalid: Option<(u64, u64)>,
+    /// First JSON line nested deeper than `max_json_depth` (scanned as text).
+    too_deep: Option<u64>,
 }
 
 /// Scan text (or JSON lines) from a UTF-8 stream in parallel chunks.
@@ -220,20 +284,24 @@ fn scan_lines<R: Read + Send>(
 
 fn scan_lines_from<R: Read + Send>(
     ctx: &UnitCtx<'_>,
-    mut chunker: Chunker<R>,
+    chunker: Chunker<R>,
     json_lines: bool,
     emit: &mut dyn FnMut(Finding),
 ) -> io::Result<LinesRead> {
+    let mut chunker = chunker.with_max_line(ctx.cfg.max_line_bytes);
     let scan = |c: &Chunk| {
         let mut out = Vec::new();
-        if json_lines {
-            json::scan_jsonl_chunk(ctx, c, &mut out);
+        let deep = if json_lines {
+            json::scan_jsonl_chunk(ctx, c, &mut out)
         } else {
             scan_text_chunk(ctx, c, &mut out);
-        }
-        out
+            None
+        };
+        (out, deep)
     };
-    let r = chunk::scan_ordered(&mut chunker, chunks_in_flight(), scan, |v| {
+    let mut too_deep: Option<u64> = None;
+    let r = chunk::scan_ordered(&mut chunker, chunks_in_flight(), scan, |(v, deep)| {
+        too_deep = too_deep.or(deep);
         v.into_iter().for_each(&mut *emit)
     });
     if let Some(line) = chunker.long_line {
@@ -247,6 +315,7 @@ fn scan_lines_from<R: Read + Send>(
     r.map(|_| LinesRead {
         lines: chunker.lines,
         invalid: chunker.invalid_first.map(|o| (o, chunker.invalid_count)),
+        too_deep,
     })
 }
 
@@ -293,16 +362,42 @@ pub fn scan_reader(
         ctx,
         name,
         Box::new(CountingReader::new(reader, count.clone())),
+        &count,
         emit,
     )?;
     stats.bytes = count.load(Ordering::Relaxed);
     Ok(stats)
 }
 
+/// Fails a decompressed stream once it outgrows `ratio` times the compressed
+/// bytes read so far (after the first MiB): a decompression bomb.
+struct RatioGuard<R> {
+    inner: R,
+    raw: Arc<AtomicU64>,
+    out: u64,
+    ratio: u64,
+}
+
+impl<R: Read> Read for RatioGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out += n as u64;
+        let raw = self.raw.load(Ordering::Relaxed).max(1);
+        if self.out > 1 << 20 && self.out / raw > self.ratio {
+            return Err(LimitExceeded::io(format!(
+                "decompression bomb: {} bytes decompressed from {raw} compressed bytes, over the ratio of {}:1 (max_decompression_ratio)",
+                self.out, self.ratio
+            )));
+        }
+        Ok(n)
+    }
+}
+
 fn scan_reader_counted(
     ctx: &UnitCtx<'_>,
     name: &str,
     mut reader: Box<dyn Read + Send>,
+    raw: &Arc<AtomicU64>,
     emit: &mut dyn FnMut(Finding),
 ) -> Result<UnitStats, FileError> {
     let path = ctx.path;
@@ -313,25 +408,39 @@ fn scan_reader_counted(
     let raw_head = read_head(&mut reader, sniff::SNIFF_BYTES).map_err(io_err)?;
     let compression = sniff::compression(name, &raw_head);
     let chained: Box<dyn Read + Send> = Box::new(Cursor::new(raw_head).chain(reader));
+    let guard = |inner: Box<dyn Read + Send>| -> Box<dyn Read + Send> {
+        Box::new(RatioGuard {
+            inner,
+            raw: raw.clone(),
+            out: 0,
+            ratio: ctx.cfg.max_decompression_ratio.max(1),
+        })
+    };
     let (mut content, inner): (Box<dyn Read + Send>, &str) = match compression {
         Compression::None => (chained, name),
         Compression::Gzip => (
-            Box::new(flate2::read::MultiGzDecoder::new(chained)),
+            guard(Box::new(flate2::read::MultiGzDecoder::new(chained))),
             sniff::inner_name(name),
         ),
         Compression::Zstd => {
             let d = zstd::stream::read::Decoder::new(chained).map_err(io_err)?;
-            (Box::new(d), sniff::inner_name(name))
+            (guard(Box::new(d)), sniff::inner_name(name))
         }
     };
-    // Errors while reading decompressed content are the stream's fault.
-    let stream_err = move |e: io::Error| match compression {
-        Compression::Gzip => FileError::corrupt(path, "gzip stream", e),
-        Compression::Zstd => FileError::corrupt(path, "zstd stream", e),
-        Compression::None => FileError::Io {
-            path: path.to_string(),
-            source: e,
-        },
+    // Errors while reading decompressed content are the stream's fault
+    // (or a limit's).
+    let stream_err = move |e: io::Error| {
+        if let Some(limit) = FileError::limit_in(path, &e) {
+            return limit;
+        }
+        match compression {
+            Compression::Gzip => FileError::corrupt(path, "gzip stream", e),
+            Compression::Zstd => FileError::corrupt(path, "zstd stream", e),
+            Compression::None => FileError::Io {
+                path: path.to_string(),
+                source: e,
+            },
+        }
     };
     let head = read_head(&mut content, sniff::SNIFF_BYTES).map_err(stream_err)?;
     let whole = head.len() < sniff::SNIFF_BYTES;
@@ -366,6 +475,13 @@ fn scan_reader_counted(
         offset,
         count,
     };
+    let max_depth = ctx.cfg.max_json_depth;
+    let too_deep = |line: u64| {
+        FileError::limit(
+            path,
+            format!("line {line}: JSON nested deeper than {max_depth} levels (max_json_depth); scanned as text"),
+        )
+    };
     // UTF-8 without a BOM: no decoding pass, the chunker validates.
     if encoding == encoding_rs::UTF_8
         && !head.starts_with(&[0xef, 0xbb, 0xbf])
@@ -374,6 +490,9 @@ fn scan_reader_counted(
         let raw = Cursor::new(head).chain(content);
         let r = scan_lines(ctx, raw, format == Format::JsonLines, emit).map_err(stream_err)?;
         stats.rows = r.lines;
+        if let Some(line) = r.too_deep {
+            return Err(too_deep(line));
+        }
         return match r.invalid {
             Some(inv) => Err(invalid_utf8(inv)),
             None => Ok(stats),
@@ -383,9 +502,12 @@ fn scan_reader_counted(
     let report = decoder.report();
     match format {
         Format::Text | Format::JsonLines => {
-            stats.rows = scan_lines(ctx, decoder, format == Format::JsonLines, emit)
-                .map_err(stream_err)?
-                .lines;
+            let r =
+                scan_lines(ctx, decoder, format == Format::JsonLines, emit).map_err(stream_err)?;
+            stats.rows = r.lines;
+            if let Some(line) = r.too_deep {
+                return Err(too_deep(line));
+            }
         }
         Format::Delimited(d) => {
             // CSV I/O errors come from the stream below it.
@@ -405,7 +527,8 @@ fn scan_reader_counted(
             let text = String::from_utf8(text)
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             let mut out = Vec::new();
-            if text.len() <= limit && json::scan_document(ctx, &text, &mut out) {
+            let deep = json::too_deep(&text, max_depth);
+            if text.len() <= limit && !deep && json::scan_document(ctx, &text, &mut out) {
                 stats.rows = text.matches('\n').count() as u64;
                 out.into_iter().for_each(&mut *emit);
             } else {
@@ -417,6 +540,12 @@ fn scan_reader_counted(
                 stats.rows = scan_lines(ctx, rest, false, emit)
                     .map_err(stream_err)?
                     .lines;
+                if deep {
+                    return Err(FileError::limit(
+                        path,
+                        format!("JSON document nested deeper than {max_depth} levels (max_json_depth); scanned as text"),
+                    ));
+                }
             }
         }
         Format::Parquet => unreachable!("handled above"),
@@ -620,7 +749,7 @@ pub fn scan_path_with_progress(
                 progress: progress.cloned(),
             };
             let reader = Cursor::new(n).chain(counting);
-            scan_reader_counted(ctx, &name, Box::new(reader), emit)
+            scan_reader_counted(ctx, &name, Box::new(reader), &count, emit)
         };
     if let Some(p) = progress {
         // What was not counted while read: Parquet, the sniffed head, a skipped tail.

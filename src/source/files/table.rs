@@ -24,6 +24,20 @@ fn base(ctx: &UnitCtx<'_>) -> Location {
     }
 }
 
+/// Err when a table is wider than `max_columns`.
+fn check_columns(ctx: &UnitCtx<'_>, n: usize, what: &str) -> Result<(), FileError> {
+    if n > ctx.cfg.max_columns {
+        return Err(FileError::limit(
+            ctx.path,
+            format!(
+                "{what} has {n} columns, over the limit of {} (max_columns)",
+                ctx.cfg.max_columns
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Scan delimited text (already decoded to UTF-8) with a header row.
 pub fn scan_delimited(
     ctx: &UnitCtx<'_>,
@@ -52,6 +66,8 @@ pub fn scan_delimited(
             }
         })
         .collect();
+    let cfg = ctx.cfg;
+    check_columns(ctx, headers.len(), "CSV header")?;
     let mut ts = TableScanner::new(ctx.engine, ctx.target, base(ctx), &headers, ctx.opts.rows);
     let mut rec = csv::StringRecord::new();
     let mut n: u64 = 0;
@@ -59,6 +75,19 @@ pub fn scan_delimited(
         match rdr.read_record(&mut rec) {
             Ok(true) => {
                 n += 1;
+                let line = rec.position().map_or(n + 1, |p| p.line());
+                if rec.len() > cfg.max_columns {
+                    break check_columns(ctx, rec.len(), &format!("CSV record at line {line}"));
+                }
+                if rec.as_slice().len() > cfg.max_line_bytes {
+                    break Err(FileError::limit(
+                        ctx.path,
+                        format!(
+                            "CSV record at line {line} is longer than {} bytes (max_line_bytes)",
+                            cfg.max_line_bytes
+                        ),
+                    ));
+                }
                 let cells: Vec<Option<&str>> = rec.iter().map(Some).collect();
                 // Row key: the record's line number (header is line 1).
                 let key = ctx
@@ -120,6 +149,7 @@ pub fn scan_parquet<R: ChunkReader + 'static>(
     let corrupt = |e: parquet::errors::ParquetError| FileError::corrupt(ctx.path, "Parquet", e);
     let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(corrupt)?;
     let schema = builder.schema().clone();
+    check_columns(ctx, schema.fields().len(), "Parquet schema")?;
     let indices: Vec<usize> = schema
         .fields()
         .iter()

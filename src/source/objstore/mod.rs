@@ -96,7 +96,8 @@ fn retry_config(cfg: &SourceConfig) -> RetryConfig {
 
 impl ObjectSource {
     pub fn open(source: &SourceConfig, opts: &RemoteOptions) -> Result<ObjectSource, UnitError> {
-        let target = source.url.clone();
+        // Findings, errors and the audit name the source without credentials.
+        let target = crate::source::target_label(&source.url);
         let e = |m: String| UnitError::new(&target, m);
         let u = url::Url::parse(&source.url).map_err(|err| e(format!("not a valid URL: {err}")))?;
         let scheme = u.scheme().to_ascii_lowercase();
@@ -228,7 +229,7 @@ impl ObjectSource {
             state,
             listed: Mutex::new(BTreeMap::new()),
             secrets,
-            readers: FileSourceConfig::default(),
+            readers: opts.readers.clone().unwrap_or_default(),
         })
     }
 

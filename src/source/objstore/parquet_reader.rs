@@ -50,6 +50,13 @@ pub(super) fn scan(
             .await
             .map_err(|e| format!("reading the Parquet footer: {e}"))?;
         let schema = builder.schema().clone();
+        let max = src.readers.max_columns;
+        if schema.fields().len() > max {
+            return Err(format!(
+                "Parquet schema has {} columns, over the limit of {max} (max_columns)",
+                schema.fields().len()
+            ));
+        }
         let roots: Vec<usize> = schema
             .fields()
             .iter()
