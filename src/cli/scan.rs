@@ -548,9 +548,11 @@ fn run_work_queue(
             })
         };
         run.scan_source(sources[i].as_ref(), vec![unit], engine, opts);
-        hb.abort();
+        // The lease is renewed until the findings are written and the unit is marked done.
         let rec = run.recorder.as_mut().expect("checked above");
-        if !rec.commit_unit(&co, &claim)? {
+        let committed = rec.commit_unit(&co, &claim);
+        hb.abort();
+        if !committed? {
             tracing::warn!(unit = %claim.unit_id, "claim lost while scanning: another worker redoes the unit");
         }
         if run.write_error.is_some() {
