@@ -590,6 +590,17 @@ fn a_worker_killed_mid_unit_is_redone_and_recorded_once() {
         )
         .unwrap();
     assert_eq!(per_unit.len(), 13);
+    // Each unit's record names the worker that completed it.
+    let by_worker: i64 = rt
+        .block_on(
+            sqlx::query_scalar(
+                "SELECT count(*) FROM work_units w JOIN work_items i \
+                 ON i.unit_id = 'logs' || chr(9) || w.unit_id AND i.done_by = w.shard",
+            )
+            .fetch_one(&pool),
+        )
+        .unwrap();
+    assert_eq!(by_worker, 13);
     assert!(per_unit.iter().all(|(_, n)| *n == 1), "{per_unit:?}");
     let stored: BTreeSet<String> = rt
         .block_on(sqlx::query_scalar("SELECT finding_id FROM findings").fetch_all(&pool))
