@@ -8,6 +8,8 @@
 # Estate: 96 log files of ~1.5 MB, one 48 MB log (split into 16 MB byte
 # ranges), one PostgreSQL table of 400,000 rows (read with --full, split into
 # key ranges of 100,000) and 40 small tables.
+# Takes ~7 minutes on the 2-core development machine (the dense estate makes
+# the store writes dominate; see deploy/SIZING.md).
 # Usage: benches/shard_scaling.sh [PG_ADMIN_URL]   (default postgres://postgres@127.0.0.1:5432/postgres)
 #        CHILDGUARD_BIN=path/to/release/childguard benches/shard_scaling.sh   (no build)
 set -euo pipefail
