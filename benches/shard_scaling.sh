@@ -24,6 +24,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM   # runs the EXIT trap on Ctrl-C / timeout too
 
 # CHILDGUARD_BIN: an already built release binary (skips the build).
 BIN=${CHILDGUARD_BIN:-}
