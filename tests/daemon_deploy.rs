@@ -146,6 +146,93 @@ fn kubernetes_cronjob_runs_a_plain_nightly_scan() {
 }
 
 #[test]
+fn kubernetes_sharded_cronjob_is_an_indexed_job_of_n_shards_on_one_store() {
+    let d = docs("kubernetes/cronjob-shards.yaml");
+    let cj = kind(&d, "CronJob");
+    assert_eq!(cj["apiVersion"], "batch/v1");
+    let sched = cj["spec"]["schedule"].as_str().unwrap();
+    let tz = cj["spec"]["timeZone"].as_str().unwrap();
+    CronSchedule::parse("cronjob", sched, tz).expect("a valid 5-field schedule and time zone");
+    assert_eq!(cj["spec"]["concurrencyPolicy"], "Forbid");
+    let job = &cj["spec"]["jobTemplate"]["spec"];
+    assert_eq!(
+        job["completionMode"], "Indexed",
+        "JOB_COMPLETION_INDEX is set only in Indexed Jobs"
+    );
+    let n = job["completions"].as_u64().unwrap();
+    assert!(n >= 2);
+    assert_eq!(job["parallelism"].as_u64(), Some(n), "all shards run at once");
+    let pod = &job["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    let c = &pod["containers"][0];
+    let env: Vec<(String, Option<String>)> = c["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().map(String::from),
+            )
+        })
+        .collect();
+    let shards = env
+        .iter()
+        .find(|(k, _)| k == "CHILDGUARD_SHARDS")
+        .and_then(|(_, v)| v.clone())
+        .expect("CHILDGUARD_SHARDS is set");
+    assert_eq!(shards, n.to_string(), "CHILDGUARD_SHARDS must equal completions");
+    assert!(env.iter().any(|(k, _)| k == "PGPASSWORD"));
+    let args = strs(&c["args"]);
+    assert_eq!(args[0], "scan");
+    assert!(args.iter().any(|a| a == "--shard-from-env"));
+    let mut argv = vec!["childguard".to_string()];
+    argv.extend(args.iter().cloned());
+    childguard::cli::Cli::try_parse_from(&argv)
+        .unwrap_or_else(|e| panic!("CronJob args rejected by the CLI: {e}"));
+    // Every index resolves to a valid shard.
+    for k in 0..n {
+        let s = childguard::source::shard::Shard::from_env(None, |v| match v {
+            "JOB_COMPLETION_INDEX" => Some(k.to_string()),
+            "CHILDGUARD_SHARDS" => Some(shards.clone()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!((s.index, s.count), (k, n));
+    }
+    // The config the pods mount loads, points every shard at one PostgreSQL
+    // store and defines the named sources the args scan.
+    let cm = kind(&d, "ConfigMap");
+    let toml = cm["data"]["childguard.toml"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("childguard.toml");
+    std::fs::write(&path, toml).unwrap();
+    let cfg = Config::load(&path).unwrap_or_else(|e| panic!("shard config: {e}"));
+    assert!(cfg
+        .state_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("postgres://")));
+    for a in args.iter().filter(|a| a.starts_with('@')) {
+        assert!(
+            cfg.sources.iter().any(|s| s.name == a[1..]),
+            "{a} is not in the config"
+        );
+    }
+    let cfg_arg = args.windows(2).find(|w| w[0] == "--config").unwrap()[1].clone();
+    let mounts: Vec<&str> = c["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap())
+        .collect();
+    assert!(mounts.iter().any(|m| cfg_arg.starts_with(m)));
+    assert_eq!(
+        pod["volumes"][0]["configMap"]["name"],
+        cm["metadata"]["name"]
+    );
+}
+
+#[test]
 fn systemd_unit_is_well_formed_and_its_command_parses() {
     let text = std::fs::read_to_string(deploy("systemd/childguard.service")).unwrap();
     let mut section = String::new();

@@ -36,7 +36,11 @@ impl Estate {
 
 fn log_line(i: u64) -> String {
     match i % 5 {
-        0 => format!("2025-01-02 signup student id={} guardian phone {}\n", child_id(i), mobile(i)),
+        0 => format!(
+            "2025-01-02 signup student id={} guardian phone {}\n",
+            child_id(i),
+            mobile(i)
+        ),
         1 => format!("2025-01-02 staff login id={}\n", adult_id(i)),
         _ => format!("2025-01-02 INFO request {i} handled in {} ms\n", i % 97),
     }
@@ -56,7 +60,13 @@ fn estate() -> Estate {
     assert!(big.len() > 5 * 16_384);
     std::fs::write(files.join("logs/huge.log"), big).unwrap();
     let jsonl: String = (0..600)
-        .map(|i| format!("{{\"student\":{{\"idNo\":\"{}\",\"tel\":\"{}\"}}}}\n", child_id(9000 + i), mobile(i)))
+        .map(|i| {
+            format!(
+                "{{\"student\":{{\"idNo\":\"{}\",\"tel\":\"{}\"}}}}\n",
+                child_id(9000 + i),
+                mobile(i)
+            )
+        })
         .collect();
     std::fs::write(files.join("events.jsonl"), jsonl).unwrap();
 
@@ -66,11 +76,16 @@ fn estate() -> Estate {
     rt.block_on(async {
         let url = format!("sqlite://{}?mode=rwc", lite.display());
         let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query("CREATE TABLE students (id INTEGER PRIMARY KEY, name TEXT, sfzh TEXT, phone TEXT)")
+        sqlx::query(
+            "CREATE TABLE students (id INTEGER PRIMARY KEY, name TEXT, sfzh TEXT, phone TEXT)",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+        sqlx::query("CREATE TABLE notes (body TEXT)")
             .execute(&mut c)
             .await
             .unwrap();
-        sqlx::query("CREATE TABLE notes (body TEXT)").execute(&mut c).await.unwrap();
         let mut tx = c.begin().await.unwrap();
         for i in 1..=700u64 {
             let id = if i % 3 == 0 { child_id(i) } else { adult_id(i) };
@@ -131,7 +146,12 @@ fn estate() -> Estate {
     let client = s3.client("estate");
     for k in 0..15u64 {
         let text: String = (0..10).map(|i| log_line(k * 50 + i)).collect();
-        common::put_object(&rt, &client, &format!("exports/log-{k:02}.log"), text.into_bytes());
+        common::put_object(
+            &rt,
+            &client,
+            &format!("exports/log-{k:02}.log"),
+            text.into_bytes(),
+        );
     }
     let csv: String = std::iter::once("name,sfzh\n".to_string())
         .chain((0..40).map(|i| format!("学生{i},{}\n", child_id(500 + i))))
@@ -147,7 +167,11 @@ fn estate() -> Estate {
     );
     std::fs::write(root.join("pg.toml"), &cfg).unwrap();
     // The same sources without a store, for the unsharded reference scan.
-    std::fs::write(root.join("plain.toml"), cfg.replace(&format!("state_url = \"{store_url}\"\n"), "")).unwrap();
+    std::fs::write(
+        root.join("plain.toml"),
+        cfg.replace(&format!("state_url = \"{store_url}\"\n"), ""),
+    )
+    .unwrap();
     Estate {
         dir,
         _s3: s3,
@@ -169,8 +193,18 @@ fn scan_cmd(e: &Estate, config: &str, extra: &[&str]) -> Command {
         .env_remove("CHILDGUARD_SHARDS")
         .env_remove("CHILDGUARD_RUN_GROUP")
         .args(["scan", "files", "sqlite://school.db", &e.pg_url, "@objects"])
-        .args(["--config", config, "--format", "jsonl", "--as-of", AS_OF, "--full"])
-        .args(["--range-rows", "100", "--range-bytes", "16384", "--threads", "1", "-q"])
+        .args([
+            "--config", config, "--format", "jsonl", "--as-of", AS_OF, "--full",
+        ])
+        .args([
+            "--range-rows",
+            "100",
+            "--range-bytes",
+            "16384",
+            "--threads",
+            "1",
+            "-q",
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -178,7 +212,12 @@ fn scan_cmd(e: &Estate, config: &str, extra: &[&str]) -> Command {
 }
 
 fn ok(out: &Output) {
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Findings as canonical JSON strings (a multiset: duplicates would show).
@@ -210,15 +249,21 @@ fn shards_together_equal_the_unsharded_scan() {
             .iter()
             .filter(|x| {
                 (x["location"]["table"] == table_or_path || x["location"]["path"] == table_or_path)
-                    && x["location"]["range"].as_str().is_some_and(|r| r.starts_with(pred))
+                    && x["location"]["range"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with(pred))
             })
             .map(|x| x["location"]["range"].as_str().unwrap().to_string())
             .collect::<BTreeSet<_>>()
             .len();
         assert!(n >= 3, "{label}: {n} ranges");
     }
-    assert!(v.iter().any(|x| x["location"]["path"] == "exports/roster.csv"));
-    assert!(v.iter().any(|x| x["location"]["table"] == "public.contacts_7"));
+    assert!(v
+        .iter()
+        .any(|x| x["location"]["path"] == "exports/roster.csv"));
+    assert!(v
+        .iter()
+        .any(|x| x["location"]["table"] == "public.contacts_7"));
     // Key ranges count their own rows: together they count the whole table.
     let sfzh_rows: u64 = v
         .iter()
@@ -230,14 +275,21 @@ fn shards_together_equal_the_unsharded_scan() {
     // N shard processes at once, K from JOB_COMPLETION_INDEX as in a Kubernetes Indexed Job.
     let children: Vec<Child> = (0..SHARDS)
         .map(|k| {
-            scan_cmd(&e, "pg.toml", &["--shard-from-env", "--run-group", "nightly-test"])
-                .env("JOB_COMPLETION_INDEX", k.to_string())
-                .env("CHILDGUARD_SHARDS", SHARDS.to_string())
-                .spawn()
-                .unwrap()
+            scan_cmd(
+                &e,
+                "pg.toml",
+                &["--shard-from-env", "--run-group", "nightly-test"],
+            )
+            .env("JOB_COMPLETION_INDEX", k.to_string())
+            .env("CHILDGUARD_SHARDS", SHARDS.to_string())
+            .spawn()
+            .unwrap()
         })
         .collect();
-    let outs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
     let mut union = Vec::new();
     for o in &outs {
         ok(o);
@@ -253,20 +305,33 @@ fn shards_together_equal_the_unsharded_scan() {
     let rt = dbfix::rt();
     rt.block_on(async {
         use childguard::store::Store;
-        let store = childguard::store::PgStore::connect(&e.store_url).await.unwrap();
+        let store = childguard::store::PgStore::connect(&e.store_url)
+            .await
+            .unwrap();
         let runs = store.group_runs("nightly-test").await.unwrap();
         assert_eq!(runs.len(), SHARDS as usize);
         let shards: BTreeSet<String> = runs.iter().filter_map(|r| r.shard.clone()).collect();
-        assert_eq!(shards, (0..SHARDS).map(|k| format!("{k}/{SHARDS}")).collect());
+        assert_eq!(
+            shards,
+            (0..SHARDS).map(|k| format!("{k}/{SHARDS}")).collect()
+        );
         let mut units = BTreeMap::new();
         for r in &runs {
             assert_eq!(r.status, childguard::store::RunStatus::Completed);
             for u in store.units(r.id).await.unwrap() {
                 let shard: Shard = u.shard.as_deref().unwrap().parse().unwrap();
                 assert_eq!(Some(shard.to_string()), r.shard);
-                assert!(shard.contains(&u.unit_id), "{} is not shard {shard}'s", u.unit_id);
+                assert!(
+                    shard.contains(&u.unit_id),
+                    "{} is not shard {shard}'s",
+                    u.unit_id
+                );
                 // Unit ids are unique across this estate's targets.
-                assert!(units.insert(u.unit_id.clone(), shard).is_none(), "{} twice", u.unit_id);
+                assert!(
+                    units.insert(u.unit_id.clone(), shard).is_none(),
+                    "{} twice",
+                    u.unit_id
+                );
             }
         }
         // Every unit the reference listed was scanned by exactly one shard: the
@@ -294,7 +359,11 @@ fn shards_together_equal_the_unsharded_scan() {
 
     // A second sharded run: nothing resolves that still exists.
     let again: Vec<Output> = (0..SHARDS)
-        .map(|k| scan_cmd(&e, "pg.toml", &["--shard", &format!("{k}/{SHARDS}")]).spawn().unwrap())
+        .map(|k| {
+            scan_cmd(&e, "pg.toml", &["--shard", &format!("{k}/{SHARDS}")])
+                .spawn()
+                .unwrap()
+        })
         .collect::<Vec<_>>()
         .into_iter()
         .map(|c| c.wait_with_output().unwrap())
@@ -302,7 +371,9 @@ fn shards_together_equal_the_unsharded_scan() {
     again.iter().for_each(ok);
     rt.block_on(async {
         use childguard::store::Store;
-        let store = childguard::store::PgStore::connect(&e.store_url).await.unwrap();
+        let store = childguard::store::PgStore::connect(&e.store_url)
+            .await
+            .unwrap();
         let resolved = store
             .findings(&childguard::store::FindingFilter {
                 resolved: Some(true),
@@ -329,11 +400,31 @@ fn bad_shard_values_are_clear_errors() {
         (vec!["--shard", "3/3"], None, "0 <= K < 3"),
         (vec!["--shard", "0/0"], None, "at least 1"),
         (vec!["--shard", "two"], None, "expected K/N"),
-        (vec!["--shard-from-env"], None, "JOB_COMPLETION_INDEX is not set"),
-        (vec!["--shard-from-env"], Some("1"), "--shards N or CHILDGUARD_SHARDS"),
-        (vec!["--shard-from-env", "--shards", "1"], Some("1"), "0 <= K < 1"),
-        (vec!["--shard-from-env", "--shards", "0"], Some("0"), "at least 1"),
-        (vec!["--shard-from-env", "--shards", "2"], Some("x"), "not a non-negative integer"),
+        (
+            vec!["--shard-from-env"],
+            None,
+            "JOB_COMPLETION_INDEX is not set",
+        ),
+        (
+            vec!["--shard-from-env"],
+            Some("1"),
+            "--shards N or CHILDGUARD_SHARDS",
+        ),
+        (
+            vec!["--shard-from-env", "--shards", "1"],
+            Some("1"),
+            "0 <= K < 1",
+        ),
+        (
+            vec!["--shard-from-env", "--shards", "0"],
+            Some("0"),
+            "at least 1",
+        ),
+        (
+            vec!["--shard-from-env", "--shards", "2"],
+            Some("x"),
+            "not a non-negative integer",
+        ),
     ] {
         let mut c = Command::new(common::bin());
         c.current_dir(dir.path())
@@ -371,7 +462,16 @@ fn a_worker_killed_mid_unit_is_redone_and_recorded_once() {
     let root = dir.path();
     std::fs::create_dir_all(root.join("logs")).unwrap();
     // `0-slow.log` sorts first (claimed first) and takes seconds to scan on one thread.
-    let slow: String = (0..250_000).map(log_line).collect();
+    // Mostly lines without PI: slow to scan, few findings to write.
+    let slow: String = (0..300_000u64)
+        .map(|i| {
+            if i % 100 == 0 {
+                log_line(i)
+            } else {
+                log_line(i * 5 + 2)
+            }
+        })
+        .collect();
     std::fs::write(root.join("logs/0-slow.log"), &slow).unwrap();
     for f in 0..12u64 {
         let text: String = (0..30).map(|i| log_line(f * 1000 + i)).collect();
@@ -379,21 +479,47 @@ fn a_worker_killed_mid_unit_is_redone_and_recorded_once() {
     }
     let rt = dbfix::rt();
     let store_url = rt.block_on(common::fresh_pg_db("cg_shard_queue"));
-    std::fs::write(root.join("q.toml"), format!("state_url = \"{store_url}\"\n")).unwrap();
+    std::fs::write(
+        root.join("q.toml"),
+        format!("state_url = \"{store_url}\"\n"),
+    )
+    .unwrap();
     let worker = || {
         let mut c = Command::new(common::bin());
         c.current_dir(root)
             .env("CHILDGUARD_STATE_DIR", root.join(".state"))
             .env("CHILDGUARD_FINGERPRINT_KEY", "test-key")
             .env_remove("RUST_LOG")
-            .args(["scan", "logs", "--config", "q.toml", "--format", "jsonl", "--as-of", AS_OF])
-            .args(["--work-queue", "nightly-q", "--lease-secs", "2", "--threads", "1", "-q"])
+            .args([
+                "scan", "logs", "--config", "q.toml", "--format", "jsonl", "--as-of", AS_OF,
+            ])
+            .args([
+                "--work-queue",
+                "nightly-q",
+                "--lease-secs",
+                "2",
+                "--threads",
+                "1",
+                "-q",
+            ])
             .args(["--range-bytes", "0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         c
     };
-    let reference = common::run(root, &["scan", "logs", "--format", "jsonl", "--as-of", AS_OF, "--range-bytes", "0"]);
+    let reference = common::run(
+        root,
+        &[
+            "scan",
+            "logs",
+            "--format",
+            "jsonl",
+            "--as-of",
+            AS_OF,
+            "--range-bytes",
+            "0",
+        ],
+    );
     ok(&reference);
     let expected: BTreeSet<String> = common::jsonl(&reference.stdout)
         .iter()
@@ -415,20 +541,35 @@ fn a_worker_killed_mid_unit_is_redone_and_recorded_once() {
     let pid = victim.id();
     // Kill it while it is scanning the slow unit.
     wait_for(60, || {
-        row(slow_unit).filter(|(state, by, _)| state == "claimed" && by.as_deref().is_some_and(|b| b.contains(&format!("/{pid}/"))))
+        row(slow_unit).filter(|(state, by, _)| {
+            state == "claimed"
+                && by
+                    .as_deref()
+                    .is_some_and(|b| b.contains(&format!("/{pid}/")))
+        })
     });
     std::thread::sleep(Duration::from_millis(300));
-    assert!(victim.try_wait().unwrap().is_none(), "the worker finished before it was killed");
+    assert!(
+        victim.try_wait().unwrap().is_none(),
+        "the worker finished before it was killed"
+    );
     unsafe {
         libc::kill(pid as i32, libc::SIGKILL);
     }
     victim.wait().unwrap();
     let (state, _, attempts) = row(slow_unit).unwrap();
-    assert_eq!((state.as_str(), attempts), ("claimed", 1), "killed mid-unit: not done");
+    assert_eq!(
+        (state.as_str(), attempts),
+        ("claimed", 1),
+        "killed mid-unit: not done"
+    );
 
     // Two fresh workers: they share the rest and take the dead worker's unit once its lease expires.
     let rescuers: Vec<Child> = (0..2).map(|_| worker().spawn().unwrap()).collect();
-    let outs: Vec<Output> = rescuers.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let outs: Vec<Output> = rescuers
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
     outs.iter().for_each(ok);
     let (state, by, attempts) = row(slow_unit).unwrap();
     assert_eq!((state.as_str(), attempts), ("done", 2));
@@ -443,9 +584,23 @@ fn a_worker_killed_mid_unit_is_redone_and_recorded_once() {
     // Recorded once: one work_units row per unit over all runs, and the store
     // holds exactly the reference scan's findings.
     let per_unit: Vec<(String, i64)> = rt
-        .block_on(sqlx::query_as("SELECT unit_id, count(*) FROM work_units GROUP BY unit_id ORDER BY 1").fetch_all(&pool))
+        .block_on(
+            sqlx::query_as("SELECT unit_id, count(*) FROM work_units GROUP BY unit_id ORDER BY 1")
+                .fetch_all(&pool),
+        )
         .unwrap();
     assert_eq!(per_unit.len(), 13);
+    // Each unit's record names the worker that completed it.
+    let by_worker: i64 = rt
+        .block_on(
+            sqlx::query_scalar(
+                "SELECT count(*) FROM work_units w JOIN work_items i \
+                 ON i.unit_id = 'logs' || chr(9) || w.unit_id AND i.done_by = w.shard",
+            )
+            .fetch_one(&pool),
+        )
+        .unwrap();
+    assert_eq!(by_worker, 13);
     assert!(per_unit.iter().all(|(_, n)| *n == 1), "{per_unit:?}");
     let stored: BTreeSet<String> = rt
         .block_on(sqlx::query_scalar("SELECT finding_id FROM findings").fetch_all(&pool))

@@ -15,7 +15,9 @@ async fn coordinators(pg: bool, n: usize) -> (Vec<Coordinator>, Option<tempfile:
         let url = common::fresh_pg_db("cg_lease").await;
         let mut out = Vec::new();
         for _ in 0..n {
-            out.push(Coordinator::postgres(&PgStore::connect(&url).await.unwrap()));
+            out.push(Coordinator::postgres(
+                &PgStore::connect(&url).await.unwrap(),
+            ));
         }
         (out, None)
     } else {
@@ -28,28 +30,59 @@ async fn coordinators(pg: bool, n: usize) -> (Vec<Coordinator>, Option<tempfile:
 async fn lease_semantics(pg: bool) {
     let (c, _dir) = coordinators(pg, 3).await;
     let long = Duration::from_secs(30);
-    let a = c[0].try_acquire("scheduler", "a", long).await.unwrap().unwrap();
-    assert!(c[1].try_acquire("scheduler", "b", long).await.unwrap().is_none());
+    let a = c[0]
+        .try_acquire("scheduler", "a", long)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(c[1]
+        .try_acquire("scheduler", "b", long)
+        .await
+        .unwrap()
+        .is_none());
     // Re-acquiring by the holder extends it and keeps the token.
-    let mut a2 = c[0].try_acquire("scheduler", "a", long).await.unwrap().unwrap();
+    let mut a2 = c[0]
+        .try_acquire("scheduler", "a", long)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(a2.token, a.token);
     assert!(c[0].renew(&mut a2, long).await.unwrap());
-    assert_eq!(c[2].holder("scheduler").await.unwrap(), Some(("a".into(), a.token)));
+    assert_eq!(
+        c[2].holder("scheduler").await.unwrap(),
+        Some(("a".into(), a.token))
+    );
     // Released: the next holder gets a higher token; the old holder cannot renew.
     assert!(c[0].release(&a2).await.unwrap());
     assert_eq!(c[2].holder("scheduler").await.unwrap(), None);
-    let mut b = c[1].try_acquire("scheduler", "b", Duration::from_millis(300)).await.unwrap().unwrap();
+    let mut b = c[1]
+        .try_acquire("scheduler", "b", Duration::from_millis(300))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(b.token, a.token + 1);
     assert!(!c[0].renew(&mut a2, long).await.unwrap());
     // Expiry: b stops renewing (it died); c takes over, b's late renewal fails.
-    assert!(c[2].try_acquire("scheduler", "c", long).await.unwrap().is_none());
+    assert!(c[2]
+        .try_acquire("scheduler", "c", long)
+        .await
+        .unwrap()
+        .is_none());
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let cl = c[2].try_acquire("scheduler", "c", long).await.unwrap().unwrap();
+    let cl = c[2]
+        .try_acquire("scheduler", "c", long)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(cl.token, b.token + 1);
     assert!(!c[1].renew(&mut b, long).await.unwrap());
     assert!(!c[1].release(&b).await.unwrap());
     // Independent names.
-    assert!(c[1].try_acquire("sweeper", "b", long).await.unwrap().is_some());
+    assert!(c[1]
+        .try_acquire("sweeper", "b", long)
+        .await
+        .unwrap()
+        .is_some());
 
     // Election: many contenders at once, exactly one wins.
     let mut tasks = Vec::new();
@@ -122,18 +155,30 @@ async fn queue_semantics(pg: bool) {
     }
     let done = c[0].done("nightly").await.unwrap();
     assert_eq!(done.len(), 300);
-    assert!(done.iter().all(|d| d.attempts == 1 && d.result.as_deref() == Some("ok")));
+    assert!(done
+        .iter()
+        .all(|d| d.attempts == 1 && d.result.as_deref() == Some("ok")));
     let counts = c[0].counts("nightly").await.unwrap();
     assert_eq!((counts.pending, counts.claimed, counts.done), (0, 0, 300));
-    assert!(c[0].claim("nightly", "late", Duration::from_secs(5), 10).await.unwrap().is_empty());
+    assert!(c[0]
+        .claim("nightly", "late", Duration::from_secs(5), 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     // A claimer that dies: its units come back once its lease expires, and
     // only the new claim can complete them.
     let more: Vec<String> = (0..5).map(|i| format!("t{i}")).collect();
     c[0].enqueue("q2", &more).await.unwrap();
-    let dead: Vec<Claim> = c[1].claim("q2", "dies", Duration::from_millis(300), 3).await.unwrap();
+    let dead: Vec<Claim> = c[1]
+        .claim("q2", "dies", Duration::from_millis(300), 3)
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 3);
-    let live = c[2].claim("q2", "lives", Duration::from_secs(30), 10).await.unwrap();
+    let live = c[2]
+        .claim("q2", "lives", Duration::from_secs(30), 10)
+        .await
+        .unwrap();
     let ids = |v: &[Claim]| v.iter().map(|c| c.unit_id.clone()).collect::<BTreeSet<_>>();
     assert!(ids(&dead).is_disjoint(&ids(&live)));
     assert_eq!(live.len(), 2);
@@ -141,12 +186,18 @@ async fn queue_semantics(pg: bool) {
     assert_eq!((counts.pending, counts.claimed), (0, 5));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(c[0].counts("q2").await.unwrap().expired, 3);
-    let retaken = c[3].claim("q2", "rescuer", Duration::from_secs(30), 10).await.unwrap();
+    let retaken = c[3]
+        .claim("q2", "rescuer", Duration::from_secs(30), 10)
+        .await
+        .unwrap();
     assert_eq!(ids(&retaken), ids(&dead));
     assert!(retaken.iter().all(|r| r.attempts == 2));
     for d in &dead {
         assert!(!c[1].heartbeat(d, Duration::from_secs(30)).await.unwrap());
-        assert!(!c[1].complete(d, Some("late")).await.unwrap(), "a deposed claimer completed");
+        assert!(
+            !c[1].complete(d, Some("late")).await.unwrap(),
+            "a deposed claimer completed"
+        );
     }
     for r in retaken.iter().chain(&live) {
         assert!(c[3].complete(r, Some("ok")).await.unwrap());
@@ -156,9 +207,15 @@ async fn queue_semantics(pg: bool) {
     assert!(done.iter().all(|d| d.result.as_deref() == Some("ok")));
     // Give back: a unit handed back on shutdown is claimable at once.
     c[0].enqueue("q3", &["x".to_string()]).await.unwrap();
-    let x = c[0].claim("q3", "a", Duration::from_secs(60), 1).await.unwrap();
+    let x = c[0]
+        .claim("q3", "a", Duration::from_secs(60), 1)
+        .await
+        .unwrap();
     assert!(c[0].give_back(&x[0]).await.unwrap());
-    let y = c[1].claim("q3", "b", Duration::from_secs(60), 1).await.unwrap();
+    let y = c[1]
+        .claim("q3", "b", Duration::from_secs(60), 1)
+        .await
+        .unwrap();
     assert_eq!(y[0].unit_id, "x");
     assert!(!c[0].complete(&x[0], None).await.unwrap());
 }

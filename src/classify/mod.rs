@@ -17,6 +17,8 @@ mod retention;
 
 pub use retention::{count_overdue, OverdueCount};
 
+use crate::source::shard::split_unit_id;
+
 use crate::config::inventory::{compile_match, Dataset};
 use crate::config::Config;
 use crate::finding::{Category, Finding, Sensitivity};
@@ -254,7 +256,8 @@ pub fn classify_findings(
                     kind,
                     ds,
                     f.target.clone(),
-                    sf.unit_id.clone(),
+                    // Range units of one table or file are one unit here.
+                    split_unit_id(&sf.unit_id).0.to_string(),
                     col.clone(),
                     f.category,
                 ))
@@ -475,8 +478,9 @@ pub async fn classify_run(
         }
         let mut units: Vec<String> = inv.literal_matches(i);
         for (sf, (_, ds)) in findings.iter().zip(&out.assignments) {
-            if ds.as_deref() == Some(d.name.as_str()) && !units.contains(&sf.unit_id) {
-                units.push(sf.unit_id.clone());
+            let unit = split_unit_id(&sf.unit_id).0;
+            if ds.as_deref() == Some(d.name.as_str()) && !units.iter().any(|u| u == unit) {
+                units.push(unit.to_string());
             }
         }
         match count_overdue(

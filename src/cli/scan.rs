@@ -460,6 +460,7 @@ fn run_work_queue(
     run: &mut Run,
     args: &ScanArgs,
     queue: &str,
+    worker: &str,
     cfg: &Config,
     shard: Option<crate::source::shard::Shard>,
     topts: &TargetOptions,
@@ -500,16 +501,10 @@ fn run_work_queue(
     }
     rt.block_on(co.enqueue(queue, &keys))
         .context("enqueueing units")?;
-    let worker = format!(
-        "{}/{}/{:08x}",
-        hostname(),
-        std::process::id(),
-        rand::random::<u32>()
-    );
     let ttl = std::time::Duration::from_secs(args.lease_secs.max(1));
     loop {
         let claim = rt
-            .block_on(co.claim(queue, &worker, ttl, 1))
+            .block_on(co.claim(queue, worker, ttl, 1))
             .context("claiming a unit")?
             .pop();
         let Some(claim) = claim else {
@@ -547,9 +542,11 @@ fn run_work_queue(
             })
         };
         run.scan_source(sources[i].as_ref(), vec![unit], engine, opts);
-        hb.abort();
+        // The lease is renewed until the findings are written and the unit is marked done.
         let rec = run.recorder.as_mut().expect("checked above");
-        if !rec.commit_unit(&co, &claim)? {
+        let committed = rec.commit_unit(&co, &claim);
+        hb.abort();
+        if !committed? {
             tracing::warn!(unit = %claim.unit_id, "claim lost while scanning: another worker redoes the unit");
         }
         if run.write_error.is_some() {
@@ -684,22 +681,30 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
         })
     });
     let save = (args.save || args.config.is_some()) && !args.no_save;
+    let worker = format!(
+        "{}/{}/{:08x}",
+        hostname(),
+        std::process::id(),
+        rand::random::<u32>()
+    );
     let recorder = if save {
         let mut cfg = config.clone();
         cfg.state_dir = Some(state_dir.clone());
         let labels: Vec<String> = args.targets.iter().map(|t| target_label(t)).collect();
         let group = args.run_group.clone().or_else(|| {
-            shard.map(|s| {
-                let h = crate::source::incremental::source_hash(&labels.join("\n"));
-                format!("scan-{as_of}-{}x-{}", s.count, &h[..12])
-            })
+            shard
+                .map(|s| {
+                    let h = crate::source::incremental::source_hash(&labels.join("\n"));
+                    format!("scan-{as_of}-{}x-{}", s.count, &h[..12])
+                })
+                .or_else(|| args.work_queue.clone())
         });
-        Some(Recorder::open(
-            &cfg,
-            &labels,
-            shard.map(|s| s.to_string()).as_deref(),
-            group.as_deref(),
-        )?)
+        // A work-queue worker's units are recorded with its worker id.
+        let label = match (&args.work_queue, shard) {
+            (Some(_), _) => Some(worker.clone()),
+            (None, s) => s.map(|s| s.to_string()),
+        };
+        Some(Recorder::open(&cfg, &labels, label.as_deref(), group.as_deref())?)
     } else {
         None
     };
@@ -720,7 +725,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
     if let Some(queue) = &args.work_queue {
         let mut cfg = config.clone();
         cfg.state_dir = Some(state_dir.clone());
-        run_work_queue(&mut run, &args, queue, &cfg, shard, &topts, &engine, &opts)?;
+        run_work_queue(&mut run, &args, queue, &worker, &cfg, shard, &topts, &engine, &opts)?;
     }
     for target in args.targets.iter().filter(|_| args.work_queue.is_none()) {
         let src = match open_target(target, &topts) {
@@ -781,7 +786,11 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
         cfg.state_dir = Some(state_dir.clone());
         // Targets listed completely (no include/exclude filter, not sharded):
         // findings of their units that no longer exist resolve.
-        let complete = if args.include.is_empty() && args.exclude.is_empty() && shard.is_none() {
+        let complete = if args.include.is_empty()
+            && args.exclude.is_empty()
+            && shard.is_none()
+            && args.work_queue.is_none()
+        {
             run.summary.targets.clone()
         } else {
             Vec::new()

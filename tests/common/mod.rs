@@ -146,8 +146,11 @@ pub fn put_object(
     key: &str,
     body: Vec<u8>,
 ) {
-    rt.block_on(store.put(&object_store::path::Path::from(key), object_store::PutPayload::from(body)))
-        .unwrap();
+    rt.block_on(store.put(
+        &object_store::path::Path::from(key),
+        object_store::PutPayload::from(body),
+    ))
+    .unwrap();
 }
 
 impl Drop for S3Server {
