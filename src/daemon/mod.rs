@@ -11,7 +11,6 @@ pub mod demo;
 pub mod jobs;
 pub mod metrics;
 pub mod scheduler;
-pub mod state;
 
 use crate::config::daemon::{JobKind, ScheduleConfig};
 use crate::config::Config;
@@ -19,7 +18,7 @@ use crate::detect::{Engine, EngineOptions};
 use crate::fingerprint::Fingerprinter;
 use metrics::Metrics;
 use scheduler::{JobFuture, JobRunner, Scheduler, Trigger};
-use state::{AuditEntry, DaemonState};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +30,9 @@ use tokio::sync::{mpsc, watch};
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
-    State(#[from] state::StateError),
+    Sweep(#[from] crate::sweep::SweepError),
+    #[error(transparent)]
+    Jobs(#[from] jobs::JobError),
     #[error(transparent)]
     Schedule(#[from] scheduler::ScheduleError),
     #[error(transparent)]
@@ -51,13 +52,38 @@ pub enum DaemonError {
     Serve(std::io::Error),
 }
 
+/// One access or action record, appended to the shared hash-chained audit
+/// log (CAC Order No. 4 Art. 15; MIIT Order No. 24 Art. 13(6): who, when,
+/// from where, what). Never carries a raw value.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub actor: String,
+    pub role: String,
+    pub action: String,
+    pub object: String,
+    pub outcome: String,
+    pub detail: Option<String>,
+    /// The client's address for API requests.
+    pub peer: Option<String>,
+}
+
 /// Everything handlers and jobs share.
 pub struct Daemon {
     pub config: Config,
-    pub state: DaemonState,
     /// The shared findings store (runs, findings, triage, violations, the
     /// hash-chained audit log) that `childguard findings`/`report`/`audit` read.
     pub store: Arc<dyn crate::store::Store>,
+    /// The shared sweep stage: plans, approvals, journaled runs, receipts.
+    pub sweeper: crate::sweep::Sweeper,
+    /// Set on shutdown: a running sweep stops at its next batch boundary.
+    pub stop: crate::sweep::Stop,
+    /// Scans still being written or classified (shown as `running`).
+    pub active_runs: std::sync::Mutex<HashSet<i64>>,
+    /// Erasure subjects by plan id, in memory only until the erasure ran
+    /// (plans keep only the keyed fingerprint).
+    pub subjects: std::sync::Mutex<HashMap<String, String>>,
+    /// Serializes plan state changes (approve, supersede) in this daemon.
+    pub plan_lock: tokio::sync::Mutex<()>,
     pub metrics: Arc<Metrics>,
     pub engine: Engine,
     pub tokens: auth::TokenSet,
@@ -102,7 +128,7 @@ impl JobRunner for DaemonRunner {
                     }
                 }
                 JobKind::SweepPlan => {
-                    jobs::plan_sweeps(&d, &s.datasets, false, &by)
+                    jobs::plan_sweeps(&d, &s.datasets, &by)
                         .await
                         .map_err(|e| e.to_string())?;
                 }
@@ -112,34 +138,30 @@ impl JobRunner for DaemonRunner {
                         .map_err(|e| e.to_string())?;
                 }
                 JobKind::Report => {
-                    let body = jobs::build_report(&d, &s.datasets)
+                    let (meta, data) = jobs::create_report(&d, &by)
                         .await
                         .map_err(|e| e.to_string())?;
-                    let id = d
-                        .state
-                        .create_report(&by, &body)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let path = s.output.clone().unwrap_or_else(|| {
-                        d.state_dir.join("reports").join(format!(
-                            "{}-{}.json",
-                            s.name,
-                            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-                        ))
-                    });
-                    if let Some(dir) = path.parent() {
-                        std::fs::create_dir_all(dir)
-                            .map_err(|e| format!("{}: {e}", dir.display()))?;
+                    // Also where the schedule asks, in the format its extension names.
+                    if let Some(path) = &s.output {
+                        let body = match path.extension().and_then(|e| e.to_str()) {
+                            Some("md") => crate::report::render_markdown(&data),
+                            Some("html") | Some("htm") => crate::report::render_html(&data),
+                            _ => crate::report::render_json(&data),
+                        };
+                        if let Some(dir) = path.parent() {
+                            std::fs::create_dir_all(dir)
+                                .map_err(|e| format!("{}: {e}", dir.display()))?;
+                        }
+                        std::fs::write(path, body)
+                            .map_err(|e| format!("{}: {e}", path.display()))?;
                     }
-                    std::fs::write(&path, serde_json::to_vec_pretty(&body).unwrap())
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
                     d.audit(
                         &by,
                         "-",
                         "report.create",
-                        &format!("report/{id}"),
+                        &format!("report/{}", meta.id),
                         "ok",
-                        Some(path.display().to_string()),
+                        Some(format!("run {}", meta.run_id)),
                     );
                 }
             }
@@ -148,16 +170,14 @@ impl JobRunner for DaemonRunner {
     }
 }
 
+/// Appends queued records to the shared audit chain in order, off the
+/// request path.
 async fn audit_writer(
-    state: DaemonState,
     store: Arc<dyn crate::store::Store>,
     mut rx: mpsc::UnboundedReceiver<AuditEntry>,
 ) {
     let mut buf = Vec::new();
     while rx.recv_many(&mut buf, 1000).await > 0 {
-        if let Err(e) = state.audit_batch(&buf).await {
-            tracing::error!(error = %e, records = buf.len(), "cannot write audit records");
-        }
         for e in &buf {
             // The store records its own triage entries (`Store::triage`).
             if e.action == "finding.triage" {
@@ -181,7 +201,7 @@ fn shared_audit(e: &AuditEntry) -> crate::store::AuditEntry {
             "role": e.role,
             "outcome": e.outcome,
             "detail": e.detail,
-            "at": e.at,
+            "peer": e.peer,
         }),
     }
 }
@@ -199,14 +219,6 @@ pub async fn build(
     opts: &ServeOptions,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(Arc<Daemon>, tokio::task::JoinHandle<()>), DaemonError> {
-    let state = DaemonState::open(&opts.state_dir.join("daemon.db")).await?;
-    let stale = state.mark_stale_runs().await?;
-    if stale > 0 {
-        tracing::warn!(
-            runs = stale,
-            "runs left running by a previous daemon marked interrupted"
-        );
-    }
     let fp = Fingerprinter::load(&opts.state_dir).map_err(|e| DaemonError::Key(e.to_string()))?;
     let mut eo = EngineOptions::new(chrono::Utc::now().date_naive());
     eo.child_age = opts.config.child_age;
@@ -216,12 +228,34 @@ pub async fn build(
         tracing::warn!("no [[tokens]] configured: every API call will be refused (401)");
     }
     let store = crate::store::open(&store_config(opts)).await?;
+    let stale = store.interrupt_runs(None).await?;
+    if stale > 0 {
+        tracing::warn!(
+            runs = stale,
+            "runs left running by a previous daemon marked interrupted"
+        );
+    }
+    let mut sweeper = crate::sweep::Sweeper::open(store_config(opts)).await?;
+    // `[server]` batch settings bound the sweeper's adaptive batches.
+    let rows = (opts.config.server.sweep_batch_rows as usize).max(1);
+    sweeper.settings.max_batch = sweeper.settings.max_batch.min(rows);
+    sweeper.settings.initial_batch = sweeper.settings.initial_batch.min(rows);
+    sweeper.settings.min_batch = sweeper.settings.min_batch.min(rows);
+    sweeper.settings.sleep_ms = sweeper
+        .settings
+        .sleep_ms
+        .max(opts.config.server.sweep_batch_pause_ms);
+    let stop = crate::sweep::Stop::new(&opts.state_dir);
     let (audit_tx, audit_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(audit_writer(state.clone(), store.clone(), audit_rx));
+    let writer = tokio::spawn(audit_writer(store.clone(), audit_rx));
     let d = Arc::new(Daemon {
         config: opts.config.clone(),
-        state,
         store,
+        sweeper,
+        stop,
+        active_runs: Default::default(),
+        subjects: Default::default(),
+        plan_lock: Default::default(),
         metrics: Arc::new(Metrics::new()),
         engine,
         tokens,
@@ -256,23 +290,16 @@ pub async fn serve(
     {
         let d2 = d.clone();
         tokio::spawn(async move {
-            for st in ["running", "interrupted"] {
-                match d2.state.plans(Some(st)).await {
-                    Ok(plans) => {
-                        for p in plans {
-                            tracing::info!(
-                                plan = p.id,
-                                done = p.done_rows,
-                                "resuming an interrupted sweep"
-                            );
-                            if let Err(e) = jobs::run_plan(d2.clone(), p.id, "daemon:resume").await
-                            {
-                                tracing::error!(plan = p.id, error = %e, "resumed sweep failed");
-                            }
+            match jobs::interrupted_plans(&d2).await {
+                Ok(plans) => {
+                    for id in plans {
+                        tracing::info!(plan = %id, "resuming an interrupted sweep");
+                        if let Err(e) = jobs::run_sweep(d2.clone(), &id, "daemon:resume").await {
+                            tracing::error!(plan = %id, error = %e, "resumed sweep failed");
                         }
                     }
-                    Err(e) => tracing::error!(error = %e, "cannot list sweeps to resume"),
                 }
+                Err(e) => tracing::error!(error = %e, "cannot list sweeps to resume"),
             }
         });
     }
@@ -305,7 +332,7 @@ pub async fn serve(
                 let id = jobs::scan(d2.clone(), targets, "startup", &by).await?;
                 jobs::wait_run(&d2, id).await?;
                 if let Some(p) = plan_by {
-                    jobs::plan_sweeps(&d2, &[], false, &p).await?;
+                    jobs::plan_sweeps(&d2, &[], &p).await?;
                 }
                 Ok::<_, jobs::JobError>(())
             };
@@ -315,9 +342,11 @@ pub async fn serve(
         });
     }
 
+    let sweep_stop = d.stop.clone();
     tokio::spawn(async move {
         stop.await;
         tracing::info!("shutdown requested: scheduling stopped, finishing the current job");
+        sweep_stop.request();
         let _ = tx.send(true);
     });
     let mut rx2 = rx.clone();

@@ -73,6 +73,8 @@ pub enum RunStatus {
     Completed,
     CompletedWithErrors,
     Failed,
+    /// Left `running` by a process that stopped (shutdown, crash) before finishing it.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -82,6 +84,7 @@ impl RunStatus {
             RunStatus::Completed => "completed",
             RunStatus::CompletedWithErrors => "completed_with_errors",
             RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -94,13 +97,15 @@ impl FromStr for RunStatus {
             "completed" => RunStatus::Completed,
             "completed_with_errors" => RunStatus::CompletedWithErrors,
             "failed" => RunStatus::Failed,
+            "interrupted" => RunStatus::Interrupted,
             _ => return Err(format!("unknown run status `{s}`")),
         })
     }
 }
 
-/// What a scan run read, written by `finish_run`.
+/// What a scan run read, written by `finish_run` (empty while it runs).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunStats {
     pub units: u64,
     pub units_failed: u64,
@@ -127,6 +132,12 @@ pub struct Run {
     pub stats: RunStats,
     /// Written by the classifier: finding and violation counts of the run.
     pub summary: RunSummary,
+    /// What started it (`api`, `scheduled`, `startup`, `cli`); None when not recorded.
+    #[serde(default)]
+    pub trigger: Option<String>,
+    /// Who started it (token or schedule name); None when not recorded.
+    #[serde(default)]
+    pub started_by: Option<String>,
 }
 
 /// Per-run counts computed by the classifier (the trend's data points).
@@ -483,6 +494,12 @@ pub trait Store: Send + Sync {
     /// number of findings resolved.
     async fn finish_run(&self, run_id: i64, stats: &RunStats) -> Result<u64>;
     async fn set_run_summary(&self, run_id: i64, summary: &RunSummary) -> Result<()>;
+    /// Record what started a run and who (shown by the daemon's API).
+    async fn set_run_origin(&self, run_id: i64, trigger: &str, started_by: &str) -> Result<()>;
+    /// Mark runs interrupted: `Some(id)` that run (a scan stopped by shutdown,
+    /// after `finish_run`), `None` every run still `running` (a daemon starting
+    /// after a crash). Returns the number of runs changed.
+    async fn interrupt_runs(&self, run_id: Option<i64>) -> Result<u64>;
 
     async fn run(&self, run_id: i64) -> Result<Option<Run>>;
     /// Most recent runs first.
