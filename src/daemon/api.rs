@@ -139,14 +139,7 @@ impl From<JobError> for ApiError {
             }
             JobError::Report(e) => internal(&e),
             JobError::Classify(e) => internal(&e),
-            JobError::Unit { .. } => {
-                tracing::error!(error = %e, "job error");
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "source_error",
-                    e.to_string(),
-                )
-            }
+            JobError::Unit { .. } => internal(&e),
         }
     }
 }
@@ -260,6 +253,10 @@ async fn json_errors(req: Request, next: Next) -> Response {
         s if s.is_client_error() => "bad_request",
         _ => "internal",
     };
+    // A server error's own text stays in the log, never in the response.
+    if status.is_server_error() {
+        return error_body(status, code, status.canonical_reason().unwrap_or("error"));
+    }
     let bytes = axum::body::to_bytes(resp.into_body(), 64 * 1024)
         .await
         .unwrap_or_default();
@@ -308,6 +305,29 @@ async fn auth_layer(State(d): D, mut req: Request, next: Next) -> Response {
             .map(|p| p.as_str())
             .unwrap_or(&path)
     );
+    // From where (MIIT Order No. 24 Art. 13(6)): the client's address, and
+    // what: the route, the object's path and the query (filters, never a body).
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string());
+    let query = req
+        .uri()
+        .query()
+        .map(|q| q.chars().take(500).collect::<String>());
+    let record = |actor: &str, role: &str, outcome: &str| {
+        d.audit_entry(crate::daemon::AuditEntry {
+            actor: actor.into(),
+            role: role.into(),
+            action: action.clone(),
+            object: path.clone(),
+            outcome: outcome.into(),
+            detail: query.clone(),
+            peer: peer.clone(),
+        })
+    };
+    // Bearer tokens in the Authorization header only: no cookies, no query
+    // tokens, so a cross-site request carries no credentials (CSRF-safe).
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -319,7 +339,7 @@ async fn auth_layer(State(d): D, mut req: Request, next: Next) -> Response {
             &[("code", "unauthorized")],
             1.0,
         );
-        d.audit("-", "-", &action, &path, "401", None);
+        record("-", "-", "401");
         return error_body(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -337,13 +357,32 @@ async fn auth_layer(State(d): D, mut req: Request, next: Next) -> Response {
             &[("code", "invalid_token")],
             1.0,
         );
-        d.audit("-", "-", &action, &path, "401", None);
+        record("-", "-", "401");
         return error_body(
             StatusCode::UNAUTHORIZED,
             "invalid_token",
             "the bearer token is not valid",
         );
     };
+    if let Err(wait) = d.limiter.check(&caller.name) {
+        d.metrics.inc(
+            "childguard_rate_limited_total",
+            &[("token", &caller.name)],
+            1.0,
+        );
+        record(&caller.name, caller.role.as_str(), "429");
+        let mut r = error_body(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            &format!(
+                "too many requests for token `{}`; retry in {wait} s",
+                caller.name
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return r;
+    }
     req.extensions_mut().insert(caller.clone());
     let resp = next.run(req).await;
     if resp.status() == StatusCode::FORBIDDEN {
@@ -353,14 +392,7 @@ async fn auth_layer(State(d): D, mut req: Request, next: Next) -> Response {
             1.0,
         );
     }
-    d.audit(
-        &caller.name,
-        caller.role.as_str(),
-        &action,
-        &path,
-        resp.status().as_str(),
-        None,
-    );
+    record(&caller.name, caller.role.as_str(), resp.status().as_str());
     resp
 }
 

@@ -962,7 +962,7 @@ impl Daemon {
         outcome: &str,
         detail: Option<String>,
     ) {
-        let _ = self.audit_tx.send(crate::daemon::AuditEntry {
+        self.audit_entry(crate::daemon::AuditEntry {
             actor: actor.into(),
             role: role.into(),
             action: action.into(),
@@ -971,5 +971,10 @@ impl Daemon {
             detail,
             peer: None,
         });
+    }
+
+    /// Queue a record for the shared audit chain (written in order, off the request path).
+    pub fn audit_entry(&self, e: crate::daemon::AuditEntry) {
+        let _ = self.audit_tx.send(e);
     }
 }

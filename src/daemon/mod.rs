@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod demo;
 pub mod jobs;
+pub mod limit;
 pub mod metrics;
 pub mod scheduler;
 
@@ -87,6 +88,8 @@ pub struct Daemon {
     pub metrics: Arc<Metrics>,
     pub engine: Engine,
     pub tokens: auth::TokenSet,
+    /// Per-token API rate limit.
+    pub limiter: limit::RateLimiter,
     pub shutdown: watch::Receiver<bool>,
     pub audit_tx: mpsc::UnboundedSender<AuditEntry>,
     pub scan_lock: Arc<tokio::sync::Mutex<()>>,
@@ -214,6 +217,52 @@ fn store_config(opts: &ServeOptions) -> Config {
     c
 }
 
+/// Record a `config.change` entry in the shared audit chain when the
+/// configuration (inventory, tokens, schedules, server settings) differs from
+/// the one the last entry recorded (CAC Order No. 4 Art. 15: changes to who
+/// may access what, and to retention rules, are on record). The config is
+/// identified by a keyed fingerprint, so no secret in it is ever written.
+async fn record_config(
+    store: &dyn crate::store::Store,
+    engine: &Engine,
+    config: &Config,
+) -> Result<(), DaemonError> {
+    let fp = engine
+        .fingerprinter()
+        .fingerprint(&format!("config\0{config:?}"));
+    let mut last: Option<String> = None;
+    let mut after = 0;
+    loop {
+        let rows = store.audit_rows(after, 10_000).await?;
+        let Some(end) = rows.last() else { break };
+        after = end.id;
+        for r in rows.iter().filter(|r| r.action == "config.change") {
+            last = serde_json::from_str::<serde_json::Value>(&r.details)
+                .ok()
+                .and_then(|d| d["fingerprint"].as_str().map(str::to_string));
+        }
+    }
+    if last.as_deref() == Some(fp.as_str()) {
+        return Ok(());
+    }
+    store
+        .audit_append(&crate::store::AuditEntry {
+            actor: "daemon".into(),
+            action: "config.change".into(),
+            object: "config".into(),
+            details: serde_json::json!({
+                "fingerprint": fp,
+                "previous": last,
+                "datasets": config.datasets.len(),
+                "tokens": config.tokens.len(),
+                "schedules": config.schedules.len(),
+            }),
+        })
+        .await?;
+    tracing::info!(fingerprint = %&fp[..16.min(fp.len())], "configuration changed since the last start: recorded in the audit log");
+    Ok(())
+}
+
 /// Build the shared daemon state (used by `serve` and by tests).
 pub async fn build(
     opts: &ServeOptions,
@@ -228,6 +277,7 @@ pub async fn build(
         tracing::warn!("no [[tokens]] configured: every API call will be refused (401)");
     }
     let store = crate::store::open(&store_config(opts)).await?;
+    record_config(&*store, &engine, &opts.config).await?;
     let stale = store.interrupt_runs(None).await?;
     if stale > 0 {
         tracing::warn!(
@@ -259,6 +309,10 @@ pub async fn build(
         metrics: Arc::new(Metrics::new()),
         engine,
         tokens,
+        limiter: limit::RateLimiter::new(
+            opts.config.server.rate_limit_per_sec,
+            opts.config.server.rate_limit_burst,
+        ),
         shutdown,
         audit_tx,
         scan_lock: Arc::new(tokio::sync::Mutex::new(())),
