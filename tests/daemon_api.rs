@@ -867,3 +867,60 @@ fn daemon_scan_and_triage_land_in_the_shared_store() {
     assert!(out.contains("scan.start"), "{out}");
     assert!(out.contains("finding.triage"), "{out}");
 }
+
+/// Erasure subjects are never stored: after a restart the approver gives
+/// the subject again, and the plan stays approvable until then.
+#[test]
+fn an_erasure_approved_after_a_restart_needs_the_subject_again() {
+    let e = estate(5, 0, "");
+    let mut s = Server::start(&e, &[]);
+    let subject: String = {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", e.db.display()))
+                .await
+                .unwrap();
+            sqlx::query_scalar("SELECT id_no FROM students LIMIT 1")
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        })
+    };
+    let r = s.post(
+        "/api/v1/erasures",
+        "otto",
+        json!({"subject": subject, "reason": "account closed"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json["id"].as_str().unwrap().to_string();
+    s.sigterm();
+    assert_eq!(s.wait(std::time::Duration::from_secs(10)), Some(0));
+
+    let s = Server::start(&e, &[]);
+    let path = format!("/api/v1/erasures/{id}/approve");
+    let r = s.post(&path, "anna", json!({}));
+    assert_eq!((r.status, r.code()), (409, "subject_needed"), "{}", r.body);
+    assert_eq!(
+        s.get(&format!("/api/v1/erasures/{id}"), "vera").json["status"],
+        "planned"
+    );
+    let r = s.post(&path, "anna", json!({"subject": "not-the-subject"}));
+    assert_ne!(
+        r.status, 200,
+        "a different subject does not match the plan's fingerprint"
+    );
+    let r = s.post(&path, "arne", json!({ "subject": subject }));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (r.json["status"].as_str(), r.json["erased_rows"].as_i64()),
+        (Some("done"), Some(1))
+    );
+    assert!(!s
+        .get("/api/v1/audit?per_page=1000", "anna")
+        .body
+        .contains(&subject));
+}

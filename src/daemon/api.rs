@@ -1052,12 +1052,24 @@ async fn approve_erasure(
     body: Option<Json<ErasureApproveBody>>,
 ) -> ApiResult {
     need(&c, Role::Approver, "approving an erasure")?;
-    erasure_view(&d, &id).await?;
+    let v = erasure_view(&d, &id).await?;
     if let Some(s) = body.and_then(|b| b.0.subject) {
+        if Some(d.sweeper.fp.fingerprint(s.trim())).as_deref() != v["subject_fingerprint"].as_str()
+        {
+            return Err(ApiError::bad("subject does not match the erasure request"));
+        }
         d.subjects
             .lock()
             .unwrap()
             .insert(id.clone(), s.trim().to_string());
+    }
+    // Approving runs it: refuse before approving when the subject is not at
+    // hand (the daemon restarted since the request), so it stays approvable.
+    if v["status"] == "planned" && !d.subjects.lock().unwrap().contains_key(&id) {
+        return Err(ApiError::conflict(
+            "subject_needed",
+            "this daemon restarted since the request: approve again with the subject in the body",
+        ));
     }
     approve_as(&d, &c, &id, "erasure.approve").await?;
     // Run detached so a client timeout or disconnect cannot cut it short.

@@ -186,8 +186,20 @@ async fn audit_writer(
             if e.action == "finding.triage" {
                 continue;
             }
-            if let Err(err) = store.audit_append(&shared_audit(e)).await {
-                tracing::error!(error = %err, action = %e.action, "cannot append to the audit chain");
+            // A busy database (SQLite: another writer upgrading its
+            // transaction) is retried, so no access record is dropped.
+            let entry = shared_audit(e);
+            for attempt in 1..=5u64 {
+                match store.audit_append(&entry).await {
+                    Ok(_) => break,
+                    Err(err) if attempt == 5 => {
+                        tracing::error!(error = %err, action = %e.action, "cannot append to the audit chain");
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, attempt, "audit append failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                    }
+                }
             }
         }
         buf.clear();
