@@ -7,7 +7,8 @@
 # CHILDGUARD_BIN=path skips the release build and uses that binary.
 # Needs: wrk (apt-get install wrk), python3 (sqlite3 module). Builds the
 # release binary (CARGO_TARGET_DIR is honoured), starts `childguard serve` on
-# a free loopback port with a fresh state dir, seeds the findings table, then
+# a free loopback port with a fresh state dir, seeds the shared store's
+# findings table (<state_dir>/childguard.db), then
 # runs wrk against an unfiltered first page, a filtered page deep in the
 # result set, and the overview.
 set -euo pipefail
@@ -32,6 +33,8 @@ cat > "$WORK/childguard.toml" <<TOML
 state_dir = "$WORK/state"
 [server]
 listen = "127.0.0.1:0"
+# wrk is one token at thousands of requests/s: no per-token limit here.
+rate_limit_per_sec = 0
 [[tokens]]
 name = "bench"
 hash = "$HASH"
@@ -47,26 +50,29 @@ start() {
 start
 # Schema exists now; seed findings directly (masked values and fingerprints only).
 kill $PID; wait $PID 2>/dev/null || true
-python3 - "$WORK/state/daemon.db" "$N" <<'PY'
+python3 - "$WORK/state/childguard.db" "$N" <<'PY'
 import sqlite3, sys, random, hashlib
 db, n = sys.argv[1], int(sys.argv[2])
 rnd = random.Random(7)
 c = sqlite3.connect(db)
 datasets = ["students", "app_logs", "guardians", "exports", None]
 cats = ["cn_resident_id", "cn_mobile", "birth_date", "school_name", "person_name", "address"]
-now = "2025-01-01T00:00:00.000Z"
+now = "2025-01-01T00:00:00Z"
+run = c.execute("INSERT INTO runs(started_at, finished_at, targets, status, stats, summary, run_trigger, started_by) VALUES (?,?,'[\"/srv/data\"]','completed','{}',?,'api','bench')",
+                (now, now, '{"findings": %d, "classified": true}' % n)).lastrowid
 rows = []
 for i in range(n):
     fid = hashlib.sha256(str(i).encode()).hexdigest()[:24]
     ds = rnd.choice(datasets)
     cat = rnd.choice(cats)
     child = rnd.choice([1, 1, 0, None])
-    sev = rnd.choice(["high", "medium", "low"])
+    sens = rnd.choice(["high", "medium", "low"])
     st = "open" if rnd.random() < 0.9 else "false_positive"
-    rows.append((fid, 1, "/srv/data", f"logs/app-{i % 500}.log", None, i % 10000 + 1, None, None, ds, cat, "r." + cat, child,
-                 0.9, "110105********1234", hashlib.sha256(b"fp" + str(i).encode()).hexdigest(), sev, None, None, st, now, now))
-c.executemany("INSERT INTO findings(finding_id, run_id, target, path, tbl, line, column_name, field, dataset, category, rule, child, confidence, masked, fingerprint, severity, count, child_count, status, first_seen, last_seen) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-c.execute("INSERT INTO runs(kind, trigger, started_by, status, started_at, finished_at, findings) VALUES ('scan','api','bench','completed',?,?,?)", (now, now, n))
+    path = f"logs/app-{i % 500}.log"
+    rows.append((fid, "/srv/data", path, path, i % 10000 + 1, ds, cat, "r." + cat, child, 0.9, "110105********1234",
+                 hashlib.sha256(b"fp" + str(i).encode()).hexdigest(), sens, st, now, now, run, run))
+c.executemany("INSERT INTO findings(finding_id, target, unit_id, path, line, dataset, category, rule, child, confidence, masked, fingerprint, sensitivity, triage_status, first_seen, last_seen, first_run, last_run) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+c.execute("ANALYZE")
 c.commit()
 print(f"seeded {n} findings", file=sys.stderr)
 PY

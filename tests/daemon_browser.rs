@@ -48,8 +48,9 @@ fn dashboard_login_filter_triage_approve_sweep() {
             json!({"datasets": ["students"]}),
         )
         .json["items"][0]["id"]
-        .as_i64()
-        .unwrap();
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
@@ -100,7 +101,7 @@ fn dashboard_login_filter_triage_approve_sweep() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert_eq!(seen.last(), Some(&"completed"), "{seen:?}");
+    assert_eq!(seen.last(), Some(&"done"), "{seen:?}");
     assert!(
         seen.contains(&"running"),
         "live progress was visible: {seen:?}"
@@ -128,7 +129,7 @@ fn dashboard_login_filter_triage_approve_sweep() {
             p["approved_by"].as_str(),
             p["done_rows"].as_i64()
         ),
-        (Some("completed"), Some("anna"), Some(120))
+        (Some("done"), Some("anna"), Some(120))
     );
     for name in [
         "01-overview",

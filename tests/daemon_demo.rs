@@ -66,7 +66,7 @@ fn demo_shows_findings_violations_and_a_sweep_plan() {
             p["planned_rows"].as_i64(),
             p["status"].as_str()
         ),
-        (Some("students"), Some(100), Some("pending"))
+        (Some("students"), Some(100), Some("planned"))
     );
     assert_eq!(
         p["created_by"], "demo-operator",

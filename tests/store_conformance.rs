@@ -121,6 +121,17 @@ async fn conformance(store: Arc<dyn Store>, exec: Exec) {
     assert_eq!(run1.status, RunStatus::Completed);
     assert_eq!(run1.targets, vec!["fixtures".to_string()]);
     assert!(run1.finished_at.is_some());
+    assert_eq!(
+        (run1.trigger.as_deref(), run1.started_by.as_deref()),
+        (None, None)
+    );
+    // Origin (the daemon's API shows it) and interrupted runs.
+    store.set_run_origin(r1, "api", "otto").await.unwrap();
+    let run1 = store.run(r1).await.unwrap().unwrap();
+    assert_eq!(
+        (run1.trigger.as_deref(), run1.started_by.as_deref()),
+        (Some("api"), Some("otto"))
+    );
     let all = store
         .findings(&FindingFilter {
             limit: 1000,
@@ -568,11 +579,31 @@ async fn conformance(store: Arc<dyn Store>, exec: Exec) {
     assert_eq!(store.previous_run(r4).await.unwrap().unwrap().id, r3);
     assert!(store.previous_run(r1).await.unwrap().is_none());
     assert_eq!(store.runs(2).await.unwrap().len(), 2);
+    // A run left running (e.g. by a daemon that crashed) is marked interrupted.
+    let stale = store.begin_run(&["elsewhere".into()]).await.unwrap();
+    // A running run reads back (its stats are not written yet).
+    assert_eq!(
+        store.run(stale).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+    assert_eq!(
+        store.interrupt_runs(None).await.unwrap(),
+        1,
+        "only the running run"
+    );
+    let st = store.run(stale).await.unwrap().unwrap();
+    assert_eq!(st.status, RunStatus::Interrupted);
+    assert!(st.finished_at.is_some());
+    assert_eq!(
+        store.run(r1).await.unwrap().unwrap().status,
+        RunStatus::Completed
+    );
+    assert_eq!(store.interrupt_runs(None).await.unwrap(), 0);
 
     // Audit: scans and triage were recorded, chained, and tampering is caught.
     let rows = store.audit_rows(0, 1000).await.unwrap();
     let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
-    assert_eq!(actions.iter().filter(|a| **a == "scan.start").count(), 7);
+    assert_eq!(actions.iter().filter(|a| **a == "scan.start").count(), 8);
     assert_eq!(
         actions.iter().filter(|a| **a == "finding.triage").count(),
         2

@@ -84,13 +84,19 @@ pub async fn count_overdue(
             let mut out = Vec::new();
             let mut problems = Vec::new();
             macro_rules! count_tables {
-                ($conn:expr, $q:expr, $ph:expr, $list:expr) => {{
+                ($conn:expr, $q:expr, $ph:expr, $list:expr, $norm:expr) => {{
                     let mut conn = $conn;
+                    // One name per table (SQLite: `students` is `main.students`), so no table is counted twice.
+                    let norm: fn(String) -> String = $norm;
+                    tables = tables.into_iter().map(norm).collect();
+                    tables.sort();
+                    tables.dedup();
                     if !d.matches.is_empty() {
                         let listed: Vec<String> = sqlx::query_scalar($list).fetch_all(&mut conn).await.map_err(|e| src_err(&e))?;
                         for t in listed {
-                            if matches(&t) && !tables.contains(&t) {
-                                tables.push(t);
+                            let n = norm(t.clone());
+                            if matches(&t) && !tables.contains(&n) {
+                                tables.push(n);
                             }
                         }
                     }
@@ -108,19 +114,22 @@ pub async fn count_overdue(
                     sqlx::PgConnection::connect(source).await.map_err(|e| src_err(&db_cause(&e)))?,
                     '"',
                     "$1",
-                    "SELECT table_schema || '.' || table_name FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+                    "SELECT table_schema || '.' || table_name FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')",
+                    |t| t
                 ),
                 "mysql" | "mariadb" => count_tables!(
                     sqlx::MySqlConnection::connect(&source.replacen("mariadb://", "mysql://", 1)).await.map_err(|e| src_err(&db_cause(&e)))?,
                     '`',
                     "?",
-                    "SELECT CONCAT(table_schema, '.', table_name) FROM information_schema.tables WHERE table_schema = DATABASE()"
+                    "SELECT CONCAT(table_schema, '.', table_name) FROM information_schema.tables WHERE table_schema = DATABASE()",
+                    |t| t
                 ),
                 _ => count_tables!(
                     sqlx::SqliteConnection::connect(source).await.map_err(|e| src_err(&db_cause(&e)))?,
                     '"',
                     "$1",
-                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                    "SELECT name FROM sqlite_master WHERE type = 'table'",
+                    |t| if t.contains('.') { t } else { format!("main.{t}") }
                 ),
             }
             if out.is_empty() && !problems.is_empty() {

@@ -169,6 +169,13 @@ pub struct ServerConfig {
     /// Seconds a shutdown waits for the running job to reach a checkpoint.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
+    /// API requests per second each token may make on average; over it the
+    /// API answers 429 `rate_limited`. 0 turns rate limiting off.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit_per_sec: u32,
+    /// API requests a token may make at once above the average rate.
+    #[serde(default = "default_rate_burst")]
+    pub rate_limit_burst: u32,
 }
 
 impl Default for ServerConfig {
@@ -181,6 +188,8 @@ impl Default for ServerConfig {
             sweep_batch_rows: default_sweep_batch(),
             sweep_batch_pause_ms: default_sweep_pause(),
             shutdown_grace_secs: default_shutdown_grace(),
+            rate_limit_per_sec: default_rate_limit(),
+            rate_limit_burst: default_rate_burst(),
         }
     }
 }
@@ -208,6 +217,12 @@ const fn default_request_timeout() -> u64 {
 }
 const fn default_sweep_batch() -> u32 {
     500
+}
+const fn default_rate_limit() -> u32 {
+    20
+}
+const fn default_rate_burst() -> u32 {
+    100
 }
 const fn default_sweep_pause() -> u64 {
     0

@@ -8,8 +8,9 @@
 use crate::config::daemon::Role;
 use crate::daemon::auth::Caller;
 use crate::daemon::jobs::{self, JobError};
-use crate::daemon::state::{FindingFilter, StateError};
 use crate::daemon::Daemon;
+use crate::store::{FindingFilter, StoreError, StoredFinding, TriageStatus, Violation};
+use crate::sweep::{PlanKind, SweepError};
 use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -84,14 +85,35 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<StateError> for ApiError {
-    fn from(e: StateError) -> Self {
-        tracing::error!(error = %e, "state database error");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "state database error (see the daemon log)",
-        )
+fn internal(e: &dyn std::fmt::Display) -> ApiError {
+    // The cause goes to the daemon log only; the client gets a stable code.
+    tracing::error!(error = %e, "internal error");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; see the daemon log",
+    )
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { what, id } => ApiError::not_found(format!("{what} {id}")),
+            e => internal(&e),
+        }
+    }
+}
+
+impl From<SweepError> for ApiError {
+    fn from(e: SweepError) -> Self {
+        match e {
+            SweepError::NoSuchPlan(id) => ApiError::not_found(format!("sweep plan {id}")),
+            SweepError::Plan(m) => ApiError::bad(m),
+            SweepError::Approval(m) | SweepError::Refused(m) => {
+                ApiError::conflict("invalid_state", m)
+            }
+            e => internal(&e),
+        }
     }
 }
 
@@ -102,23 +124,22 @@ impl From<JobError> for ApiError {
                 ApiError::conflict("busy", format!("a {what} is already running"))
             }
             JobError::Invalid(m) => ApiError::bad(m),
-            JobError::State(s) => s.into(),
-            JobError::Store(_) | JobError::Classify(_) => {
-                tracing::error!(error = %e, "store error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the findings store failed; see the daemon log",
-                )
+            JobError::SelfApproval => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "self_approval",
+                "a plan must be approved by someone other than its author",
+            ),
+            JobError::State(m) => ApiError::conflict("invalid_state", m),
+            JobError::NotApproved(m) => ApiError::conflict("not_approved", m),
+            JobError::NotFound(m) => ApiError::not_found(m),
+            JobError::Sweep(e) => e.into(),
+            JobError::Store(e) => e.into(),
+            JobError::Report(crate::report::ReportError::NoRuns) => {
+                ApiError::conflict("no_runs", "nothing to report yet: run a scan first")
             }
-            JobError::Unit { .. } => {
-                tracing::error!(error = %e, "job error");
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "source_error",
-                    e.to_string(),
-                )
-            }
+            JobError::Report(e) => internal(&e),
+            JobError::Classify(e) => internal(&e),
+            JobError::Unit { .. } => internal(&e),
         }
     }
 }
@@ -167,6 +188,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/purge", post(purge))
         .route("/reports", get(list_reports).post(create_report))
         .route("/reports/{id}", get(get_report))
+        .route("/erasures/{id}", get(get_erasure))
         .route("/audit", get(list_audit))
         .layer(middleware::from_fn_with_state(d.clone(), auth_layer))
         .route(
@@ -231,6 +253,10 @@ async fn json_errors(req: Request, next: Next) -> Response {
         s if s.is_client_error() => "bad_request",
         _ => "internal",
     };
+    // A server error's own text stays in the log, never in the response.
+    if status.is_server_error() {
+        return error_body(status, code, status.canonical_reason().unwrap_or("error"));
+    }
     let bytes = axum::body::to_bytes(resp.into_body(), 64 * 1024)
         .await
         .unwrap_or_default();
@@ -279,6 +305,29 @@ async fn auth_layer(State(d): D, mut req: Request, next: Next) -> Response {
             .map(|p| p.as_str())
             .unwrap_or(&path)
     );
+    // From where (MIIT Order No. 24 Art. 13(6)): the client's address, and
+    // what: the route, the object's path and the query (filters, never a body).
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string());
+    let query = req
+        .uri()
+        .query()
+        .map(|q| q.chars().take(500).collect::<String>());
+    let record = |actor: &str, role: &str, outcome: &str| {
+        d.audit_entry(crate::daemon::AuditEntry {
+            actor: actor.into(),
+            role: role.into(),
+            action: action.clone(),
+            object: path.clone(),
+            outcome: outcome.into(),
+            detail: query.clone(),
+            peer: peer.clone(),
+        })
+    };
+    // Bearer tokens in the Authorization header only: no cookies, no query
+    // tokens, so a cross-site request carries no credentials (CSRF-safe).
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -290,7 +339,7 @@ async fn auth_layer(State(d): D, mut req: Request, next: Next) -> Response {
             &[("code", "unauthorized")],
             1.0,
         );
-        d.audit("-", "-", &action, &path, "401", None);
+        record("-", "-", "401");
         return error_body(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -308,13 +357,32 @@ async fn auth_layer(State(d): D, mut req: Request, next: Next) -> Response {
             &[("code", "invalid_token")],
             1.0,
         );
-        d.audit("-", "-", &action, &path, "401", None);
+        record("-", "-", "401");
         return error_body(
             StatusCode::UNAUTHORIZED,
             "invalid_token",
             "the bearer token is not valid",
         );
     };
+    if let Err(wait) = d.limiter.check(&caller.name) {
+        d.metrics.inc(
+            "childguard_rate_limited_total",
+            &[("token", &caller.name)],
+            1.0,
+        );
+        record(&caller.name, caller.role.as_str(), "429");
+        let mut r = error_body(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            &format!(
+                "too many requests for token `{}`; retry in {wait} s",
+                caller.name
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return r;
+    }
     req.extensions_mut().insert(caller.clone());
     let resp = next.run(req).await;
     if resp.status() == StatusCode::FORBIDDEN {
@@ -324,19 +392,13 @@ async fn auth_layer(State(d): D, mut req: Request, next: Next) -> Response {
             1.0,
         );
     }
-    d.audit(
-        &caller.name,
-        caller.role.as_str(),
-        &action,
-        &path,
-        resp.status().as_str(),
-        None,
-    );
+    record(&caller.name, caller.role.as_str(), resp.status().as_str());
     resp
 }
 
 async fn readyz(State(d): D) -> Response {
-    if d.ready.load(Ordering::SeqCst) && !*d.shutdown.borrow() && d.state.ping().await {
+    if d.ready.load(Ordering::SeqCst) && !*d.shutdown.borrow() && d.store.latest_run().await.is_ok()
+    {
         Json(json!({"status": "ready"})).into_response()
     } else {
         error_body(
@@ -361,6 +423,67 @@ async fn me(Extension(c): Extension<Caller>) -> Json<Value> {
     Json(json!({"name": c.name, "role": c.role}))
 }
 
+/// The dataset name the API uses for findings matched to no dataset.
+const UNDECLARED: &str = "(undeclared)";
+
+/// A run as the API shows it (the store's run, flattened).
+fn run_view(d: &Daemon, r: &crate::store::Run) -> Value {
+    let running = d.active_runs.lock().unwrap().contains(&r.id);
+    json!({
+        "id": r.id,
+        "status": if running { "running" } else { r.status.as_str() },
+        "trigger": r.trigger,
+        "started_by": r.started_by,
+        "started_at": r.started_at,
+        "finished_at": if running { None } else { r.finished_at },
+        "targets": r.targets.iter().map(|t| crate::source::target_label(t)).collect::<Vec<_>>(),
+        "units": r.stats.units,
+        "bytes": r.stats.bytes,
+        "rows": r.stats.rows,
+        "findings": r.summary.findings,
+        "child_findings": r.summary.child_findings,
+        "violations": r.summary.violations,
+        "resolved": r.summary.resolved,
+        "errors": r.stats.units_failed,
+        "message": r.stats.error,
+    })
+}
+
+/// A finding as the API shows it: masked value and fingerprint only.
+fn finding_view(f: &StoredFinding) -> Value {
+    let x = &f.finding;
+    json!({
+        "finding_id": x.finding_id,
+        "run_id": f.last_run,
+        "target": crate::source::target_label(&x.target),
+        "unit_id": f.unit_id,
+        "path": x.location.path,
+        "table": x.location.table,
+        "line": x.location.line,
+        "byte_offset": x.location.byte_offset,
+        "column": x.location.column,
+        "field": x.location.field,
+        "dataset": f.dataset,
+        "category": x.category,
+        "rule": x.rule,
+        "child": x.child,
+        "confidence": x.confidence,
+        "masked": x.masked,
+        "fingerprint": x.fingerprint,
+        "severity": x.sensitivity,
+        "count": x.count,
+        "child_count": x.child_count,
+        "rows_scanned": x.rows_scanned,
+        "status": f.triage.status,
+        "triage_note": f.triage.comment,
+        "triaged_by": f.triage.by,
+        "triaged_at": f.triage.at,
+        "first_seen": f.first_seen,
+        "last_seen": f.last_seen,
+        "resolved_at": f.resolved_at,
+    })
+}
+
 /// The overview is a handful of aggregates over every finding; it is cached
 /// for two seconds so a wall of dashboards does not recompute it per request.
 async fn overview(State(d): D) -> ApiResult {
@@ -377,77 +500,130 @@ async fn overview(State(d): D) -> ApiResult {
     Ok(Json(v))
 }
 
+/// Count of open (unresolved) findings matching a filter.
+async fn count_open(d: &Daemon, mut f: FindingFilter) -> Result<u64, ApiError> {
+    f.resolved = Some(false);
+    f.limit = 1;
+    Ok(d.store.findings(&f).await?.total)
+}
+
+/// Open violations: those of the newest classified run (triage and sweeps
+/// re-classify it, so they close and reopen with them).
+async fn open_violations(d: &Daemon) -> Result<Vec<Violation>, ApiError> {
+    let Some(run) = jobs::latest_classified(d).await? else {
+        return Ok(vec![]);
+    };
+    Ok(d.store
+        .violations(&crate::store::ViolationFilter {
+            run: Some(run.id),
+            ..Default::default()
+        })
+        .await?)
+}
+
 async fn overview_uncached(d: &Daemon) -> Result<Value, ApiError> {
-    let s = &d.state;
-    let last = s.runs(1).await?.into_iter().next();
-    let by_kind = sqlx::query_as::<_, (String, i64)>(
-        "SELECT kind, COUNT(*) FROM violations WHERE status='open' GROUP BY kind ORDER BY kind",
-    )
-    .fetch_all(&s.pool)
-    .await
-    .map_err(|source| StateError::Query {
-        context: "violations by kind",
-        source,
-    })?;
+    let last = d.store.latest_run().await?;
+    let viol = open_violations(d).await?;
+    let mut by_kind: std::collections::BTreeMap<&str, u64> = Default::default();
+    for v in &viol {
+        *by_kind.entry(v.kind.as_str()).or_default() += 1;
+    }
+    let overdue: Vec<&Violation> = viol
+        .iter()
+        .filter(|v| v.kind == crate::store::ViolationKind::RetentionOverdue)
+        .collect();
+    let mut overdue_ds: Vec<&str> = overdue
+        .iter()
+        .filter_map(|v| v.dataset.as_deref())
+        .collect();
+    overdue_ds.sort();
+    overdue_ds.dedup();
+    let child_pi: Vec<Value> = d
+        .store
+        .dataset_counts(None)
+        .await?
+        .into_iter()
+        .filter(|c| c.child_findings > 0)
+        .map(|c| json!({"dataset": c.dataset.as_deref().unwrap_or(UNDECLARED), "category": c.category, "findings": c.child_findings, "values": c.child_records}))
+        .collect();
+    let pending = |kind: PlanKind| {
+        let d = &d;
+        async move {
+            Ok::<_, ApiError>(
+                d.sweeper
+                    .journal
+                    .plans(Some(kind.as_str()))
+                    .await?
+                    .iter()
+                    .filter(|p| p.status == "planned")
+                    .count(),
+            )
+        }
+    };
+    let open = FindingFilter {
+        status: Some(TriageStatus::Open),
+        ..Default::default()
+    };
     Ok(json!({
-        "child_pi": s.child_by_dataset_category().await?,
-        "findings_total": s.scalar("SELECT COUNT(*) FROM findings").await?,
-        "findings_open": s.scalar("SELECT COUNT(*) FROM findings WHERE status='open'").await?,
-        "child_findings_open": s.scalar("SELECT COUNT(*) FROM findings WHERE status='open' AND child=1").await?,
-        "open_violations": s.scalar("SELECT COUNT(*) FROM violations WHERE status='open'").await?,
+        "child_pi": child_pi,
+        "findings_total": d.store.findings(&FindingFilter { limit: 1, ..Default::default() }).await?.total,
+        "findings_open": count_open(d, open.clone()).await?,
+        "child_findings_open": count_open(d, FindingFilter { child: Some(true), ..open }).await?,
+        "open_violations": viol.len(),
         "open_violations_by_kind": by_kind.into_iter().map(|(k, n)| json!({"kind": k, "count": n})).collect::<Vec<_>>(),
         "retention_overdue": {
-            "datasets": s.scalar("SELECT COUNT(*) FROM violations WHERE status='open' AND kind='retention_overdue'").await?,
-            "records": s.scalar("SELECT COALESCE(SUM(planned_rows - done_rows),0) FROM sweep_plans WHERE kind='retention' AND status IN ('pending','approved','running','interrupted')").await?,
+            "datasets": overdue_ds.len(),
+            "records": overdue.iter().filter_map(|v| v.record_count).sum::<u64>(),
         },
         "pending_approvals": {
-            "sweep_plans": s.scalar("SELECT COUNT(*) FROM sweep_plans WHERE status='pending'").await?,
-            "erasures": s.scalar("SELECT COUNT(*) FROM erasure_requests WHERE status='pending'").await?,
+            "sweep_plans": pending(PlanKind::Retention).await? + pending(PlanKind::Purge).await?,
+            "erasures": pending(PlanKind::Erasure).await?,
         },
-        "last_run": last,
+        "last_run": last.as_ref().map(|r| run_view(d, r)),
     }))
 }
 
 async fn trend(State(d): D) -> ApiResult {
-    let rows = sqlx::query_as::<_, (i64, String, String, i64, i64, i64)>(
-        "SELECT id, started_at, status, findings, child_findings, violations FROM runs WHERE kind='scan' AND status != 'running' ORDER BY id DESC LIMIT 60",
-    )
-    .fetch_all(&d.state.pool)
-    .await
-    .map_err(|source| StateError::Query { context: "trend", source })?;
-    let mut pts: Vec<Value> = rows
+    let active = d.active_runs.lock().unwrap().clone();
+    let pts: Vec<Value> = d
+        .store
+        .trend(60)
+        .await?
         .into_iter()
-        .map(|(id, at, st, f, c, v)| json!({"run_id": id, "started_at": at, "status": st, "findings": f, "child_findings": c, "violations": v}))
+        .filter(|p| !active.contains(&p.run_id))
+        .map(|p| json!({"run_id": p.run_id, "started_at": p.started_at, "findings": p.findings, "child_findings": p.child_findings, "violations": p.violations}))
         .collect();
-    pts.reverse();
     Ok(Json(json!({"points": pts})))
 }
 
 #[derive(Deserialize, Default)]
 struct ListQuery {
-    limit: Option<i64>,
+    limit: Option<u64>,
     status: Option<String>,
     dataset: Option<String>,
     kind: Option<String>,
-    page: Option<u32>,
-    per_page: Option<u32>,
+    severity: Option<String>,
+    page: Option<u64>,
+    per_page: Option<u64>,
     actor: Option<String>,
     action: Option<String>,
+    format: Option<String>,
 }
 
 async fn list_runs(State(d): D, Query(q): Query<ListQuery>) -> ApiResult {
+    let runs = d.store.runs(q.limit.unwrap_or(50).clamp(1, 1000)).await?;
     Ok(Json(
-        json!({"items": d.state.runs(q.limit.unwrap_or(50).clamp(1, 1000)).await?}),
+        json!({"items": runs.iter().map(|r| run_view(&d, r)).collect::<Vec<_>>()}),
     ))
 }
 
 async fn get_run(State(d): D, Path(id): Path<i64>) -> ApiResult {
     let r = d
-        .state
+        .store
         .run(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("run {id}")))?;
-    Ok(Json(serde_json::to_value(r).unwrap()))
+    Ok(Json(run_view(&d, &r)))
 }
 
 #[derive(Deserialize, Default)]
@@ -472,28 +648,94 @@ async fn start_scan(
     ))
 }
 
-async fn list_findings(State(d): D, Query(f): Query<FindingFilter>) -> ApiResult {
-    if let Some(c) = &f.category {
-        c.parse::<crate::finding::Category>()
-            .map_err(ApiError::bad)?;
-    }
-    if let Some(ch) = &f.child {
-        if !["true", "false", "unknown"].contains(&ch.as_str()) {
-            return Err(ApiError::bad("child must be true, false or unknown"));
-        }
-    }
-    Ok(Json(
-        serde_json::to_value(d.state.findings(&f).await?).unwrap(),
-    ))
+/// Query of `GET /findings`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FindingQuery {
+    /// A dataset name, or `(undeclared)`.
+    dataset: Option<String>,
+    category: Option<String>,
+    /// `true` or `false`.
+    child: Option<String>,
+    /// Sensitivity of the category: low, medium, high.
+    severity: Option<String>,
+    /// Triage status.
+    status: Option<String>,
+    run_id: Option<i64>,
+    /// `false` (default: current findings), `true` (resolved), `all`.
+    resolved: Option<String>,
+    page: Option<u64>,
+    per_page: Option<u64>,
+    /// Keyset paging: the `next_after` of the previous page.
+    after: Option<String>,
+}
+
+fn parse<T: std::str::FromStr>(what: &str, v: &Option<String>) -> Result<Option<T>, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    v.as_deref()
+        .map(|s| {
+            s.parse::<T>()
+                .map_err(|e| ApiError::bad(format!("{what}: {e}")))
+        })
+        .transpose()
+}
+
+async fn list_findings(State(d): D, Query(q): Query<FindingQuery>) -> ApiResult {
+    let per_page = q.per_page.unwrap_or(50).clamp(1, 1000);
+    let page = q.page.unwrap_or(1).max(1);
+    let child = match q.child.as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => return Err(ApiError::bad("child must be true or false")),
+    };
+    let resolved = match q.resolved.as_deref() {
+        None | Some("false") => Some(false),
+        Some("true") => Some(true),
+        Some("all") => None,
+        Some(_) => return Err(ApiError::bad("resolved must be true, false or all")),
+    };
+    let sensitivity = match q.severity.as_deref() {
+        None => None,
+        Some("low") => Some(crate::finding::Sensitivity::Low),
+        Some("medium") => Some(crate::finding::Sensitivity::Medium),
+        Some("high") => Some(crate::finding::Sensitivity::High),
+        Some(_) => return Err(ApiError::bad("severity must be low, medium or high")),
+    };
+    let undeclared = q.dataset.as_deref() == Some(UNDECLARED);
+    let f = FindingFilter {
+        dataset: q.dataset.clone().filter(|_| !undeclared),
+        undeclared,
+        category: parse("category", &q.category)?,
+        child,
+        sensitivity,
+        status: parse("status", &q.status)?,
+        run: q.run_id,
+        resolved,
+        target: None,
+        offset: q.after.is_none().then_some((page - 1) * per_page),
+        after: q.after.clone(),
+        limit: per_page,
+    };
+    let p = d.store.findings(&f).await?;
+    Ok(Json(json!({
+        "items": p.items.iter().map(finding_view).collect::<Vec<_>>(),
+        "total": p.total,
+        "page": page,
+        "per_page": per_page,
+        "next_after": p.next_after,
+    })))
 }
 
 async fn get_finding(State(d): D, Path(id): Path<String>) -> ApiResult {
     let f = d
-        .state
+        .store
         .finding(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("finding {id}")))?;
-    Ok(Json(serde_json::to_value(f).unwrap()))
+    Ok(Json(finding_view(&f)))
 }
 
 #[derive(Deserialize)]
@@ -504,8 +746,6 @@ struct TriageBody {
     note: Option<String>,
 }
 
-const TRIAGE: [&str; 4] = ["open", "confirmed", "false_positive", "accepted_risk"];
-
 async fn triage(
     State(d): D,
     Extension(c): Extension<Caller>,
@@ -513,59 +753,45 @@ async fn triage(
     Json(b): Json<TriageBody>,
 ) -> ApiResult {
     need(&c, Role::Operator, "triaging a finding")?;
-    if !TRIAGE.contains(&b.status.as_str()) {
-        return Err(ApiError::bad(format!(
-            "status must be one of {}",
-            TRIAGE.join(", ")
-        )));
-    }
+    let status: TriageStatus = b.status.parse().map_err(ApiError::bad)?;
     if b.note.as_ref().is_some_and(|n| n.len() > 2000) {
         return Err(ApiError::bad("note is longer than 2000 bytes"));
     }
-    if !d
-        .state
-        .triage(&id, &b.status, b.note.as_deref(), &c.name)
-        .await?
-    {
-        return Err(ApiError::not_found(format!("finding {id}")));
-    }
-    // The shared store keeps triage across re-scans and audits it in its chain.
-    if let Ok(status) = b.status.parse::<crate::store::TriageStatus>() {
-        match d
-            .store
-            .triage(&id, status, b.note.as_deref(), &c.name)
-            .await
-        {
-            Ok(_) | Err(crate::store::StoreError::NotFound { .. }) => {}
-            Err(e) => tracing::error!(finding = %id, error = %e, "cannot store triage"),
-        }
-    }
-    d.audit(
-        &c.name,
-        c.role.as_str(),
-        "finding.triage",
-        &format!("finding/{id}"),
-        "ok",
-        Some(b.status.clone()),
-    );
-    get_finding(State(d), Path(id)).await
+    // The store keeps triage across re-scans and audits it in its chain.
+    let f = d
+        .store
+        .triage(&id, status, b.note.as_deref(), &c.name)
+        .await?;
+    // Open violations follow the triage (false positives close theirs).
+    jobs::reclassify(&d).await?;
+    Ok(Json(finding_view(&f)))
 }
 
 async fn list_violations(State(d): D, Query(q): Query<ListQuery>) -> ApiResult {
-    let v = d
-        .state
-        .violations(
-            q.status.as_deref(),
-            q.dataset.as_deref(),
-            q.kind.as_deref(),
-            q.limit.unwrap_or(500).clamp(1, 10_000),
-        )
-        .await?;
+    if q.status.as_deref().is_some_and(|s| s != "open") {
+        return Err(ApiError::bad(
+            "status must be open (violations close when a re-scan, triage or sweep clears them)",
+        ));
+    }
+    let kind: Option<crate::store::ViolationKind> = parse("kind", &q.kind)?;
+    let min: Option<crate::store::Severity> = parse("severity", &q.severity)?;
+    let mut v = open_violations(&d).await?;
+    v.retain(|x| {
+        kind.is_none_or(|k| x.kind == k)
+            && min.is_none_or(|m| x.severity >= m)
+            && match q.dataset.as_deref() {
+                None => true,
+                Some(UNDECLARED) => x.dataset.is_none(),
+                Some(n) => x.dataset.as_deref() == Some(n),
+            }
+    });
+    v.truncate(q.limit.unwrap_or(500).clamp(1, 10_000) as usize);
     Ok(Json(json!({"items": v})))
 }
 
 async fn dataset_views(d: &Daemon) -> Result<Vec<Value>, ApiError> {
-    let found = d.state.found_categories().await?;
+    let found = d.store.dataset_counts(None).await?;
+    let entry = |x: &crate::store::DatasetCount, declared: bool| json!({"category": x.category, "findings": x.findings, "child_findings": x.child_findings, "child_records": x.child_records, "declared": declared});
     let mut out = Vec::new();
     for ds in &d.config.datasets {
         let mut declared: Vec<String> = ds
@@ -578,11 +804,11 @@ async fn dataset_views(d: &Daemon) -> Result<Vec<Value>, ApiError> {
         declared.dedup();
         let f: Vec<Value> = found
             .iter()
-            .filter(|x| x.0.as_deref() == Some(ds.name.as_str()))
-            .map(|x| json!({"category": x.1, "findings": x.2, "child_findings": x.3, "declared": declared.contains(&x.1)}))
+            .filter(|x| x.dataset.as_deref() == Some(ds.name.as_str()))
+            .map(|x| entry(x, declared.iter().any(|c| c == x.category.as_str())))
             .collect();
         out.push(json!({
-            "name": ds.name, "source": ds.source, "owner": ds.owner, "purpose": ds.purpose, "legal_basis": ds.legal_basis,
+            "name": ds.name, "source": crate::sweep::redact_url(&ds.source), "owner": ds.owner, "purpose": ds.purpose, "legal_basis": ds.legal_basis,
             "location": ds.location, "child_data": ds.child_data, "retention": ds.retention.as_ref().map(|r| r.to_string()),
             "disposal": format!("{:?}", ds.disposal).to_lowercase(), "encrypted": ds.encrypted,
             "declared_categories": declared, "found": f, "undeclared": false,
@@ -590,13 +816,11 @@ async fn dataset_views(d: &Daemon) -> Result<Vec<Value>, ApiError> {
     }
     let und: Vec<Value> = found
         .iter()
-        .filter(|x| x.0.is_none())
-        .map(
-            |x| json!({"category": x.1, "findings": x.2, "child_findings": x.3, "declared": false}),
-        )
+        .filter(|x| x.dataset.is_none())
+        .map(|x| entry(x, false))
         .collect();
     if !und.is_empty() {
-        out.push(json!({"name": "(undeclared)", "undeclared": true, "declared_categories": [], "found": und}));
+        out.push(json!({"name": UNDECLARED, "undeclared": true, "declared_categories": [], "found": und}));
     }
     Ok(out)
 }
@@ -615,18 +839,20 @@ async fn get_dataset(State(d): D, Path(name): Path<String>) -> ApiResult {
 }
 
 async fn list_plans(State(d): D, Query(q): Query<ListQuery>) -> ApiResult {
+    let kind = match q.kind.as_deref() {
+        None => None,
+        Some("retention") => Some(PlanKind::Retention),
+        Some("erasure") => Some(PlanKind::Erasure),
+        Some("purge") => Some(PlanKind::Purge),
+        Some(_) => return Err(ApiError::bad("kind must be retention, erasure or purge")),
+    };
     Ok(Json(
-        json!({"items": d.state.plans(q.status.as_deref()).await?}),
+        json!({"items": jobs::plan_views(&d, kind, q.status.as_deref()).await?}),
     ))
 }
 
-async fn get_plan(State(d): D, Path(id): Path<i64>) -> ApiResult {
-    let p = d
-        .state
-        .plan(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("sweep plan {id}")))?;
-    Ok(Json(serde_json::to_value(p).unwrap()))
+async fn get_plan(State(d): D, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(jobs::plan_view(&d, &id).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -643,10 +869,10 @@ async fn create_plans(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     need(&c, Role::Operator, "planning a sweep")?;
     let names = body.map(|b| b.0.datasets).unwrap_or_default();
-    let ids = jobs::plan_sweeps(&d, &names, false, &c.name).await?;
+    let ids = jobs::plan_sweeps(&d, &names, &c.name).await?;
     let mut plans = Vec::new();
     for id in ids {
-        plans.extend(d.state.plan(id).await?);
+        plans.push(jobs::plan_view(&d, &id).await?);
     }
     Ok((StatusCode::CREATED, Json(json!({"items": plans}))))
 }
@@ -659,53 +885,51 @@ struct ApproveBody {
     run: bool,
 }
 
+/// Approve as the caller; audits refusals of the four-eyes rule too.
+async fn approve_as(d: &Daemon, c: &Caller, id: &str, action: &str) -> Result<(), ApiError> {
+    match jobs::approve(d, id, &c.name).await {
+        Ok(()) => {
+            d.audit(
+                &c.name,
+                c.role.as_str(),
+                action,
+                &format!("plan/{id}"),
+                "ok",
+                None,
+            );
+            Ok(())
+        }
+        Err(JobError::SelfApproval) => {
+            d.audit(
+                &c.name,
+                c.role.as_str(),
+                action,
+                &format!("plan/{id}"),
+                "refused",
+                Some("own plan".into()),
+            );
+            Err(JobError::SelfApproval.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn approve_plan(
     State(d): D,
     Extension(c): Extension<Caller>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     body: Option<Json<ApproveBody>>,
 ) -> ApiResult {
     need(&c, Role::Approver, "approving a sweep plan")?;
-    let p = d
-        .state
-        .plan(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("sweep plan {id}")))?;
-    if p.created_by == c.name {
-        d.audit(
-            &c.name,
-            c.role.as_str(),
-            "sweep.approve",
-            &format!("plan/{id}"),
-            "refused",
-            Some("own plan".into()),
-        );
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "self_approval",
-            "a plan must be approved by someone other than its author",
+    let (plan, _) = d.sweeper.load_plan(&id).await?;
+    if plan.kind == PlanKind::Erasure {
+        return Err(ApiError::bad(
+            "erasures are approved at /erasures/{id}/approve",
         ));
     }
-    if !d
-        .state
-        .plan_transition(id, &["pending"], "approved", Some(&c.name))
-        .await?
-    {
-        return Err(ApiError::conflict(
-            "invalid_state",
-            format!("sweep plan {id} is {}, not pending", p.status),
-        ));
-    }
-    d.audit(
-        &c.name,
-        c.role.as_str(),
-        "sweep.approve",
-        &format!("plan/{id}"),
-        "ok",
-        Some(format!("dataset {}", p.dataset)),
-    );
+    approve_as(&d, &c, &id, "sweep.approve").await?;
     if body.is_some_and(|b| b.0.run) {
-        spawn_plan(&d, id, &c.name);
+        spawn_sweep(&d, &id, &c.name);
     }
     get_plan(State(d), Path(id)).await
 }
@@ -713,24 +937,10 @@ async fn approve_plan(
 async fn reject_plan(
     State(d): D,
     Extension(c): Extension<Caller>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> ApiResult {
     need(&c, Role::Approver, "rejecting a sweep plan")?;
-    let p = d
-        .state
-        .plan(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("sweep plan {id}")))?;
-    if !d
-        .state
-        .plan_transition(id, &["pending", "approved"], "rejected", Some(&c.name))
-        .await?
-    {
-        return Err(ApiError::conflict(
-            "invalid_state",
-            format!("sweep plan {id} is {}", p.status),
-        ));
-    }
+    jobs::reject(&d, &id, &c.name).await?;
     d.audit(
         &c.name,
         c.role.as_str(),
@@ -742,18 +952,12 @@ async fn reject_plan(
     get_plan(State(d), Path(id)).await
 }
 
-fn spawn_plan(d: &Arc<Daemon>, id: i64, by: &str) {
+fn spawn_sweep(d: &Arc<Daemon>, id: &str, by: &str) {
     let d2 = d.clone();
-    let by = by.to_string();
+    let (id, by) = (id.to_string(), by.to_string());
     tokio::spawn(async move {
-        if let Err(e) = jobs::run_plan(d2.clone(), id, &by).await {
-            tracing::error!(plan = id, error = %e, "sweep failed");
-            let _ = d2
-                .state
-                .plan_finish(id, "failed", -1, Some(&e.to_string()))
-                .await;
-            d2.metrics
-                .inc("childguard_sweeps_total", &[("outcome", "failed")], 1.0);
+        if let Err(e) = jobs::run_sweep(d2, &id, &by).await {
+            tracing::error!(plan = %id, error = %e, "sweep failed");
         }
     });
 }
@@ -761,32 +965,53 @@ fn spawn_plan(d: &Arc<Daemon>, id: i64, by: &str) {
 async fn run_plan(
     State(d): D,
     Extension(c): Extension<Caller>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     need(&c, Role::Operator, "running a sweep plan")?;
-    let p = d
-        .state
-        .plan(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("sweep plan {id}")))?;
-    if !["approved", "interrupted"].contains(&p.status.as_str()) {
+    let v = jobs::plan_view(&d, &id).await?;
+    if v["kind"] == "erasure" {
+        return Err(ApiError::bad("an erasure runs when it is approved"));
+    }
+    if !["approved", "stopped"].contains(&v["status"].as_str().unwrap_or("")) {
         return Err(ApiError::conflict(
             "not_approved",
-            format!("sweep plan {id} is {}; only approved plans run", p.status),
+            format!(
+                "sweep plan {id} is {}; only approved plans run",
+                v["status"]
+            ),
         ));
     }
-    spawn_plan(&d, id, &c.name);
-    Ok((StatusCode::ACCEPTED, Json(serde_json::to_value(p).unwrap())))
+    spawn_sweep(&d, &id, &c.name);
+    Ok((StatusCode::ACCEPTED, Json(v)))
+}
+
+/// An erasure as the API shows it: its plan, with the records erased.
+async fn erasure_view(d: &Daemon, id: &str) -> Result<Value, ApiError> {
+    let mut v = jobs::plan_view(d, id).await?;
+    if v["kind"] != "erasure" {
+        return Err(ApiError::not_found(format!("erasure request {id}")));
+    }
+    v["erased_rows"] = v["done_rows"].clone();
+    v["items"] = json!(v["items"].as_array().map(|a| a.len()).unwrap_or(0));
+    Ok(v)
 }
 
 async fn list_erasures(State(d): D) -> ApiResult {
-    Ok(Json(json!({"items": d.state.erasures().await?})))
+    let mut items = Vec::new();
+    for p in d.sweeper.journal.plans(Some("erasure")).await? {
+        items.push(erasure_view(&d, &p.id).await?);
+    }
+    Ok(Json(json!({"items": items})))
+}
+
+async fn get_erasure(State(d): D, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(erasure_view(&d, &id).await?))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ErasureBody {
-    /// The subject's identifier (e.g. a student ID). Fingerprinted at once; never stored.
+    /// The subject's key (e.g. a student ID). Only its keyed fingerprint is stored.
     subject: String,
     reason: String,
 }
@@ -797,98 +1022,86 @@ async fn create_erasure(
     Json(b): Json<ErasureBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     need(&c, Role::Operator, "requesting an erasure")?;
-    let norm = jobs::normalize_subject(&b.subject);
-    if norm.is_empty() || b.reason.trim().is_empty() {
+    if b.subject.trim().is_empty() || b.reason.trim().is_empty() {
         return Err(ApiError::bad("subject and reason are required"));
     }
-    let fp = d.engine.fingerprinter().fingerprint(&norm);
-    let matches: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM findings WHERE fingerprint = ?")
-        .bind(&fp)
-        .fetch_one(&d.state.pool)
-        .await
-        .map_err(|source| StateError::Query {
-            context: "erasure matches",
-            source,
-        })?;
-    let id = d
-        .state
-        .create_erasure(&fp, b.reason.trim(), matches, &c.name)
-        .await?;
+    let id = jobs::request_erasure(&d, &b.subject, b.reason.trim(), &c.name).await?;
     d.audit(
         &c.name,
         c.role.as_str(),
         "erasure.request",
         &format!("erasure/{id}"),
         "ok",
-        Some(format!("fingerprint {}", &fp[..16])),
+        None,
     );
-    let e = d.state.erasure(id).await?;
-    Ok((StatusCode::CREATED, Json(serde_json::to_value(e).unwrap())))
+    Ok((StatusCode::CREATED, Json(erasure_view(&d, &id).await?)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ErasureApproveBody {
+    /// The subject again, when this daemon restarted since the request.
+    #[serde(default)]
+    subject: Option<String>,
 }
 
 async fn approve_erasure(
     State(d): D,
     Extension(c): Extension<Caller>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
+    body: Option<Json<ErasureApproveBody>>,
 ) -> ApiResult {
     need(&c, Role::Approver, "approving an erasure")?;
-    let e = d
-        .state
-        .erasure(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("erasure request {id}")))?;
-    if e.created_by == c.name {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "self_approval",
-            "an erasure must be approved by someone other than its requester",
-        ));
+    let v = erasure_view(&d, &id).await?;
+    if let Some(s) = body.and_then(|b| b.0.subject) {
+        if Some(d.sweeper.fp.fingerprint(s.trim())).as_deref() != v["subject_fingerprint"].as_str()
+        {
+            return Err(ApiError::bad("subject does not match the erasure request"));
+        }
+        d.subjects
+            .lock()
+            .unwrap()
+            .insert(id.clone(), s.trim().to_string());
     }
-    // Claim it atomically: two approvers clicking at once execute it once.
-    if !d.state.claim_erasure(id, &c.name).await? {
+    // Approving runs it: refuse before approving when the subject is not at
+    // hand (the daemon restarted since the request), so it stays approvable.
+    if v["status"] == "planned" && !d.subjects.lock().unwrap().contains_key(&id) {
         return Err(ApiError::conflict(
-            "invalid_state",
-            format!("erasure request {id} is {}", e.status),
+            "subject_needed",
+            "this daemon restarted since the request: approve again with the subject in the body",
         ));
     }
+    approve_as(&d, &c, &id, "erasure.approve").await?;
     // Run detached so a client timeout or disconnect cannot cut it short.
     let d2 = d.clone();
-    let who = c.clone();
+    let (id2, who) = (id.clone(), c.clone());
     let task = tokio::spawn(async move {
-        let (status, n, msg) = match jobs::erase(&d2, &e.subject_fingerprint).await {
-            Ok(n) => ("done", n, None),
-            Err(err) => ("failed", 0, Some(err.to_string())),
+        let r = jobs::run_sweep(d2.clone(), &id2, &who.name).await;
+        let outcome = match &r {
+            Ok(s) => s.clone(),
+            Err(_) => "failed".to_string(),
         };
-        d2.state
-            .finish_erasure(id, &who.name, status, n, msg.as_deref())
-            .await?;
         d2.audit(
             &who.name,
             who.role.as_str(),
             "erasure.execute",
-            &format!("erasure/{id}"),
-            status,
-            Some(format!("{n} records erased")),
+            &format!("erasure/{id2}"),
+            &outcome,
+            None,
         );
-        Ok::<_, StateError>(())
+        r
     });
-    task.await.map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-    })??;
-    Ok(Json(
-        serde_json::to_value(d.state.erasure(id).await?).unwrap(),
-    ))
+    task.await.map_err(|e| internal(&e))??;
+    Ok(Json(erasure_view(&d, &id).await?))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PurgeBody {
     reason: String,
-    /// Must be the literal `purge all children's personal information`.
+    /// Must be the sweeper's typed confirmation, `DELETE ALL CHILD DATA`.
     confirm: String,
 }
-
-const PURGE_CONFIRM: &str = "purge all children's personal information";
 
 async fn purge(
     State(d): D,
@@ -896,32 +1109,28 @@ async fn purge(
     Json(b): Json<PurgeBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     need(&c, Role::Admin, "planning a purge")?;
-    if b.confirm != PURGE_CONFIRM || b.reason.trim().is_empty() {
+    if b.confirm != crate::sweep::PURGE_CONFIRMATION || b.reason.trim().is_empty() {
         return Err(ApiError::bad(format!(
-            "a purge needs a reason and confirm = \"{PURGE_CONFIRM}\""
+            "a purge needs a reason and confirm = \"{}\"",
+            crate::sweep::PURGE_CONFIRMATION
         )));
     }
-    let ids = jobs::plan_sweeps(&d, &[], true, &c.name).await?;
+    let id = jobs::plan_purge(&d, &c.name, b.reason.trim()).await?;
     d.audit(
         &c.name,
         c.role.as_str(),
         "purge.plan",
-        "purge",
+        &format!("plan/{id}"),
         "ok",
-        Some(format!("{} plans; reason: {}", ids.len(), b.reason.trim())),
+        None,
     );
-    let mut plans = Vec::new();
-    for id in ids {
-        plans.extend(d.state.plan(id).await?);
-    }
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"items": plans, "note": "each purge plan needs approval by another approver"})),
-    ))
+    let mut v = jobs::plan_view(&d, &id).await?;
+    v["note"] = json!("the purge plan needs approval by another approver before it runs");
+    Ok((StatusCode::CREATED, Json(v)))
 }
 
 async fn list_reports(State(d): D) -> ApiResult {
-    Ok(Json(json!({"items": d.state.reports().await?})))
+    Ok(Json(json!({"items": jobs::list_reports(&d)})))
 }
 
 async fn create_report(
@@ -929,41 +1138,75 @@ async fn create_report(
     Extension(c): Extension<Caller>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     need(&c, Role::Operator, "creating a report")?;
-    let body = jobs::build_report(&d, &[]).await?;
-    let id = d.state.create_report(&c.name, &body).await?;
+    let (meta, _) = jobs::create_report(&d, &c.name).await?;
     d.audit(
         &c.name,
         c.role.as_str(),
         "report.create",
-        &format!("report/{id}"),
+        &format!("report/{}", meta.id),
         "ok",
-        None,
+        Some(format!("run {}", meta.run_id)),
     );
-    Ok((StatusCode::CREATED, Json(json!({"id": id, "report": body}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(meta).unwrap()),
+    ))
 }
 
-async fn get_report(State(d): D, Path(id): Path<i64>) -> ApiResult {
-    d.state
-        .report(id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("report {id}")))
+/// A report: JSON by default, `?format=md` or `?format=html` for the rendered document.
+async fn get_report(
+    State(d): D,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let (ext, ctype) = match q.format.as_deref() {
+        None | Some("json") => ("json", "application/json"),
+        Some("md") => ("md", "text/markdown; charset=utf-8"),
+        Some("html") => ("html", "text/html; charset=utf-8"),
+        Some(_) => return Err(ApiError::bad("format must be json, md or html")),
+    };
+    let body = jobs::read_report(&d, &id, ext)?;
+    Ok(([(header::CONTENT_TYPE, ctype)], body).into_response())
 }
 
+/// The shared audit log (newest first), filtered by actor and action
+/// prefix, with each row's place in the hash chain.
 async fn list_audit(
     State(d): D,
     Extension(c): Extension<Caller>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult {
     need(&c, Role::Approver, "reading the audit log")?;
-    let p = d
-        .state
-        .audit(
-            q.page.unwrap_or(1),
-            q.per_page.unwrap_or(100),
-            q.actor.as_deref(),
-            q.action.as_deref(),
-        )
-        .await?;
-    Ok(Json(serde_json::to_value(p).unwrap()))
+    let per_page = q.per_page.unwrap_or(100).clamp(1, 1000);
+    let page = q.page.unwrap_or(1).max(1);
+    let mut rows = Vec::new();
+    let mut after = 0;
+    loop {
+        let chunk = d.store.audit_rows(after, 10_000).await?;
+        let Some(last) = chunk.last() else { break };
+        after = last.id;
+        rows.extend(chunk.into_iter().filter(|r| {
+            q.actor.as_deref().is_none_or(|a| r.actor == a)
+                && q.action.as_deref().is_none_or(|a| r.action.starts_with(a))
+        }));
+    }
+    let total = rows.len();
+    rows.reverse();
+    let items: Vec<Value> = rows
+        .into_iter()
+        .skip(((page - 1) * per_page) as usize)
+        .take(per_page as usize)
+        .map(|r| {
+            let det: Value = serde_json::from_str(&r.details).unwrap_or(Value::Null);
+            json!({
+                "id": r.id, "at": r.at, "actor": r.actor, "action": r.action, "object": r.object,
+                "role": det["role"], "outcome": det.get("outcome").cloned().unwrap_or(json!("ok")),
+                "peer": det["peer"], "detail": det.get("detail").cloned().unwrap_or(det.clone()),
+                "hash": r.hash, "prev_hash": r.prev_hash,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({"items": items, "total": total, "page": page, "per_page": per_page}),
+    ))
 }

@@ -1,18 +1,17 @@
-//! The daemon's jobs: scan (files, logs and SQLite databases into the state
-//! database, with classification against the purpose inventory), sweep
-//! planning and execution (batched, resumable, checkpointed on shutdown),
-//! erasure of a subject (Art. 20), and the self-inspection report
-//! (MIIT Order No. 24 Art. 16).
+//! The daemon's jobs, all on the shared stages: scan (files, logs and SQLite
+//! databases into the shared store, then `classify::classify_run` against the
+//! purpose inventory), sweeps, erasures and the purge through
+//! [`crate::sweep::Sweeper`] (plan → four-eyes approval → journaled, resumable
+//! run → receipt; CAC Order No. 4 Art. 12, 15, 20, 23), and the
+//! self-inspection report through [`crate::report`] (MIIT Order No. 24 Art. 16).
 
-use crate::config::inventory::{Clock, Dataset};
 use crate::config::Config;
-use crate::daemon::state::{now, AuditEntry, StateError};
 use crate::daemon::Daemon;
 use crate::finding::{Finding, Location};
 use crate::scan::table::TableScanner;
-use chrono::{NaiveDateTime, Utc};
-use globset::{Glob, GlobSet, GlobSetBuilder};
-use serde_json::json;
+use crate::sweep::{PlanKind, RunOptions, SweepError};
+use chrono::Utc;
+use serde_json::{json, Value};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
 use std::io::Read;
@@ -23,7 +22,9 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error(transparent)]
-    State(#[from] StateError),
+    Sweep(#[from] SweepError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -34,6 +35,16 @@ pub enum JobError {
     Busy(&'static str),
     #[error("{0}")]
     Invalid(String),
+    /// The caller authored the plan (four-eyes rule, CAC Order No. 4 Art. 15).
+    #[error("a plan must be approved by someone other than its author")]
+    SelfApproval,
+    /// The plan or request is in a state that does not allow this.
+    #[error("{0}")]
+    State(String),
+    #[error("{0}")]
+    NotApproved(String),
+    #[error("{0} not found")]
+    NotFound(String),
 }
 
 fn unit_err(unit: impl Into<String>, e: impl std::fmt::Display) -> JobError {
@@ -54,20 +65,6 @@ pub fn sqlite_path(s: &str) -> Option<PathBuf> {
 
 fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-fn globset(pats: &[String], unit: &str) -> Result<Option<GlobSet>, JobError> {
-    if pats.is_empty() {
-        return Ok(None);
-    }
-    let mut b = GlobSetBuilder::new();
-    for p in pats {
-        b.add(Glob::new(p).map_err(|e| unit_err(format!("dataset {unit}: match `{p}`"), e))?);
-    }
-    Ok(Some(
-        b.build()
-            .map_err(|e| unit_err(format!("dataset {unit}"), e))?,
-    ))
 }
 
 async fn open_sqlite(path: &Path, write: bool) -> Result<SqliteConnection, JobError> {
@@ -106,122 +103,11 @@ fn canon(p: PathBuf) -> PathBuf {
     p.canonicalize().unwrap_or(p)
 }
 
-/// Which dataset a finding belongs to (by source location and `match` globs).
-pub fn dataset_for<'a>(cfg: &'a Config, f: &Finding) -> Option<&'a Dataset> {
-    if let Some(table) = &f.location.table {
-        let db = canon(sqlite_path(&f.target).unwrap_or_else(|| PathBuf::from(&f.target)));
-        let short = table.strip_prefix("main.").unwrap_or(table);
-        return cfg.datasets.iter().find(|d| {
-            let loc = source_location(cfg, &d.source);
-            let p = sqlite_path(&loc).unwrap_or_else(|| PathBuf::from(&loc));
-            canon(p) == db
-                && (d.matches.is_empty()
-                    || globset(&d.matches, &d.name)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|g| g.is_match(table) || g.is_match(short)))
-        });
-    }
-    let t = PathBuf::from(f.target.strip_prefix("file://").unwrap_or(&f.target));
-    let abs = match &f.location.path {
-        Some(p) if t.is_dir() => t.join(p),
-        _ => t,
-    };
-    let abs = canon(abs);
-    cfg.datasets.iter().find(|d| {
-        let loc = source_location(cfg, &d.source);
-        if loc.contains("://") {
-            return false;
-        }
-        let src = canon(PathBuf::from(&loc));
-        let Ok(rel) = abs.strip_prefix(&src) else {
-            return false;
-        };
-        d.matches.is_empty()
-            || globset(&d.matches, &d.name)
-                .ok()
-                .flatten()
-                .is_some_and(|g| g.is_match(rel))
-    })
-}
-
-/// Violations of one finding against the inventory: (kind, article, severity, message).
-pub fn violations_of(
-    d: Option<&Dataset>,
-    f: &Finding,
-) -> Vec<(&'static str, &'static str, &'static str, String)> {
-    let place = f
-        .location
-        .table
-        .clone()
-        .or_else(|| f.location.path.clone())
-        .unwrap_or_else(|| f.target.clone());
-    let mut out = Vec::new();
-    let child = f.child == Some(true) || f.category == crate::finding::Category::VulnerableChild;
-    match d {
-        None if child => out.push((
-            "undeclared_dataset",
-            "CAC Order No. 4 Art. 7, 11",
-            "high",
-            format!(
-                "children's PI ({}) in {place}, which no dataset in the inventory declares",
-                f.category
-            ),
-        )),
-        None => {}
-        Some(d) => {
-            let col = f.location.column.as_deref().or(f.location.field.as_deref());
-            let declared: Vec<_> = col
-                .and_then(|c| d.categories.get(c))
-                .into_iter()
-                .chain(d.categories.get("*"))
-                .flatten()
-                .collect();
-            if !d.categories.is_empty() && !declared.contains(&&f.category) {
-                out.push((
-                    "undeclared_category",
-                    "CAC Order No. 4 Art. 7, 14",
-                    if child { "high" } else { "medium" },
-                    format!(
-                        "{} found in {place}{}, not declared for dataset {}",
-                        f.category,
-                        col.map(|c| format!(" ({c})")).unwrap_or_default(),
-                        d.name
-                    ),
-                ));
-            }
-            if child && !d.child_data {
-                out.push((
-                    "undeclared_child_data",
-                    "CAC Order No. 4 Art. 7, 10",
-                    "high",
-                    format!("children's PI ({}) in {place}; dataset {} is not declared to hold children's data", f.category, d.name),
-                ));
-            }
-            if col.is_some_and(|c| d.encrypted.iter().any(|e| e == c)) {
-                out.push((
-                    "plaintext_in_encrypted",
-                    "CAC Order No. 4 Art. 13",
-                    "high",
-                    format!(
-                        "plaintext {} in {place} ({}), declared encrypted",
-                        f.category,
-                        col.unwrap_or("")
-                    ),
-                ));
-            }
-        }
-    }
-    out
-}
-
 #[derive(Default)]
 struct ScanTally {
     units: i64,
     bytes: i64,
     findings: i64,
-    child: i64,
-    violations: i64,
     errors: i64,
     interrupted: bool,
 }
@@ -276,8 +162,10 @@ pub async fn scan(
     } else {
         targets
     };
-    let run_id = d.state.create_run("scan", trigger, by, &targets).await?;
-    let store_run = d.store.begin_run(&targets).await?;
+    let run_id = d.store.begin_run(&targets).await?;
+    d.store.set_run_origin(run_id, trigger, by).await?;
+    d.active_runs.lock().unwrap().insert(run_id);
+    let store_run = run_id;
     d.audit(
         by,
         "-",
@@ -297,7 +185,7 @@ pub async fn scan(
             stats: Default::default(),
         };
         let res = tokio::task::spawn_blocking(move || {
-            let r = scan_blocking(&d2, run_id, &targets, &mut rec);
+            let r = scan_blocking(&d2, &targets, &mut rec);
             (r, rec.stats)
         })
         .await;
@@ -327,26 +215,10 @@ pub async fn scan(
             stats.error.get_or_insert(err);
         }
         stats.findings = tally.findings as u64;
-        if let Err(e) = record_end(&dd, store_run, &stats).await {
+        if let Err(e) = record_end(&dd, store_run, &stats, status == "interrupted").await {
             tracing::error!(run = store_run, error = %e, "cannot record the end of a scan in the store");
         }
-        if let Err(e) = dd
-            .state
-            .finish_run(
-                run_id,
-                status,
-                tally.units,
-                tally.bytes,
-                tally.findings,
-                tally.child,
-                tally.violations,
-                tally.errors,
-                msg.as_deref(),
-            )
-            .await
-        {
-            tracing::error!(run = run_id, error = %e, "cannot record the end of a scan");
-        }
+        dd.active_runs.lock().unwrap().remove(&run_id);
         dd.metrics
             .inc("childguard_scans_total", &[("outcome", status)], 1.0);
         dd.metrics
@@ -377,26 +249,56 @@ pub async fn scan(
 /// The store's run error for a daemon run status (None when it completed).
 fn res_status(status: &str, msg: &Option<String>) -> Option<String> {
     match status {
-        "completed" => None,
+        "completed" | "interrupted" => None,
         _ => Some(msg.clone().unwrap_or_else(|| status.to_string())),
     }
 }
 
-/// Finish the store's run and classify it against the inventory.
-async fn record_end(d: &Daemon, run: i64, stats: &crate::store::RunStats) -> Result<(), JobError> {
+/// Finish the store's run and classify it against the inventory (also when
+/// shutdown stopped it: what was scanned is classified, and the run is then
+/// marked `interrupted`).
+async fn record_end(
+    d: &Daemon,
+    run: i64,
+    stats: &crate::store::RunStats,
+    interrupted: bool,
+) -> Result<(), JobError> {
     d.store.finish_run(run, stats).await?;
     if stats.error.is_none() {
         crate::classify::classify_run(&*d.store, run, &d.config, Utc::now().naive_utc()).await?;
     }
+    if interrupted {
+        d.store.interrupt_runs(Some(run)).await?;
+    }
     Ok(())
 }
 
-/// Wait until the scan of `run_id` has finished (for scheduled jobs).
+/// Re-classify the latest classified run (after a triage or a sweep changed
+/// what is open), so the open violations follow.
+pub async fn reclassify(d: &Daemon) -> Result<(), JobError> {
+    if let Some(r) = latest_classified(d).await? {
+        crate::classify::classify_run(&*d.store, r.id, &d.config, Utc::now().naive_utc()).await?;
+    }
+    Ok(())
+}
+
+/// The newest run the classifier finished: its violations are the open ones.
+pub async fn latest_classified(d: &Daemon) -> Result<Option<crate::store::Run>, JobError> {
+    let active = d.active_runs.lock().unwrap().clone();
+    Ok(d.store
+        .runs(50)
+        .await?
+        .into_iter()
+        .find(|r| r.summary.classified && !active.contains(&r.id)))
+}
+
+/// Wait until the scan of `run_id` has finished and is classified (for
+/// scheduled jobs). Returns its status.
 pub async fn wait_run(d: &Daemon, run_id: i64) -> Result<String, JobError> {
     loop {
-        if let Some(r) = d.state.run(run_id).await? {
-            if r.status != "running" {
-                return Ok(r.status);
+        if !d.active_runs.lock().unwrap().contains(&run_id) {
+            if let Some(r) = d.store.run(run_id).await? {
+                return Ok(r.status.as_str().to_string());
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -405,7 +307,6 @@ pub async fn wait_run(d: &Daemon, run_id: i64) -> Result<String, JobError> {
 
 fn scan_blocking(
     d: &Arc<Daemon>,
-    run_id: i64,
     targets: &[String],
     rec: &mut Recorder,
 ) -> Result<ScanTally, JobError> {
@@ -432,7 +333,7 @@ fn scan_blocking(
             Err(e) => {
                 // SQLite until the database sources land in `open_target`.
                 if let Some(db) = sqlite_path(target) {
-                    scan_sqlite(d, &rt, run_id, target, &db, &mut tally, rec);
+                    scan_sqlite(d, &rt, target, &db, &mut tally, rec);
                 } else {
                     tracing::error!(target = %crate::source::target_label(target), error = %e, "cannot open target");
                     tally.errors += 1;
@@ -476,7 +377,7 @@ fn scan_blocking(
                         if is_sqlite_file(&fs_path) && !named_dbs.contains(&canon(fs_path.clone()))
                         {
                             let url = format!("sqlite://{}", fs_path.display());
-                            scan_sqlite(d, &rt, run_id, &url, &fs_path, &mut tally, rec);
+                            scan_sqlite(d, &rt, &url, &fs_path, &mut tally, rec);
                         }
                         rec.unit(d, &rt, record);
                         continue;
@@ -494,7 +395,7 @@ fn scan_blocking(
                 record.target = f.target.clone();
             }
             // Findings of a unit that failed part-way are kept: nothing found is lost.
-            store(d, &rt, run_id, found, &mut tally, rec)?;
+            sink_findings(found, &mut tally, rec)?;
             rec.unit(d, &rt, record);
         }
         // Every unit of the target was listed: findings of vanished units resolve.
@@ -511,65 +412,24 @@ fn is_sqlite_file(p: &Path) -> bool {
         && head == *SQLITE_MAGIC
 }
 
-fn store(
-    d: &Arc<Daemon>,
-    rt: &tokio::runtime::Handle,
-    run_id: i64,
+/// Hand a unit's findings to the store's batched writer.
+fn sink_findings(
     found: Vec<Finding>,
     tally: &mut ScanTally,
     rec: &mut Recorder,
 ) -> Result<(), JobError> {
-    rt.block_on(store_async(d, run_id, found, tally, rec))
-}
-
-async fn store_async(
-    d: &Arc<Daemon>,
-    run_id: i64,
-    found: Vec<Finding>,
-    tally: &mut ScanTally,
-    rec: &mut Recorder,
-) -> Result<(), JobError> {
-    if found.is_empty() {
-        return Ok(());
-    }
-    for f in &found {
-        use crate::scan::FindingSink;
-        rec.sink
-            .finding(f.clone())
-            .map_err(|e| unit_err(crate::store::unit_of(f), e))?;
-    }
-    let mut items = Vec::with_capacity(found.len());
-    let mut viol = Vec::new();
+    use crate::scan::FindingSink;
+    tally.findings += found.len() as i64;
     for f in found {
-        let ds = dataset_for(&d.config, &f);
-        for v in violations_of(ds, &f) {
-            viol.push((
-                v,
-                ds.map(|x| x.name.clone()),
-                f.finding_id.clone(),
-                f.category.as_str(),
-            ));
-        }
-        tally.findings += 1;
-        if f.child == Some(true) {
-            tally.child += 1;
-        }
-        items.push((f, ds.map(|x| x.name.clone())));
+        let unit = crate::store::unit_of(&f);
+        rec.sink.finding(f).map_err(|e| unit_err(unit, e))?;
     }
-    d.state.upsert_findings(run_id, &items).await?;
-    for ((kind, article, sev, msg), ds, fid, cat) in &viol {
-        d.state
-            .upsert_violation(kind, ds.as_deref(), Some(fid), Some(cat), sev, article, msg)
-            .await?;
-    }
-    tally.violations += viol.len() as i64;
     Ok(())
 }
 
 fn scan_sqlite(
     d: &Arc<Daemon>,
     rt: &tokio::runtime::Handle,
-    run_id: i64,
     target: &str,
     db: &Path,
     tally: &mut ScanTally,
@@ -628,7 +488,7 @@ fn scan_sqlite(
                 rows: rows.len() as u64,
                 ..Default::default()
             };
-            store_async(d, run_id, found, tally, rec).await?;
+            sink_findings(found, tally, rec)?;
             units.push(record);
         }
         Ok(())
@@ -644,348 +504,278 @@ fn scan_sqlite(
 
 // ---------------------------------------------------------------- sweeps
 
-/// One thing a plan deletes from.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum PlanItem {
-    /// Rows of a SQLite table whose clock column is before the cutoff (all rows when `clock` is None).
-    SqliteTable {
-        db: PathBuf,
-        table: String,
-        clock: Option<String>,
-    },
-    /// Files under `dir` matching `globs` last modified before the cutoff (all when purging).
-    Files {
-        dir: PathBuf,
-        globs: Vec<String>,
-        by_age: bool,
-    },
+/// Plan statuses a run may start from: approved, or continued after a stop
+/// or a crash (the journal makes the continuation exact).
+const RUNNABLE: [&str; 3] = ["approved", "stopped", "running"];
+
+fn plan_datasets(p: &crate::sweep::Plan) -> Vec<String> {
+    p.items.iter().map(|i| i.dataset.clone()).collect()
 }
 
-fn cutoff_string(t: NaiveDateTime) -> String {
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
+/// A plan as the API shows it: the sweeper's plan (counts, masked samples,
+/// rules), its status and approvals, the journal's progress (records
+/// disposed so far, each batch counted once) and, once a run finished, the
+/// receipt's verification (records still matching the plan's predicate).
+pub async fn plan_view(d: &Daemon, id: &str) -> Result<Value, JobError> {
+    let (plan, row) = d.sweeper.load_plan(id).await?;
+    let j = &d.sweeper.journal;
+    let approvals = j.approvals(id).await?;
+    let done: i64 = j
+        .entries(id)
+        .await?
+        .iter()
+        .filter(|e| e.phase == "done")
+        .map(|e| e.affected)
+        .sum();
+    let receipt = crate::sweep::receipt::path(&d.sweeper.state_dir, id, "json");
+    let remaining = std::fs::read(&receipt)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|r| {
+            r["items"]
+                .as_array()?
+                .iter()
+                .flat_map(|i| i["units"].as_array().cloned().unwrap_or_default())
+                .map(|u| u["remaining"].as_i64())
+                .sum::<Option<i64>>()
+        });
+    let reason = j
+        .events(id)
+        .await?
+        .into_iter()
+        .find(|e| e.event == "requested")
+        .and_then(|e| e.detail["reason"].as_str().map(str::to_string));
+    let datasets = plan_datasets(&plan);
+    Ok(json!({
+        "id": plan.id,
+        "kind": plan.kind,
+        "dataset": datasets.join(", "),
+        "datasets": datasets,
+        "status": row.status,
+        "created_by": plan.created_by,
+        "created_at": plan.created_at,
+        "as_of": plan.as_of,
+        "approved_by": approvals.first().map(|a| a.approved_by.clone()),
+        "approvals": approvals.iter().map(|a| json!({"by": a.approved_by, "at": a.approved_at, "comment": a.comment})).collect::<Vec<_>>(),
+        "planned_rows": plan.total,
+        "done_rows": done,
+        "remaining_rows": remaining,
+        "subject_fingerprint": plan.subject_fp,
+        "reason": reason,
+        "items": plan.items,
+        "errors": plan.errors,
+        "notes": plan.notes,
+        "receipt": receipt.exists().then(|| format!("receipts/{id}.json")),
+    }))
 }
 
-async fn count_item(item: &PlanItem, cutoff: &str) -> Result<i64, JobError> {
-    match item {
-        PlanItem::SqliteTable { db, table, clock } => {
-            let mut c = open_sqlite(db, false).await?;
-            let sql = match clock {
-                Some(col) => format!(
-                    "SELECT COUNT(*) FROM {} WHERE {} < ?",
-                    quote_ident(table),
-                    quote_ident(col)
-                ),
-                None => format!(
-                    "SELECT COUNT(*) FROM {} WHERE ? IS NOT NULL",
-                    quote_ident(table)
-                ),
-            };
-            sqlx::query_scalar(&sql)
-                .bind(cutoff)
-                .fetch_one(&mut c)
-                .await
-                .map_err(|e| unit_err(format!("{}:{table}", db.display()), e))
-        }
-        PlanItem::Files { dir, globs, by_age } => {
-            Ok(files_due(dir, globs, *by_age, cutoff)?.len() as i64)
-        }
-    }
-}
-
-fn files_due(
-    dir: &Path,
-    globs: &[String],
-    by_age: bool,
-    cutoff: &str,
-) -> Result<Vec<PathBuf>, JobError> {
-    let gs = globset(globs, &dir.display().to_string())?;
-    let cutoff = NaiveDateTime::parse_from_str(cutoff, "%Y-%m-%d %H:%M:%S")
-        .map_err(|e| unit_err("cutoff", e))?;
+/// Plans of one kind (all when None), newest first, as the API shows them.
+/// `nothing_due` plans (a retention plan that found nothing) are left out.
+pub async fn plan_views(
+    d: &Daemon,
+    kind: Option<PlanKind>,
+    status: Option<&str>,
+) -> Result<Vec<Value>, JobError> {
     let mut out = Vec::new();
-    for e in ignore::WalkBuilder::new(dir)
-        .standard_filters(false)
-        .build()
-        .flatten()
-    {
-        if !e.file_type().is_some_and(|t| t.is_file()) {
-            continue;
+    for r in d.sweeper.journal.plans(kind.map(|k| k.as_str())).await? {
+        let keep = match status {
+            Some(s) => r.status == s,
+            None => r.status != "nothing_due",
+        };
+        if keep {
+            out.push(plan_view(d, &r.id).await?);
         }
-        let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
-        if gs.as_ref().is_some_and(|g| !g.is_match(rel)) {
-            continue;
-        }
-        if by_age {
-            let m = e
-                .metadata()
-                .map_err(|x| unit_err(e.path().display().to_string(), x))?;
-            let mt: chrono::DateTime<Utc> = m
-                .modified()
-                .map_err(|x| unit_err(e.path().display().to_string(), x))?
-                .into();
-            if mt.naive_utc() >= cutoff {
-                continue;
-            }
-        }
-        out.push(e.path().to_path_buf());
     }
     Ok(out)
 }
 
-async fn plan_items(cfg: &Config, ds: &Dataset, purge: bool) -> Result<Vec<PlanItem>, JobError> {
-    let loc = source_location(cfg, &ds.source);
-    let clock = match ds.retention.as_ref().map(|r| &r.clock) {
-        Some(Clock::Column(c)) if !purge => Some(c.clone()),
-        _ => None,
-    };
-    if let Some(db) = sqlite_path(&loc) {
-        let mut c = open_sqlite(&db, false).await?;
-        let tables = sqlite_tables(&mut c)
-            .await
-            .map_err(|e| unit_err(db.display().to_string(), e))?;
-        let gs = globset(&ds.matches, &ds.name)?;
-        let chosen = tables.into_iter().filter(|t| {
-            gs.as_ref()
-                .is_none_or(|g| g.is_match(t) || g.is_match(format!("main.{t}")))
-        });
-        if !purge && clock.is_none() {
-            return Err(JobError::Invalid(format!(
-                "dataset {}: retention on a database needs a time column (`365d after created_at`)",
-                ds.name
-            )));
-        }
-        return Ok(chosen
-            .map(|table| PlanItem::SqliteTable {
-                db: db.clone(),
-                table,
-                clock: clock.clone(),
-            })
-            .collect());
-    }
-    let dir = PathBuf::from(&loc);
-    if !dir.is_dir() {
-        return Err(JobError::Invalid(format!(
-            "dataset {}: source {} is neither a sqlite:// database nor a directory",
-            ds.name, loc
-        )));
-    }
-    if !purge && clock.is_some() {
-        return Err(JobError::Invalid(format!(
-            "dataset {}: files are swept by `object_age`, not a column",
-            ds.name
-        )));
-    }
-    Ok(vec![PlanItem::Files {
-        dir,
-        globs: ds.matches.clone(),
-        by_age: !purge,
-    }])
-}
-
-/// Plan sweeps (dry run with counts) for the named datasets (all with a
-/// retention rule when empty). `purge` plans everything of every dataset
-/// holding children's data (Art. 23, service shutdown). Returns plan ids.
-pub async fn plan_sweeps(
-    d: &Arc<Daemon>,
-    names: &[String],
-    purge: bool,
-    by: &str,
-) -> Result<Vec<i64>, JobError> {
+/// Plan retention sweeps (dry run: counts, masked samples) through the
+/// sweeper, one plan per named dataset (every dataset with a retention rule
+/// when `names` is empty). A new plan supersedes an unapproved older plan of
+/// the same dataset; a plan with nothing due is kept as `nothing_due` and
+/// not returned. Returns the plan ids.
+pub async fn plan_sweeps(d: &Daemon, names: &[String], by: &str) -> Result<Vec<String>, JobError> {
     for n in names {
         if !d.config.datasets.iter().any(|ds| &ds.name == n) {
             return Err(JobError::Invalid(format!("no dataset named {n}")));
         }
     }
     let as_of = Utc::now().naive_utc();
+    let _g = d.plan_lock.lock().await;
+    let older = d.sweeper.journal.plans(Some("retention")).await?;
     let mut ids = Vec::new();
     for ds in d
         .config
         .datasets
         .iter()
-        .filter(|ds| names.is_empty() || names.contains(&ds.name))
+        .filter(|ds| ds.retention.is_some() && (names.is_empty() || names.contains(&ds.name)))
     {
-        let (cutoff, kind) = if purge {
-            if !ds.child_data {
-                continue;
-            }
-            ("9999-12-31 23:59:59".to_string(), "purge")
-        } else {
-            let Some(r) = &ds.retention else { continue };
-            (cutoff_string(r.period.cutoff(as_of)), "retention")
-        };
-        if ds.disposal == crate::config::inventory::Disposal::Anonymize && !purge {
-            tracing::warn!(dataset = %ds.name, "anonymize disposal is executed by `childguard sweep`; the daemon plans deletions only");
+        let plan = d.sweeper.plan_retention(Some(&ds.name), as_of, by).await?;
+        if plan.total == 0 && plan.errors.is_empty() {
+            d.sweeper
+                .journal
+                .set_status(&plan.id, "nothing_due")
+                .await?;
             continue;
         }
-        let items = plan_items(&d.config, ds, purge).await?;
-        let mut planned = 0;
-        for it in &items {
-            planned += count_item(it, &cutoff).await?;
-        }
-        if !purge {
-            if planned > 0 {
-                let r = ds
-                    .retention
-                    .as_ref()
-                    .map(|r| r.to_string())
-                    .unwrap_or_default();
-                d.state
-                    .upsert_violation(
-                        "retention_overdue",
-                        Some(&ds.name),
-                        None,
-                        None,
-                        "high",
-                        "CAC Order No. 4 Art. 12, 20",
-                        &format!(
-                            "{planned} records of dataset {} kept past retention ({r})",
-                            ds.name
-                        ),
+        for o in older.iter().filter(|o| o.status == "planned") {
+            let same = serde_json::from_str::<crate::sweep::Plan>(&o.body)
+                .is_ok_and(|p| plan_datasets(&p) == [ds.name.clone()]);
+            if same
+                && d.sweeper
+                    .journal
+                    .transition(&o.id, &["planned"], "superseded")
+                    .await?
+            {
+                d.sweeper
+                    .journal
+                    .event(
+                        Some(&o.id),
+                        "plan_superseded",
+                        Some(by),
+                        &json!({"by_plan": plan.id}),
                     )
                     .await?;
-            } else {
-                d.state
-                    .close_violations("retention_overdue", &ds.name)
-                    .await?;
-                continue;
             }
         }
-        d.state.supersede_plans(&ds.name, kind).await?;
-        let id = d
-            .state
-            .create_plan(
-                kind,
-                &ds.name,
-                &serde_json::to_string(&items).unwrap(),
-                &cutoff,
-                planned,
-                by,
-            )
-            .await?;
         d.audit(
             by,
             "-",
-            &format!("sweep.plan.{kind}"),
-            &format!("plan/{id}"),
+            "sweep.plan.retention",
+            &format!("plan/{}", plan.id),
             "ok",
-            Some(format!("dataset {} planned {planned}", ds.name)),
+            Some(format!("dataset {} planned {}", ds.name, plan.total)),
         );
-        ids.push(id);
+        ids.push(plan.id);
     }
     Ok(ids)
 }
 
-/// Execute an approved (or interrupted) plan in batches. Stops at the next
-/// batch boundary on shutdown, leaving the plan `interrupted`; running it
-/// again continues (deleting what is past the cutoff is idempotent).
-pub async fn run_plan(d: Arc<Daemon>, id: i64, by: &str) -> Result<String, JobError> {
-    let _g = d.sweep_lock.lock().await;
-    if !d
-        .state
-        .plan_transition(id, &["approved", "interrupted", "running"], "running", None)
+/// Plan the shutdown purge (CAC Order No. 4 Art. 23): every record of every
+/// dataset declared to hold children's data, in one plan. It still needs
+/// another approver's approval before it runs.
+pub async fn plan_purge(d: &Daemon, by: &str, reason: &str) -> Result<String, JobError> {
+    let plan = d.sweeper.plan_purge(by).await?;
+    d.sweeper
+        .journal
+        .event(
+            Some(&plan.id),
+            "requested",
+            Some(by),
+            &json!({"reason": reason}),
+        )
+        .await?;
+    Ok(plan.id)
+}
+
+/// Approve a plan (CAC Order No. 4 Art. 15) as `by`: refused for the plan's
+/// author and for a plan that is no longer `planned`.
+pub async fn approve(d: &Daemon, id: &str, by: &str) -> Result<(), JobError> {
+    let _g = d.plan_lock.lock().await;
+    let (plan, row) = d.sweeper.load_plan(id).await?;
+    if plan.created_by == by {
+        return Err(JobError::SelfApproval);
+    }
+    if row.status != "planned" {
+        return Err(JobError::State(format!(
+            "plan {id} is {}, not planned",
+            row.status
+        )));
+    }
+    d.sweeper.approve(id, by, None).await?;
+    Ok(())
+}
+
+/// Reject a plan that has not run.
+pub async fn reject(d: &Daemon, id: &str, by: &str) -> Result<(), JobError> {
+    let j = &d.sweeper.journal;
+    j.plan(id).await?;
+    if !j
+        .transition(id, &["planned", "approved"], "rejected")
         .await?
     {
-        return Err(JobError::Invalid(format!("plan {id} is not approved")));
+        let row = j.plan(id).await?;
+        return Err(JobError::State(format!("plan {id} is {}", row.status)));
     }
-    let plan = d
-        .state
-        .plan(id)
-        .await?
-        .ok_or_else(|| JobError::Invalid(format!("no plan {id}")))?;
-    let items: Vec<PlanItem> =
-        serde_json::from_str(&plan.items).map_err(|e| unit_err(format!("plan {id}"), e))?;
-    let t0 = std::time::Instant::now();
-    let batch = d.config.server.sweep_batch_rows.max(1) as i64;
-    let pause = std::time::Duration::from_millis(d.config.server.sweep_batch_pause_ms);
-    let mut done = plan.done_rows;
+    j.event(Some(id), "plan_rejected", Some(by), &json!({}))
+        .await?;
+    Ok(())
+}
+
+/// Execute (or continue) an approved plan with the sweeper: journaled
+/// batches, stop at the next batch boundary on shutdown (`stopped`; a
+/// restart continues it), verification and a receipt. One sweep at a time
+/// per daemon; the sweeper's plan lock keeps two processes off one plan.
+pub async fn run_sweep(d: Arc<Daemon>, id: &str, by: &str) -> Result<String, JobError> {
+    let _g = d.sweep_lock.lock().await;
+    let (plan, row) = d.sweeper.load_plan(id).await?;
+    if !RUNNABLE.contains(&row.status.as_str()) {
+        return Err(JobError::NotApproved(format!(
+            "sweep plan {id} is {}; only approved plans run",
+            row.status
+        )));
+    }
+    let subject = if plan.kind == PlanKind::Erasure {
+        Some(d.subjects.lock().unwrap().get(id).cloned().ok_or_else(|| {
+            JobError::State(format!(
+                "erasure {id}: the subject is not held by this daemon (it restarted); approve again with `subject`"
+            ))
+        })?)
+    } else {
+        None
+    };
+    let opts = RunOptions {
+        resume: row.status != "approved",
+        subject,
+        confirm: (plan.kind == PlanKind::Purge)
+            .then(|| crate::sweep::PURGE_CONFIRMATION.to_string()),
+        actor: by.to_string(),
+    };
     d.audit(
         by,
         "-",
         "sweep.run.start",
         &format!("plan/{id}"),
         "ok",
-        Some(format!("dataset {} resume at {done}", plan.dataset)),
+        Some(format!(
+            "{} {}",
+            plan.kind.as_str(),
+            plan_datasets(&plan).join(", ")
+        )),
     );
-    for it in &items {
-        match it {
-            PlanItem::SqliteTable { db, table, clock } => {
-                let mut c = open_sqlite(db, true).await?;
-                let unit = format!("{}:{table}", db.display());
-                let cond = clock
-                    .as_ref()
-                    .map(|col| format!("WHERE {} < ?1", quote_ident(col)))
-                    .unwrap_or_else(|| "WHERE ?1 IS NOT NULL".into());
-                let sql = format!(
-                    "DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} {cond} LIMIT ?2)",
-                    t = quote_ident(table)
-                );
-                loop {
-                    if *d.shutdown.borrow() {
-                        d.state
-                            .plan_transition(id, &["running"], "interrupted", None)
-                            .await?;
-                        tracing::info!(plan = id, done, "sweep checkpointed by shutdown");
-                        return Ok("interrupted".into());
-                    }
-                    let n = sqlx::query(&sql)
-                        .bind(&plan.cutoff)
-                        .bind(batch)
-                        .execute(&mut c)
-                        .await
-                        .map_err(|e| unit_err(&unit, e))?
-                        .rows_affected() as i64;
-                    if n == 0 {
-                        break;
-                    }
-                    done += n;
-                    d.state.plan_progress(id, done).await?;
-                    d.metrics.inc("childguard_sweep_rows_total", &[], n as f64);
-                    if !pause.is_zero() {
-                        tokio::time::sleep(pause).await;
-                    }
-                }
-            }
-            PlanItem::Files { dir, globs, by_age } => {
-                for p in files_due(dir, globs, *by_age, &plan.cutoff)? {
-                    if *d.shutdown.borrow() {
-                        d.state
-                            .plan_transition(id, &["running"], "interrupted", None)
-                            .await?;
-                        return Ok("interrupted".into());
-                    }
-                    std::fs::remove_file(&p).map_err(|e| unit_err(p.display().to_string(), e))?;
-                    done += 1;
-                    d.state.plan_progress(id, done).await?;
-                    d.metrics.inc("childguard_sweep_rows_total", &[], 1.0);
-                }
-            }
+    let t0 = std::time::Instant::now();
+    let res = match d.sweeper.run(id, &opts, &d.stop).await {
+        Ok(r) => r,
+        Err(e) => {
+            d.metrics
+                .inc("childguard_sweeps_total", &[("outcome", "failed")], 1.0);
+            d.audit(
+                by,
+                "-",
+                "sweep.run.finish",
+                &format!("plan/{id}"),
+                "failed",
+                Some(e.to_string()),
+            );
+            return Err(e.into());
         }
-    }
-    // Verify: re-count what is still past the cutoff.
-    let mut remaining = 0;
-    for it in &items {
-        remaining += count_item(it, &plan.cutoff).await?;
-    }
-    let (status, msg) = if remaining == 0 {
-        ("completed", None)
-    } else {
-        (
-            "failed",
-            Some(format!(
-                "{remaining} records still past the cutoff after the sweep"
-            )),
-        )
     };
-    d.state
-        .plan_finish(id, status, remaining, msg.as_deref())
-        .await?;
-    if status == "completed" {
-        d.state
-            .close_violations("retention_overdue", &plan.dataset)
-            .await?;
+    d.metrics
+        .inc("childguard_sweep_rows_total", &[], res.disposed as f64);
+    if res.status == "stopped" {
+        tracing::info!(plan = %id, disposed = res.disposed, "sweep checkpointed by shutdown");
+        d.audit(
+            by,
+            "-",
+            "sweep.run.stop",
+            &format!("plan/{id}"),
+            "stopped",
+            Some(format!("disposed {} so far", res.disposed)),
+        );
+        return Ok(res.status);
     }
     d.metrics
-        .inc("childguard_sweeps_total", &[("outcome", status)], 1.0);
+        .inc("childguard_sweeps_total", &[("outcome", &res.status)], 1.0);
     d.metrics.observe(
         "childguard_sweep_duration_seconds",
         &[],
@@ -996,136 +786,169 @@ pub async fn run_plan(d: Arc<Daemon>, id: i64, by: &str) -> Result<String, JobEr
         "-",
         "sweep.run.finish",
         &format!("plan/{id}"),
-        status,
+        &res.status,
         Some(format!(
-            "dataset {} deleted {done}, remaining {remaining}",
-            plan.dataset
+            "disposed {}, errors {}",
+            res.disposed,
+            res.errors.len()
         )),
     );
-    Ok(status.into())
+    if plan.kind == PlanKind::Erasure {
+        d.subjects.lock().unwrap().remove(id);
+        d.metrics.inc("childguard_erasures_total", &[], 1.0);
+    }
+    if let Err(e) = reclassify(&d).await {
+        tracing::error!(error = %e, "cannot re-classify after a sweep");
+    }
+    Ok(res.status)
 }
 
-/// Run every approved plan, and resume interrupted ones.
+/// Run every approved plan, and continue stopped ones (scheduled `sweep_run`).
+/// Erasures whose subject this daemon does not hold wait for their approver.
 pub async fn run_approved(d: Arc<Daemon>, by: &str) -> Result<usize, JobError> {
     let mut n = 0;
-    for st in ["running", "interrupted", "approved"] {
-        for p in d.state.plans(Some(st)).await? {
-            if *d.shutdown.borrow() {
-                return Ok(n);
-            }
-            run_plan(d.clone(), p.id, by).await?;
-            n += 1;
+    for p in d.sweeper.journal.plans(None).await? {
+        if *d.shutdown.borrow() {
+            break;
         }
+        if !RUNNABLE.contains(&p.status.as_str()) {
+            continue;
+        }
+        if p.kind == "erasure" && !d.subjects.lock().unwrap().contains_key(&p.id) {
+            continue;
+        }
+        run_sweep(d.clone(), &p.id, by).await?;
+        n += 1;
     }
     Ok(n)
 }
 
+/// Plans a previous daemon was executing when it stopped (`running` after a
+/// crash, `stopped` after SIGTERM).
+pub async fn interrupted_plans(d: &Daemon) -> Result<Vec<String>, JobError> {
+    Ok(d.sweeper
+        .journal
+        .plans(None)
+        .await?
+        .into_iter()
+        .filter(|p| matches!(p.status.as_str(), "running" | "stopped") && p.kind != "erasure")
+        .map(|p| p.id)
+        .collect())
+}
+
 // ---------------------------------------------------------------- erasure
 
-/// Normalize a subject identifier the way the detectors fingerprint values.
-pub fn normalize_subject(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .collect::<String>()
-        .to_ascii_uppercase()
-}
-
-/// Delete every record whose `subject_key` fingerprints to `fp`, in every
-/// SQLite dataset with a subject key. The value is never needed in clear.
-pub async fn erase(d: &Arc<Daemon>, fp: &str) -> Result<i64, JobError> {
-    let mut erased = 0;
-    for ds in &d.config.datasets {
-        let (Some(key), Some(db)) = (
-            &ds.subject_key,
-            sqlite_path(&source_location(&d.config, &ds.source)),
-        ) else {
-            continue;
-        };
-        let mut c = open_sqlite(&db, true).await?;
-        let gs = globset(&ds.matches, &ds.name)?;
-        for t in sqlite_tables(&mut c)
-            .await
-            .map_err(|e| unit_err(db.display().to_string(), e))?
-        {
-            if gs
-                .as_ref()
-                .is_some_and(|g| !g.is_match(&t) && !g.is_match(format!("main.{t}")))
-            {
-                continue;
-            }
-            let unit = format!("{}:{t}", db.display());
-            let rows = match sqlx::query(&format!(
-                "SELECT rowid, CAST({} AS TEXT) FROM {}",
-                quote_ident(key),
-                quote_ident(&t)
-            ))
-            .fetch_all(&mut c)
-            .await
-            {
-                Ok(r) => r,
-                Err(e) if e.to_string().contains("no such column") => continue,
-                Err(e) => return Err(unit_err(&unit, e)),
-            };
-            let fpr = d.engine.fingerprinter();
-            let ids: Vec<i64> = rows
-                .iter()
-                .filter(|r| {
-                    r.get::<Option<String>, _>(1)
-                        .is_some_and(|v| fpr.fingerprint(&normalize_subject(&v)) == fp)
-                })
-                .map(|r| r.get::<i64, _>(0))
-                .collect();
-            for rid in ids {
-                erased += sqlx::query(&format!("DELETE FROM {} WHERE rowid = ?", quote_ident(&t)))
-                    .bind(rid)
-                    .execute(&mut c)
-                    .await
-                    .map_err(|e| unit_err(&unit, e))?
-                    .rows_affected() as i64;
-            }
-        }
-    }
-    d.metrics.inc("childguard_erasures_total", &[], 1.0);
-    Ok(erased)
-}
-
-// ---------------------------------------------------------------- report
-
-/// The self-inspection report (MIIT Order No. 24 Art. 16): inventory with
-/// owners (CAC Art. 8), findings by category, open violations, sweeps, erasures.
-pub async fn build_report(
-    d: &Arc<Daemon>,
-    datasets: &[String],
-) -> Result<serde_json::Value, JobError> {
-    let found = d.state.found_categories().await?;
-    let violations = d
-        .state
-        .violations(Some("open"), None, None, 100_000)
+/// Plan the erasure of one subject (CAC Order No. 4 Art. 20) across every
+/// dataset with a `subject_key`. The plan keeps only the subject's keyed
+/// fingerprint; the daemon holds the key in memory until the erasure ran
+/// (after a restart the approver gives it again).
+pub async fn request_erasure(
+    d: &Daemon,
+    subject: &str,
+    reason: &str,
+    by: &str,
+) -> Result<String, JobError> {
+    let plan = d.sweeper.plan_erasure(subject, None, &[], by).await?;
+    d.sweeper
+        .journal
+        .event(
+            Some(&plan.id),
+            "requested",
+            Some(by),
+            &json!({"reason": reason}),
+        )
         .await?;
-    let plans = d.state.plans(None).await?;
-    let erasures = d.state.erasures().await?;
-    let ds: Vec<_> = d
-        .config
-        .datasets
-        .iter()
-        .filter(|x| datasets.is_empty() || datasets.contains(&x.name))
-        .map(|x| {
-            let cats: Vec<_> = found.iter().filter(|f| f.0.as_deref() == Some(&x.name)).map(|f| json!({"category": f.1, "findings": f.2, "child_findings": f.3})).collect();
-            json!({"name": x.name, "owner": x.owner, "purpose": x.purpose, "legal_basis": x.legal_basis, "location": x.location,
-                   "retention": x.retention.as_ref().map(|r| r.to_string()), "child_data": x.child_data, "found": cats,
-                   "open_violations": violations.iter().filter(|v| v.dataset.as_deref() == Some(&x.name)).count()})
-        })
+    d.subjects
+        .lock()
+        .unwrap()
+        .insert(plan.id.clone(), subject.trim().to_string());
+    Ok(plan.id)
+}
+
+// ---------------------------------------------------------------- reports
+
+/// A generated report, listed from `<state_dir>/reports/<id>.meta.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReportMeta {
+    pub id: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub run_id: i64,
+    pub title: String,
+    /// Files written next to it: `<id>.json`, `<id>.md`, `<id>.html`.
+    pub formats: Vec<String>,
+}
+
+/// Report files live as documents under `<state_dir>/reports/`: a
+/// self-inspection record is something kept and handed over (MIIT Order
+/// No. 24 Art. 16), the CLI's `childguard report` writes files too, and
+/// nothing queries inside them.
+pub fn reports_dir(d: &Daemon) -> PathBuf {
+    d.state_dir.join("reports")
+}
+
+fn report_file(d: &Daemon, id: &str, ext: &str) -> Result<PathBuf, JobError> {
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(JobError::NotFound(format!("report {id}")));
+    }
+    Ok(reports_dir(d).join(format!("{id}.{ext}")))
+}
+
+/// Build the self-inspection report of the latest run with
+/// [`crate::report::build`] and write it as JSON, Markdown and HTML.
+pub async fn create_report(
+    d: &Daemon,
+    by: &str,
+) -> Result<(ReportMeta, crate::report::ReportData), JobError> {
+    let data =
+        crate::report::build(&*d.store, crate::report::RunSel::Latest, Some(&d.config)).await?;
+    let id = format!(
+        "r{}-{}",
+        Utc::now().format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let dir = reports_dir(d);
+    std::fs::create_dir_all(&dir).map_err(|e| unit_err(dir.display().to_string(), e))?;
+    let meta = ReportMeta {
+        id: id.clone(),
+        created_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        created_by: by.to_string(),
+        run_id: data.run.id,
+        title: data.title.clone(),
+        formats: vec!["json".into(), "md".into(), "html".into()],
+    };
+    for (ext, body) in [
+        ("json", crate::report::render_json(&data)),
+        ("md", crate::report::render_markdown(&data)),
+        ("html", crate::report::render_html(&data)),
+        (
+            "meta.json",
+            serde_json::to_string_pretty(&meta).expect("meta serializes"),
+        ),
+    ] {
+        let p = report_file(d, &id, ext)?;
+        std::fs::write(&p, body).map_err(|e| unit_err(p.display().to_string(), e))?;
+    }
+    Ok((meta, data))
+}
+
+/// Generated reports, newest first.
+pub fn list_reports(d: &Daemon) -> Vec<ReportMeta> {
+    let mut out: Vec<ReportMeta> = std::fs::read_dir(reports_dir(d))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".meta.json"))
+        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
         .collect();
-    Ok(json!({
-        "title": "Self-inspection report on the handling of children's personal information",
-        "basis": ["CAC Order No. 4 (2019)", "MIIT Order No. 24 (2013) Art. 16"],
-        "generated_at": now(),
-        "datasets": ds,
-        "undeclared": found.iter().filter(|f| f.0.is_none()).map(|f| json!({"category": f.1, "findings": f.2, "child_findings": f.3})).collect::<Vec<_>>(),
-        "open_violations": violations.iter().map(|v| json!({"kind": v.kind, "dataset": v.dataset, "article": v.article, "severity": v.severity, "message": v.message})).collect::<Vec<_>>(),
-        "sweeps": plans.iter().map(|p| json!({"id": p.id, "kind": p.kind, "dataset": p.dataset, "status": p.status, "planned": p.planned_rows, "done": p.done_rows, "approved_by": p.approved_by})).collect::<Vec<_>>(),
-        "erasures": erasures.iter().map(|e| json!({"id": e.id, "status": e.status, "erased_rows": e.erased_rows, "approved_by": e.approved_by})).collect::<Vec<_>>(),
-    }))
+    out.sort_by(|a: &ReportMeta, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    out
+}
+
+/// One report's file in a format (`json`, `md`, `html`).
+pub fn read_report(d: &Daemon, id: &str, ext: &str) -> Result<String, JobError> {
+    let p = report_file(d, id, ext)?;
+    std::fs::read_to_string(&p).map_err(|_| JobError::NotFound(format!("report {id}")))
 }
 
 /// Audit helper shared by jobs and handlers.
@@ -1139,14 +962,19 @@ impl Daemon {
         outcome: &str,
         detail: Option<String>,
     ) {
-        let _ = self.audit_tx.send(AuditEntry {
-            at: now(),
+        self.audit_entry(crate::daemon::AuditEntry {
             actor: actor.into(),
             role: role.into(),
             action: action.into(),
             object: object.into(),
             outcome: outcome.into(),
             detail,
+            peer: None,
         });
+    }
+
+    /// Queue a record for the shared audit chain (written in order, off the request path).
+    pub fn audit_entry(&self, e: crate::daemon::AuditEntry) {
+        let _ = self.audit_tx.send(e);
     }
 }

@@ -9,9 +9,9 @@ pub mod api;
 pub mod auth;
 pub mod demo;
 pub mod jobs;
+pub mod limit;
 pub mod metrics;
 pub mod scheduler;
-pub mod state;
 
 use crate::config::daemon::{JobKind, ScheduleConfig};
 use crate::config::Config;
@@ -19,7 +19,7 @@ use crate::detect::{Engine, EngineOptions};
 use crate::fingerprint::Fingerprinter;
 use metrics::Metrics;
 use scheduler::{JobFuture, JobRunner, Scheduler, Trigger};
-use state::{AuditEntry, DaemonState};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +31,9 @@ use tokio::sync::{mpsc, watch};
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
-    State(#[from] state::StateError),
+    Sweep(#[from] crate::sweep::SweepError),
+    #[error(transparent)]
+    Jobs(#[from] jobs::JobError),
     #[error(transparent)]
     Schedule(#[from] scheduler::ScheduleError),
     #[error(transparent)]
@@ -51,16 +53,43 @@ pub enum DaemonError {
     Serve(std::io::Error),
 }
 
+/// One access or action record, appended to the shared hash-chained audit
+/// log (CAC Order No. 4 Art. 15; MIIT Order No. 24 Art. 13(6): who, when,
+/// from where, what). Never carries a raw value.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub actor: String,
+    pub role: String,
+    pub action: String,
+    pub object: String,
+    pub outcome: String,
+    pub detail: Option<String>,
+    /// The client's address for API requests.
+    pub peer: Option<String>,
+}
+
 /// Everything handlers and jobs share.
 pub struct Daemon {
     pub config: Config,
-    pub state: DaemonState,
     /// The shared findings store (runs, findings, triage, violations, the
     /// hash-chained audit log) that `childguard findings`/`report`/`audit` read.
     pub store: Arc<dyn crate::store::Store>,
+    /// The shared sweep stage: plans, approvals, journaled runs, receipts.
+    pub sweeper: crate::sweep::Sweeper,
+    /// Set on shutdown: a running sweep stops at its next batch boundary.
+    pub stop: crate::sweep::Stop,
+    /// Scans still being written or classified (shown as `running`).
+    pub active_runs: std::sync::Mutex<HashSet<i64>>,
+    /// Erasure subjects by plan id, in memory only until the erasure ran
+    /// (plans keep only the keyed fingerprint).
+    pub subjects: std::sync::Mutex<HashMap<String, String>>,
+    /// Serializes plan state changes (approve, supersede) in this daemon.
+    pub plan_lock: tokio::sync::Mutex<()>,
     pub metrics: Arc<Metrics>,
     pub engine: Engine,
     pub tokens: auth::TokenSet,
+    /// Per-token API rate limit.
+    pub limiter: limit::RateLimiter,
     pub shutdown: watch::Receiver<bool>,
     pub audit_tx: mpsc::UnboundedSender<AuditEntry>,
     pub scan_lock: Arc<tokio::sync::Mutex<()>>,
@@ -102,7 +131,7 @@ impl JobRunner for DaemonRunner {
                     }
                 }
                 JobKind::SweepPlan => {
-                    jobs::plan_sweeps(&d, &s.datasets, false, &by)
+                    jobs::plan_sweeps(&d, &s.datasets, &by)
                         .await
                         .map_err(|e| e.to_string())?;
                 }
@@ -112,34 +141,30 @@ impl JobRunner for DaemonRunner {
                         .map_err(|e| e.to_string())?;
                 }
                 JobKind::Report => {
-                    let body = jobs::build_report(&d, &s.datasets)
+                    let (meta, data) = jobs::create_report(&d, &by)
                         .await
                         .map_err(|e| e.to_string())?;
-                    let id = d
-                        .state
-                        .create_report(&by, &body)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let path = s.output.clone().unwrap_or_else(|| {
-                        d.state_dir.join("reports").join(format!(
-                            "{}-{}.json",
-                            s.name,
-                            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-                        ))
-                    });
-                    if let Some(dir) = path.parent() {
-                        std::fs::create_dir_all(dir)
-                            .map_err(|e| format!("{}: {e}", dir.display()))?;
+                    // Also where the schedule asks, in the format its extension names.
+                    if let Some(path) = &s.output {
+                        let body = match path.extension().and_then(|e| e.to_str()) {
+                            Some("md") => crate::report::render_markdown(&data),
+                            Some("html") | Some("htm") => crate::report::render_html(&data),
+                            _ => crate::report::render_json(&data),
+                        };
+                        if let Some(dir) = path.parent() {
+                            std::fs::create_dir_all(dir)
+                                .map_err(|e| format!("{}: {e}", dir.display()))?;
+                        }
+                        std::fs::write(path, body)
+                            .map_err(|e| format!("{}: {e}", path.display()))?;
                     }
-                    std::fs::write(&path, serde_json::to_vec_pretty(&body).unwrap())
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
                     d.audit(
                         &by,
                         "-",
                         "report.create",
-                        &format!("report/{id}"),
+                        &format!("report/{}", meta.id),
                         "ok",
-                        Some(path.display().to_string()),
+                        Some(format!("run {}", meta.run_id)),
                     );
                 }
             }
@@ -148,23 +173,33 @@ impl JobRunner for DaemonRunner {
     }
 }
 
+/// Appends queued records to the shared audit chain in order, off the
+/// request path.
 async fn audit_writer(
-    state: DaemonState,
     store: Arc<dyn crate::store::Store>,
     mut rx: mpsc::UnboundedReceiver<AuditEntry>,
 ) {
     let mut buf = Vec::new();
     while rx.recv_many(&mut buf, 1000).await > 0 {
-        if let Err(e) = state.audit_batch(&buf).await {
-            tracing::error!(error = %e, records = buf.len(), "cannot write audit records");
-        }
         for e in &buf {
             // The store records its own triage entries (`Store::triage`).
             if e.action == "finding.triage" {
                 continue;
             }
-            if let Err(err) = store.audit_append(&shared_audit(e)).await {
-                tracing::error!(error = %err, action = %e.action, "cannot append to the audit chain");
+            // A busy database (SQLite: another writer upgrading its
+            // transaction) is retried, so no access record is dropped.
+            let entry = shared_audit(e);
+            for attempt in 1..=5u64 {
+                match store.audit_append(&entry).await {
+                    Ok(_) => break,
+                    Err(err) if attempt == 5 => {
+                        tracing::error!(error = %err, action = %e.action, "cannot append to the audit chain");
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, attempt, "audit append failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                    }
+                }
             }
         }
         buf.clear();
@@ -181,7 +216,7 @@ fn shared_audit(e: &AuditEntry) -> crate::store::AuditEntry {
             "role": e.role,
             "outcome": e.outcome,
             "detail": e.detail,
-            "at": e.at,
+            "peer": e.peer,
         }),
     }
 }
@@ -194,19 +229,57 @@ fn store_config(opts: &ServeOptions) -> Config {
     c
 }
 
+/// Record a `config.change` entry in the shared audit chain when the
+/// configuration (inventory, tokens, schedules, server settings) differs from
+/// the one the last entry recorded (CAC Order No. 4 Art. 15: changes to who
+/// may access what, and to retention rules, are on record). The config is
+/// identified by a keyed fingerprint, so no secret in it is ever written.
+async fn record_config(
+    store: &dyn crate::store::Store,
+    engine: &Engine,
+    config: &Config,
+) -> Result<(), DaemonError> {
+    let fp = engine
+        .fingerprinter()
+        .fingerprint(&format!("config\0{config:?}"));
+    let mut last: Option<String> = None;
+    let mut after = 0;
+    loop {
+        let rows = store.audit_rows(after, 10_000).await?;
+        let Some(end) = rows.last() else { break };
+        after = end.id;
+        for r in rows.iter().filter(|r| r.action == "config.change") {
+            last = serde_json::from_str::<serde_json::Value>(&r.details)
+                .ok()
+                .and_then(|d| d["fingerprint"].as_str().map(str::to_string));
+        }
+    }
+    if last.as_deref() == Some(fp.as_str()) {
+        return Ok(());
+    }
+    store
+        .audit_append(&crate::store::AuditEntry {
+            actor: "daemon".into(),
+            action: "config.change".into(),
+            object: "config".into(),
+            details: serde_json::json!({
+                "fingerprint": fp,
+                "previous": last,
+                "datasets": config.datasets.len(),
+                "tokens": config.tokens.len(),
+                "schedules": config.schedules.len(),
+            }),
+        })
+        .await?;
+    tracing::info!(fingerprint = %&fp[..16.min(fp.len())], "configuration changed since the last start: recorded in the audit log");
+    Ok(())
+}
+
 /// Build the shared daemon state (used by `serve` and by tests).
 pub async fn build(
     opts: &ServeOptions,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(Arc<Daemon>, tokio::task::JoinHandle<()>), DaemonError> {
-    let state = DaemonState::open(&opts.state_dir.join("daemon.db")).await?;
-    let stale = state.mark_stale_runs().await?;
-    if stale > 0 {
-        tracing::warn!(
-            runs = stale,
-            "runs left running by a previous daemon marked interrupted"
-        );
-    }
     let fp = Fingerprinter::load(&opts.state_dir).map_err(|e| DaemonError::Key(e.to_string()))?;
     let mut eo = EngineOptions::new(chrono::Utc::now().date_naive());
     eo.child_age = opts.config.child_age;
@@ -216,15 +289,42 @@ pub async fn build(
         tracing::warn!("no [[tokens]] configured: every API call will be refused (401)");
     }
     let store = crate::store::open(&store_config(opts)).await?;
+    record_config(&*store, &engine, &opts.config).await?;
+    let stale = store.interrupt_runs(None).await?;
+    if stale > 0 {
+        tracing::warn!(
+            runs = stale,
+            "runs left running by a previous daemon marked interrupted"
+        );
+    }
+    let mut sweeper = crate::sweep::Sweeper::open(store_config(opts)).await?;
+    // `[server]` batch settings bound the sweeper's adaptive batches.
+    let rows = (opts.config.server.sweep_batch_rows as usize).max(1);
+    sweeper.settings.max_batch = sweeper.settings.max_batch.min(rows);
+    sweeper.settings.initial_batch = sweeper.settings.initial_batch.min(rows);
+    sweeper.settings.min_batch = sweeper.settings.min_batch.min(rows);
+    sweeper.settings.sleep_ms = sweeper
+        .settings
+        .sleep_ms
+        .max(opts.config.server.sweep_batch_pause_ms);
+    let stop = crate::sweep::Stop::new(&opts.state_dir);
     let (audit_tx, audit_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(audit_writer(state.clone(), store.clone(), audit_rx));
+    let writer = tokio::spawn(audit_writer(store.clone(), audit_rx));
     let d = Arc::new(Daemon {
         config: opts.config.clone(),
-        state,
         store,
+        sweeper,
+        stop,
+        active_runs: Default::default(),
+        subjects: Default::default(),
+        plan_lock: Default::default(),
         metrics: Arc::new(Metrics::new()),
         engine,
         tokens,
+        limiter: limit::RateLimiter::new(
+            opts.config.server.rate_limit_per_sec,
+            opts.config.server.rate_limit_burst,
+        ),
         shutdown,
         audit_tx,
         scan_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -256,23 +356,16 @@ pub async fn serve(
     {
         let d2 = d.clone();
         tokio::spawn(async move {
-            for st in ["running", "interrupted"] {
-                match d2.state.plans(Some(st)).await {
-                    Ok(plans) => {
-                        for p in plans {
-                            tracing::info!(
-                                plan = p.id,
-                                done = p.done_rows,
-                                "resuming an interrupted sweep"
-                            );
-                            if let Err(e) = jobs::run_plan(d2.clone(), p.id, "daemon:resume").await
-                            {
-                                tracing::error!(plan = p.id, error = %e, "resumed sweep failed");
-                            }
+            match jobs::interrupted_plans(&d2).await {
+                Ok(plans) => {
+                    for id in plans {
+                        tracing::info!(plan = %id, "resuming an interrupted sweep");
+                        if let Err(e) = jobs::run_sweep(d2.clone(), &id, "daemon:resume").await {
+                            tracing::error!(plan = %id, error = %e, "resumed sweep failed");
                         }
                     }
-                    Err(e) => tracing::error!(error = %e, "cannot list sweeps to resume"),
                 }
+                Err(e) => tracing::error!(error = %e, "cannot list sweeps to resume"),
             }
         });
     }
@@ -305,7 +398,7 @@ pub async fn serve(
                 let id = jobs::scan(d2.clone(), targets, "startup", &by).await?;
                 jobs::wait_run(&d2, id).await?;
                 if let Some(p) = plan_by {
-                    jobs::plan_sweeps(&d2, &[], false, &p).await?;
+                    jobs::plan_sweeps(&d2, &[], &p).await?;
                 }
                 Ok::<_, jobs::JobError>(())
             };
@@ -315,9 +408,11 @@ pub async fn serve(
         });
     }
 
+    let sweep_stop = d.stop.clone();
     tokio::spawn(async move {
         stop.await;
         tracing::info!("shutdown requested: scheduling stopped, finishing the current job");
+        sweep_stop.request();
         let _ = tx.send(true);
     });
     let mut rx2 = rx.clone();

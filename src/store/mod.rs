@@ -74,6 +74,8 @@ pub enum RunStatus {
     Completed,
     CompletedWithErrors,
     Failed,
+    /// Left `running` by a process that stopped (shutdown, crash) before finishing it.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -83,6 +85,7 @@ impl RunStatus {
             RunStatus::Completed => "completed",
             RunStatus::CompletedWithErrors => "completed_with_errors",
             RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -95,6 +98,7 @@ impl FromStr for RunStatus {
             "completed" => RunStatus::Completed,
             "completed_with_errors" => RunStatus::CompletedWithErrors,
             "failed" => RunStatus::Failed,
+            "interrupted" => RunStatus::Interrupted,
             _ => return Err(format!("unknown run status `{s}`")),
         })
     }
@@ -135,6 +139,12 @@ pub struct Run {
     /// `K/N` when the run scanned shard K of N (`--shard`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,
+    /// What started it (`api`, `scheduled`, `startup`, `cli`); None when not recorded.
+    #[serde(default)]
+    pub trigger: Option<String>,
+    /// Who started it (token or schedule name); None when not recorded.
+    #[serde(default)]
+    pub started_by: Option<String>,
 }
 
 /// Per-run counts computed by the classifier (the trend's data points).
@@ -504,6 +514,12 @@ pub trait Store: Send + Sync {
     async fn set_run_shard(&self, run_id: i64, run_group: Option<&str>, shard: Option<&str>) -> Result<()>;
     /// The runs of a run group (the shards of one sharded scan), oldest first.
     async fn group_runs(&self, run_group: &str) -> Result<Vec<Run>>;
+    /// Record what started a run and who (shown by the daemon's API).
+    async fn set_run_origin(&self, run_id: i64, trigger: &str, started_by: &str) -> Result<()>;
+    /// Mark runs interrupted: `Some(id)` that run (a scan stopped by shutdown,
+    /// after `finish_run`), `None` every run still `running` (a daemon starting
+    /// after a crash). Returns the number of runs changed.
+    async fn interrupt_runs(&self, run_id: Option<i64>) -> Result<u64>;
 
     async fn run(&self, run_id: i64) -> Result<Option<Run>>;
     /// Most recent runs first.

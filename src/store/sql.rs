@@ -163,7 +163,8 @@ fn bad(what: &str, e: impl std::fmt::Display) -> StoreError {
 }
 
 const FINDING_COLS: &str = "finding_id, target, unit_id, path, table_name, column_name, field, line, byte_offset, category, rule, child, confidence, masked, fingerprint, sensitivity, rows_scanned, match_count, child_count, dataset, first_seen, last_seen, first_run, last_run, resolved_at, triage_status, triage_comment, triage_by, triage_at";
-const RUN_COLS: &str = "id, started_at, finished_at, targets, status, stats, summary, run_group, shard";
+const RUN_COLS: &str =
+    "id, started_at, finished_at, targets, status, stats, summary, run_group, shard, run_trigger, started_by";
 const VIOLATION_COLS: &str = "id, run_id, kind, severity, dataset, owner, article, category, target, unit_id, column_name, finding_id, record_count, message";
 /// Rows per INSERT statement. PostgreSQL: multi-row statements save round
 /// trips (23 parameters each, under the 65,535 limit). SQLite: single-row
@@ -240,6 +241,8 @@ macro_rules! impl_store {
                     summary: serde_json::from_str(&summary).map_err(|e| bad("value", e))?,
                     run_group: r.try_get("run_group").map_err(g)?,
                     shard: r.try_get("shard").map_err(g)?,
+                    trigger: r.try_get("run_trigger").map_err(g)?,
+                    started_by: r.try_get("started_by").map_err(g)?,
                 })
             }
 
@@ -490,6 +493,25 @@ macro_rules! impl_store {
                     .await
                     .map_err(db("list group runs"))?;
                 rows.iter().map(Self::decode_run).collect()
+            }
+
+            async fn set_run_origin(&self, run_id: i64, trigger: &str, started_by: &str) -> Result<()> {
+                sqlx::query("UPDATE runs SET run_trigger = $1, started_by = $2 WHERE id = $3")
+                    .bind(trigger)
+                    .bind(started_by)
+                    .bind(run_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db("set run origin"))?;
+                Ok(())
+            }
+
+            async fn interrupt_runs(&self, run_id: Option<i64>) -> Result<u64> {
+                let q = match run_id {
+                    Some(id) => sqlx::query("UPDATE runs SET status = 'interrupted', finished_at = COALESCE(finished_at, $1) WHERE id = $2").bind(now()).bind(id),
+                    None => sqlx::query("UPDATE runs SET status = 'interrupted', finished_at = $1 WHERE status = 'running'").bind(now()),
+                };
+                Ok(q.execute(&self.pool).await.map_err(db("interrupt runs"))?.rows_affected())
             }
 
             async fn run(&self, run_id: i64) -> Result<Option<Run>> {

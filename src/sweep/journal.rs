@@ -234,6 +234,45 @@ impl SweepJournal {
         })
     }
 
+    /// Every plan, newest first (optionally of one kind), for listings.
+    pub async fn plans(&self, kind: Option<&str>) -> Result<Vec<PlanRow>, SweepError> {
+        let q = "SELECT id, kind, created_at, created_by, status, body FROM sweep_plans \
+                 WHERE ($1 IS NULL OR kind = $1) ORDER BY created_at DESC, id DESC";
+        let rows: Vec<(String, String, String, String, String, String)> =
+            on_pool!(self, |p| sqlx::query_as(q).bind(kind).fetch_all(p).await)
+                .map_err(|e| SweepError::Journal(e.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, kind, created_at, created_by, status, body)| PlanRow {
+                id,
+                kind,
+                created_at,
+                created_by,
+                status,
+                body,
+            })
+            .collect())
+    }
+
+    /// Move a plan from one of `from` to `to` atomically; false when it was
+    /// in another state (two approvers or two runners race: one wins).
+    pub async fn transition(&self, id: &str, from: &[&str], to: &str) -> Result<bool, SweepError> {
+        let list = from
+            .iter()
+            .map(|s| format!("'{}'", s.replace('\'', "")))
+            .collect::<Vec<_>>()
+            .join(",");
+        let q = format!("UPDATE sweep_plans SET status = $1 WHERE id = $2 AND status IN ({list})");
+        let n = on_pool!(self, |p| sqlx::query(&q)
+            .bind(to)
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(|e| SweepError::Journal(e.to_string()))?;
+        Ok(n > 0)
+    }
+
     pub async fn set_status(&self, id: &str, status: &str) -> Result<(), SweepError> {
         on_pool!(self, |p| sqlx::query(
             "UPDATE sweep_plans SET status = $1 WHERE id = $2"

@@ -99,7 +99,7 @@ try {
   const planRow = page.locator('#plans-table tbody tr[data-plan]').filter({ has: page.locator('button[data-action=approve]') }).first();
   await planRow.waitFor();
   const pid = await planRow.getAttribute('data-plan');
-  result.plan = Number(pid);
+  result.plan = pid;
   await planRow.locator('button[data-action=approve]').click();
   const sel = `#plans-table tbody tr[data-plan="${pid}"] .status`;
   const seen = new Set();
@@ -107,7 +107,7 @@ try {
   while (Date.now() - t0 < 60000) {
     const st = await page.textContent(sel).catch(() => null);
     if (st) seen.add(st);
-    if (st === 'completed' || st === 'failed') break;
+    if (st === 'done' || st === 'failed' || st === 'verification_failed') break;
     await page.waitForTimeout(100);
   }
   result.plan_states_seen = [...seen];

@@ -100,7 +100,7 @@ async function loadOverview() {
   $('t-viol').textContent = o.open_violations;
   $('t-overdue').textContent = o.retention_overdue.records;
   $('t-pending').textContent = o.pending_approvals.sweep_plans + o.pending_approvals.erasures;
-  $('t-last').textContent = o.last_run ? '#' + o.last_run.id + ' ' + o.last_run.kind + ' ' + o.last_run.status + ' · ' + o.last_run.started_at.replace('T', ' ').slice(0, 19) : 'none yet';
+  $('t-last').textContent = o.last_run ? '#' + o.last_run.id + ' ' + (o.last_run.trigger || 'scan') + ' ' + o.last_run.status + ' · ' + o.last_run.started_at.replace('T', ' ').slice(0, 19) : 'none yet';
   fill($('child-table').tBodies[0], o.child_pi.map((x) => row([x.dataset, x.category, x.findings, x.values])), 'No open child PI findings.');
   fill($('viol-table').tBodies[0], v.items.map((x) => row([x.kind.replace(/_/g, ' '), x.dataset || '(undeclared)', el('span', x.severity, 'sev-' + x.severity), x.article, x.message])), 'No open violations.');
   drawTrend(t.points);
@@ -234,18 +234,19 @@ async function loadSweeps() {
     const bar = document.createElement('progress'); bar.max = Math.max(1, p.planned_rows); bar.value = p.done_rows;
     prog.appendChild(bar); prog.appendChild(el('span', ' ' + p.done_rows + '/' + p.planned_rows, 'progress-text'));
     const actions = document.createElement('span');
-    if (p.status === 'pending' && can('approver') && p.created_by !== state.me.name) {
+    if (p.status === 'planned' && can('approver') && p.created_by !== state.me.name) {
       const a = el('button', 'Approve & run', 'small primary'); a.dataset.action = 'approve';
       a.addEventListener('click', () => act('/sweep/plans/' + p.id + '/approve', { run: true }));
       const j = el('button', 'Reject', 'small'); j.dataset.action = 'reject';
       j.addEventListener('click', () => act('/sweep/plans/' + p.id + '/reject'));
       actions.append(a, j);
-    } else if (p.status === 'pending' && can('approver')) {
+    } else if (p.status === 'planned' && can('approver')) {
       actions.appendChild(el('span', 'needs another approver', 'muted'));
-    } else if (p.status === 'interrupted' && can('operator')) {
+    } else if (p.status === 'stopped' && can('operator')) {
       const b = el('button', 'Resume', 'small'); b.addEventListener('click', () => act('/sweep/plans/' + p.id + '/run')); actions.appendChild(b);
     }
-    const tr = row([p.id, p.kind, p.dataset, p.cutoff, p.planned_rows, prog, el('span', p.status, 'st-' + p.status + ' status'), p.created_by, p.approved_by || '', actions]);
+    const cutoff = (p.items.find((i) => i.cutoff) || {}).cutoff;
+    const tr = row([p.id, p.kind, p.dataset, cutoff ? cutoff.replace('T', ' ').slice(0, 19) : '', p.planned_rows, prog, el('span', p.status, 'st-' + p.status + ' status'), p.created_by, p.approved_by || '', actions]);
     tr.dataset.plan = p.id;
     return tr;
   });
@@ -273,7 +274,7 @@ async function planSweeps() {
 async function loadAudit() {
   if (!can('approver')) { fill($('audit-table').tBodies[0], [], 'The audit log needs the approver role.'); return; }
   const r = await api('/audit?page=' + state.auditPage + '&per_page=100');
-  fill($('audit-table').tBodies[0], r.items.map((a) => row([a.at.replace('T', ' ').slice(0, 19), a.actor, a.role, a.action, a.object, a.outcome, a.detail || ''])));
+  fill($('audit-table').tBodies[0], r.items.map((a) => row([a.at.replace('T', ' ').slice(0, 19), a.actor, a.role, a.action, a.object, a.outcome, a.detail == null ? '' : (typeof a.detail === 'string' ? a.detail : JSON.stringify(a.detail))])));
   const pages = Math.max(1, Math.ceil(r.total / r.per_page));
   $('a-page-info').textContent = 'page ' + r.page + ' of ' + pages;
   $('a-prev').disabled = r.page <= 1;
