@@ -157,7 +157,7 @@ async fn plaintext_passwords_in_the_config_are_warned_about() {
     std::fs::write(
         p.join("c.toml"),
         format!(
-            "state_url = \"{with_pw}\"\n\n[[datasets]]\nname = \"x\"\nsource = \"mysql://app:QueryTok-75@127.0.0.1:3306/app\"\n\
+            "state_url = \"{with_pw}\"\n\n[[sources]]\nname = \"s\"\nurl = \"postgres://u:PgDownPw-72@127.0.0.1:1/x\"\n\n[[datasets]]\nname = \"x\"\nsource = \"mysql://app:QueryTok-75@127.0.0.1:3306/app\"\n\
              match = [\"*\"]\nowner = \"o\"\npurpose = \"p\"\nretention = \"30d after created_at\"\n"
         ),
     )
@@ -175,6 +175,10 @@ async fn plaintext_passwords_in_the_config_are_warned_about() {
     );
     assert!(
         out.contains("warning: datasets[0].source: source contains a plaintext password"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: sources[0].url: url contains a plaintext password"),
         "{out}"
     );
     assert_clean("config check", &out);
@@ -199,6 +203,6 @@ async fn plaintext_passwords_in_the_config_are_warned_about() {
         .lines()
         .filter(|l| l.contains("WARN") && l.contains("plaintext password"))
         .collect();
-    assert_eq!(warns.len(), 2, "{out}");
+    assert_eq!(warns.len(), 3, "{out}");
     assert_clean("scan with a plaintext-password config", &out);
 }

@@ -406,6 +406,17 @@ pub fn check_str(text: &str, file: &Path) -> (Option<Config>, Vec<Diagnostic>) {
                     }
                 }
             }
+            "sources" => {
+                for (i, src) in v.as_array().into_iter().flatten().enumerate() {
+                    if src
+                        .get("url")
+                        .and_then(|u| u.as_str())
+                        .is_some_and(url_has_password)
+                    {
+                        c.push(Level::Warning, &format!("sources[{i}].url"), "url contains a plaintext password; use password_env or password_file instead");
+                    }
+                }
+            }
             "datasets" => {
                 let Some(arr) = v.as_array() else {
                     c.push(

@@ -1,0 +1,202 @@
+//! Property tests (fast, in the normal suite) for the entry points the
+//! fuzz targets in `fuzz/` hammer: the detector engine, the file readers
+//! (CSV, JSON lines, Parquet, gzip, zstd, GB18030) and the config parser.
+//! Any input: no panic, findings inside the text, errors naming the file;
+//! plus round-trip properties (compressed or GB18030-encoded text yields
+//! the same findings as the plain UTF-8 text). Crashes found by fuzzing
+//! become `regression_*` tests here.
+
+#[path = "../fuzz/src/lib.rs"]
+mod fuzz_support;
+
+use childguard::finding::Finding;
+use childguard::scan::text::{scan_chunk, TextOrigin};
+use childguard::source::files::{scan_reader, FileSourceConfig, UnitCtx};
+use childguard::source::ScanOptions;
+use fuzz_support::{engine, scan_bytes};
+use proptest::prelude::*;
+use std::io::Write;
+
+const ID: &str = "110105201503071235";
+
+fn scan_text(text: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let origin = TextOrigin {
+        target: "t",
+        path: "p.log",
+    };
+    scan_chunk(engine(), &origin, text, 1, 0, &mut out);
+    out
+}
+
+/// Findings of `data` read as file `name`, with the reader's error (if any).
+fn read(name: &str, data: Vec<u8>, cfg: &FileSourceConfig) -> (Vec<Finding>, Option<String>) {
+    let opts = ScanOptions::default();
+    let ctx = UnitCtx {
+        engine: engine(),
+        target: "t",
+        path: name,
+        opts: &opts,
+        cfg,
+    };
+    let mut out = Vec::new();
+    let r = scan_reader(&ctx, name, Box::new(std::io::Cursor::new(data)), &mut |f| {
+        out.push(f)
+    });
+    (out, r.err().map(|e| e.to_string()))
+}
+
+fn ids(fs: &[Finding]) -> Vec<(u64, u64)> {
+    fs.iter()
+        .filter(|f| f.category.as_str() == "cn_resident_id")
+        .map(|f| {
+            (
+                f.location.line.unwrap_or(0),
+                f.location.byte_offset.unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Log-like lines, some holding the ID (ASCII and Chinese filler).
+fn log_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        ("[a-z0-9 =:/.-]{0,40}", prop::bool::ANY, "[一-龥 ]{0,12}"),
+        0..40,
+    )
+    .prop_map(|lines| {
+        lines
+            .into_iter()
+            .map(|(a, id, b)| {
+                if id {
+                    format!("{a} 学生 {ID} {b}\n")
+                } else {
+                    format!("{a} {b}\n")
+                }
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn engine_never_panics_and_offsets_stay_in_the_text(s in "\\PC{0,400}") {
+        for f in scan_text(&s) {
+            let off = f.location.byte_offset.unwrap() as usize;
+            prop_assert!(off < s.len().max(1) && s.is_char_boundary(off));
+            prop_assert!(!f.masked.contains(ID));
+        }
+    }
+
+    #[test]
+    fn an_embedded_id_is_found_where_it_is(a in "[a-z一-龥 ,;]{0,60}", b in "[a-z一-龥 ,;]{0,60}") {
+        let text = format!("{a} {ID} {b}");
+        let at = (a.len() + 1) as u64;
+        prop_assert!(ids(&scan_text(&text)).contains(&(1, at)), "{text}");
+    }
+
+    #[test]
+    fn readers_never_panic_on_any_bytes(
+        data in prop::collection::vec(any::<u8>(), 0..3000),
+        name in prop::sample::select(vec!["a.csv", "a.tsv", "a.jsonl", "a.json", "a.parquet", "a.log.gz", "a.log.zst", "a.txt"]),
+    ) {
+        scan_bytes(name, &data);
+    }
+
+    #[test]
+    fn readers_never_panic_on_mutated_valid_files(
+        text in log_text(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        kind in 0usize..3,
+    ) {
+        let (name, mut data) = match kind {
+            0 => ("m.log.gz", gzip(text.as_bytes())),
+            1 => ("m.log.zst", zstd::encode_all(text.as_bytes(), 3).unwrap()),
+            _ => ("m.csv", format!("sfzh,note\n{}", text.replace(' ', ",")).into_bytes()),
+        };
+        if !data.is_empty() {
+            for (i, b) in flips {
+                let i = i.index(data.len());
+                data[i] ^= b;
+            }
+        }
+        scan_bytes(name, &data);
+    }
+
+    #[test]
+    fn gzip_and_zstd_give_the_findings_of_the_plain_text(text in log_text()) {
+        let cfg = FileSourceConfig::default();
+        let (plain, e) = read("p.log", text.clone().into_bytes(), &cfg);
+        prop_assert!(e.is_none(), "{e:?}");
+        let want = ids(&plain);
+        prop_assert_eq!(want.len(), text.matches(ID).count());
+        let (gz, e) = read("p.log.gz", gzip(text.as_bytes()), &cfg);
+        prop_assert!(e.is_none(), "{e:?}");
+        prop_assert_eq!(ids(&gz), want.clone());
+        let (zs, e) = read("p.log.zst", zstd::encode_all(text.as_bytes(), 3).unwrap(), &cfg);
+        prop_assert!(e.is_none(), "{e:?}");
+        prop_assert_eq!(ids(&zs), want);
+    }
+
+    #[test]
+    fn gb18030_text_gives_the_findings_of_its_utf8(text in log_text()) {
+        prop_assume!(text.chars().any(|c| !c.is_ascii()));
+        let cfg = FileSourceConfig::default();
+        let (gb, _, _) = encoding_rs::GB18030.encode(&text);
+        let (plain, _) = read("u.log", text.clone().into_bytes(), &cfg);
+        let (dec, e) = read("g.log", gb.into_owned(), &cfg);
+        prop_assert!(e.is_none(), "{e:?}");
+        prop_assert_eq!(ids(&dec), ids(&plain));
+    }
+
+    #[test]
+    fn csv_counts_every_id_cell(
+        rows in prop::collection::vec((prop::bool::ANY, "[a-z一-龥]{0,8}"), 1..60),
+    ) {
+        let mut csv = String::from("sfzh,note\n");
+        for (id, note) in &rows {
+            csv.push_str(&format!("{},{note}\n", if *id { ID } else { "" }));
+        }
+        let (fs, e) = read("c.csv", csv.into_bytes(), &FileSourceConfig::default());
+        prop_assert!(e.is_none(), "{e:?}");
+        let n = rows.iter().filter(|r| r.0).count() as u64;
+        let got = fs
+            .iter()
+            .find(|f| f.category.as_str() == "cn_resident_id")
+            .map_or(0, |f| f.count.unwrap_or(0));
+        prop_assert_eq!(got, n);
+    }
+
+    #[test]
+    fn json_nesting_at_any_depth_is_scanned_and_limited(depth in 0usize..200) {
+        let line = format!("{}\"{ID}\"{}\n", "[".repeat(depth), "]".repeat(depth));
+        let (fs, e) = read("d.jsonl", line.into_bytes(), &FileSourceConfig::default());
+        prop_assert_eq!(ids(&fs).len(), 1);
+        prop_assert_eq!(e.is_some(), depth > 64, "{:?}", e);
+    }
+
+    #[test]
+    fn config_parser_never_panics_and_locates_inside_the_file(s in "(\\PC|\n){0,300}") {
+        let (_c, diags) = childguard::config::check_str(&s, std::path::Path::new("c.toml"));
+        let lines = s.lines().count() + 2;
+        for d in diags {
+            prop_assert!(d.line >= 1 && d.line <= lines, "{d}");
+        }
+    }
+
+    #[test]
+    fn config_parser_on_mutated_example(cut in 0usize..5000, junk in "[\\[\\]=\"a-z0-9\n. ]{0,20}") {
+        let text = include_str!("../config/childguard.toml");
+        let cut = (0..=cut.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap();
+        let s = format!("{}{junk}{}", &text[..cut], &text[cut..]);
+        let _ = childguard::config::check_str(&s, std::path::Path::new("c.toml"));
+    }
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
