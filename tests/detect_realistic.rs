@@ -122,7 +122,25 @@ fn cases() -> Vec<Case> {
     p(&format!("'{c16}'"), CnResidentId);
     p(&format!("<td>{a85}</td>"), CnResidentId);
     p(&format!("\t{gz}\t"), CnResidentId);
+    p(
+        &format!("证件号码:{} 性别:女", spaced(&idx_lower, " ")),
+        CnResidentId,
+    );
+    p(
+        &format!(
+            "身份证号 {} {} {} {}",
+            &c16[..6],
+            &c16[6..10],
+            &c16[10..14],
+            &c16[14..]
+        ),
+        CnResidentId,
+    );
+    p(&format!("\"sfzh\",\"{gz}\""), CnResidentId);
     // ---- mobile
+    p("电话：138 1234 5678", CnMobile);
+    p("(+86)13812345678", CnMobile);
+    p("手机号码:+86-138-1234-5678", CnMobile);
     p("手机：13812345678", CnMobile);
     p("电话 +86 138 1234 5678", CnMobile);
     p("+8613812345678", CnMobile);
@@ -229,6 +247,13 @@ fn cases() -> Vec<Case> {
     p("家庭低保户", VulnerableChild);
     p("疑似受虐儿童", VulnerableChild);
 
+    p("家长：王芳 电话13812345678", Guardian);
+    p("监护人姓名 刘建国", Guardian);
+    p("姓名：司马懿", PersonName);
+    p("该生父母离异，属单亲家庭留守儿童", VulnerableChild);
+    p("年龄：7岁半", Age);
+    p("7岁男孩", Age);
+    p("该生已满8周岁", Age);
     // ---- hard negatives
     let mut n = |l: &str, c: Category| v.push((l.to_string(), c, false, false));
     n(&format!("txn={c16}9"), CnResidentId);
@@ -279,6 +304,17 @@ fn cases() -> Vec<Case> {
     n("version E123456789", CnPassport);
     n("数量 12345678", TwPermit);
     n("残疾人专用通道", VulnerableChild);
+    n("张家界旅游攻略", PersonName);
+    n("王府井大街步行", PersonName);
+    n("卡号 12345678", BankCard);
+    n("QQ 1234567890", CnMobile);
+    n("2015年3月7日 发布", BirthDate);
+    n("20150307 批次", BirthDate);
+    n("适用年龄：3-6岁", Age);
+    n("满18岁方可申请", Age);
+    n("未满14周岁的未成年人", Age);
+    n("年满16岁后可自行办理", Age);
+    n("成立于1985年，已有40年历史", Age);
     n("低保政策解读", VulnerableChild);
     n("留守儿童关爱工作方案", VulnerableChild);
     n("残疾人保障法", VulnerableChild);

@@ -1659,6 +1659,15 @@ impl Engine {
         if AFTER_NEG.iter().any(|w| rest.starts_with(w)) {
             return;
         }
+        // Age thresholds in rules (满18岁方可申请, 未满14周岁的未成年人), not a person's age.
+        if char_before(t, p) == Some('满') {
+            let rest = rest.strip_prefix("周岁").unwrap_or(rest);
+            const RULE_WORDS: [&str; 8] =
+                ["方可", "才能", "才可", "可以", "即可", "后", "的", "者"];
+            if RULE_WORDS.iter().any(|w| rest.starts_with(w)) {
+                return;
+            }
+        }
         let (pos, neg) = self.context(st, rule, p, ke);
         if neg {
             return;
