@@ -166,6 +166,8 @@ fn cases() -> Vec<Case> {
     p("出生日期：07.03.2015", BirthDate);
     p("出生年月 2016年9月", BirthDate);
     p("生日 31/12/2016", BirthDate);
+    p("出生日期：二〇一五年三月七日", BirthDate);
+    p("生于二零一六年十二月", BirthDate);
     // ---- age
     p("8岁", Age);
     p("孩子今年八岁半", Age);
@@ -275,6 +277,8 @@ fn cases() -> Vec<Case> {
     n("日期 07/03/2015 已审核", BirthDate);
     n("2025年6月 工作总结", BirthDate);
     n("出生日期 31/02/2015", BirthDate);
+    n("出生日期：二〇一五年二月三十日", BirthDate);
+    n("二〇一五年三月七日 印发", BirthDate);
     n("3岁以下禁用", Age);
     n("适合3-6岁", Age);
     n("保修3年", Age);
@@ -324,8 +328,6 @@ fn cases() -> Vec<Case> {
     // reported (negative context lowers nothing for a valid ID): a false
     // positive we accept rather than miss a real ID in an order export.
     g(&format!("订单号 {c16}"), CnResidentId, false);
-    // Dates written in Chinese numerals are not parsed.
-    g("出生日期：二〇一五年三月七日", BirthDate, true);
     // OCR swaps (O/0, l/1) inside IDs and phones are not repaired: a repaired
     // value could pass MOD 11-2 by chance 1 in 11 times.
     g(

@@ -483,6 +483,7 @@ impl Engine {
                         Scanner::PersonName => self.name_after(&st, m, rule, out),
                         Scanner::Address => self.address_after(&st, m, rule, base, out),
                         Scanner::Age => self.age_word(&st, m, rule, out),
+                        Scanner::BirthDate => self.birth_cn(&st, m, out),
                         _ => {}
                     },
                     Role::Neg(_) => {}
@@ -1684,6 +1685,64 @@ impl Engine {
             self.mask(Category::Age, span),
             Some(AgeEvidence::Years(years)),
         );
+    }
+
+    /// 出生日期：二〇一五年三月七日 (a date in Chinese numerals after a birth
+    /// word; digit dates are handled by the token pass). Without a day, the
+    /// last day of the month (as for 2015年3月).
+    fn birth_cn(&self, st: &St<'_>, m: M, out: &mut Vec<Hit>) {
+        let t = st.text;
+        let mut p = m.end as usize;
+        let mut steps = 0;
+        while let Some(c) = char_at(t, p) {
+            if steps < 3 && matches!(c, ' ' | ':' | '：' | '=' | '是' | '为' | '于') {
+                p += c.len_utf8();
+                steps += 1;
+            } else {
+                break;
+            }
+        }
+        let s = p;
+        let mut year = 0i32;
+        for _ in 0..4 {
+            let Some(c) = char_at(t, p) else { return };
+            let Some(d) = validate::chinese_numeral(c.encode_utf8(&mut [0; 4])) else {
+                return;
+            };
+            if c == '十' {
+                return;
+            }
+            year = year * 10 + d as i32;
+            p += c.len_utf8();
+        }
+        let Some(after_year) = t[p..].strip_prefix('年') else {
+            return;
+        };
+        p = t.len() - after_year.len();
+        let num_until = |p: usize, end: &[char]| -> Option<(u32, usize)> {
+            let rest = &t[p..];
+            let n = rest.find(|c: char| !validate::is_cn_numeral(c))?;
+            let c = rest[n..].chars().next()?;
+            if n == 0 || !end.contains(&c) {
+                return None;
+            }
+            Some((validate::chinese_numeral(&rest[..n])?, p + n + c.len_utf8()))
+        };
+        let Some((month, pm)) = num_until(p, &['月']) else {
+            return;
+        };
+        let (date, e) = match num_until(pm, &['日', '号']) {
+            Some((day, pd)) => (NaiveDate::from_ymd_opt(year, month, day), pd),
+            None => (
+                NaiveDate::from_ymd_opt(year, month, 1)
+                    .and_then(|f| f.checked_add_months(chrono::Months::new(1)))
+                    .and_then(|d| d.pred_opt()),
+                pm,
+            ),
+        };
+        if let Some(d) = date {
+            self.birth_date(st, s, e, d, out);
+        }
     }
 
     /// 年龄：十二 (Chinese numerals after an age word; digits are handled by the token pass).
