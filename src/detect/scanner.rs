@@ -188,6 +188,31 @@ fn negated(t: &str, s: usize, e: usize) -> bool {
     })
 }
 
+/// A marker keyword used as a generic word, not about a person:
+/// `残疾人专用通道`, `低保政策解读`, `留守儿童关爱工作`.
+fn generic_use(after: &str) -> bool {
+    let after = after.strip_prefix('人').unwrap_or(after);
+    [
+        "政策",
+        "专用",
+        "通道",
+        "车位",
+        "标准",
+        "条例",
+        "办法",
+        "工作",
+        "宣传",
+        "知识",
+        "保障法",
+        "权益保障",
+        "服务中心",
+        "联合会",
+        "关爱",
+    ]
+    .iter()
+    .any(|w| after.starts_with(w))
+}
+
 /// Parse a date at `p`: YYYY-MM-DD, YYYY/M/D, YYYY.MM.DD, YYYY年M月D日,
 /// YYYYMMDD. Returns the end and the date.
 pub(super) fn parse_date(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
@@ -236,7 +261,13 @@ pub(super) fn parse_date(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
         }
         (ds, de) = digits(me + 3, 2);
         if de == ds {
-            return None;
+            // YYYY年M月 (出生年月): the last day of the month, the youngest
+            // the person can be, so a child is never missed at the boundary.
+            let first = NaiveDate::from_ymd_opt(y, m, 1)?;
+            let last = first
+                .checked_add_months(chrono::Months::new(1))?
+                .pred_opt()?;
+            return Some((me + 3, last));
         }
         day_end = de;
         if b[de..].starts_with("日".as_bytes()) || b[de..].starts_with("号".as_bytes()) {
@@ -254,6 +285,35 @@ pub(super) fn parse_date(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
     }
     let d = NaiveDate::from_ymd_opt(y, m, num(ds, day_end)?)?;
     Some((de, d))
+}
+
+/// Parse a day-first date D/M/YYYY or D.M.YYYY at `p` (never followed by a
+/// digit or a time). Month-first US dates are not read: Chinese and
+/// European records write the day first.
+fn parse_day_first(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
+    let run = |mut i: usize, max: usize| {
+        let s = i;
+        while i < b.len() && i - s < max && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        (s, i)
+    };
+    let (ds, de) = run(p, 2);
+    let sep = *b.get(de)?;
+    let (ms, me) = run(de + 1, 2);
+    if me == ms || b.get(me) != Some(&sep) {
+        return None;
+    }
+    let (ys, ye) = run(me + 1, 4);
+    if ye - ys != 4 || b.get(ye).is_some_and(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let d = NaiveDate::from_ymd_opt(
+        validate::parse_u32(&b[ys..ye])? as i32,
+        validate::parse_u32(&b[ms..me])?,
+        validate::parse_u32(&b[ds..de])?,
+    )?;
+    Some((ye, d))
 }
 
 /// Where the proper name of a school whose suffix starts at `ss` begins:
@@ -400,7 +460,10 @@ impl Engine {
                     Role::Trig(Trig::NotSchool) => {}
                     Role::Kw(rule, child) => {
                         let (_, neg) = self.context(&st, rule, m.start as usize, m.end as usize);
-                        if !neg && !negated(text, m.start as usize, m.end as usize) {
+                        if !neg
+                            && !negated(text, m.start as usize, m.end as usize)
+                            && !generic_use(&text[m.end as usize..])
+                        {
                             let kw = &text[m.start as usize..m.end as usize];
                             let conf = self.rules[rule as usize].confidence;
                             self.emit(
@@ -420,6 +483,7 @@ impl Engine {
                         Scanner::PersonName => self.name_after(&st, m, rule, out),
                         Scanner::Address => self.address_after(&st, m, rule, base, out),
                         Scanner::Age => self.age_word(&st, m, rule, out),
+                        Scanner::BirthDate => self.birth_cn(&st, m, out),
                         _ => {}
                     },
                     Role::Neg(_) => {}
@@ -776,6 +840,13 @@ impl Engine {
                     self.birth_date(st, s, de, d, out);
                     return de;
                 }
+            }
+        }
+        // Day-first D/M/YYYY or D.M.YYYY: a birth date only with a birth context.
+        if (1..=2).contains(&(e - s)) && e < n && matches!(b[e], b'/' | b'.') {
+            if let Some((de, d)) = parse_day_first(b, s) {
+                self.birth_date(st, s, de, d, out);
+                return de;
             }
         }
         // (010)62345678
@@ -1589,6 +1660,15 @@ impl Engine {
         if AFTER_NEG.iter().any(|w| rest.starts_with(w)) {
             return;
         }
+        // Age thresholds in rules (满18岁方可申请, 未满14周岁的未成年人), not a person's age.
+        if char_before(t, p) == Some('满') {
+            let rest = rest.strip_prefix("周岁").unwrap_or(rest);
+            const RULE_WORDS: [&str; 8] =
+                ["方可", "才能", "才可", "可以", "即可", "后", "的", "者"];
+            if RULE_WORDS.iter().any(|w| rest.starts_with(w)) {
+                return;
+            }
+        }
         let (pos, neg) = self.context(st, rule, p, ke);
         if neg {
             return;
@@ -1605,6 +1685,64 @@ impl Engine {
             self.mask(Category::Age, span),
             Some(AgeEvidence::Years(years)),
         );
+    }
+
+    /// 出生日期：二〇一五年三月七日 (a date in Chinese numerals after a birth
+    /// word; digit dates are handled by the token pass). Without a day, the
+    /// last day of the month (as for 2015年3月).
+    fn birth_cn(&self, st: &St<'_>, m: M, out: &mut Vec<Hit>) {
+        let t = st.text;
+        let mut p = m.end as usize;
+        let mut steps = 0;
+        while let Some(c) = char_at(t, p) {
+            if steps < 3 && matches!(c, ' ' | ':' | '：' | '=' | '是' | '为' | '于') {
+                p += c.len_utf8();
+                steps += 1;
+            } else {
+                break;
+            }
+        }
+        let s = p;
+        let mut year = 0i32;
+        for _ in 0..4 {
+            let Some(c) = char_at(t, p) else { return };
+            let Some(d) = validate::chinese_numeral(c.encode_utf8(&mut [0; 4])) else {
+                return;
+            };
+            if c == '十' {
+                return;
+            }
+            year = year * 10 + d as i32;
+            p += c.len_utf8();
+        }
+        let Some(after_year) = t[p..].strip_prefix('年') else {
+            return;
+        };
+        p = t.len() - after_year.len();
+        let num_until = |p: usize, end: &[char]| -> Option<(u32, usize)> {
+            let rest = &t[p..];
+            let n = rest.find(|c: char| !validate::is_cn_numeral(c))?;
+            let c = rest[n..].chars().next()?;
+            if n == 0 || !end.contains(&c) {
+                return None;
+            }
+            Some((validate::chinese_numeral(&rest[..n])?, p + n + c.len_utf8()))
+        };
+        let Some((month, pm)) = num_until(p, &['月']) else {
+            return;
+        };
+        let (date, e) = match num_until(pm, &['日', '号']) {
+            Some((day, pd)) => (NaiveDate::from_ymd_opt(year, month, day), pd),
+            None => (
+                NaiveDate::from_ymd_opt(year, month, 1)
+                    .and_then(|f| f.checked_add_months(chrono::Months::new(1)))
+                    .and_then(|d| d.pred_opt()),
+                pm,
+            ),
+        };
+        if let Some(d) = date {
+            self.birth_date(st, s, e, d, out);
+        }
     }
 
     /// 年龄：十二 (Chinese numerals after an age word; digits are handled by the token pass).
