@@ -286,10 +286,7 @@ fn shards_together_equal_the_unsharded_scan() {
             .unwrap()
         })
         .collect();
-    let outs: Vec<Output> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
+    let outs = wait_all(children);
     let mut union = Vec::new();
     for o in &outs {
         ok(o);
@@ -358,16 +355,14 @@ fn shards_together_equal_the_unsharded_scan() {
     });
 
     // A second sharded run: nothing resolves that still exists.
-    let again: Vec<Output> = (0..SHARDS)
+    let again: Vec<Child> = (0..SHARDS)
         .map(|k| {
             scan_cmd(&e, "pg.toml", &["--shard", &format!("{k}/{SHARDS}")])
                 .spawn()
                 .unwrap()
         })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
+        .collect::<Vec<_>>();
+    let again = wait_all(again);
     again.iter().for_each(ok);
     rt.block_on(async {
         use childguard::store::Store;
@@ -454,6 +449,18 @@ fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < deadline, "timed out");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Wait for every child, draining all their pipes at once: a worker that
+/// waits for the others must not block on a full stdout pipe nobody reads.
+fn wait_all(children: Vec<Child>) -> Vec<Output> {
+    children
+        .into_iter()
+        .map(|c| std::thread::spawn(move || c.wait_with_output().unwrap()))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect()
 }
 
 #[test]
@@ -566,10 +573,7 @@ fn a_worker_killed_mid_unit_is_redone_and_recorded_once() {
 
     // Two fresh workers: they share the rest and take the dead worker's unit once its lease expires.
     let rescuers: Vec<Child> = (0..2).map(|_| worker().spawn().unwrap()).collect();
-    let outs: Vec<Output> = rescuers
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
+    let outs = wait_all(rescuers);
     outs.iter().for_each(ok);
     let (state, by, attempts) = row(slow_unit).unwrap();
     assert_eq!((state.as_str(), attempts), ("done", 2));
