@@ -179,3 +179,76 @@ fn one_daemon_schedules_and_another_takes_over_when_it_dies() {
             .await;
     });
 }
+
+/// A daemon refuses to sweep a dataset whose `sweep:<dataset>` lease another
+/// holder has in the shared store (409 `dataset_busy`), and sweeps it once
+/// that lease is released.
+#[test]
+fn a_sweep_waits_for_the_dataset_lease_of_another_daemon() {
+    use childguard::store::lease::Coordinator;
+    use serde_json::json;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = rt.block_on(common::fresh_pg_db("cg_multid"));
+    let e = daemon_support::estate(20, 6, "");
+    let cfg = format!(
+        "state_url = {url:?}\n{}",
+        std::fs::read_to_string(&e.config).unwrap()
+    );
+    std::fs::write(&e.config, &cfg).unwrap();
+    let s = Server::start(&e, &[]);
+
+    // Another daemon is sweeping `students` (its lease in the real store).
+    let (coord, lease) = rt.block_on(async {
+        let store = childguard::store::PgStore::connect(&url).await.unwrap();
+        let c = Coordinator::postgres(&store);
+        let l = c
+            .try_acquire("sweep:students", "other-daemon", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .expect("free lease");
+        (c, l)
+    });
+    let r = s.post(
+        "/api/v1/sweep/plans",
+        "otto",
+        json!({"datasets": ["students"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let pid = r.json["items"][0]["id"].as_str().unwrap().to_string();
+    let r = s.post(
+        &format!("/api/v1/sweep/plans/{pid}/approve"),
+        "anna",
+        json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s.post(&format!("/api/v1/sweep/plans/{pid}/run"), "otto", json!({}));
+    assert_eq!((r.status, r.code()), (409, "dataset_busy"), "{}", r.body);
+    assert_eq!(
+        s.get(&format!("/api/v1/sweep/plans/{pid}"), "vera").json["status"],
+        "approved"
+    );
+
+    // Released: the sweep runs, holding the lease itself while it does.
+    assert!(rt.block_on(coord.release(&lease)).unwrap());
+    let r = s.post(&format!("/api/v1/sweep/plans/{pid}/run"), "otto", json!({}));
+    assert_eq!(r.status, 202, "{}", r.body);
+    let done = s.poll(&format!("/api/v1/sweep/plans/{pid}"), "vera", 30, |j| {
+        ["done", "failed", "verification_failed"].contains(&j["status"].as_str().unwrap_or(""))
+    });
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["done_rows"], e.old_rows);
+    // Released at the end: nobody holds it any more.
+    assert_eq!(rt.block_on(coord.holder("sweep:students")).unwrap(), None);
+    drop(s);
+    drop(coord);
+    rt.block_on(async {
+        use sqlx::Connection;
+        let db = url.rsplit('/').next().unwrap().to_string();
+        let mut c = sqlx::PgConnection::connect(&common::pg_admin_url())
+            .await
+            .unwrap();
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .execute(&mut c)
+            .await;
+    });
+}

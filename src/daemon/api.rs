@@ -987,6 +987,7 @@ async fn run_plan(
             ),
         ));
     }
+    jobs::check_sweep_free(&d, &id).await?;
     spawn_sweep(&d, &id, &c.name);
     Ok((StatusCode::ACCEPTED, Json(v)))
 }

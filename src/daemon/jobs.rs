@@ -729,6 +729,23 @@ pub async fn run_sweep(d: Arc<Daemon>, id: &str, by: &str) -> Result<String, Job
     res
 }
 
+/// Refuse at once (`DatasetBusy`) when another daemon holds the sweep lease
+/// of one of the plan's datasets (the API answers 409 before accepting the
+/// run; [`run_sweep`] still takes the leases, which is the actual exclusion).
+pub async fn check_sweep_free(d: &Daemon, id: &str) -> Result<(), JobError> {
+    let (plan, _) = d.sweeper.load_plan(id).await?;
+    for ds in plan_datasets(&plan) {
+        if let Some((holder, _)) = d.coord.holder(&format!("sweep:{ds}")).await? {
+            if holder != d.instance {
+                return Err(JobError::DatasetBusy(format!(
+                    "sweep plan {id}: dataset {ds} is being swept by another daemon"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The `sweep:<dataset>` leases of a running sweep, renewed every third of
 /// the lease time until released: daemons sharing a store never sweep one
 /// dataset at once, and a dead daemon's datasets free up when its leases expire.
