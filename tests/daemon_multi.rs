@@ -252,3 +252,82 @@ fn a_sweep_waits_for_the_dataset_lease_of_another_daemon() {
             .await;
     });
 }
+
+/// Start-up on a shared store leaves other daemons' live scans alone: a
+/// daemon run whose run lease is still renewed stays `running`, a CLI run
+/// stays `running`, and only a daemon run whose lease expired (its daemon
+/// died) is marked `interrupted` by the scheduler leader.
+#[test]
+fn only_runs_of_dead_daemons_are_interrupted_on_a_shared_store() {
+    use childguard::store::lease::Coordinator;
+    use childguard::store::{RunStatus, Store};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = rt.block_on(common::fresh_pg_db("cg_multid"));
+    let (store, coord, live, dead, cli) = rt.block_on(async {
+        let store = childguard::store::PgStore::connect(&url).await.unwrap();
+        let coord = Coordinator::postgres(&store);
+        let t = vec!["/srv/x".to_string()];
+        let live = store.begin_run(&t).await.unwrap();
+        store.set_run_origin(live, "api", "otto").await.unwrap();
+        coord
+            .try_acquire(
+                &format!("run:{live}"),
+                "other-daemon",
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let dead = store.begin_run(&t).await.unwrap();
+        store
+            .set_run_origin(dead, "scheduled", "schedule:x")
+            .await
+            .unwrap();
+        coord
+            .try_acquire(
+                &format!("run:{dead}"),
+                "dead-daemon",
+                Duration::from_millis(1),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let cli = store.begin_run(&t).await.unwrap();
+        (store, coord, live, dead, cli)
+    });
+    let e = daemon_support::estate(5, 1, &format!("leader_lease_secs = {LEASE_SECS}"));
+    let cfg = format!(
+        "state_url = {url:?}\n{}",
+        std::fs::read_to_string(&e.config).unwrap()
+    );
+    std::fs::write(&e.config, &cfg).unwrap();
+    let s = Server::start(&e, &[]);
+    assert!(leader(&s));
+    let status = |id: i64| rt.block_on(store.run(id)).unwrap().unwrap().status;
+    let t = Instant::now();
+    while status(dead) != RunStatus::Interrupted {
+        assert!(
+            t.elapsed() < Duration::from_secs(LEASE_SECS + 3),
+            "{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A few more lease periods: the live and CLI runs are never touched.
+    std::thread::sleep(Duration::from_millis(LEASE_SECS * 1000 + 500));
+    assert_eq!(status(live), RunStatus::Running);
+    assert_eq!(status(cli), RunStatus::Running);
+    drop(s);
+    drop(coord);
+    drop(store);
+    rt.block_on(async {
+        use sqlx::Connection;
+        let db = url.rsplit('/').next().unwrap().to_string();
+        let mut c = sqlx::PgConnection::connect(&common::pg_admin_url())
+            .await
+            .unwrap();
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .execute(&mut c)
+            .await;
+    });
+}
