@@ -166,19 +166,27 @@ pub async fn scan(
         targets
     };
     let run_id = d.store.begin_run(&targets).await?;
-    d.store.set_run_origin(run_id, trigger, by).await?;
     d.active_runs.lock().unwrap().insert(run_id);
     if d.shared {
         // Renewed by the lease keeper while the scan runs; a leader marks
         // the run interrupted only once this lease expired (this daemon died).
-        d.coord
+        // Taken before the origin is recorded: leaders look only at runs with
+        // one, so a starting run is never mistaken for a dead daemon's.
+        let lease = d
+            .coord
             .try_acquire(
                 &crate::daemon::run_lease(run_id),
                 &d.instance,
                 d.lease_ttl(),
             )
-            .await?;
+            .await;
+        if let Err(e) = lease {
+            d.active_runs.lock().unwrap().remove(&run_id);
+            let _ = d.store.interrupt_runs(Some(run_id)).await;
+            return Err(e.into());
+        }
     }
+    d.store.set_run_origin(run_id, trigger, by).await?;
     let store_run = run_id;
     d.audit(
         by,
