@@ -331,3 +331,49 @@ fn only_runs_of_dead_daemons_are_interrupted_on_a_shared_store() {
             .await;
     });
 }
+
+/// A leader stopped with SIGTERM releases the scheduler lease: the other
+/// daemon takes over at its next renewal (a third of the lease time), not
+/// after the whole lease.
+#[test]
+fn a_leader_stopped_gracefully_hands_over_at_once() {
+    const LONG: u64 = 9;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = rt.block_on(common::fresh_pg_db("cg_multid"));
+    let e = daemon_support::estate(3, 1, &format!("leader_lease_secs = {LONG}"));
+    let cfg = format!(
+        "state_url = {url:?}\n{}",
+        std::fs::read_to_string(&e.config).unwrap()
+    );
+    std::fs::write(&e.config, &cfg).unwrap();
+    let e2 = twin(&e, &cfg);
+    let a = Server::start(&e, &[]);
+    let b = Server::start(&e2, &[]);
+    assert!(leader(&a) && !leader(&b), "the first daemon leads");
+    let mut a = a;
+    a.sigterm();
+    assert_eq!(a.wait(Duration::from_secs(10)), Some(0), "{}", a.log());
+    let t = Instant::now();
+    while !leader(&b) {
+        assert!(t.elapsed() < Duration::from_secs(LONG), "{}", b.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = t.elapsed();
+    eprintln!("take-over after the SIGTERMed leader exited: {took:?}");
+    assert!(
+        took < Duration::from_millis(LONG * 1000 / 3 + 1000),
+        "took {took:?}"
+    );
+    drop(b);
+    drop(a);
+    rt.block_on(async {
+        use sqlx::Connection;
+        let db = url.rsplit('/').next().unwrap().to_string();
+        let mut c = sqlx::PgConnection::connect(&common::pg_admin_url())
+            .await
+            .unwrap();
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .execute(&mut c)
+            .await;
+    });
+}
