@@ -56,6 +56,20 @@ fn leader_metric(s: &Server) -> String {
         .to_string()
 }
 
+/// Drop the test's own database.
+fn drop_db(rt: &tokio::runtime::Runtime, url: &str) {
+    rt.block_on(async {
+        use sqlx::Connection;
+        let db = url.rsplit('/').next().unwrap().to_string();
+        let mut c = sqlx::PgConnection::connect(&common::pg_admin_url())
+            .await
+            .unwrap();
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .execute(&mut c)
+            .await;
+    });
+}
+
 /// A second daemon's estate: same config and data, its own state directory.
 fn twin(e: &Estate, cfg: &str) -> Estate {
     let dir = tempfile::tempdir().unwrap();
@@ -168,16 +182,7 @@ fn one_daemon_schedules_and_another_takes_over_when_it_dies() {
     drop(other);
     drop(holder);
 
-    rt.block_on(async {
-        use sqlx::Connection;
-        let db = url.rsplit('/').next().unwrap().to_string();
-        let mut c = sqlx::PgConnection::connect(&common::pg_admin_url())
-            .await
-            .unwrap();
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .execute(&mut c)
-            .await;
-    });
+    drop_db(&rt, &url);
 }
 
 /// A daemon refuses to sweep a dataset whose `sweep:<dataset>` lease another
@@ -241,16 +246,7 @@ fn a_sweep_waits_for_the_dataset_lease_of_another_daemon() {
     assert_eq!(rt.block_on(coord.holder("sweep:students")).unwrap(), None);
     drop(s);
     drop(coord);
-    rt.block_on(async {
-        use sqlx::Connection;
-        let db = url.rsplit('/').next().unwrap().to_string();
-        let mut c = sqlx::PgConnection::connect(&common::pg_admin_url())
-            .await
-            .unwrap();
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .execute(&mut c)
-            .await;
-    });
+    drop_db(&rt, &url);
 }
 
 /// Start-up on a shared store leaves other daemons' live scans alone: a
@@ -320,16 +316,7 @@ fn only_runs_of_dead_daemons_are_interrupted_on_a_shared_store() {
     drop(s);
     drop(coord);
     drop(store);
-    rt.block_on(async {
-        use sqlx::Connection;
-        let db = url.rsplit('/').next().unwrap().to_string();
-        let mut c = sqlx::PgConnection::connect(&common::pg_admin_url())
-            .await
-            .unwrap();
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .execute(&mut c)
-            .await;
-    });
+    drop_db(&rt, &url);
 }
 
 /// A leader stopped with SIGTERM releases the scheduler lease: the other
@@ -366,14 +353,63 @@ fn a_leader_stopped_gracefully_hands_over_at_once() {
     );
     drop(b);
     drop(a);
-    rt.block_on(async {
-        use sqlx::Connection;
-        let db = url.rsplit('/').next().unwrap().to_string();
-        let mut c = sqlx::PgConnection::connect(&common::pg_admin_url())
+    drop_db(&rt, &url);
+}
+
+/// A scheduled `sweep_run` skips (and logs) a plan whose dataset another
+/// daemon is sweeping, and runs it once the lease is free.
+#[test]
+fn a_scheduled_sweep_skips_a_dataset_swept_elsewhere() {
+    use childguard::store::lease::Coordinator;
+    use serde_json::json;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = rt.block_on(common::fresh_pg_db("cg_multid"));
+    let e = daemon_support::estate(12, 4, "");
+    let cfg = format!(
+        "state_url = {url:?}\n{}\n[[schedules]]\nname = \"sweeps\"\ncron = \"* * * * * *\"\njob = \"sweep_run\"\n",
+        std::fs::read_to_string(&e.config).unwrap()
+    );
+    std::fs::write(&e.config, &cfg).unwrap();
+    let (coord, lease) = rt.block_on(async {
+        let store = childguard::store::PgStore::connect(&url).await.unwrap();
+        let c = Coordinator::postgres(&store);
+        let l = c
+            .try_acquire("sweep:students", "other-daemon", Duration::from_secs(60))
             .await
+            .unwrap()
             .unwrap();
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .execute(&mut c)
-            .await;
+        (c, l)
     });
+    let s = Server::start(&e, &[]);
+    let r = s.post(
+        "/api/v1/sweep/plans",
+        "otto",
+        json!({"datasets": ["students"]}),
+    );
+    let pid = r.json["items"][0]["id"].as_str().unwrap().to_string();
+    let r = s.post(
+        &format!("/api/v1/sweep/plans/{pid}/approve"),
+        "anna",
+        json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        s.get(&format!("/api/v1/sweep/plans/{pid}"), "vera").json["status"],
+        "approved"
+    );
+    assert!(
+        strip_ansi(&s.log()).contains("sweep skipped: another daemon is sweeping its dataset"),
+        "{}",
+        s.log()
+    );
+    assert!(rt.block_on(coord.release(&lease)).unwrap());
+    let done = s.poll(&format!("/api/v1/sweep/plans/{pid}"), "vera", 30, |j| {
+        ["done", "failed", "verification_failed"].contains(&j["status"].as_str().unwrap_or(""))
+    });
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["done_rows"], e.old_rows);
+    drop(s);
+    drop(coord);
+    drop_db(&rt, &url);
 }
