@@ -4,6 +4,12 @@
 //! ([`metrics`]), `/healthz` and `/readyz`. On SIGTERM it stops scheduling
 //! and accepting requests, lets the running scan or sweep reach its next
 //! checkpoint, and exits; a restart resumes interrupted sweeps.
+//!
+//! Several daemons may share one PostgreSQL store (`state_url`): the one
+//! holding the store lease [`SCHEDULER_LEASE`] fires the schedules
+//! ([`lease_keeper`] takes and renews it), a sweep holds `sweep:<dataset>`
+//! leases, and each scan a `run:<id>` lease so that only runs of dead
+//! daemons are marked interrupted.
 
 pub mod api;
 pub mod auth;
