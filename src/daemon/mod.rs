@@ -7,7 +7,7 @@
 //!
 //! Several daemons may share one PostgreSQL store (`state_url`): the one
 //! holding the store lease [`SCHEDULER_LEASE`] fires the schedules
-//! ([`lease_keeper`] takes and renews it), a sweep holds `sweep:<dataset>`
+//! (`lease_keeper` takes and renews it), a sweep holds `sweep:<dataset>`
 //! leases, and each scan a `run:<id>` lease so that only runs of dead
 //! daemons are marked interrupted.
 
