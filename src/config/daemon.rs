@@ -176,6 +176,12 @@ pub struct ServerConfig {
     /// API requests a token may make at once above the average rate.
     #[serde(default = "default_rate_burst")]
     pub rate_limit_burst: u32,
+    /// Seconds the scheduler lease lasts when several daemons share one
+    /// PostgreSQL store (`state_url`): one daemon holds it and fires the
+    /// schedules, renewing it every third of this; when it dies another takes
+    /// over within about this time. Also the lease of a running scan or sweep.
+    #[serde(default = "default_leader_lease")]
+    pub leader_lease_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -190,6 +196,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: default_shutdown_grace(),
             rate_limit_per_sec: default_rate_limit(),
             rate_limit_burst: default_rate_burst(),
+            leader_lease_secs: default_leader_lease(),
         }
     }
 }
@@ -229,6 +236,9 @@ const fn default_sweep_pause() -> u64 {
 }
 const fn default_shutdown_grace() -> u64 {
     30
+}
+const fn default_leader_lease() -> u64 {
+    15
 }
 
 #[cfg(test)]

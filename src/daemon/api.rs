@@ -123,6 +123,7 @@ impl From<JobError> for ApiError {
             JobError::Busy(what) => {
                 ApiError::conflict("busy", format!("a {what} is already running"))
             }
+            JobError::DatasetBusy(m) => ApiError::conflict("dataset_busy", m),
             JobError::Invalid(m) => ApiError::bad(m),
             JobError::SelfApproval => ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -399,7 +400,12 @@ async fn auth_layer(State(d): D, mut req: Request, next: Next) -> Response {
 async fn readyz(State(d): D) -> Response {
     if d.ready.load(Ordering::SeqCst) && !*d.shutdown.borrow() && d.store.latest_run().await.is_ok()
     {
-        Json(json!({"status": "ready"})).into_response()
+        Json(json!({
+            "status": "ready",
+            "instance": d.instance,
+            "scheduler_leader": d.is_leader(),
+        }))
+        .into_response()
     } else {
         error_body(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -981,6 +987,7 @@ async fn run_plan(
             ),
         ));
     }
+    jobs::check_sweep_free(&d, &id).await?;
     spawn_sweep(&d, &id, &c.name);
     Ok((StatusCode::ACCEPTED, Json(v)))
 }

@@ -33,6 +33,9 @@ pub enum JobError {
     Unit { unit: String, message: String },
     #[error("a {0} is already running")]
     Busy(&'static str),
+    /// Another daemon on the shared store is sweeping a dataset of the plan.
+    #[error("{0}")]
+    DatasetBusy(String),
     #[error("{0}")]
     Invalid(String),
     /// The caller authored the plan (four-eyes rule, CAC Order No. 4 Art. 15).
@@ -163,8 +166,27 @@ pub async fn scan(
         targets
     };
     let run_id = d.store.begin_run(&targets).await?;
-    d.store.set_run_origin(run_id, trigger, by).await?;
     d.active_runs.lock().unwrap().insert(run_id);
+    if d.shared {
+        // Renewed by the lease keeper while the scan runs; a leader marks
+        // the run interrupted only once this lease expired (this daemon died).
+        // Taken before the origin is recorded: leaders look only at runs with
+        // one, so a starting run is never mistaken for a dead daemon's.
+        let lease = d
+            .coord
+            .try_acquire(
+                &crate::daemon::run_lease(run_id),
+                &d.instance,
+                d.lease_ttl(),
+            )
+            .await;
+        if let Err(e) = lease {
+            d.active_runs.lock().unwrap().remove(&run_id);
+            let _ = d.store.interrupt_runs(Some(run_id)).await;
+            return Err(e.into());
+        }
+    }
+    d.store.set_run_origin(run_id, trigger, by).await?;
     let store_run = run_id;
     d.audit(
         by,
@@ -709,6 +731,102 @@ pub async fn reject(d: &Daemon, id: &str, by: &str) -> Result<(), JobError> {
 pub async fn run_sweep(d: Arc<Daemon>, id: &str, by: &str) -> Result<String, JobError> {
     let _g = d.sweep_lock.lock().await;
     let (plan, row) = d.sweeper.load_plan(id).await?;
+    let held = SweepLeases::take(&d, &plan_datasets(&plan), id).await?;
+    let res = run_sweep_held(d.clone(), id, by, plan, row).await;
+    held.release(&d).await;
+    res
+}
+
+/// Refuse at once (`DatasetBusy`) when another daemon holds the sweep lease
+/// of one of the plan's datasets (the API answers 409 before accepting the
+/// run; [`run_sweep`] still takes the leases, which is the actual exclusion).
+pub async fn check_sweep_free(d: &Daemon, id: &str) -> Result<(), JobError> {
+    let (plan, _) = d.sweeper.load_plan(id).await?;
+    for ds in plan_datasets(&plan) {
+        if let Some((holder, _)) = d.coord.holder(&format!("sweep:{ds}")).await? {
+            if holder != d.instance {
+                return Err(JobError::DatasetBusy(format!(
+                    "sweep plan {id}: dataset {ds} is being swept by another daemon"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `sweep:<dataset>` leases of a running sweep, renewed every third of
+/// the lease time until released: daemons sharing a store never sweep one
+/// dataset at once, and a dead daemon's datasets free up when its leases expire.
+struct SweepLeases {
+    leases: Vec<crate::store::lease::Lease>,
+    renew: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SweepLeases {
+    async fn take(d: &Arc<Daemon>, datasets: &[String], plan: &str) -> Result<Self, JobError> {
+        let mut names: Vec<String> = datasets.iter().map(|ds| format!("sweep:{ds}")).collect();
+        names.sort();
+        names.dedup();
+        let ttl = d.lease_ttl();
+        let mut held = SweepLeases {
+            leases: Vec::new(),
+            renew: None,
+        };
+        for n in &names {
+            match d.coord.try_acquire(n, &d.instance, ttl).await {
+                Ok(Some(l)) => held.leases.push(l),
+                Ok(None) => {
+                    held.release(d).await;
+                    return Err(JobError::DatasetBusy(format!(
+                        "sweep plan {plan}: dataset {} is being swept by another daemon",
+                        &n["sweep:".len()..]
+                    )));
+                }
+                Err(e) => {
+                    held.release(d).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        let (d2, mut leases) = (d.clone(), held.leases.clone());
+        held.renew = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                for l in leases.iter_mut() {
+                    match d2.coord.renew(l, ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::error!(lease = %l.name, "sweep lease lost (renewal came too late)")
+                        }
+                        Err(e) => {
+                            tracing::warn!(lease = %l.name, error = %e, "cannot renew a sweep lease")
+                        }
+                    }
+                }
+            }
+        }));
+        Ok(held)
+    }
+
+    async fn release(self, d: &Daemon) {
+        if let Some(h) = self.renew {
+            h.abort();
+        }
+        for l in &self.leases {
+            if let Err(e) = d.coord.release(l).await {
+                tracing::warn!(lease = %l.name, error = %e, "cannot release a sweep lease");
+            }
+        }
+    }
+}
+
+async fn run_sweep_held(
+    d: Arc<Daemon>,
+    id: &str,
+    by: &str,
+    plan: crate::sweep::Plan,
+    row: crate::sweep::journal::PlanRow,
+) -> Result<String, JobError> {
     if !RUNNABLE.contains(&row.status.as_str()) {
         return Err(JobError::NotApproved(format!(
             "sweep plan {id} is {}; only approved plans run",
@@ -817,8 +935,13 @@ pub async fn run_approved(d: Arc<Daemon>, by: &str) -> Result<usize, JobError> {
         if p.kind == "erasure" && !d.subjects.lock().unwrap().contains_key(&p.id) {
             continue;
         }
-        run_sweep(d.clone(), &p.id, by).await?;
-        n += 1;
+        match run_sweep(d.clone(), &p.id, by).await {
+            Ok(_) => n += 1,
+            Err(JobError::DatasetBusy(m)) => {
+                tracing::warn!(plan = %p.id, reason = %m, "sweep skipped: another daemon is sweeping its dataset");
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(n)
 }

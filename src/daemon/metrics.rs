@@ -1,4 +1,4 @@
-//! A small Prometheus registry: counters (`*_total`) and histograms
+//! A small Prometheus registry: counters (`*_total`), gauges and histograms
 //! (`*_seconds`), rendered in the text exposition format at `/metrics`.
 //! Labels carry names of schedules, routes, jobs and outcomes — never a value
 //! found in the data.
@@ -89,6 +89,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Scheduled ticks skipped because the previous run was still going.",
     ),
     (
+        "childguard_scheduler_leader",
+        "gauge",
+        "1 while this daemon holds the scheduler lease and fires the schedules.",
+    ),
+    (
         "childguard_job_duration_seconds",
         "histogram",
         "Scheduled job duration by job kind.",
@@ -141,6 +146,14 @@ impl Metrics {
             .or_insert(0.0) += by;
     }
 
+    /// Set a gauge.
+    pub fn set(&self, name: &str, l: &[(&str, &str)], v: f64) {
+        self.counters
+            .lock()
+            .unwrap()
+            .insert((name.to_string(), labels(l)), v);
+    }
+
     /// Record one observation (seconds) in a histogram.
     pub fn observe(&self, name: &str, l: &[(&str, &str)], v: f64) {
         let mut m = self.hists.lock().unwrap();
@@ -171,7 +184,7 @@ impl Metrics {
         let mut out = String::new();
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            if *kind == "counter" {
+            if *kind == "counter" || *kind == "gauge" {
                 let mut any = false;
                 for ((n, l), v) in counters.iter().filter(|((n, _), _)| n == name) {
                     any = true;

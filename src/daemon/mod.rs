@@ -4,6 +4,12 @@
 //! ([`metrics`]), `/healthz` and `/readyz`. On SIGTERM it stops scheduling
 //! and accepting requests, lets the running scan or sweep reach its next
 //! checkpoint, and exits; a restart resumes interrupted sweeps.
+//!
+//! Several daemons may share one PostgreSQL store (`state_url`): the one
+//! holding the store lease [`SCHEDULER_LEASE`] fires the schedules
+//! (`lease_keeper` takes and renews it), a sweep holds `sweep:<dataset>`
+//! leases, and each scan a `run:<id>` lease so that only runs of dead
+//! daemons are marked interrupted.
 
 pub mod api;
 pub mod auth;
@@ -22,7 +28,7 @@ use scheduler::{JobFuture, JobRunner, Scheduler, Trigger};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -96,6 +102,126 @@ pub struct Daemon {
     pub sweep_lock: tokio::sync::Mutex<()>,
     pub state_dir: PathBuf,
     pub ready: AtomicBool,
+    /// Leases on the shared store: the scheduler lease, one per running scan
+    /// (`run:<id>`) and one per dataset being swept (`sweep:<dataset>`).
+    pub coord: crate::store::lease::Coordinator,
+    /// This process's holder name in those leases (`pid-random`).
+    pub instance: String,
+    /// The store is shared by several daemons (`state_url`): the scheduler
+    /// is elected. On the embedded SQLite store this daemon always leads.
+    pub shared: bool,
+    /// Until when (epoch ms) this daemon holds the scheduler lease.
+    pub leader_until: AtomicI64,
+}
+
+impl Daemon {
+    /// The lease time of the scheduler, runs and sweeps (`[server] leader_lease_secs`).
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.config.server.leader_lease_secs.max(1))
+    }
+
+    /// Whether this daemon fires the schedules now: always on a private
+    /// store; on a shared one while its scheduler lease has not expired.
+    pub fn is_leader(&self) -> bool {
+        !self.shared || crate::store::lease::now_ms() < self.leader_until.load(Ordering::SeqCst)
+    }
+}
+
+/// The lease the scheduling daemon holds.
+pub const SCHEDULER_LEASE: &str = "scheduler";
+
+/// The lease a daemon holds on one of its running scans.
+pub fn run_lease(run_id: i64) -> String {
+    format!("run:{run_id}")
+}
+
+/// Every third of the lease time: take or keep the scheduler lease, renew
+/// the leases of this daemon's running scans, and (as leader) mark
+/// interrupted the daemon-started runs whose daemon died (their run lease
+/// expired). Other daemons' live scans keep their lease and are left alone.
+async fn lease_keeper(d: Arc<Daemon>, mut shutdown: watch::Receiver<bool>) {
+    let ttl = d.lease_ttl();
+    loop {
+        keep_leases(&d, ttl).await;
+        tokio::select! {
+            _ = tokio::time::sleep(ttl / 3) => {}
+            _ = shutdown.changed() => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+    }
+    // Hand the scheduler over at once rather than after the lease runs out.
+    if d.is_leader() {
+        if let Ok(Some(l)) = d.coord.try_acquire(SCHEDULER_LEASE, &d.instance, ttl).await {
+            let _ = d.coord.release(&l).await;
+        }
+        d.leader_until.store(0, Ordering::SeqCst);
+    }
+}
+
+async fn keep_leases(d: &Daemon, ttl: Duration) {
+    let was = d.is_leader();
+    match d.coord.try_acquire(SCHEDULER_LEASE, &d.instance, ttl).await {
+        Ok(Some(l)) => d.leader_until.store(l.expires_ms, Ordering::SeqCst),
+        Ok(None) => d.leader_until.store(0, Ordering::SeqCst),
+        // Keep what we had: it runs out by itself if the store stays away.
+        Err(e) => tracing::warn!(error = %e, "cannot renew the scheduler lease"),
+    }
+    let now = d.is_leader();
+    if now != was {
+        if now {
+            tracing::info!(instance = %d.instance, "took the scheduler lease: this daemon fires the schedules");
+        } else {
+            tracing::warn!(instance = %d.instance, "lost the scheduler lease: schedules fire elsewhere");
+        }
+    }
+    d.metrics.set(
+        "childguard_scheduler_leader",
+        &[],
+        if now { 1.0 } else { 0.0 },
+    );
+    let active: Vec<i64> = d.active_runs.lock().unwrap().iter().copied().collect();
+    for id in active {
+        if let Err(e) = d.coord.try_acquire(&run_lease(id), &d.instance, ttl).await {
+            tracing::warn!(run = id, error = %e, "cannot renew a run lease");
+        }
+    }
+    if now {
+        if let Err(e) = reap_dead_runs(d, ttl).await {
+            tracing::warn!(error = %e, "cannot check for runs of dead daemons");
+        }
+    }
+}
+
+/// Runs a daemon started (trigger set, not `cli`) that are still `running`
+/// but whose run lease nobody renews any more: their daemon died.
+async fn reap_dead_runs(d: &Daemon, ttl: Duration) -> Result<(), crate::store::StoreError> {
+    if !d.shared {
+        return Ok(());
+    }
+    for r in d.store.runs(1000).await? {
+        let daemon_run = r.trigger.as_deref().is_some_and(|t| t != "cli");
+        if r.status != crate::store::RunStatus::Running
+            || !daemon_run
+            || d.active_runs.lock().unwrap().contains(&r.id)
+        {
+            continue;
+        }
+        if let Some(l) = d
+            .coord
+            .try_acquire(&run_lease(r.id), &d.instance, ttl)
+            .await?
+        {
+            d.store.interrupt_runs(Some(r.id)).await?;
+            let _ = d.coord.release(&l).await;
+            tracing::warn!(
+                run = r.id,
+                "run of a daemon that stopped renewing its lease marked interrupted"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// How `serve` is started.
@@ -290,13 +416,21 @@ pub async fn build(
     }
     let store = crate::store::open(&store_config(opts)).await?;
     record_config(&*store, &engine, &opts.config).await?;
-    let stale = store.interrupt_runs(None).await?;
-    if stale > 0 {
-        tracing::warn!(
-            runs = stale,
-            "runs left running by a previous daemon marked interrupted"
-        );
+    let shared = opts.config.state_url.is_some();
+    // A private store's running runs were this daemon's before it stopped.
+    // On a shared store they may be other daemons' live scans: the leader
+    // marks only those whose run lease expired (`lease_keeper`).
+    if !shared {
+        let stale = store.interrupt_runs(None).await?;
+        if stale > 0 {
+            tracing::warn!(
+                runs = stale,
+                "runs left running by a previous daemon marked interrupted"
+            );
+        }
     }
+    let coord = crate::store::lease::Coordinator::open(&store_config(opts)).await?;
+    let instance = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
     let mut sweeper = crate::sweep::Sweeper::open(store_config(opts)).await?;
     // `[server]` batch settings bound the sweeper's adaptive batches.
     let rows = (opts.config.server.sweep_batch_rows as usize).max(1);
@@ -331,7 +465,17 @@ pub async fn build(
         sweep_lock: tokio::sync::Mutex::new(()),
         state_dir: opts.state_dir.clone(),
         ready: AtomicBool::new(false),
+        coord,
+        instance,
+        shared,
+        leader_until: AtomicI64::new(0),
     });
+    if shared {
+        // Decide leadership before the scheduler starts (catch-up runs need it).
+        keep_leases(&d, d.lease_ttl()).await;
+    } else {
+        d.metrics.set("childguard_scheduler_leader", &[], 1.0);
+    }
     Ok((d, writer))
 }
 
@@ -344,13 +488,18 @@ pub async fn serve(
 ) -> Result<(), DaemonError> {
     let (tx, rx) = watch::channel(false);
     let (d, writer) = build(&opts, rx.clone()).await?;
+    let d_lead = d.clone();
     let sched = Scheduler::new(
         &d.config.schedules,
         Arc::new(DaemonRunner(d.clone())),
         &opts.state_dir.join("schedules.json"),
         d.metrics.clone(),
-    )?;
+    )?
+    .with_leader(Arc::new(move || d_lead.is_leader()));
     let sched_handle = sched.spawn(rx.clone());
+    let keeper = d
+        .shared
+        .then(|| tokio::spawn(lease_keeper(d.clone(), rx.clone())));
 
     // Resume sweeps a previous daemon was executing when it stopped.
     {
@@ -434,6 +583,9 @@ pub async fn serve(
         let _ = sched_handle.await;
         let _s = d.scan_lock.lock().await;
         let _w = d.sweep_lock.lock().await;
+        if let Some(k) = keeper {
+            let _ = k.await;
+        }
     };
     if tokio::time::timeout(grace, wait_jobs).await.is_err() {
         tracing::warn!(

@@ -222,6 +222,10 @@ impl LastRunFile {
     }
 }
 
+/// Whether this process may fire schedules now (the scheduler lease when
+/// several daemons share a store; always true otherwise).
+pub type LeaderCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
 struct Entry {
     cfg: ScheduleConfig,
     cron: CronSchedule,
@@ -235,6 +239,7 @@ pub struct Scheduler {
     runner: Arc<dyn JobRunner>,
     last_run: Arc<LastRunFile>,
     metrics: Arc<Metrics>,
+    leader: LeaderCheck,
 }
 
 impl Scheduler {
@@ -263,7 +268,15 @@ impl Scheduler {
             runner,
             last_run: Arc::new(LastRunFile::open(last_run_path)?),
             metrics,
+            leader: Arc::new(|| true),
         })
+    }
+
+    /// Fire only while `leader()` is true; a tick while it is false is
+    /// skipped (another daemon holds the scheduler lease and fires it).
+    pub fn with_leader(mut self, leader: LeaderCheck) -> Self {
+        self.leader = leader;
+        self
     }
 
     /// Start one task per schedule; the returned handle finishes after shutdown
@@ -279,6 +292,7 @@ impl Scheduler {
                 runner,
                 last_run,
                 metrics,
+                self.leader.clone(),
                 shutdown.clone(),
             )));
         }
@@ -295,13 +309,14 @@ async fn run_entry(
     runner: Arc<dyn JobRunner>,
     last_run: Arc<LastRunFile>,
     metrics: Arc<Metrics>,
+    leader: LeaderCheck,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = e.cfg.name.clone();
     let now = Utc::now();
     let mut inflight: Option<tokio::task::JoinHandle<()>> = None;
     match last_run.get(&name) {
-        Some(last) if e.cfg.catch_up => {
+        Some(last) if e.cfg.catch_up && leader() => {
             if let Some(missed) = e.cron.last_missed(last, now) {
                 tracing::info!(schedule = %name, missed = %missed, "catching up a run missed while the daemon was down");
                 inflight = Some(start(
@@ -346,6 +361,10 @@ async fn run_entry(
         if *shutdown.borrow() {
             break;
         }
+        if !leader() {
+            tracing::debug!(schedule = %name, fire_time = %next, "not the scheduler leader: tick left to the daemon holding the lease");
+            continue;
+        }
         if e.running.load(Ordering::SeqCst) {
             tracing::warn!(schedule = %name, fire_time = %next, "skipped: the previous run of this schedule is still going");
             metrics.inc(
@@ -383,7 +402,7 @@ fn start(
     let cfg = e.cfg.clone();
     tokio::spawn(async move {
         let t0 = std::time::Instant::now();
-        tracing::info!(schedule = %cfg.name, job = %cfg.job, trigger = trigger.as_str(), "job started");
+        tracing::info!(schedule = %cfg.name, job = %cfg.job, trigger = trigger.as_str(), fire_time = %fire_time.to_rfc3339(), "job started");
         let res = runner.run(&cfg, trigger).await;
         let outcome = if res.is_ok() { "ok" } else { "error" };
         match &res {
