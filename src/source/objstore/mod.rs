@@ -85,7 +85,9 @@ fn globs(target: &str, g: &[String]) -> Result<Option<GlobSet>, UnitError> {
 fn retry_config(cfg: &SourceConfig) -> RetryConfig {
     RetryConfig {
         backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(100),
+            // A batch scanner is not latency-bound: wait long enough for a restarting
+            // server (10 retries span several seconds to a minute, randomized).
+            init_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(15),
             base: 2.0,
         },
