@@ -561,7 +561,7 @@ mod tests {
         let text = r#"
 [[sources]]
 name = "db"
-url = "postgres://u:pw@h:5432/school"
+url = "postgres://u@h:5432/school"
 
 [[datasets]]
 name = "students"

@@ -673,20 +673,21 @@ pub async fn plan_sweeps(d: &Daemon, names: &[String], by: &str) -> Result<Vec<S
     Ok(ids)
 }
 
+/// Journal who asked for a plan and why (MIIT Order No. 24 Art. 13(6)).
+async fn requested(d: &Daemon, plan_id: &str, by: &str, reason: &str) -> Result<(), JobError> {
+    d.sweeper
+        .journal
+        .event(Some(plan_id), "requested", Some(by), &json!({"reason": reason}))
+        .await?;
+    Ok(())
+}
+
 /// Plan the shutdown purge (CAC Order No. 4 Art. 23): every record of every
 /// dataset declared to hold children's data, in one plan. It still needs
 /// another approver's approval before it runs.
 pub async fn plan_purge(d: &Daemon, by: &str, reason: &str) -> Result<String, JobError> {
     let plan = d.sweeper.plan_purge(by).await?;
-    d.sweeper
-        .journal
-        .event(
-            Some(&plan.id),
-            "requested",
-            Some(by),
-            &json!({"reason": reason}),
-        )
-        .await?;
+    requested(d, &plan.id, by, reason).await?;
     Ok(plan.id)
 }
 
@@ -972,15 +973,7 @@ pub async fn request_erasure(
     by: &str,
 ) -> Result<String, JobError> {
     let plan = d.sweeper.plan_erasure(subject, None, &[], by).await?;
-    d.sweeper
-        .journal
-        .event(
-            Some(&plan.id),
-            "requested",
-            Some(by),
-            &json!({"reason": reason}),
-        )
-        .await?;
+    requested(d, &plan.id, by, reason).await?;
     d.subjects
         .lock()
         .unwrap()
