@@ -158,26 +158,32 @@ async fn fill(pg: &PrivatePg, rows: usize) {
     }
 }
 
-/// Wait until the scanner is reading `table` (seen in pg_stat_activity).
-async fn wait_reading(pg: &PrivatePg, table: &str, scan: &mut Child) {
+/// Wait until the scanner has started reading one of the tables (units may
+/// be read in any order). pg_stat_activity keeps a connection's last
+/// statement after it finishes, so a table read between two polls is still
+/// seen (its `active` state can be brief: the server may send a whole table
+/// before the client has processed it).
+async fn wait_reading(pg: &PrivatePg, scan: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(120);
     let pool = sqlx::PgPool::connect(&pg.url("school")).await.unwrap();
     loop {
         let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() AND query LIKE $1",
+            "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query ~ '\"t[0-9]+\"'",
         )
-        .bind(format!("%\"{table}\"%"))
         .fetch_one(&pool)
         .await
         .unwrap();
         if n > 0 {
             break;
         }
-        assert!(
-            scan.try_wait().unwrap().is_none(),
-            "the scan ended before it read {table}"
-        );
-        assert!(Instant::now() < deadline, "the scan never read {table}");
+        if let Some(status) = scan.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = scan.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("the scan ended ({status}) before it read a table: {err}");
+        }
+        assert!(Instant::now() < deadline, "the scan never read a table");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     pool.close().await;
@@ -238,7 +244,7 @@ async fn a_database_restart_mid_scan_is_retried() {
     fill(&pg, ROWS).await;
     let d = tempfile::tempdir().unwrap();
     let mut scan = scan_cmd(d.path(), &pg, 5);
-    wait_reading(&pg, "t2", &mut scan).await;
+    wait_reading(&pg, &mut scan).await;
     pg.down();
     tokio::time::sleep(Duration::from_secs(2)).await;
     pg.up();
@@ -252,10 +258,9 @@ async fn a_database_restart_mid_scan_is_retried() {
         err.contains("database connection failed; reading the table again after a backoff"),
         "{err}"
     );
-    // The table being read when the server went down (t2, or a later one
-    // when the stop took effect after t2 was done) is the one read again.
-    let retried = (2..TABLES).find(|t| err.contains(&format!("public.t{t}: ")));
-    assert!(retried.is_some(), "no table from t2 on was read again: {err}");
+    // A table read when the server went down was read again.
+    let retried = (0..TABLES).find(|t| err.contains(&format!("public.t{t}: ")));
+    assert!(retried.is_some(), "no table was read again: {err}");
     // Every table, each counted once (no finding duplicated by the retry).
     let want: Vec<(String, u64)> = (0..TABLES)
         .map(|t| (format!("public.t{t}"), ROWS as u64))
@@ -269,7 +274,7 @@ async fn a_database_that_stays_down_fails_only_the_tables_not_read() {
     fill(&pg, ROWS).await;
     let d = tempfile::tempdir().unwrap();
     let mut scan = scan_cmd(d.path(), &pg, 2);
-    wait_reading(&pg, "t2", &mut scan).await;
+    wait_reading(&pg, &mut scan).await;
     pg.down();
     let started = Instant::now();
     let o = tokio::task::spawn_blocking(move || scan.wait_with_output())
@@ -300,20 +305,11 @@ async fn a_database_that_stays_down_fails_only_the_tables_not_read() {
         if let Some(e) = mine.first() {
             assert!(e.contains("(connection lost; gave up after"), "{e}");
         }
-        if t < 2 {
-            assert!(ok, "{name} was read before the server stopped: {err}");
-        }
     }
-    // The table being read when the server stopped (t2, or a later one when
-    // the stop took effect after t2 was done) is tried 1 + max_retries times;
-    // every later table fails fast.
-    let first_failed = (2..TABLES)
-        .find(|t| !found.contains(&(format!("public.t{t}"), ROWS as u64)))
-        .unwrap_or_else(|| panic!("no table failed: {err}"));
+    // A table being read when the server stopped is tried 1 + max_retries
+    // times; the tables after it fail fast.
     assert!(
-        errors.iter().any(|l| l
-            .starts_with(&format!("childguard: error: public.t{first_failed} "))
-            && l.contains("gave up after 3 attempt(s)")),
+        errors.iter().any(|l| l.contains("gave up after 3 attempt(s)")),
         "{err}"
     );
     assert!(
