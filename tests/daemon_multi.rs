@@ -56,6 +56,17 @@ fn leader_metric(s: &Server) -> String {
         .to_string()
 }
 
+/// Point the estate's config at the shared PostgreSQL store `url`, with
+/// `extra` appended (schedules); returns the config text written.
+fn on_store(e: &Estate, url: &str, extra: &str) -> String {
+    let cfg = format!(
+        "state_url = {url:?}\n{}{extra}",
+        std::fs::read_to_string(&e.config).unwrap()
+    );
+    std::fs::write(&e.config, &cfg).unwrap();
+    cfg
+}
+
 /// Drop the test's own database.
 fn drop_db(rt: &tokio::runtime::Runtime, url: &str) {
     rt.block_on(async {
@@ -99,11 +110,7 @@ fn one_daemon_schedules_and_another_takes_over_when_it_dies() {
     let url = rt.block_on(common::fresh_pg_db("cg_multid"));
     let e = daemon_support::estate(10, 3, &format!("leader_lease_secs = {LEASE_SECS}"));
     let logs = e.root().join("logs").display().to_string();
-    let cfg = format!(
-        "state_url = {url:?}\n{}\n[[schedules]]\nname = \"tick\"\ncron = \"* * * * * *\"\njob = \"scan\"\ntargets = [{logs:?}]\n",
-        std::fs::read_to_string(&e.config).unwrap()
-    );
-    std::fs::write(&e.config, &cfg).unwrap();
+    let cfg = on_store(&e, &url, &format!("\n[[schedules]]\nname = \"tick\"\ncron = \"* * * * * *\"\njob = \"scan\"\ntargets = [{logs:?}]\n"));
     let e2 = twin(&e, &cfg);
 
     let a = Server::start(&e, &[]);
@@ -195,11 +202,7 @@ fn a_sweep_waits_for_the_dataset_lease_of_another_daemon() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let url = rt.block_on(common::fresh_pg_db("cg_multid"));
     let e = daemon_support::estate(20, 6, "");
-    let cfg = format!(
-        "state_url = {url:?}\n{}",
-        std::fs::read_to_string(&e.config).unwrap()
-    );
-    std::fs::write(&e.config, &cfg).unwrap();
+    on_store(&e, &url, "");
     let s = Server::start(&e, &[]);
 
     // Another daemon is sweeping `students` (its lease in the real store).
@@ -292,11 +295,7 @@ fn only_runs_of_dead_daemons_are_interrupted_on_a_shared_store() {
         (store, coord, live, dead, cli)
     });
     let e = daemon_support::estate(5, 1, &format!("leader_lease_secs = {LEASE_SECS}"));
-    let cfg = format!(
-        "state_url = {url:?}\n{}",
-        std::fs::read_to_string(&e.config).unwrap()
-    );
-    std::fs::write(&e.config, &cfg).unwrap();
+    on_store(&e, &url, "");
     let s = Server::start(&e, &[]);
     assert!(leader(&s));
     let status = |id: i64| rt.block_on(store.run(id)).unwrap().unwrap().status;
@@ -328,11 +327,7 @@ fn a_leader_stopped_gracefully_hands_over_at_once() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let url = rt.block_on(common::fresh_pg_db("cg_multid"));
     let e = daemon_support::estate(3, 1, &format!("leader_lease_secs = {LONG}"));
-    let cfg = format!(
-        "state_url = {url:?}\n{}",
-        std::fs::read_to_string(&e.config).unwrap()
-    );
-    std::fs::write(&e.config, &cfg).unwrap();
+    let cfg = on_store(&e, &url, "");
     let e2 = twin(&e, &cfg);
     let a = Server::start(&e, &[]);
     let b = Server::start(&e2, &[]);
@@ -365,11 +360,11 @@ fn a_scheduled_sweep_skips_a_dataset_swept_elsewhere() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let url = rt.block_on(common::fresh_pg_db("cg_multid"));
     let e = daemon_support::estate(12, 4, "");
-    let cfg = format!(
-        "state_url = {url:?}\n{}\n[[schedules]]\nname = \"sweeps\"\ncron = \"* * * * * *\"\njob = \"sweep_run\"\n",
-        std::fs::read_to_string(&e.config).unwrap()
+    on_store(
+        &e,
+        &url,
+        "\n[[schedules]]\nname = \"sweeps\"\ncron = \"* * * * * *\"\njob = \"sweep_run\"\n",
     );
-    std::fs::write(&e.config, &cfg).unwrap();
     let (coord, lease) = rt.block_on(async {
         let store = childguard::store::PgStore::connect(&url).await.unwrap();
         let c = Coordinator::postgres(&store);
