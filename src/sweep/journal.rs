@@ -64,6 +64,23 @@ pub struct PlanRow {
     pub body: String,
 }
 
+/// The columns of a [`PlanRow`], in the order of [`PlanTuple`].
+const PLAN_COLS: &str = "id, kind, created_at, created_by, status, body";
+type PlanTuple = (String, String, String, String, String, String);
+
+impl From<PlanTuple> for PlanRow {
+    fn from((id, kind, created_at, created_by, status, body): PlanTuple) -> Self {
+        PlanRow {
+            id,
+            kind,
+            created_at,
+            created_by,
+            status,
+            body,
+        }
+    }
+}
+
 /// An approval row.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Approval {
@@ -217,41 +234,24 @@ impl SweepJournal {
     }
 
     pub async fn plan(&self, id: &str) -> Result<PlanRow, SweepError> {
-        let q =
-            "SELECT id, kind, created_at, created_by, status, body FROM sweep_plans WHERE id = $1";
-        let row: Option<(String, String, String, String, String, String)> =
-            on_pool!(self, |p| sqlx::query_as(q).bind(id).fetch_optional(p).await)
+        let q = format!("SELECT {PLAN_COLS} FROM sweep_plans WHERE id = $1");
+        let row: Option<PlanTuple> =
+            on_pool!(self, |p| sqlx::query_as(&q).bind(id).fetch_optional(p).await)
                 .map_err(|e| SweepError::Journal(e.to_string()))?;
-        let (id, kind, created_at, created_by, status, body) =
-            row.ok_or_else(|| SweepError::NoSuchPlan(id.to_string()))?;
-        Ok(PlanRow {
-            id,
-            kind,
-            created_at,
-            created_by,
-            status,
-            body,
-        })
+        row.map(PlanRow::from)
+            .ok_or_else(|| SweepError::NoSuchPlan(id.to_string()))
     }
 
     /// Every plan, newest first (optionally of one kind), for listings.
     pub async fn plans(&self, kind: Option<&str>) -> Result<Vec<PlanRow>, SweepError> {
-        let q = "SELECT id, kind, created_at, created_by, status, body FROM sweep_plans \
-                 WHERE ($1 IS NULL OR kind = $1) ORDER BY created_at DESC, id DESC";
-        let rows: Vec<(String, String, String, String, String, String)> =
-            on_pool!(self, |p| sqlx::query_as(q).bind(kind).fetch_all(p).await)
+        let q = format!(
+            "SELECT {PLAN_COLS} FROM sweep_plans \
+             WHERE ($1 IS NULL OR kind = $1) ORDER BY created_at DESC, id DESC"
+        );
+        let rows: Vec<PlanTuple> =
+            on_pool!(self, |p| sqlx::query_as(&q).bind(kind).fetch_all(p).await)
                 .map_err(|e| SweepError::Journal(e.to_string()))?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, kind, created_at, created_by, status, body)| PlanRow {
-                id,
-                kind,
-                created_at,
-                created_by,
-                status,
-                body,
-            })
-            .collect())
+        Ok(rows.into_iter().map(PlanRow::from).collect())
     }
 
     /// Move a plan from one of `from` to `to` atomically; false when it was
