@@ -319,39 +319,6 @@ async fn a_database_that_stays_down_fails_only_the_tables_not_read() {
     );
 }
 
-/// A moto_server on `port` (a private one: killed on drop).
-struct Moto(Child);
-
-impl Moto {
-    fn start(port: u16) -> Moto {
-        let exe = std::env::var("CHILDGUARD_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let child = Command::new(exe)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server is installed");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Moto(child)
-    }
-
-    fn stop(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The S3 endpoint childguard sees: a TCP relay to the current moto_server.
 /// While no server is set, connections are dropped at once (as by a host
 /// whose server is down); a server that dies cuts the relayed connections.
@@ -427,7 +394,7 @@ fn an_s3_server_stopped_and_started_mid_scan_is_retried() {
     let endpoint_port = relay(backend.clone());
     let bucket = "cg-fault";
     let first_port = common::free_port();
-    let first = Moto::start(first_port);
+    let first = common::S3Server::start_on(first_port);
     populate(first_port, bucket);
     *backend.lock().unwrap() = Some(first_port);
     let d = tempfile::tempdir().unwrap();
@@ -471,7 +438,7 @@ fn an_s3_server_stopped_and_started_mid_scan_is_retried() {
         "the scan ended before the server stopped: make the objects larger"
     );
     let second_port = common::free_port();
-    let second = Moto::start(second_port);
+    let second = common::S3Server::start_on(second_port);
     populate(second_port, bucket);
     std::thread::sleep(Duration::from_millis(500));
     *backend.lock().unwrap() = Some(second_port);

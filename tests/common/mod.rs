@@ -75,7 +75,11 @@ pub struct S3Server {
 
 impl S3Server {
     pub fn start() -> S3Server {
-        let port = free_port();
+        S3Server::start_on(free_port())
+    }
+
+    /// A moto_server on `port`.
+    pub fn start_on(port: u16) -> S3Server {
         let exe = std::env::var("CHILDGUARD_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
         let child = Command::new(exe)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -94,6 +98,9 @@ impl S3Server {
         }
         S3Server { endpoint, child }
     }
+
+    /// Kill the server now (as a crash would; `drop` does the same).
+    pub fn stop(self) {}
 
     /// Environment for childguard and object_store to reach this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
