@@ -11,14 +11,19 @@ secs=${1:-60}
 cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$PWD/target}
-cargo fuzz build -O || exit 1
+# No sanitizer by default: childguard's own code is safe Rust (two libc calls),
+# so AddressSanitizer mostly slows the build of arrow/parquet/sqlx; panics,
+# overflow checks, debug assertions, timeouts and the RSS limit still fire.
+# FUZZ_SANITIZER=address for a sanitizer run.
+san=(-s "${FUZZ_SANITIZER:-none}")
+cargo fuzz build -O "${san[@]}" || exit 1
 failed=()
 for t in $(cargo fuzz list); do
   mkdir -p "corpus/$t" "artifacts/$t"
   dirs=("corpus/$t")
   [ -d "seeds/$t" ] && dirs+=("seeds/$t")
   echo "== $t (${secs}s)"
-  if ! cargo fuzz run -O "$t" "${dirs[@]}" -- \
+  if ! cargo fuzz run -O "${san[@]}" "$t" "${dirs[@]}" -- \
       -max_total_time="$secs" -rss_limit_mb=2048 -max_len=262144 -timeout=20 \
       -print_final_stats=1 2>"artifacts/$t/log.txt"; then
     failed+=("$t")

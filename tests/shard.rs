@@ -387,6 +387,111 @@ fn shards_together_equal_the_unsharded_scan() {
     });
 }
 
+/// A sharded scan is classified as one scan once its last shard finishes:
+/// the group's newest run holds the violations the unsharded scan would
+/// have (including "declared but not found", which no single shard can
+/// know), and `report` picks it as the latest scan.
+#[test]
+fn a_complete_run_group_is_classified_as_one_scan() {
+    let e = estate();
+    let datasets = "\n[[datasets]]\nname = \"roster\"\nsource = \"sqlite://school.db\"\nmatch = [\"main.students\"]\n\
+        owner = \"Registrar\"\npurpose = \"Enrolment\"\nchild_data = true\ncategories = { \"*\" = [\"cn_resident_id\", \"person_name\", \"cn_mobile\"] }\n\
+        \n[[datasets]]\nname = \"alumni\"\nsource = \"sqlite://school.db\"\nmatch = [\"main.graduates\"]\n\
+        owner = \"Registrar\"\npurpose = \"Alumni contact\"\ncategories = { \"*\" = [\"cn_mobile\"] }\n";
+    let cfg = std::fs::read_to_string(e.path().join("pg.toml")).unwrap();
+    std::fs::write(e.path().join("inv.toml"), format!("{cfg}{datasets}")).unwrap();
+    let viol_key = |v: &childguard::store::Violation| {
+        format!(
+            "{}|{:?}|{:?}|{:?}|{:?}",
+            v.kind, v.dataset, v.category, v.target, v.unit_id.as_deref().map(|u| u.split('#').next().unwrap().to_string())
+        )
+    };
+    let rt = dbfix::rt();
+    let store = rt.block_on(childguard::store::PgStore::connect(&e.store_url)).unwrap();
+    use childguard::store::Store;
+    for k in 0..SHARDS {
+        let o = scan_cmd(&e, "inv.toml", &["--shard", &format!("{k}/{SHARDS}"), "--run-group", "g-classify"])
+            .output()
+            .unwrap();
+        ok(&o);
+        let runs = rt.block_on(store.group_runs("g-classify")).unwrap();
+        let newest = runs.last().unwrap();
+        let v = rt
+            .block_on(store.violations(&childguard::store::ViolationFilter {
+                run: Some(newest.id),
+                ..Default::default()
+            }))
+            .unwrap();
+        let not_found = v.iter().any(|v| v.kind == childguard::store::ViolationKind::DeclaredNotFound);
+        if k + 1 < SHARDS {
+            assert!(!newest.summary.group_complete, "shard {k}: group complete too early");
+            assert!(!not_found, "shard {k} reported a dataset missing from targets it saw only part of");
+        }
+    }
+    let runs = rt.block_on(store.group_runs("g-classify")).unwrap();
+    let newest = runs.last().unwrap().clone();
+    assert!(newest.summary.group_complete);
+    let group_v: BTreeSet<String> = rt
+        .block_on(store.violations(&childguard::store::ViolationFilter {
+            run: Some(newest.id),
+            ..Default::default()
+        }))
+        .unwrap()
+        .iter()
+        .map(viol_key)
+        .collect();
+    assert!(
+        group_v.iter().any(|k| k.starts_with("declared_not_found|Some(\"alumni\")")),
+        "{group_v:#?}"
+    );
+    assert!(!group_v.iter().any(|k| k.starts_with("declared_not_found|Some(\"roster\")")), "{group_v:#?}");
+    // The group's counts are the union's: every finding of every shard.
+    let total: u64 = runs
+        .iter()
+        .map(|r| {
+            rt.block_on(store.findings(&childguard::store::FindingFilter {
+                run: Some(r.id),
+                limit: 1,
+                ..Default::default()
+            }))
+            .unwrap()
+            .total
+        })
+        .sum();
+    assert_eq!(newest.summary.findings, total);
+
+    // `report` (latest) covers the whole group.
+    let rep = Command::new(common::bin())
+        .current_dir(e.path())
+        .env("CHILDGUARD_STATE_DIR", e.path().join(".state"))
+        .env("CHILDGUARD_FINGERPRINT_KEY", "test-key")
+        .args(["report", "--config", "inv.toml", "--format", "json"])
+        .output()
+        .unwrap();
+    ok(&rep);
+    let rep: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
+    assert_eq!(rep["run"]["id"], newest.id);
+    let unit_count: u64 = rep["targets"].as_array().unwrap().iter().map(|t| t["units"].as_u64().unwrap()).sum();
+    let want_units: usize = runs.iter().map(|r| rt.block_on(store.units(r.id)).unwrap().len()).sum();
+    assert_eq!(unit_count as usize, want_units);
+
+    // The same estate scanned unsharded into the same store: the same violations.
+    let o = scan_cmd(&e, "inv.toml", &[]).output().unwrap();
+    ok(&o);
+    let latest = rt.block_on(store.latest_run()).unwrap().unwrap();
+    assert!(latest.shard.is_none());
+    let plain_v: BTreeSet<String> = rt
+        .block_on(store.violations(&childguard::store::ViolationFilter {
+            run: Some(latest.id),
+            ..Default::default()
+        }))
+        .unwrap()
+        .iter()
+        .map(viol_key)
+        .collect();
+    assert_eq!(group_v, plain_v);
+}
+
 #[test]
 fn bad_shard_values_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

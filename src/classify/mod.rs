@@ -181,6 +181,21 @@ pub struct Classified {
     pub assignments: Vec<(String, Option<String>)>,
     /// Datasets whose records could not be counted, with the cause.
     pub problems: Vec<String>,
+    /// Set when this run was the last shard of its run group to be
+    /// classified: the whole group was then classified as one scan.
+    pub group: Option<GroupClassified>,
+}
+
+/// The classification of a complete run group (every shard `K/N` finished):
+/// the union of the shards' findings classified as one scan, stored as the
+/// violations of the group's newest run (`run_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupClassified {
+    pub run_group: String,
+    pub run_id: i64,
+    /// The runs classified together (one per shard).
+    pub runs: Vec<i64>,
+    pub violations: usize,
 }
 
 fn sensitivity_raise(s: Severity, sens: Sensitivity) -> Severity {
@@ -447,26 +462,109 @@ pub async fn classify_run(
         .await?
         .ok_or(ClassifyError::NoRun(run_id))?;
     let inv = Inventory::new(config)?;
+    let group = match (&run.run_group, &run.shard) {
+        (Some(g), Some(_)) => complete_group(store, g).await?,
+        _ => None,
+    };
+    // The group's newest run holds the group's violations once every shard
+    // has finished; until then (and for every other shard) a shard run holds
+    // its own, without "declared but not found" (one shard saw part of each
+    // target).
+    let mut out = match &group {
+        Some(runs) if runs.last().map(|r| r.id) == Some(run_id) => {
+            classify_runs(store, &inv, runs, run_id, as_of, true).await?
+        }
+        _ => classify_runs(store, &inv, std::slice::from_ref(&run), run_id, as_of, run.shard.is_none()).await?,
+    };
+    if let (Some(runs), Some(g)) = (&group, &run.run_group) {
+        let newest = runs.last().expect("a complete group has runs").id;
+        let violations = if newest == run_id {
+            out.violations.len()
+        } else {
+            let g_out = classify_runs(store, &inv, runs, newest, as_of, true).await?;
+            out.problems.extend(g_out.problems);
+            g_out.violations.len()
+        };
+        out.group = Some(GroupClassified {
+            run_group: g.clone(),
+            run_id: newest,
+            runs: runs.iter().map(|r| r.id).collect(),
+            violations,
+        });
+    }
+    Ok(out)
+}
+
+/// The runs of `run_group` when it is complete: for each shard K of N the
+/// newest run that finished (completed, with or without unit errors), one
+/// per shard, in run-id order. None while a shard is missing, running or
+/// failed.
+pub async fn complete_group(
+    store: &dyn Store,
+    run_group: &str,
+) -> Result<Option<Vec<crate::store::Run>>, crate::store::StoreError> {
+    use crate::store::RunStatus;
+    let runs = store.group_runs(run_group).await?;
+    let mut by_shard: BTreeMap<u64, crate::store::Run> = BTreeMap::new();
+    let mut count = None;
+    for r in runs {
+        let Some(shard) = r.shard.as_deref().and_then(|s| s.parse::<crate::source::shard::Shard>().ok()) else {
+            continue;
+        };
+        if *count.get_or_insert(shard.count) != shard.count {
+            return Ok(None); // one group name reused with another N: not one scan
+        }
+        // group_runs is in id order: a later run of shard K replaces an earlier one.
+        by_shard.insert(shard.index, r);
+    }
+    let Some(n) = count else { return Ok(None) };
+    let done = |r: &crate::store::Run| matches!(r.status, RunStatus::Completed | RunStatus::CompletedWithErrors);
+    if by_shard.len() as u64 != n || !by_shard.values().all(done) {
+        return Ok(None);
+    }
+    let mut runs: Vec<_> = by_shard.into_values().collect();
+    runs.sort_by_key(|r| r.id);
+    Ok(Some(runs))
+}
+
+/// Classify the findings of `runs` as one scan and store the result as the
+/// violations and summary of `store_as`. `whole` says the runs together
+/// scanned whole targets, so a declared dataset with no finding is reported.
+async fn classify_runs(
+    store: &dyn Store,
+    inv: &Inventory,
+    runs: &[crate::store::Run],
+    store_as: i64,
+    as_of: NaiveDateTime,
+    whole: bool,
+) -> Result<Classified, ClassifyError> {
     let mut findings = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store
-            .findings(&FindingFilter {
-                run: Some(run_id),
-                after: after.clone(),
-                limit: 10_000,
-                ..Default::default()
-            })
-            .await?;
-        findings.extend(page.items);
-        match page.next_after {
-            Some(a) => after = Some(a),
-            None => break,
+    let mut targets: Vec<String> = Vec::new();
+    for run in runs {
+        let mut after = None;
+        loop {
+            let page = store
+                .findings(&FindingFilter {
+                    run: Some(run.id),
+                    after: after.clone(),
+                    limit: 10_000,
+                    ..Default::default()
+                })
+                .await?;
+            findings.extend(page.items);
+            match page.next_after {
+                Some(a) => after = Some(a),
+                None => break,
+            }
+        }
+        for t in &run.targets {
+            if !targets.contains(t) {
+                targets.push(t.clone());
+            }
         }
     }
-    let mut out = classify_findings(&inv, &findings, &run.targets);
-    if run.shard.is_some() {
-        // One shard saw part of each target: "declared but not found" needs the whole run group.
+    let mut out = classify_findings(inv, &findings, &targets);
+    if !whole {
         out.violations
             .retain(|v| v.kind != ViolationKind::DeclaredNotFound);
     }
@@ -507,20 +605,22 @@ pub async fn classify_run(
 
     out.violations
         .sort_by(|a, b| b.severity.cmp(&a.severity).then(a.kind.cmp(&b.kind)));
-    store.replace_violations(run_id, &out.violations).await?;
+    store.replace_violations(store_as, &out.violations).await?;
+    let own = store.run(store_as).await?.ok_or(ClassifyError::NoRun(store_as))?;
     let child = findings
         .iter()
         .filter(|f| f.finding.child == Some(true) || f.finding.child_count.unwrap_or(0) > 0)
         .count() as u64;
     store
         .set_run_summary(
-            run_id,
+            store_as,
             &RunSummary {
                 findings: findings.len() as u64,
                 child_findings: child,
                 violations: out.violations.len() as u64,
-                resolved: run.summary.resolved,
+                resolved: own.summary.resolved,
                 classified: true,
+                group_complete: whole && runs.iter().all(|r| r.shard.is_some()),
             },
         )
         .await?;

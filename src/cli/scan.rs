@@ -305,11 +305,21 @@ impl Recorder {
         for p in &classified.problems {
             eprintln!("childguard: warning: {p}");
         }
-        Ok(format!(
+        let mut msg = format!(
             "run {run_id} recorded in the {} store: {} violation(s); see `childguard report --run {run_id}`\n",
             store.backend(),
             classified.violations.len()
-        ))
+        );
+        if let Some(g) = &classified.group {
+            msg.push_str(&format!(
+                "run group {} complete ({} shards): classified as one scan, {} violation(s); see `childguard report --run {}`\n",
+                g.run_group,
+                g.runs.len(),
+                g.violations,
+                g.run_id
+            ));
+        }
+        Ok(msg)
     }
 }
 

@@ -305,13 +305,20 @@ pub async fn reclassify(d: &Daemon) -> Result<(), JobError> {
 }
 
 /// The newest run the classifier finished: its violations are the open ones.
+/// A shard run counts only as the newest run of its complete group (which
+/// holds the whole group's classification): while the shards of a sharded
+/// scan are still running, the previous complete scan stays the open view.
 pub async fn latest_classified(d: &Daemon) -> Result<Option<crate::store::Run>, JobError> {
     let active = d.active_runs.lock().unwrap().clone();
     Ok(d.store
-        .runs(50)
+        .runs(200)
         .await?
         .into_iter()
-        .find(|r| r.summary.classified && !active.contains(&r.id)))
+        .find(|r| {
+            r.summary.classified
+                && !active.contains(&r.id)
+                && (r.shard.is_none() || r.summary.group_complete)
+        }))
 }
 
 /// Wait until the scan of `run_id` has finished and is classified (for

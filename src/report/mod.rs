@@ -111,11 +111,46 @@ pub async fn build(
     config: Option<&Config>,
 ) -> Result<ReportData, ReportError> {
     let run = match sel {
-        RunSel::Latest => store.latest_run().await?.ok_or(ReportError::NoRuns)?,
+        RunSel::Latest => {
+            // The newest whole scan: an unsharded run, or the newest run of a
+            // complete run group; a shard run only when nothing else exists.
+            let runs = store.runs(200).await?;
+            runs.iter()
+                .find(|r| r.shard.is_none() || r.summary.group_complete)
+                .or(runs.first())
+                .cloned()
+                .ok_or(ReportError::NoRuns)?
+        }
         RunSel::Id(id) => store.run(id).await?.ok_or(ReportError::NoRun(id))?,
     };
     let previous_run = store.previous_run(run.id).await?;
-    let units = store.units(run.id).await?;
+    // A complete run group is reported as one scan: the units and findings of
+    // every shard run (the violations and summary are already the group's).
+    let member_runs: Vec<i64> = match (&run.run_group, run.summary.group_complete) {
+        (Some(g), true) => crate::classify::complete_group(store, g)
+            .await?
+            .map(|rs| rs.iter().map(|r| r.id).collect())
+            .unwrap_or_else(|| vec![run.id]),
+        _ => vec![run.id],
+    };
+    let mut units = Vec::new();
+    let mut by_dataset_category: Vec<DatasetCount> = Vec::new();
+    for id in &member_runs {
+        units.extend(store.units(*id).await?);
+        for c in store.dataset_counts(Some(*id)).await? {
+            match by_dataset_category
+                .iter_mut()
+                .find(|x| x.dataset == c.dataset && x.category == c.category)
+            {
+                Some(x) => {
+                    x.findings += c.findings;
+                    x.child_findings += c.child_findings;
+                    x.child_records += c.child_records;
+                }
+                None => by_dataset_category.push(c),
+            }
+        }
+    }
     let mut targets: BTreeMap<String, TargetSummary> = BTreeMap::new();
     for u in &units {
         let t = targets
@@ -145,7 +180,6 @@ pub async fn build(
         }
     }
     let failed_units: Vec<UnitRecord> = units.into_iter().filter(|u| u.error.is_some()).collect();
-    let by_dataset_category = store.dataset_counts(Some(run.id)).await?;
     let violations = store
         .violations(&ViolationFilter {
             run: Some(run.id),

@@ -160,6 +160,10 @@ pub struct RunSummary {
     pub resolved: u64,
     #[serde(default)]
     pub classified: bool,
+    /// The run is the newest of a run group whose every shard finished: its
+    /// violations and counts are the whole group's, classified as one scan.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub group_complete: bool,
 }
 
 /// One work unit of a run.
