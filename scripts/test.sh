@@ -60,6 +60,8 @@ if [ ! -x tests/emulators/node_modules/.bin/azurite-blob ]; then
   (cd tests/emulators && npm install --no-audit --no-fund --silent)
 fi
 python3 -c 'import azure.storage.blob' 2>/dev/null || { log "installing azure-storage-blob"; python3 -m pip install -q azure-storage-blob; }
+# GCS emulator for the gs:// tests (tests/emulators/gcs_server.py launches it).
+python3 -c 'import gcp_storage_emulator' 2>/dev/null || { log "installing gcp-storage-emulator"; python3 -m pip install -q gcp-storage-emulator; }
 # Second tools that read our outputs back (Parquet export checks).
 python3 -c 'import pyarrow' 2>/dev/null || { log "installing pyarrow"; python3 -m pip install -q pyarrow; }
 

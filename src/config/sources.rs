@@ -93,7 +93,9 @@ pub struct SourceConfig {
     /// S3: file holding the secret access key.
     #[serde(default)]
     pub secret_access_key_file: Option<PathBuf>,
-    /// GCS: file holding the service-account JSON key.
+    /// GCS: file holding the service-account JSON key. For a GCS-compatible
+    /// server, a key with `"gcs_base_url": "http://host:port"` and
+    /// `"disable_oauth": true` (with `allow_http` for plain HTTP).
     #[serde(default)]
     pub service_account_file: Option<PathBuf>,
     /// Azure: storage account name.

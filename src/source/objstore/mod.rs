@@ -155,7 +155,15 @@ impl ObjectSource {
                     .with_bucket_name(&bucket)
                     .with_retry(retry_config(source));
                 if let Some(p) = &source.service_account_file {
+                    // A key file with `gcs_base_url` (and `disable_oauth`) points at
+                    // a GCS-compatible server, as object_store documents.
                     b = b.with_service_account_path(p.to_string_lossy());
+                }
+                if source.allow_http {
+                    b = b.with_config(
+                        object_store::gcp::GoogleConfigKey::Client(object_store::ClientConfigKey::AllowHttp),
+                        "true",
+                    );
                 }
                 Arc::new(
                     b.build()
