@@ -431,15 +431,17 @@ fn a_complete_run_group_is_classified_as_one_scan() {
     let runs = rt.block_on(store.group_runs("g-classify")).unwrap();
     let newest = runs.last().unwrap().clone();
     assert!(newest.summary.group_complete);
-    let group_v: BTreeSet<String> = rt
-        .block_on(store.violations(&childguard::store::ViolationFilter {
-            run: Some(newest.id),
+    let violations_of = |run: i64| -> BTreeSet<String> {
+        rt.block_on(store.violations(&childguard::store::ViolationFilter {
+            run: Some(run),
             ..Default::default()
         }))
         .unwrap()
         .iter()
         .map(viol_key)
-        .collect();
+        .collect()
+    };
+    let group_v = violations_of(newest.id);
     assert!(
         group_v.iter().any(|k| k.starts_with("declared_not_found|Some(\"alumni\")")),
         "{group_v:#?}"
@@ -480,15 +482,7 @@ fn a_complete_run_group_is_classified_as_one_scan() {
     ok(&o);
     let latest = rt.block_on(store.latest_run()).unwrap().unwrap();
     assert!(latest.shard.is_none());
-    let plain_v: BTreeSet<String> = rt
-        .block_on(store.violations(&childguard::store::ViolationFilter {
-            run: Some(latest.id),
-            ..Default::default()
-        }))
-        .unwrap()
-        .iter()
-        .map(viol_key)
-        .collect();
+    let plain_v = violations_of(latest.id);
     assert_eq!(group_v, plain_v);
 }
 
