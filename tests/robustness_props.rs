@@ -200,3 +200,35 @@ fn gzip(b: &[u8]) -> Vec<u8> {
     e.write_all(b).unwrap();
     e.finish().unwrap()
 }
+
+/// Found by `fuzz/run.sh` (reader_parquet): a page whose level data runs past
+/// its buffer made parquet-rs panic inside `parse_v1_level`, which took the
+/// whole scan down. Now it is this file's `corrupt Parquet` error.
+#[test]
+fn regression_parquet_level_panic_is_a_file_error() {
+    let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fuzz/parquet-level-panic.parquet")).unwrap();
+    let (_, err) = read("crash.parquet", data.clone(), &FileSourceConfig::default());
+    let err = err.expect("a malformed Parquet file is an error");
+    assert!(err.starts_with("crash.parquet: corrupt or truncated Parquet"), "{err}");
+    scan_bytes("t.parquet", &data); // the fuzz target's own checks
+
+    // Through the CLI, beside a good file: the scan reports the bad file and goes on.
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("crash.parquet"), &data).unwrap();
+    std::fs::write(d.path().join("ok.log"), format!("sfzh={ID}\n")).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_childguard"))
+        .current_dir(d.path())
+        .args(["scan", ".", "--no-save", "--format", "jsonl", "--as-of", "2025-06-01"])
+        .env("CHILDGUARD_STATE_DIR", d.path().join(".state"))
+        .env("CHILDGUARD_FINGERPRINT_KEY", "k")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(out.contains("\"ok.log\""), "stdout: {out}\nstderr: {err}");
+    assert!(err.contains("crash.parquet (in .): corrupt or truncated Parquet"), "{err}");
+    // The panic's own text (it may quote decoded bytes) is not printed.
+    assert!(!err.contains("range end out of bounds"), "{err}");
+    assert!(err.contains("internal panic at"), "{err}");
+}

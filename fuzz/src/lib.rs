@@ -12,6 +12,11 @@ use std::sync::OnceLock;
 pub fn engine() -> &'static Engine {
     static E: OnceLock<Engine> = OnceLock::new();
     E.get_or_init(|| {
+        // libfuzzer-sys aborts on every panic, even one childguard catches on
+        // purpose (a decoder panic turned into the unit's error by
+        // `guard_decoder`). Back to the default hook: a panic that escapes
+        // the target still aborts (libfuzzer-sys's catch_unwind) and is a crash.
+        drop(std::panic::take_hook());
         let as_of = chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap();
         Engine::new(EngineOptions::new(as_of), Fingerprinter::new(b"fuzz")).unwrap()
     })

@@ -72,9 +72,28 @@ fn init_logging() {
 }
 
 /// Run the CLI; returns the process exit status.
+/// A panic's message may quote the data being decoded (a third-party decoder
+/// formatting the bytes it choked on), and childguard never prints what it
+/// scans: unless RUST_BACKTRACE is set, a panic prints only where it
+/// happened. Readers turn decoder panics into per-unit errors
+/// (`source::files::guard_decoder`), so the scan itself goes on.
+fn install_panic_hook() {
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_else(|| "an unknown place".into());
+        eprintln!("childguard: internal panic at {at} (message withheld: it may quote scanned data; set RUST_BACKTRACE=1 to see it)");
+    }));
+}
+
 pub fn main() -> i32 {
     let cli = Cli::parse();
     init_logging();
+    install_panic_hook();
     let r: anyhow::Result<i32> = match cli.command {
         Command::Scan(args) => scan::run(args),
         Command::Demo(a) => demo::run(a),

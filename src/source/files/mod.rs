@@ -369,6 +369,27 @@ pub fn scan_reader(
     Ok(stats)
 }
 
+/// Run a third-party decoder over untrusted bytes, turning a panic inside it
+/// into a `Corrupt` error that names the unit: parquet-rs, for one, panics on
+/// some malformed pages (found by `fuzz/run.sh`; the input is kept in
+/// tests/fixtures/fuzz/). Findings emitted before the panic stand, as after
+/// any reader error; the message never repeats the panic's text, which may
+/// quote the data.
+pub(crate) fn guard_decoder<T>(
+    path: &str,
+    format: &'static str,
+    decode: impl FnOnce() -> Result<T, FileError>,
+) -> Result<T, FileError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|_| {
+        tracing::warn!(path, format, "decoder panicked on malformed input");
+        Err(FileError::Corrupt {
+            path: path.to_string(),
+            format,
+            message: "the decoder failed on malformed data".into(),
+        })
+    })
+}
+
 /// Fails a decompressed stream once it outgrows `ratio` times the compressed
 /// bytes read so far (after the first MiB): a decompression bomb.
 struct RatioGuard<R> {

@@ -146,6 +146,14 @@ pub fn scan_parquet<R: ChunkReader + 'static>(
     reader: R,
     emit: &mut dyn FnMut(Finding),
 ) -> Result<UnitStats, FileError> {
+    super::guard_decoder(ctx.path, "Parquet", || scan_parquet_unguarded(ctx, reader, emit))
+}
+
+fn scan_parquet_unguarded<R: ChunkReader + 'static>(
+    ctx: &UnitCtx<'_>,
+    reader: R,
+    emit: &mut dyn FnMut(Finding),
+) -> Result<UnitStats, FileError> {
     let corrupt = |e: parquet::errors::ParquetError| FileError::corrupt(ctx.path, "Parquet", e);
     let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(corrupt)?;
     let schema = builder.schema().clone();

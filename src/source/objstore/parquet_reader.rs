@@ -45,7 +45,9 @@ pub(super) fn scan(
 ) -> Result<UnitStats, UnitError> {
     let path = ObjPath::from(key);
     let reader = ParquetObjectReader::new(src.store.clone(), path.clone()).with_file_size(size);
-    let res: Result<(Vec<Finding>, UnitStats), String> = src.rt.block_on(async {
+    // A panic inside parquet-rs on malformed pages (see files::guard_decoder)
+    // becomes this object's error; the scan goes on with the rest.
+    let decode = || -> Result<(Vec<Finding>, UnitStats), String> { src.rt.block_on(async {
         let builder = ParquetRecordBatchStreamBuilder::new(reader)
             .await
             .map_err(|e| format!("reading the Parquet footer: {e}"))?;
@@ -153,6 +155,10 @@ pub(super) fn scan(
                 skipped: None,
             },
         ))
+    }) };
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|_| {
+        tracing::warn!(key, "Parquet decoder panicked on malformed input");
+        Err("corrupt Parquet: the decoder failed on malformed data".to_string())
     });
     match res {
         Ok((findings, stats)) => {
