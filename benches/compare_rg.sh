@@ -10,6 +10,13 @@
 # MB/s is reported on CPU time (user+sys) for both tools, so a busy machine
 # does not distort the ratio; wall-clock figures are printed too.
 #
+# Then multi-core scaling: the engine on the same chunks with 2 threads
+# (engine_throughput --threads 2: wall speed-up and CPU efficiency, i.e. CPU
+# time of 1 thread / 2 threads, which a busy machine does not distort), and
+# `childguard scan` of the same log (its parallel newline-aligned chunking,
+# reading and JSONL output included) with --threads 1 pinned to one core and
+# --threads 2 on two cores (SCALING=0 skips both).
+#
 # Needs: cargo; ripgrep (installed with `cargo install ripgrep` when absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,3 +65,18 @@ cat "$WORK/cg.counts"
 CG_MBS=$(echo "$CG_OUT" | sed -E 's/.*cpu [0-9.]+ s = ([0-9.]+) MB\/s.*/\1/')
 RATIO=$(awk -v a="$CG_MBS" -v b="$RG_MBS" 'BEGIN{printf "%.2f", a/b}')
 echo "ratio childguard/rg (cpu MB/s, 17 categories vs 4 regexes): ${RATIO}x"
+
+if [ "${SCALING:-1}" != 0 ] && [ "$(nproc)" -ge 2 ]; then
+  taskset -c 0,1 "$EX" "$LOG" --as-of "$AS_OF" --threads 2 2>/dev/null | tail -1
+  export CHILDGUARD_STATE_DIR="$WORK/state" CHILDGUARD_FINGERPRINT_KEY=bench
+  scan() { # CPUS THREADS -> "user sys wall"
+    { /usr/bin/time -f "%U %S %e" taskset -c "$1" "$BIN" scan --threads "$2" --no-save -q \
+        --as-of "$AS_OF" --format jsonl -o "$WORK/scan-$2.jsonl" "$LOG" || [ $? -eq 1 ]; } 2>&1 | tail -1
+  }
+  T1=$(scan 0 1)
+  T2=$(scan 0,1 2)
+  W1=$(echo "$T1" | awk '{print $3}')
+  W2=$(echo "$T2" | awk '{print $3}')
+  echo "childguard scan (files, all outputs): 1 thread wall ${W1}s = $(awk -v m="$MB" -v s="$W1" 'BEGIN{printf "%.1f", m/s}') MB/s (cpu $(echo "$T1" | awk '{print $1+$2}')s); 2 threads wall ${W2}s = $(awk -v m="$MB" -v s="$W2" 'BEGIN{printf "%.1f", m/s}') MB/s (cpu $(echo "$T2" | awk '{print $1+$2}')s)"
+  echo "scan scaling 1 -> 2 threads: wall $(awk -v a="$W1" -v b="$W2" 'BEGIN{printf "%.2f", a/b}')x, cpu efficiency $(awk -v a="$T1" -v b="$T2" 'BEGIN{split(a,x," "); split(b,y," "); printf "%.2f", (x[1]+x[2])/(y[1]+y[2])}') (findings: $(wc -l < "$WORK/scan-1.jsonl") vs $(wc -l < "$WORK/scan-2.jsonl"))"
+fi

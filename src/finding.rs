@@ -189,7 +189,7 @@ impl Finding {
             part(fingerprint);
         }
         let d = h.finalize();
-        hex::encode(&d[..12])
+        crate::fingerprint::hex_lower(&d[..12])
     }
 
     /// Round to two decimals so output is stable across platforms.

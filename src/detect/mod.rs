@@ -753,7 +753,7 @@ impl Engine {
                                     .all(|c| c.is_ascii_digit() || c == b':' || c == b'.')
                             || rest.starts_with('T');
                         if time_ok && d <= self.opts.as_of && d.year() >= 1900 {
-                            let norm = d.format("%Y-%m-%d").to_string();
+                            let norm = iso_date(d);
                             self.emit(
                                 out,
                                 rule,
@@ -1012,6 +1012,25 @@ fn finish(out: &mut Vec<Hit>, base: usize) {
         }
         out.truncate(w);
     }
+}
+
+/// `YYYY-MM-DD` of a date (years 0..=9999), without chrono's format-string
+/// machinery (one birth-date hit = one call).
+pub(crate) fn iso_date(d: NaiveDate) -> String {
+    let (y, m, day) = (d.year().clamp(0, 9999) as u32, d.month(), d.day());
+    let v = [
+        b'0' + (y / 1000) as u8,
+        b'0' + (y / 100 % 10) as u8,
+        b'0' + (y / 10 % 10) as u8,
+        b'0' + (y % 10) as u8,
+        b'-',
+        b'0' + (m / 10) as u8,
+        b'0' + (m % 10) as u8,
+        b'-',
+        b'0' + (day / 10) as u8,
+        b'0' + (day % 10) as u8,
+    ];
+    String::from_utf8(v.to_vec()).unwrap_or_default()
 }
 
 /// Mask an ASCII identifier keeping `ks` leading and `ke` trailing characters.

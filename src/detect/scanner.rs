@@ -40,6 +40,42 @@ fn is_alnum(c: u8) -> bool {
     c.is_ascii_alphanumeric()
 }
 
+/// First index `>= i` whose byte is not an ASCII digit or lowercase letter
+/// (`b.len()` when none): 8 bytes per step (SWAR range tests, exact per byte).
+#[inline]
+fn skip_digits_lower(b: &[u8], mut i: usize) -> usize {
+    const L: u64 = 0x0101_0101_0101_0101;
+    const H: u64 = 0x8080_8080_8080_8080;
+    // High bit of each byte set when lo < x < hi (x < 0x80; lo, hi <= 128).
+    let between = |x: u64, lo: u64, hi: u64| {
+        let x7 = x & (L * 127);
+        (L * (127 + hi) - x7) & !x & (x7 + L * (127 - lo)) & H
+    };
+    while i + 8 <= b.len() {
+        let w = u64::from_le_bytes([
+            b[i],
+            b[i + 1],
+            b[i + 2],
+            b[i + 3],
+            b[i + 4],
+            b[i + 5],
+            b[i + 6],
+            b[i + 7],
+        ]);
+        let ok = between(w, b'0' as u64 - 1, b'9' as u64 + 1)
+            | between(w, b'a' as u64 - 1, b'z' as u64 + 1);
+        let bad = !ok & H;
+        if bad != 0 {
+            return i + (bad.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && (b[i].is_ascii_digit() || b[i].is_ascii_lowercase()) {
+        i += 1;
+    }
+    i
+}
+
 /// CJK unified ideograph.
 pub(super) fn is_cjk(c: char) -> bool {
     ('\u{4e00}'..='\u{9fff}').contains(&c) || ('\u{3400}'..='\u{4dbf}').contains(&c)
@@ -316,6 +352,53 @@ fn parse_day_first(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
     Some((ye, d))
 }
 
+/// Boundary words a school's proper name starts after (就读于, 在, 的, ...).
+const CUTS: [&str; 41] = [
+    "就读于",
+    "毕业于",
+    "就读",
+    "在读",
+    "来自",
+    "转入",
+    "转学到",
+    "转到",
+    "考入",
+    "进入",
+    "位于",
+    "学校名称",
+    "名称",
+    "所在学校",
+    "学校",
+    "学生",
+    "孩子",
+    "儿子",
+    "女儿",
+    "姓名",
+    "家长",
+    "地址",
+    "住址",
+    "他",
+    "她",
+    "我",
+    "你",
+    "在",
+    "于",
+    "是",
+    "的",
+    "到",
+    "去",
+    "从",
+    "读",
+    "和",
+    "与",
+    "及",
+    "或",
+    "为",
+    "所",
+];
+/// First characters of [`CUTS`]: most characters of a prefix start none.
+const CUT_FIRST: &str = "就毕在来转考进位学名所孩儿女姓家地住他她我你于是的到去从读和与及或为";
+
 /// Where the proper name of a school whose suffix starts at `ss` begins:
 /// back over CJK characters, 第 + digits, digits right before the suffix and
 /// brackets, then cut after the last boundary word (就读于, 在, 的, ...).
@@ -349,51 +432,11 @@ fn school_name_start(st: &St<'_>, ss: usize) -> usize {
     let mut start = p;
     // Cut after the last boundary word inside the prefix.
     let prefix = &t[start..ss];
-    const CUTS: [&str; 41] = [
-        "就读于",
-        "毕业于",
-        "就读",
-        "在读",
-        "来自",
-        "转入",
-        "转学到",
-        "转到",
-        "考入",
-        "进入",
-        "位于",
-        "学校名称",
-        "名称",
-        "所在学校",
-        "学校",
-        "学生",
-        "孩子",
-        "儿子",
-        "女儿",
-        "姓名",
-        "家长",
-        "地址",
-        "住址",
-        "他",
-        "她",
-        "我",
-        "你",
-        "在",
-        "于",
-        "是",
-        "的",
-        "到",
-        "去",
-        "从",
-        "读",
-        "和",
-        "与",
-        "及",
-        "或",
-        "为",
-        "所",
-    ];
     let mut cut_at = 0;
-    for (idx, _) in prefix.char_indices() {
+    for (idx, ch) in prefix.char_indices() {
+        if !CUT_FIRST.contains(ch) {
+            continue;
+        }
         for c in CUTS {
             if !prefix[idx..].starts_with(c) {
                 continue;
@@ -785,10 +828,15 @@ impl Engine {
                     }
                 }
                 i += 1;
-                while i < n && is_alnum(b[i]) {
+                // Digits and lowercase letters 8 at a time; an uppercase
+                // letter may start a camelCase keyword; anything else ends the run.
+                loop {
+                    i = skip_digits_lower(b, i);
+                    if i >= n || !b[i].is_ascii_uppercase() {
+                        break;
+                    }
                     let d = b[i];
-                    if d.is_ascii_uppercase()
-                        && b[i - 1].is_ascii_lowercase()
+                    if b[i - 1].is_ascii_lowercase()
                         && i >= kw_end
                         && self.first_ascii[d as usize]
                         && may_start(i, d.to_ascii_lowercase() as u32, 1)
@@ -1299,14 +1347,15 @@ impl Engine {
                     return;
                 };
                 let conf = self.rules[rule as usize].confidence + 0.1;
+                let norm = v.to_string();
                 self.emit(
                     out,
                     rule,
                     s,
                     e,
                     conf,
-                    &v.to_string(),
-                    self.mask(Category::Age, &v.to_string()),
+                    &norm,
+                    self.mask(Category::Age, &norm),
                     Some(AgeEvidence::Years(v)),
                 );
             }
@@ -1324,7 +1373,7 @@ impl Engine {
         if !self.birth_context(st, rule, s) {
             return;
         }
-        let norm = d.format("%Y-%m-%d").to_string();
+        let norm = super::iso_date(d);
         let conf = self.rules[rule as usize].confidence + 0.1;
         self.emit(
             out,
@@ -2391,4 +2440,39 @@ fn labels_value(gap: &[u8]) -> bool {
         .or_else(|| t.strip_prefix('：'))
         .unwrap_or(t);
     !t.contains(['=', ':', '：', ',', '，', ';', '；', '&', '|'])
+}
+
+#[cfg(test)]
+mod cut_tests {
+    use super::*;
+
+    #[test]
+    fn skip_digits_lower_is_exact() {
+        let naive = |b: &[u8], mut i: usize| {
+            while i < b.len() && (b[i].is_ascii_digit() || b[i].is_ascii_lowercase()) {
+                i += 1;
+            }
+            i
+        };
+        // every byte value at every position of a 17-byte window
+        for v in 0..=255u8 {
+            for p in 0..17 {
+                let mut buf = *b"a0z9m5q1b2c3d4e5f";
+                buf[p] = v;
+                for start in 0..17 {
+                    assert_eq!(skip_digits_lower(&buf, start), naive(&buf, start), "{v} at {p}");
+                }
+            }
+        }
+        let mixed = "abc123Def 学生 xyz".as_bytes();
+        assert_eq!(skip_digits_lower(mixed, 0), 6);
+    }
+
+    #[test]
+    fn cut_first_covers_every_cut() {
+        for c in CUTS {
+            let first = c.chars().next().unwrap();
+            assert!(CUT_FIRST.contains(first), "{c}");
+        }
+    }
 }

@@ -425,3 +425,11 @@ fn every_keyword_survives_the_prefilter() {
     }
     assert!(n >= 10);
 }
+
+#[test]
+fn iso_date_matches_chrono_format() {
+    for (y, m, d) in [(2015, 3, 7), (1900, 1, 1), (2025, 12, 31), (999, 10, 9)] {
+        let date = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        assert_eq!(iso_date(date), date.format("%Y-%m-%d").to_string());
+    }
+}
