@@ -27,9 +27,16 @@ use crate::fingerprint::{mask_keep, Fingerprinter};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use chrono::{Datelike, NaiveDate};
 use regex::{Regex, RegexSet};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+thread_local! {
+    /// False while [`Engine::scan_value_counted`] runs on this thread: hits
+    /// then carry no fingerprint (the HMAC is most of a hit's cost).
+    static FINGERPRINTS: Cell<bool> = const { Cell::new(true) };
+}
 
 pub mod pack;
 mod scanner;
@@ -560,6 +567,23 @@ impl Engine {
         finish(out, base);
     }
 
+    /// [`Engine::scan_value`] for callers that count hits and take the
+    /// identity (mask, fingerprint) of only a few of them: the hits are the
+    /// same, in the same order, but `fingerprint` is empty. Such a caller
+    /// scans the value again with [`Engine::scan_value`] for a hit whose
+    /// fingerprint it keeps (see [`crate::scan::table::TableScanner`]).
+    pub fn scan_value_counted(&self, value: &str, column: &ColumnCtx, out: &mut Vec<Hit>) {
+        struct Restore;
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                FINGERPRINTS.with(|f| f.set(true));
+            }
+        }
+        FINGERPRINTS.with(|f| f.set(false));
+        let _restore = Restore;
+        self.scan_value(value, column, out);
+    }
+
     /// Hints from a column or field name (a JSON key path uses its last
     /// segment). Names are normalized: camelCase split with `_`, lowercase.
     pub fn column_ctx(&self, name: &str) -> ColumnCtx {
@@ -675,7 +699,11 @@ impl Engine {
             sensitivity: r.sensitivity,
             confidence: confidence.clamp(0.0, 1.0),
             masked,
-            fingerprint: self.fp.fingerprint(normalized),
+            fingerprint: if FINGERPRINTS.with(Cell::get) {
+                self.fp.fingerprint(normalized)
+            } else {
+                String::new()
+            },
             evidence,
         });
     }
@@ -734,7 +762,8 @@ impl Engine {
             return;
         }
         let off = value.len() - value.trim_start().len();
-        let norm_col = normalize_column(&col.name);
+        // Only the grade and flag columns look at the normalized name.
+        let norm_col = || normalize_column(&col.name);
         for &cat in &col.hints {
             if out[base..].iter().any(|h| h.category == cat) {
                 continue;
@@ -802,10 +831,12 @@ impl Engine {
                     // rarer surname still counts unless the value is a
                     // placeholder or an ordinary word. Aligned tables space
                     // two-character names (张　伟).
-                    let compact: String = v
-                        .chars()
-                        .filter(|c| !matches!(c, ' ' | '\u{3000}'))
-                        .collect();
+                    let spaced = |c: char| matches!(c, ' ' | '\u{3000}');
+                    let compact: String = if v.contains(spaced) {
+                        v.chars().filter(|c| !spaced(*c)).collect()
+                    } else {
+                        v.to_string()
+                    };
                     let pinyin = !scanner::is_name_value(&compact) && scanner::is_pinyin_name(v);
                     let compact = if pinyin { v.to_string() } else { compact };
                     let conf = if pinyin {
@@ -849,6 +880,7 @@ impl Engine {
                     let Some(rule) = self.rule_for(Scanner::GradeClass) else {
                         continue;
                     };
+                    let norm_col = norm_col();
                     let grade_col = ["nj", "grade", "nianji"]
                         .iter()
                         .any(|k| norm_col.contains(k));
@@ -907,6 +939,7 @@ impl Engine {
                         "是" | "1" | "y" | "yes" | "true" | "t"
                     );
                     if truthy {
+                        let norm_col = norm_col();
                         let child_col = ["sfle", "sfgr", "lset", "knet", "orphan", "left_behind"]
                             .iter()
                             .any(|k| norm_col.contains(k));

@@ -1556,8 +1556,20 @@ impl Engine {
         };
         let t = st.text;
         let b = st.b;
-        for (suffix, pupil) in [("中", false), ("小", true)] {
-            for ss in memchr::memmem::find_iter(b, suffix.as_bytes()) {
+        if b.is_ascii() {
+            return;
+        }
+        // Built once: building a searcher per value cost more than the search.
+        static SUFFIXES: std::sync::LazyLock<[(memchr::memmem::Finder<'static>, bool); 2]> =
+            std::sync::LazyLock::new(|| {
+                [
+                    (memchr::memmem::Finder::new("中".as_bytes()), false),
+                    (memchr::memmem::Finder::new("小".as_bytes()), true),
+                ]
+            });
+        for (finder, pupil) in SUFFIXES.iter() {
+            let pupil = *pupil;
+            for ss in finder.find_iter(b) {
                 let se = ss + 3;
                 // Chinese numerals right before the suffix (1–4 of them).
                 let mut ns = ss;

@@ -70,7 +70,9 @@ impl<'e> TableScanner<'e> {
                 continue;
             }
             self.hits.clear();
-            self.engine.scan_value(v, &self.columns[i], &mut self.hits);
+            // Hits without fingerprints: only the first hit of a (column,
+            // category) keeps its identity, fetched below by a second scan.
+            self.engine.scan_value_counted(v, &self.columns[i], &mut self.hits);
             self.row_hits.extend(self.hits.drain(..).map(|h| (i, h)));
         }
         if self.row_hits.is_empty() {
@@ -87,10 +89,15 @@ impl<'e> TableScanner<'e> {
             seen.push(k);
             let a = self.acc.entry(k).or_default();
             if a.count == 0 {
-                a.rule = h.rule.to_string();
-                a.sensitivity = h.sensitivity;
-                a.masked = h.masked.clone();
-                a.fingerprint = h.fingerprint.clone();
+                // The same scan with fingerprints yields the same hits in the same order.
+                let cell = cells[*col].unwrap_or_default();
+                self.hits.clear();
+                self.engine.scan_value(cell, &self.columns[*col], &mut self.hits);
+                let first = self.hits.iter().find(|x| x.category == h.category).unwrap_or(h);
+                a.rule = first.rule.to_string();
+                a.sensitivity = first.sensitivity;
+                a.masked = first.masked.clone();
+                a.fingerprint = first.fingerprint.clone();
             }
             a.count += 1;
             a.conf_sum += h.confidence;
@@ -176,7 +183,28 @@ mod tests {
         assert_eq!(id.location.column.as_deref(), Some("sfzh"));
         assert_eq!((id.rows_scanned, id.count, id.child_count), (Some(3), Some(2), Some(1)));
         assert_eq!(id.rows.as_deref(), Some(&["1".to_string()][..]));
+        // Identity of the first hit of the column, though cells are scanned without fingerprints.
+        assert_eq!(id.fingerprint, e.fingerprinter().fingerprint("110105201503071235"));
+        assert_eq!(id.masked, "110105********1235");
         let ph = f.iter().find(|f| f.category == Category::CnMobile).unwrap();
         assert_eq!((ph.count, ph.child_count, ph.child), (Some(1), Some(1), Some(true)));
+        assert_eq!(ph.fingerprint, e.fingerprinter().fingerprint("13812345678"));
+
+        // Counted scans give the same hits as full scans, less the fingerprint, and leave
+        // later full scans fingerprinted.
+        let ctx = e.column_ctx("note");
+        let text = "id 110105201503071235, phone 13812345678, 北京四中";
+        let (mut full, mut counted) = (Vec::new(), Vec::new());
+        e.scan_value(text, &ctx, &mut full);
+        e.scan_value_counted(text, &ctx, &mut counted);
+        assert!(full.len() >= 2);
+        assert_eq!(full.len(), counted.len());
+        for (a, b) in full.iter().zip(&counted) {
+            assert_eq!((a.start, a.end, a.category, &a.rule, &a.masked), (b.start, b.end, b.category, &b.rule, &b.masked));
+            assert!(!a.fingerprint.is_empty() && b.fingerprint.is_empty());
+        }
+        let mut again = Vec::new();
+        e.scan_value(text, &ctx, &mut again);
+        assert_eq!(again[0].fingerprint, full[0].fingerprint);
     }
 }
