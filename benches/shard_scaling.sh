@@ -8,7 +8,7 @@
 # Estate: 96 log files of ~1.5 MB, one 48 MB log (split into 16 MB byte
 # ranges), one PostgreSQL table of 400,000 rows (read with --full, split into
 # key ranges of 100,000) and 40 small tables.
-# Takes ~7 minutes on the 2-core development machine (the dense estate makes
+# Takes ~5 minutes on the 2-core development machine (the dense estate makes
 # the store writes dominate; see deploy/SIZING.md).
 # Usage: benches/shard_scaling.sh [PG_ADMIN_URL]   (default postgres://postgres@127.0.0.1:5432/postgres)
 #        CHILDGUARD_BIN=path/to/release/childguard benches/shard_scaling.sh   (no build)
@@ -94,9 +94,10 @@ for N in 1 2 4; do
   wall=$(echo "$(now) - $t" | bc -l)
   [ -z "$T1" ] && T1=$wall
   findings=$(cat "$WORK"/out-$N-*.jsonl | wc -l)
-  per=$(for ((k = 0; k < N; k++)); do head -n1 "$WORK/err-$N-$k.txt" | sed -E 's/^scanned ([0-9]+) unit.*/\1/'; done | paste -sd/)
-  printf 'shards=%d  wall=%6.2f s  speed-up=%4.2fx  units per shard=%s  findings=%d\n' \
-    "$N" "$wall" "$(echo "$T1 / $wall" | bc -l)" "$per" "$findings"
+  # The summary line (`scanned N unit(s) …`); warnings may come before it.
+  per=$(for ((k = 0; k < N; k++)); do grep -m1 -E '^scanned [0-9]+ unit' "$WORK/err-$N-$k.txt" | sed -E 's/^scanned ([0-9]+) unit.*/\1/'; done | paste -sd/)
+  printf 'shards=%d  wall=%6.2f s  speed-up=%4.2fx  units per shard=%s  findings=%d  (%.0f findings/s into the store)\n' \
+    "$N" "$wall" "$(echo "$T1 / $wall" | bc -l)" "$per" "$findings" "$(echo "$findings / $wall" | bc -l)"
   if [ "$N" = 1 ]; then
     rows=$(psql -Atq "$BASE/$STORE" -c "SELECT (stats::json->>'rows') FROM runs ORDER BY id DESC LIMIT 1")
     stored=$(psql -Atq "$BASE/$STORE" -c "SELECT count(*) FROM findings")

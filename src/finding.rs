@@ -129,6 +129,12 @@ pub struct Location {
     /// then count the rows of that range only.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub range: Option<String>,
+    /// 1-based line within the byte range, for text findings of an object
+    /// byte range (`range`): their `line` in the whole object is unknown
+    /// (None) without reading every byte before the range. `byte_offset`
+    /// stays the offset in the whole object.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub range_line: Option<u64>,
 }
 
 /// One finding: the stable output contract of `childguard scan --format jsonl`.
@@ -187,6 +193,10 @@ impl Finding {
         if loc.column.is_none() {
             part(&loc.line.map(|l| l.to_string()).unwrap_or_default());
             part(fingerprint);
+            // An object byte range's line: the range and the line within it.
+            if let (None, Some(r), Some(l)) = (loc.line, &loc.range, loc.range_line) {
+                part(&format!("{r}:{l}"));
+            }
         }
         let d = h.finalize();
         crate::fingerprint::hex_lower(&d[..12])

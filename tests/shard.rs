@@ -1,6 +1,7 @@
 //! Scale-out with real processes: N `childguard scan --shard` children of
 //! the built binary over one generated estate (local files, a SQLite
-//! database, PostgreSQL tables, S3 objects on a loopback moto_server), all
+//! database, PostgreSQL tables, S3 objects on a loopback moto_server, one of
+//! them split into byte ranges), all
 //! writing to one PostgreSQL store. The union of the shards' findings is the
 //! unsharded scan's (same finding ids and counts; no unit missed or doubled),
 //! large tables and files are split into range units, and every unit's
@@ -153,6 +154,10 @@ fn estate() -> Estate {
             text.into_bytes(),
         );
     }
+    // A large log object: split into byte ranges read with ranged GETs.
+    let big: String = (0..2000).map(|i| log_line(7000 + i)).collect();
+    assert!(big.len() > 3 * 16_384);
+    common::put_object(&rt, &client, "exports/huge.log", big.into_bytes());
     let csv: String = std::iter::once("name,sfzh\n".to_string())
         .chain((0..40).map(|i| format!("学生{i},{}\n", child_id(500 + i))))
         .collect();
@@ -239,10 +244,12 @@ fn shards_together_equal_the_unsharded_scan() {
         ("sqlite key ranges", "pk="),
         ("postgres key ranges", "pk="),
         ("file byte ranges", "bytes="),
+        ("object byte ranges", "bytes="),
     ] {
         let table_or_path = match label {
             "sqlite key ranges" => "main.students",
             "postgres key ranges" => "public.pupils",
+            "object byte ranges" => "exports/huge.log",
             _ => "logs/huge.log",
         };
         let n = v

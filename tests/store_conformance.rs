@@ -466,6 +466,31 @@ async fn conformance(store: Arc<dyn Store>, exec: Exec) {
         .await
         .unwrap();
     assert_eq!(ds.total, 100);
+    // Assigning again (rows already in place are left alone), moving some and clearing some.
+    let mut again = assign.clone();
+    for (i, a) in again.iter_mut().enumerate().take(30) {
+        a.1 = if i < 10 { None } else { Some("moved".to_string()) };
+    }
+    store.set_datasets(&again).await.unwrap();
+    let total = |d: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .findings(&FindingFilter {
+                    dataset: Some(d.into()),
+                    limit: 1,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .total
+        }
+    };
+    assert_eq!((total("students").await, total("moved").await), (70, 20));
+    let first = store.finding(&again[0].0).await.unwrap().unwrap();
+    assert_eq!(first.dataset, None);
+    store.set_datasets(&assign).await.unwrap();
+    assert_eq!((total("students").await, total("moved").await), (100, 0));
     let counts = store.dataset_counts(Some(r4)).await.unwrap();
     let students_mobile = counts
         .iter()
@@ -664,7 +689,29 @@ async fn conformance(store: Arc<dyn Store>, exec: Exec) {
     let mut u = unit("fixtures", "big.log#bytes=0..100", None);
     u.shard = Some("0/2".into());
     store.record_unit(s0, &u).await.unwrap();
-    assert_eq!(store.units(s0).await.unwrap(), vec![u]);
+    assert_eq!(store.units(s0).await.unwrap(), vec![u.clone()]);
+    // Many units at once (more than one statement's worth); the last record of a unit wins.
+    let mut many_units: Vec<UnitRecord> = (0..1_203)
+        .map(|i| {
+            let mut x = unit("fixtures", &format!("logs/{i:05}.log"), (i % 7 == 0).then_some("unreadable"));
+            x.bytes = i;
+            x.rows = 2 * i;
+            x.shard = Some("1/2".into());
+            x
+        })
+        .collect();
+    many_units[5].skipped = Some("binary".into());
+    let mut redo = many_units[3].clone();
+    redo.error = None;
+    redo.bytes = 99_999;
+    many_units.push(redo);
+    store.record_units(s1, &many_units).await.unwrap();
+    store.record_units(s1, &[]).await.unwrap();
+    let back = store.units(s1).await.unwrap();
+    assert_eq!(back.len(), 1_203);
+    let mut want: Vec<UnitRecord> = many_units[..1_203].to_vec();
+    want[3] = many_units[1_203].clone();
+    assert_eq!(back, want);
     let stored = store.finding(&f.finding_id).await.unwrap().unwrap();
     assert_eq!(stored.unit_id, "big.log#bytes=0..100");
     assert_eq!(stored.finding.location.range.as_deref(), Some("bytes=0..100"));
@@ -678,6 +725,27 @@ async fn conformance(store: Arc<dyn Store>, exec: Exec) {
     let plain = store.run(other).await.unwrap().unwrap();
     assert_eq!((plain.run_group, plain.shard), (None, None));
     assert!(store.group_runs("nightly-2").await.unwrap().is_empty());
+
+    // The batched writer with every finding sent three times, in different
+    // orders, so batches written at once (PostgreSQL) share ids: no deadlock,
+    // each finding stored once and seen in this run.
+    let r5 = store.begin_run(&["db".into()]).await.unwrap();
+    let (mut sink, writer) = StoreSink::spawn(store.clone(), r5);
+    for f in many.iter().chain(many.iter().rev()).chain(many.iter()) {
+        sink.finding(f.clone()).unwrap();
+    }
+    drop(sink);
+    let written = writer.finish_async().await.unwrap();
+    assert!(written >= 2_345, "{written}");
+    let seen = store
+        .findings(&FindingFilter {
+            run: Some(r5),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen.total, 2_345);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -295,9 +295,7 @@ impl Recorder {
             error: None,
         };
         let classified = self.rt.block_on(async {
-            for u in &units {
-                store.record_unit(run_id, u).await?;
-            }
+            store.record_units(run_id, &units).await?;
             store.finish_run(run_id, &stats).await?;
             let as_of = as_of.and_hms_opt(23, 59, 59).expect("valid time");
             anyhow::Ok(crate::classify::classify_run(&*store, run_id, config, as_of).await?)

@@ -505,6 +505,10 @@ pub trait Store: Send + Sync {
     async fn begin_run(&self, targets: &[String]) -> Result<i64>;
     /// Record one work unit of a run (upsert).
     async fn record_unit(&self, run_id: i64, unit: &UnitRecord) -> Result<()>;
+    /// Record many work units of a run in one transaction (upsert; the last
+    /// record of a unit wins): a run's units at its end, one round trip per
+    /// 500 units instead of one per unit.
+    async fn record_units(&self, run_id: i64, units: &[UnitRecord]) -> Result<()>;
     /// Upsert findings seen in `run_id`, in one transaction. Keeps triage;
     /// re-opens a resolved finding seen again.
     async fn upsert_findings(&self, run_id: i64, findings: &[Finding]) -> Result<u64>;

@@ -1,11 +1,13 @@
 //! [`StoreSink`]: a [`FindingSink`] that hands findings to one writer thread,
-//! which writes them in batches of [`BATCH`] per transaction. Cloneable, so
-//! every scanning thread gets its own sender; the writer is the one writer.
+//! which writes them in batches of [`BATCH`] per transaction (on PostgreSQL
+//! two batches in flight at once). Cloneable, so every scanning thread gets
+//! its own sender; the writer is the one writer.
 
 use super::{Store, StoreError, BATCH};
 use crate::finding::Finding;
 use crate::scan::FindingSink;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,41 +36,72 @@ impl StoreSink {
     }
 }
 
+/// Batches in flight at once: PostgreSQL writes two on two connections (the
+/// server works on one while the next is sent); SQLite has one writer.
+fn in_flight(store: &dyn Store) -> usize {
+    if store.backend() == "postgres" {
+        2
+    } else {
+        1
+    }
+}
+
+/// Batches being written: (findings in the batch, result).
+type Pending = VecDeque<tokio::task::JoinHandle<(usize, Result<u64, StoreError>)>>;
+
 fn writer(
     store: Arc<dyn Store>,
     run_id: i64,
     rx: Receiver<Finding>,
     rt: tokio::runtime::Handle,
 ) -> Result<u64, StoreError> {
+    let max_in_flight = in_flight(&*store);
+    let mut pending: Pending = VecDeque::new();
     let mut batch = Vec::with_capacity(BATCH);
     let mut written = 0u64;
     let mut first_err = None;
-    let mut flush = |batch: &mut Vec<Finding>| {
-        if batch.is_empty() {
-            return;
-        }
-        match rt.block_on(store.upsert_findings(run_id, batch)) {
-            Ok(n) => written += n,
+    let mut wait_one = |pending: &mut Pending| {
+        let Some(h) = pending.pop_front() else { return };
+        let (n, r) = rt
+            .block_on(h)
+            .unwrap_or_else(|_| (0, Err(StoreError::Invalid("store writer task failed".into()))));
+        match r {
+            Ok(k) => written += k,
             Err(e) => {
-                tracing::error!(run_id, error = %e, "store writer: batch of {} findings not written", batch.len());
+                tracing::error!(run_id, error = %e, "store writer: batch of {n} findings not written");
                 first_err.get_or_insert(e);
             }
         }
-        batch.clear();
+    };
+    let flush = |batch: &mut Vec<Finding>, pending: &mut Pending, wait_one: &mut dyn FnMut(&mut Pending)| {
+        if batch.is_empty() {
+            return;
+        }
+        // Sorted by id: concurrent batches take row locks in one order (no deadlock).
+        let mut b = std::mem::replace(batch, Vec::with_capacity(BATCH));
+        b.sort_by(|x, y| x.finding_id.cmp(&y.finding_id));
+        let store = store.clone();
+        pending.push_back(rt.spawn(async move { (b.len(), store.upsert_findings(run_id, &b).await) }));
+        while pending.len() >= max_in_flight {
+            wait_one(pending);
+        }
     };
     loop {
         match rx.recv_timeout(Duration::from_millis(250)) {
             Ok(f) => {
                 batch.push(f);
                 if batch.len() >= BATCH {
-                    flush(&mut batch);
+                    flush(&mut batch, &mut pending, &mut wait_one);
                 }
             }
-            Err(RecvTimeoutError::Timeout) => flush(&mut batch),
+            Err(RecvTimeoutError::Timeout) => flush(&mut batch, &mut pending, &mut wait_one),
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }
-    flush(&mut batch);
+    flush(&mut batch, &mut pending, &mut wait_one);
+    while !pending.is_empty() {
+        wait_one(&mut pending);
+    }
     match first_err {
         Some(e) => Err(e),
         None => Ok(written),

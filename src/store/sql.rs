@@ -166,14 +166,28 @@ const FINDING_COLS: &str = "finding_id, target, unit_id, path, table_name, colum
 const RUN_COLS: &str =
     "id, started_at, finished_at, targets, status, stats, summary, run_group, shard, run_trigger, started_by";
 const VIOLATION_COLS: &str = "id, run_id, kind, severity, dataset, owner, article, category, target, unit_id, column_name, finding_id, record_count, message";
-/// Rows per INSERT statement. PostgreSQL: multi-row statements save round
-/// trips (23 parameters each, under the 65,535 limit). SQLite: single-row
-/// prepared statements are ~5x faster through sqlx than wide ones.
-const PG_ROWS_PER_INSERT: usize = 400;
-const SQLITE_ROWS_PER_INSERT: usize = 1;
+/// Columns an upsert writes, in bind order (`first_seen` … `last_run` last).
+const UPSERT_COLS: &str = "finding_id, target, unit_id, path, table_name, column_name, field, line, byte_offset, category, rule, child, confidence, masked, fingerprint, sensitivity, rows_scanned, match_count, child_count, first_seen, last_seen, first_run, last_run";
+/// What a finding seen again updates: keeps id, first seen/run, dataset and triage.
+const UPSERT_CONFLICT: &str = " ON CONFLICT (finding_id) DO UPDATE SET line = excluded.line, byte_offset = excluded.byte_offset, child = excluded.child, \
+     confidence = excluded.confidence, masked = excluded.masked, fingerprint = excluded.fingerprint, sensitivity = excluded.sensitivity, \
+     rows_scanned = excluded.rows_scanned, match_count = excluded.match_count, child_count = excluded.child_count, \
+     last_seen = excluded.last_seen, last_run = excluded.last_run, resolved_at = NULL, unit_id = excluded.unit_id";
+
+/// Indexes into `findings` of the last finding of each id, in input order:
+/// one statement may not touch a row twice.
+fn last_of_each_id(findings: &[Finding]) -> Vec<usize> {
+    let mut idx: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(findings.len());
+    for (i, f) in findings.iter().enumerate() {
+        idx.insert(f.finding_id.as_str(), i);
+    }
+    let mut order: Vec<usize> = idx.into_values().collect();
+    order.sort_unstable();
+    order
+}
 
 macro_rules! impl_store {
-    ($ty:ty, $row:ty, $backend:literal, $table_exists:literal, $audit_lock_sql:expr, $rows_per_insert:expr) => {
+    ($ty:ty, $row:ty, $backend:literal, $table_exists:literal, $audit_lock_sql:expr) => {
         impl $ty {
             fn decode_finding(r: &$row) -> Result<StoredFinding> {
                 let g = |e: sqlx::Error| bad("finding", e);
@@ -190,6 +204,7 @@ macro_rules! impl_store {
                         field: r.try_get("field").map_err(g)?,
                         column: r.try_get("column_name").map_err(g)?,
                         range: None,
+                        range_line: None,
                     },
                     category: Category::from_str(&category).map_err(|e| bad("value", e))?,
                     rule: r.try_get("rule").map_err(g)?,
@@ -328,75 +343,51 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn record_units(&self, run_id: i64, units: &[UnitRecord]) -> Result<()> {
+                // The last record of each unit; one statement may not touch a row twice.
+                let mut last: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::with_capacity(units.len());
+                for (i, u) in units.iter().enumerate() {
+                    last.insert((u.target.as_str(), u.unit_id.as_str()), i);
+                }
+                let mut order: Vec<usize> = last.into_values().collect();
+                order.sort_unstable();
+                let mut tx = self.pool.begin().await.map_err(db("begin record units"))?;
+                for chunk in order.chunks(500) {
+                    let rows: Vec<String> = (0..chunk.len())
+                        .map(|i| {
+                            let b = i * 7;
+                            format!("($1,${},${},${},${},${},${},${})", b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8)
+                        })
+                        .collect();
+                    let sql = format!(
+                        "INSERT INTO work_units (run_id, target, unit_id, bytes, rows_read, error, skipped, shard) VALUES {} \
+                         ON CONFLICT (run_id, target, unit_id) DO UPDATE SET bytes = excluded.bytes, rows_read = excluded.rows_read, error = excluded.error, skipped = excluded.skipped, shard = excluded.shard",
+                        rows.join(",")
+                    );
+                    let mut q = sqlx::query(&sql).bind(run_id);
+                    for &i in chunk {
+                        let u = &units[i];
+                        q = q
+                            .bind(&u.target)
+                            .bind(&u.unit_id)
+                            .bind(u.bytes as i64)
+                            .bind(u.rows as i64)
+                            .bind(&u.error)
+                            .bind(&u.skipped)
+                            .bind(&u.shard);
+                    }
+                    q.execute(&mut *tx).await.map_err(db("record units"))?;
+                }
+                tx.commit().await.map_err(db("commit record units"))?;
+                Ok(())
+            }
+
             async fn upsert_findings(&self, run_id: i64, findings: &[Finding]) -> Result<u64> {
                 if findings.is_empty() {
                     return Ok(0);
                 }
-                // One statement may not touch a row twice: keep the last of duplicate ids.
-                let mut idx: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-                for (i, f) in findings.iter().enumerate() {
-                    idx.insert(f.finding_id.as_str(), i);
-                }
-                let mut order: Vec<usize> = idx.into_values().collect();
-                order.sort_unstable();
-                let at = now();
-                let mut tx = self.pool.begin().await.map_err(db("begin findings batch"))?;
-                for chunk in order.chunks($rows_per_insert) {
-                    let mut sql = String::from(
-                        "INSERT INTO findings (finding_id, target, unit_id, path, table_name, column_name, field, line, byte_offset, category, rule, child, confidence, masked, fingerprint, sensitivity, rows_scanned, match_count, child_count, first_seen, last_seen, first_run, last_run) VALUES ",
-                    );
-                    for i in 0..chunk.len() {
-                        if i > 0 {
-                            sql.push(',');
-                        }
-                        let b = i * 23;
-                        sql.push('(');
-                        for k in 1..=23 {
-                            if k > 1 {
-                                sql.push(',');
-                            }
-                            sql.push_str(&format!("${}", b + k));
-                        }
-                        sql.push(')');
-                    }
-                    sql.push_str(
-                        " ON CONFLICT (finding_id) DO UPDATE SET line = excluded.line, byte_offset = excluded.byte_offset, child = excluded.child, \
-                         confidence = excluded.confidence, masked = excluded.masked, fingerprint = excluded.fingerprint, sensitivity = excluded.sensitivity, \
-                         rows_scanned = excluded.rows_scanned, match_count = excluded.match_count, child_count = excluded.child_count, \
-                         last_seen = excluded.last_seen, last_run = excluded.last_run, resolved_at = NULL, unit_id = excluded.unit_id",
-                    );
-                    let mut q = sqlx::query(&sql);
-                    for &i in chunk {
-                        let f = &findings[i];
-                        let l = &f.location;
-                        q = q
-                            .bind(&f.finding_id)
-                            .bind(&f.target)
-                            .bind(unit_of(f))
-                            .bind(&l.path)
-                            .bind(&l.table)
-                            .bind(&l.column)
-                            .bind(&l.field)
-                            .bind(l.line.map(|x| x as i64))
-                            .bind(l.byte_offset.map(|x| x as i64))
-                            .bind(f.category.as_str())
-                            .bind(&f.rule)
-                            .bind(f.child)
-                            .bind(f.confidence)
-                            .bind(&f.masked)
-                            .bind(&f.fingerprint)
-                            .bind(sens_str(f.sensitivity))
-                            .bind(f.rows_scanned.map(|x| x as i64))
-                            .bind(f.count.map(|x| x as i64))
-                            .bind(f.child_count.map(|x| x as i64))
-                            .bind(at)
-                            .bind(at)
-                            .bind(run_id)
-                            .bind(run_id);
-                    }
-                    q.execute(&mut *tx).await.map_err(db("upsert findings"))?;
-                }
-                tx.commit().await.map_err(db("commit findings batch"))?;
+                let order = last_of_each_id(findings);
+                self.write_findings(run_id, findings, &order).await?;
                 Ok(order.len() as u64)
             }
 
@@ -618,6 +609,8 @@ macro_rules! impl_store {
 
             async fn set_datasets(&self, assignments: &[(String, Option<String>)]) -> Result<()> {
                 // Grouped by dataset: one UPDATE … WHERE finding_id IN (…) per 500 ids.
+                // Rows already in their dataset are not rewritten (a re-scan assigns
+                // most findings where they were: no new row versions, no index writes).
                 let mut groups: std::collections::BTreeMap<Option<&str>, Vec<&str>> = std::collections::BTreeMap::new();
                 for (id, ds) in assignments {
                     groups.entry(ds.as_deref()).or_default().push(id.as_str());
@@ -626,7 +619,7 @@ macro_rules! impl_store {
                 for (ds, ids) in groups {
                     for chunk in ids.chunks(500) {
                         let ph: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-                        let sql = format!("UPDATE findings SET dataset = $1 WHERE finding_id IN ({})", ph.join(","));
+                        let sql = format!("UPDATE findings SET dataset = $1 WHERE finding_id IN ({}) AND dataset IS DISTINCT FROM $1", ph.join(","));
                         let mut q = sqlx::query(&sql).bind(ds);
                         for id in chunk {
                             q = q.bind(*id);
@@ -845,14 +838,147 @@ impl_store!(
     sqlx::sqlite::SqliteRow,
     "sqlite",
     "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
-    None,
-    SQLITE_ROWS_PER_INSERT
+    None
 );
 impl_store!(
     PgStore,
     sqlx::postgres::PgRow,
     "postgres",
     "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1",
-    Some("SELECT pg_advisory_xact_lock(7262712963)"),
-    PG_ROWS_PER_INSERT
+    Some("SELECT pg_advisory_xact_lock(7262712963)")
 );
+
+impl SqliteStore {
+    /// One prepared single-row upsert per finding in one transaction: through
+    /// sqlx that is ~5x faster on SQLite than wide multi-row statements.
+    async fn write_findings(&self, run_id: i64, findings: &[Finding], order: &[usize]) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO findings ({UPSERT_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$20,$21,$21){UPSERT_CONFLICT}"
+        );
+        let at = now();
+        let mut tx = self.pool.begin().await.map_err(db("begin findings batch"))?;
+        for &i in order {
+            let f = &findings[i];
+            let l = &f.location;
+            sqlx::query(&sql)
+                .bind(&f.finding_id)
+                .bind(&f.target)
+                .bind(unit_of(f))
+                .bind(&l.path)
+                .bind(&l.table)
+                .bind(&l.column)
+                .bind(&l.field)
+                .bind(l.line.map(|x| x as i64))
+                .bind(l.byte_offset.map(|x| x as i64))
+                .bind(f.category.as_str())
+                .bind(&f.rule)
+                .bind(f.child)
+                .bind(f.confidence)
+                .bind(&f.masked)
+                .bind(&f.fingerprint)
+                .bind(sens_str(f.sensitivity))
+                .bind(f.rows_scanned.map(|x| x as i64))
+                .bind(f.count.map(|x| x as i64))
+                .bind(f.child_count.map(|x| x as i64))
+                .bind(at)
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("upsert findings"))?;
+        }
+        tx.commit().await.map_err(db("commit findings batch"))?;
+        Ok(())
+    }
+}
+
+impl PgStore {
+    /// The whole batch in one statement: each column is one array parameter,
+    /// `UNNEST`ed into rows (one parse, one round trip, 21 parameters however
+    /// many rows). The transaction commits without waiting for its WAL flush
+    /// (`synchronous_commit = off`, this transaction only): a crash of the
+    /// server can lose the last batches of a run that is then never finished,
+    /// and `finish_run` commits synchronously, which flushes every batch
+    /// before it, so a finished run has all its findings.
+    async fn write_findings(&self, run_id: i64, findings: &[Finding], order: &[usize]) -> Result<()> {
+        let n = order.len();
+        let mut finding_id = Vec::with_capacity(n);
+        let mut target = Vec::with_capacity(n);
+        let mut unit_id = Vec::with_capacity(n);
+        let mut path = Vec::with_capacity(n);
+        let mut table = Vec::with_capacity(n);
+        let mut column = Vec::with_capacity(n);
+        let mut field = Vec::with_capacity(n);
+        let mut line = Vec::with_capacity(n);
+        let mut byte_offset = Vec::with_capacity(n);
+        let mut category = Vec::with_capacity(n);
+        let mut rule = Vec::with_capacity(n);
+        let mut child = Vec::with_capacity(n);
+        let mut confidence = Vec::with_capacity(n);
+        let mut masked = Vec::with_capacity(n);
+        let mut fingerprint = Vec::with_capacity(n);
+        let mut sensitivity = Vec::with_capacity(n);
+        let mut rows_scanned = Vec::with_capacity(n);
+        let mut match_count = Vec::with_capacity(n);
+        let mut child_count = Vec::with_capacity(n);
+        for &i in order {
+            let f = &findings[i];
+            let l = &f.location;
+            finding_id.push(f.finding_id.as_str());
+            target.push(f.target.as_str());
+            unit_id.push(unit_of(f));
+            path.push(l.path.as_deref());
+            table.push(l.table.as_deref());
+            column.push(l.column.as_deref());
+            field.push(l.field.as_deref());
+            line.push(l.line.map(|x| x as i64));
+            byte_offset.push(l.byte_offset.map(|x| x as i64));
+            category.push(f.category.as_str());
+            rule.push(f.rule.as_str());
+            child.push(f.child);
+            confidence.push(f.confidence);
+            masked.push(f.masked.as_str());
+            fingerprint.push(f.fingerprint.as_str());
+            sensitivity.push(sens_str(f.sensitivity));
+            rows_scanned.push(f.rows_scanned.map(|x| x as i64));
+            match_count.push(f.count.map(|x| x as i64));
+            child_count.push(f.child_count.map(|x| x as i64));
+        }
+        let sql = format!(
+            "INSERT INTO findings ({UPSERT_COLS}) SELECT u.*, $20, $20, $21, $21 FROM UNNEST(\
+             $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::int8[], $10::text[], \
+             $11::text[], $12::bool[], $13::float8[], $14::text[], $15::text[], $16::text[], $17::int8[], $18::int8[], $19::int8[]) AS u{UPSERT_CONFLICT}"
+        );
+        let mut tx = self.pool.begin().await.map_err(db("begin findings batch"))?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(db("findings batch commit mode"))?;
+        sqlx::query(&sql)
+            .bind(finding_id)
+            .bind(target)
+            .bind(unit_id)
+            .bind(path)
+            .bind(table)
+            .bind(column)
+            .bind(field)
+            .bind(line)
+            .bind(byte_offset)
+            .bind(category)
+            .bind(rule)
+            .bind(child)
+            .bind(confidence)
+            .bind(masked)
+            .bind(fingerprint)
+            .bind(sensitivity)
+            .bind(rows_scanned)
+            .bind(match_count)
+            .bind(child_count)
+            .bind(now())
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("upsert findings"))?;
+        tx.commit().await.map_err(db("commit findings batch"))?;
+        Ok(())
+    }
+}

@@ -657,25 +657,9 @@ pub fn scan_path_range(
             pos += n as u64;
         }
         if b > 0 {
-            loop {
-                let buf = r.fill_buf()?;
-                if buf.is_empty() {
-                    break;
-                }
-                match memchr::memchr(b'\n', buf) {
-                    Some(i) => {
-                        r.consume(i + 1);
-                        pos += i as u64 + 1;
-                        newlines += 1;
-                        break;
-                    }
-                    None => {
-                        let n = buf.len();
-                        r.consume(n);
-                        pos += n as u64;
-                    }
-                }
-            }
+            let (n, newline) = skip_line_rest(r)?;
+            pos += n;
+            newlines += newline as u64;
         }
         Ok((pos, newlines))
     };
@@ -710,6 +694,137 @@ pub fn scan_path_range(
     }
     Ok(UnitStats {
         bytes: e - s,
+        rows: read.lines,
+        skipped: None,
+    })
+}
+
+/// Consume up to and including the next newline (or to the end of the
+/// stream): the rest of the line being read. Returns the bytes consumed and
+/// whether a newline ended them.
+fn skip_line_rest(r: &mut impl io::BufRead) -> io::Result<(u64, bool)> {
+    let mut n = 0u64;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((n, false));
+        }
+        match memchr::memchr(b'\n', buf) {
+            Some(i) => {
+                r.consume(i + 1);
+                return Ok((n + i as u64 + 1, true));
+            }
+            None => {
+                let len = buf.len();
+                r.consume(len);
+                n += len as u64;
+            }
+        }
+    }
+}
+
+/// The bytes of a stream up to and including the first newline at or after
+/// absolute offset `end - 1` (or the end of the stream): the lines that start
+/// before `end`. `pos` is the absolute offset of the stream's next byte.
+struct UntilLineAfter<B> {
+    inner: B,
+    pos: u64,
+    end: u64,
+    done: bool,
+}
+
+impl<B: io::BufRead> Read for UntilLineAfter<B> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.done || out.is_empty() {
+            return Ok(0);
+        }
+        let buf = self.inner.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // Where the search for the closing newline starts within `buf`.
+        let from = self.end.saturating_sub(1).saturating_sub(self.pos);
+        let mut n = buf.len();
+        let mut last = false;
+        if (from as usize) < buf.len() {
+            if let Some(j) = memchr::memchr(b'\n', &buf[from as usize..]) {
+                n = from as usize + j + 1;
+                last = true;
+            }
+        }
+        let k = n.min(out.len());
+        out[..k].copy_from_slice(&buf[..k]);
+        self.inner.consume(k);
+        self.pos += k as u64;
+        self.done = last && k == n;
+        Ok(k)
+    }
+}
+
+/// Scan the lines that start in `[start, end)` of an uncompressed UTF-8 text
+/// or JSON-lines object whose bytes `stream` yields from absolute offset
+/// `start - 1` (from 0 when `start` is 0): a byte-range unit of an object,
+/// read with one ranged request. The unit begins after the first newline at
+/// or after `start - 1` and ends with the line that crosses `end`, so the
+/// ranges of an object cover each line exactly once. The object's line
+/// numbers before `start` are not known: findings carry `line: None`,
+/// `range_line` (1-based, within the range), `range` and the object's
+/// `byte_offset`, and their ids are keyed by range and line within it.
+pub fn scan_line_range(
+    ctx: &UnitCtx<'_>,
+    stream: Box<dyn Read + Send>,
+    json_lines: bool,
+    start: u64,
+    end: u64,
+    emit: &mut dyn FnMut(Finding),
+) -> Result<UnitStats, FileError> {
+    use io::BufRead;
+    let path = ctx.path;
+    let io_err = |source: io::Error| {
+        FileError::limit_in(path, &source).unwrap_or_else(|| FileError::Io {
+            path: path.to_string(),
+            source,
+        })
+    };
+    let mut r = io::BufReader::with_capacity(1 << 20, stream);
+    let mut s = start.saturating_sub(1);
+    if start > 0 {
+        s += skip_line_rest(&mut r).map_err(io_err)?.0;
+    }
+    if s >= end || r.fill_buf().map_err(io_err)?.is_empty() {
+        // One line runs through the whole range: the range where it starts scans it.
+        return Ok(UnitStats::default());
+    }
+    let count = Arc::new(AtomicU64::new(0));
+    let body = CountingReader::new(
+        UntilLineAfter {
+            inner: r,
+            pos: s,
+            end,
+            done: false,
+        },
+        count.clone(),
+    );
+    let label = UnitRange::Bytes { start, end }.to_string();
+    let chunker = Chunker::new(body, ctx.cfg.chunk_bytes).starting_at(1, s);
+    let read = scan_lines_from(ctx, chunker, json_lines, &mut |mut f: Finding| {
+        let loc = &mut f.location;
+        loc.range_line = loc.line.take();
+        loc.range = Some(label.clone());
+        f.finding_id = Finding::compute_id(&f.target, &f.location, &f.rule, &f.fingerprint);
+        emit(f)
+    })
+    .map_err(io_err)?;
+    if let Some((offset, count)) = read.invalid {
+        return Err(FileError::Encoding {
+            path: path.to_string(),
+            encoding: "UTF-8",
+            offset,
+            count,
+        });
+    }
+    Ok(UnitStats {
+        bytes: count.load(Ordering::Relaxed),
         rows: read.lines,
         skipped: None,
     })

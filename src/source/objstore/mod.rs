@@ -22,6 +22,7 @@ use crate::finding::Finding;
 use crate::source::db::RemoteOptions;
 use crate::source::files::{self, FileSourceConfig, UnitCtx};
 use crate::source::incremental::{now_rfc3339, JsonStateStore, UnitState, UnitStateStore};
+use crate::source::shard::{byte_ranges, split_unit_id, UnitRange};
 use crate::source::{ScanOptions, Source, UnitError, UnitStats, WorkUnit};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -293,6 +294,87 @@ impl ObjectSource {
         Ok(r.into_stream())
     }
 
+    /// Byte-range units of an object larger than `range_bytes` (the
+    /// `--range-bytes` of the file readers) that is uncompressed UTF-8 text
+    /// or JSON lines ([`files::line_splittable`], judged from a ranged read
+    /// of its first bytes); None: the object is one unit.
+    fn byte_ranges(&self, key: &str, size: u64) -> Option<Vec<UnitRange>> {
+        let ranges = byte_ranges(size, self.readers.range_bytes)?;
+        if is_plain_parquet(key) {
+            return None;
+        }
+        let head_len = size.min(files::sniff::SNIFF_BYTES as u64);
+        let head = self
+            .rt
+            .block_on(self.store.get_range(&ObjPath::from(key), 0..head_len))
+            .map_err(|e| tracing::debug!(key, error = %e, "head of a large object not read: one unit"))
+            .ok()?;
+        files::line_splittable(key, &head)?;
+        Some(ranges)
+    }
+
+    /// Scan the byte range `[start, end)` of an object: one ranged GET from
+    /// `start - 1` (the byte that tells whether `start` begins a line) to the
+    /// end of the line crossing `end` (at most `max_line_bytes` further).
+    #[allow(clippy::too_many_arguments)]
+    fn scan_range(
+        &self,
+        key: &str,
+        meta: &ObjectMeta,
+        start: u64,
+        end: u64,
+        engine: &Engine,
+        opts: &ScanOptions,
+        emit: &mut dyn FnMut(Finding),
+    ) -> Result<UnitStats, files::FileError> {
+        let unsupported = |message: String| files::FileError::Unsupported {
+            path: key.to_string(),
+            message,
+        };
+        if start >= meta.size {
+            return Err(files::FileError::Changed {
+                path: key.to_string(),
+                detail: format!("range starts at byte {start} of a {}-byte object", meta.size),
+            });
+        }
+        let path = ObjPath::from(key);
+        let io = |e: object_store::Error| files::FileError::Io {
+            path: key.to_string(),
+            source: std::io::Error::other(e),
+        };
+        let head_len = meta.size.min(files::sniff::SNIFF_BYTES as u64);
+        let head = self.rt.block_on(self.store.get_range(&path, 0..head_len)).map_err(io)?;
+        let Some(json_lines) = files::line_splittable(key, &head) else {
+            return Err(unsupported(
+                "byte ranges apply to uncompressed UTF-8 text and JSON lines only".into(),
+            ));
+        };
+        let from = start.saturating_sub(1);
+        let to = meta
+            .size
+            .min(end.saturating_add(self.readers.max_line_bytes as u64).saturating_add(1));
+        let get = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(from..to)),
+            // The listed version only: a replaced object is an error, not a mix of two.
+            if_match: meta.e_tag.clone(),
+            ..Default::default()
+        };
+        let body = self
+            .rt
+            .block_on(self.store.get_opts(&path, get))
+            .map_err(io)?
+            .into_stream();
+        let reader = StreamRead::new(self.rt.handle().clone(), body);
+        let ctx = UnitCtx {
+            engine,
+            target: &self.target,
+            path: key,
+            opts,
+            cfg: &self.readers,
+        };
+        files::scan_line_range(&ctx, Box::new(reader), json_lines, start, end, emit)
+    }
+
     fn object_err(&self, key: &str, e: object_store::Error) -> UnitError {
         match e {
             object_store::Error::NotFound { .. } => {
@@ -320,11 +402,22 @@ impl Source for ObjectSource {
             if !self.selected(&key) {
                 continue;
             }
-            out.push(WorkUnit {
-                id: key.clone(),
-                size: Some(m.size),
-                version: Some(Self::version(&m)),
-            });
+            let version = Self::version(&m);
+            match self.byte_ranges(&key, m.size) {
+                Some(ranges) => out.extend(ranges.into_iter().map(|r| WorkUnit {
+                    id: r.unit_id(&key),
+                    size: Some(match r {
+                        UnitRange::Bytes { start, end } => end - start,
+                        UnitRange::Key { .. } => 0,
+                    }),
+                    version: Some(version.clone()),
+                })),
+                None => out.push(WorkUnit {
+                    id: key.clone(),
+                    size: Some(m.size),
+                    version: Some(version),
+                }),
+            }
             listed.insert(key, m);
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -338,7 +431,11 @@ impl Source for ObjectSource {
         opts: &ScanOptions,
         emit: &mut dyn FnMut(Finding),
     ) -> Result<UnitStats, UnitError> {
-        let key = unit.id.as_str();
+        // A byte-range unit (`KEY#bytes=A..B`) reads part of the object KEY.
+        let (key, range) = match split_unit_id(&unit.id) {
+            (key, Some(UnitRange::Bytes { start, end })) => (key, Some((start, end))),
+            _ => (unit.id.as_str(), None),
+        };
         let meta = self
             .listed
             .lock()
@@ -352,25 +449,30 @@ impl Source for ObjectSource {
                 .block_on(self.store.head(&ObjPath::from(key)))
                 .map_err(|e| self.object_err(key, e))?,
         };
-        if meta.size > self.cfg.max_object_bytes {
+        // A range unit reads its range (and the end of the line crossing its end).
+        let read_size = range.map_or(meta.size, |(start, end)| end - start);
+        if read_size > self.cfg.max_object_bytes {
             return Err(self.err(
-                key,
+                &unit.id,
                 format!(
-                    "object is {} bytes, over the limit of {} bytes (max_object_bytes)",
-                    meta.size, self.cfg.max_object_bytes
+                    "object is {read_size} bytes, over the limit of {} bytes (max_object_bytes)",
+                    self.cfg.max_object_bytes
                 ),
             ));
         }
         let version = Self::version(&meta);
         if let Some(store) = &self.state {
-            if store.get(key).is_some_and(|p| p.version == version) {
+            if store.get(&unit.id).is_some_and(|p| p.version == version) {
                 return Ok(UnitStats {
                     skipped: Some("unchanged".into()),
                     ..Default::default()
                 });
             }
         }
-        let stats = if is_plain_parquet(key) {
+        let stats = if let Some((start, end)) = range {
+            self.scan_range(key, &meta, start, end, engine, opts, emit)
+                .map_err(|e| self.err(&unit.id, e.cause()))?
+        } else if is_plain_parquet(key) {
             parquet_reader::scan(self, key, meta.size, engine, opts, emit)?
         } else {
             // Everything else goes through the same readers as local files: compression,
@@ -396,7 +498,7 @@ impl Source for ObjectSource {
                 scanned_at: now_rfc3339(),
                 ..Default::default()
             };
-            store.put(key, st).map_err(|e| UnitError::new(key, e))?;
+            store.put(&unit.id, st).map_err(|e| UnitError::new(&unit.id, e))?;
         }
         Ok(stats)
     }
