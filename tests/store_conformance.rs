@@ -584,6 +584,7 @@ async fn conformance(store: Arc<dyn Store>, exec: Exec) {
                 violations: 2,
                 resolved: 0,
                 classified: true,
+                group_complete: true,
             },
         )
         .await
