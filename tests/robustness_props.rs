@@ -232,3 +232,15 @@ fn regression_parquet_level_panic_is_a_file_error() {
     assert!(!err.contains("range end out of bounds"), "{err}");
     assert!(err.contains("internal panic at"), "{err}");
 }
+
+/// Found by `fuzz/run.sh` (reader_parquet): a footer whose Thrift list claims
+/// billions of elements made parquet-rs reserve 61 GB and abort the process
+/// (an allocation failure is not a panic). The footer is now checked first.
+#[test]
+fn regression_parquet_footer_allocation_is_a_file_error() {
+    let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fuzz/parquet-footer-alloc.parquet")).unwrap();
+    let (_, err) = read("bomb.parquet", data.clone(), &FileSourceConfig::default());
+    let err = err.expect("a malformed Parquet footer is an error");
+    assert!(err.starts_with("bomb.parquet: corrupt or truncated Parquet: malformed footer"), "{err}");
+    scan_bytes("t.parquet", &data);
+}

@@ -26,6 +26,7 @@
 
 pub mod chunk;
 pub mod decode;
+pub mod footer;
 pub mod json;
 pub mod sniff;
 pub mod table;

@@ -47,7 +47,14 @@ pub(super) fn scan(
     let reader = ParquetObjectReader::new(src.store.clone(), path.clone()).with_file_size(size);
     // A panic inside parquet-rs on malformed pages (see files::guard_decoder)
     // becomes this object's error; the scan goes on with the rest.
-    let decode = || -> Result<(Vec<Finding>, UnitStats), String> { src.rt.block_on(async {
+    let decode = || -> Result<(Vec<Finding>, UnitStats), String> {
+    // Two small ranged reads: the footer is checked before parquet-rs trusts
+    // its list lengths (see files::footer).
+    crate::source::files::footer::check_file_footer(size, |start, n| {
+        src.rt.block_on(src.store.get_range(&path, start..start + n as u64))
+    })
+    .map_err(|m| format!("corrupt Parquet: {m}"))?;
+    src.rt.block_on(async {
         let builder = ParquetRecordBatchStreamBuilder::new(reader)
             .await
             .map_err(|e| format!("reading the Parquet footer: {e}"))?;
