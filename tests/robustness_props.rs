@@ -228,9 +228,10 @@ fn regression_parquet_level_panic_is_a_file_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(out.contains("\"ok.log\""), "stdout: {out}\nstderr: {err}");
     assert!(err.contains("crash.parquet (in .): corrupt or truncated Parquet"), "{err}");
-    // The panic's own text (it may quote decoded bytes) is not printed.
+    // Since the footer check (below) this input stops at its footer, before
+    // the page decoder that panicked; decoder panics that pass the footer are
+    // still caught (guard_decoder), and their text is never printed.
     assert!(!err.contains("range end out of bounds"), "{err}");
-    assert!(err.contains("internal panic at"), "{err}");
 }
 
 /// Found by `fuzz/run.sh` (reader_parquet): a footer whose Thrift list claims
@@ -238,9 +239,13 @@ fn regression_parquet_level_panic_is_a_file_error() {
 /// (an allocation failure is not a panic). The footer is now checked first.
 #[test]
 fn regression_parquet_footer_allocation_is_a_file_error() {
-    let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fuzz/parquet-footer-alloc.parquet")).unwrap();
-    let (_, err) = read("bomb.parquet", data.clone(), &FileSourceConfig::default());
-    let err = err.expect("a malformed Parquet footer is an error");
-    assert!(err.starts_with("bomb.parquet: corrupt or truncated Parquet: malformed footer"), "{err}");
-    scan_bytes("t.parquet", &data);
+    // The second: a known field declared with another type, which parquet-rs
+    // reads as a list anyway (218 GB): the check follows parquet-rs's types.
+    for f in ["parquet-footer-alloc.parquet", "parquet-footer-mistyped.parquet"] {
+        let data = std::fs::read(format!("{}/tests/fixtures/fuzz/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let (_, err) = read("bomb.parquet", data.clone(), &FileSourceConfig::default());
+        let err = err.expect("a malformed Parquet footer is an error");
+        assert!(err.starts_with("bomb.parquet: corrupt or truncated Parquet: malformed footer"), "{f}: {err}");
+        scan_bytes("t.parquet", &data);
+    }
 }

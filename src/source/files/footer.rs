@@ -1,14 +1,58 @@
 //! A structural check of a Parquet footer before parquet-rs decodes it.
 //!
-//! parquet-rs (55) trusts the element counts of the footer's Thrift lists:
-//! a 700-byte file claiming a list of billions of elements makes it reserve
-//! tens of GB, and a failed allocation aborts the whole process — no
-//! `catch_unwind` can turn that into the file's error (found by
-//! `fuzz/run.sh`, input kept in tests/fixtures/fuzz/). This walks the
-//! footer's Thrift compact encoding once, without allocating, and rejects
-//! a list, set or map that claims more elements than bytes remain (every
-//! element takes at least one byte), a nesting deeper than [`MAX_DEPTH`],
-//! and a truncated value. Valid footers pass unchanged.
+//! parquet-rs (55) trusts the element counts of the footer's Thrift lists
+//! (`Vec::with_capacity(count)`) and reads every known field as the type its
+//! schema says, whatever type the bytes declare: a 700-byte file claiming a
+//! list of billions of elements makes it reserve tens of GB, and a failed
+//! allocation aborts the whole process — no `catch_unwind` can turn that
+//! into the file's error (found by `fuzz/run.sh`, inputs kept in
+//! tests/fixtures/fuzz/). This walks the footer's Thrift compact encoding
+//! once, without allocating, the way parquet-rs will read it: known fields
+//! must carry the type parquet-rs reads them as (so the walk and the decoder
+//! stay on the same bytes; the table is generated from parquet-rs's own
+//! `format.rs` into `footer_schema.rs`), unknown fields are skipped by their
+//! declared type as parquet-rs does. It rejects a list claiming more
+//! elements than bytes remain (every element takes at least one byte), a
+//! nesting deeper than [`MAX_DEPTH`], a type mismatch and a truncated value.
+//! Valid footers pass unchanged.
+//!
+//! Regenerating `footer_schema.rs` after a parquet upgrade: for every
+//! `impl TSerializable for X` in parquet's `format.rs` that is not an enum
+//! (`read_i32` newtype), list each `N => { let val = …read_T()… }` arm as
+//! `(S::X, N) => T::…`, `Vec<Y>` arms as `T::List(&…)`, enum fields as I32.
+
+pub use super::footer_schema::Struct as S;
+
+/// The type parquet-rs reads a field or list element as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum T {
+    Bool,
+    I8,
+    I16,
+    I32,
+    I64,
+    Double,
+    Binary,
+    Struct(S),
+    List(&'static T),
+}
+
+impl T {
+    /// Does the compact-protocol type code `code` declare this type?
+    fn declared_by(self, code: u8) -> bool {
+        match self {
+            T::Bool => code == 1 || code == 2,
+            T::I8 => code == 3,
+            T::I16 => code == 4,
+            T::I32 => code == 5,
+            T::I64 => code == 6,
+            T::Double => code == 7,
+            T::Binary => code == 8,
+            T::List(_) => code == 9,
+            T::Struct(_) => code == 12,
+        }
+    }
+}
 
 /// Deeper Thrift nesting than any Parquet footer has (the schema is a flat
 /// list of elements; nested column types do not nest the Thrift).
@@ -17,8 +61,7 @@ pub const MAX_DEPTH: usize = 64;
 /// Check the Thrift compact encoding of a Parquet footer (`FileMetaData`).
 pub fn check_footer(meta: &[u8]) -> Result<(), String> {
     let mut w = Walker { b: meta, pos: 0 };
-    w.structure(0)?;
-    Ok(())
+    w.structure(Some(S::FileMetaData), 0)
 }
 
 /// Check the footer at the end of a Parquet file of `len` bytes, reading
@@ -90,56 +133,111 @@ impl Walker<'_> {
         Err(format!("overlong varint at byte {}", self.pos))
     }
 
-    /// A count of elements that each take at least one byte.
-    fn count(&mut self, n: u64, what: &str) -> Result<u64, String> {
+    /// A list header: (element type code, element count), the count checked
+    /// against the bytes left (every element takes at least one byte).
+    fn list_header(&mut self) -> Result<(u8, u64), String> {
+        let h = self.byte()?;
+        let mut n = u64::from(h >> 4);
+        if n == 15 {
+            n = self.varint()?;
+        }
         if n > self.left() as u64 {
             return Err(format!(
-                "a {what} of {n} elements at byte {} has only {} bytes left",
+                "a list of {n} elements at byte {} has only {} bytes left",
                 self.pos,
                 self.left()
             ));
         }
-        Ok(n)
+        Ok((h & 0x0f, n))
     }
 
-    fn structure(&mut self, depth: usize) -> Result<(), String> {
+    /// A struct: `Some(s)` when parquet-rs reads it as `s` (known fields
+    /// typed), None when it skips it (every field by its declared type).
+    fn structure(&mut self, s: Option<S>, depth: usize) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Err(format!("nesting deeper than {MAX_DEPTH}"));
         }
+        let mut last: i16 = 0;
         loop {
             let h = self.byte()?;
             if h == 0 {
                 return Ok(()); // STOP
             }
-            if h >> 4 == 0 {
-                self.varint()?; // long-form field id
-            }
-            match h & 0x0f {
-                1 | 2 => {} // boolean held in the field type
-                t => self.value(t, depth + 1)?,
+            let code = h & 0x0f;
+            let id = match h >> 4 {
+                0 => {
+                    let z = self.varint()?;
+                    ((z >> 1) as i64 ^ -((z & 1) as i64)) as i16
+                }
+                d => last.wrapping_add(i16::from(d)),
+            };
+            last = id;
+            match s.and_then(|s| super::footer_schema::field(s, id)) {
+                Some(want) => {
+                    if !want.declared_by(code) {
+                        return Err(format!(
+                            "field {id} of {s:?} at byte {} has type code {code}, not {want:?}",
+                            self.pos,
+                            s = s.expect("typed")
+                        ));
+                    }
+                    if want != T::Bool {
+                        self.typed(want, depth + 1)?;
+                    }
+                }
+                None if code == 1 || code == 2 => {} // a boolean field holds its value in the type
+                None => self.untyped(code, depth + 1)?,
             }
         }
     }
 
-    fn value(&mut self, t: u8, depth: usize) -> Result<(), String> {
+    /// A value parquet-rs reads as `t`.
+    fn typed(&mut self, t: T, depth: usize) -> Result<(), String> {
         match t {
-            1 | 2 | 3 => self.skip(1),   // bool (in a list: one byte), byte
-            4..=6 => self.varint().map(drop), // i16, i32, i64
-            7 => self.skip(8),           // double
+            T::Bool | T::I8 => self.skip(1),
+            T::I16 | T::I32 | T::I64 => self.varint().map(drop),
+            T::Double => self.skip(8),
+            T::Binary => {
+                let n = self.varint()?;
+                self.skip(n)
+            }
+            T::Struct(s) => self.structure(Some(s), depth),
+            T::List(elem) => {
+                if depth > MAX_DEPTH {
+                    return Err(format!("nesting deeper than {MAX_DEPTH}"));
+                }
+                let (code, n) = self.list_header()?;
+                if !elem.declared_by(code) {
+                    return Err(format!(
+                        "a list at byte {} has elements of type code {code}, not {elem:?}",
+                        self.pos
+                    ));
+                }
+                for _ in 0..n {
+                    self.typed(*elem, depth + 1)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A value parquet-rs skips: walked by its declared type code.
+    fn untyped(&mut self, code: u8, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("nesting deeper than {MAX_DEPTH}"));
+        }
+        match code {
+            1..=3 => self.skip(1), // bool (as an element: one byte), byte
+            4..=6 => self.varint().map(drop),
+            7 => self.skip(8),
             8 => {
                 let n = self.varint()?;
-                self.skip(n) // binary / string
+                self.skip(n)
             }
             9 | 10 => {
-                let h = self.byte()?;
-                let mut n = u64::from(h >> 4);
-                if n == 15 {
-                    n = self.varint()?;
-                }
-                let n = self.count(n, "list")?;
-                let et = h & 0x0f;
+                let (et, n) = self.list_header()?;
                 for _ in 0..n {
-                    self.value(et, depth + 1)?;
+                    self.untyped(et, depth + 1)?;
                 }
                 Ok(())
             }
@@ -148,16 +246,18 @@ impl Walker<'_> {
                 if n == 0 {
                     return Ok(());
                 }
-                let n = self.count(n, "map")?;
+                if n > self.left() as u64 {
+                    return Err(format!("a map of {n} entries at byte {} runs past the footer", self.pos));
+                }
                 let kv = self.byte()?;
                 for _ in 0..n {
-                    self.value(kv >> 4, depth + 1)?;
-                    self.value(kv & 0x0f, depth + 1)?;
+                    self.untyped(kv >> 4, depth + 1)?;
+                    self.untyped(kv & 0x0f, depth + 1)?;
                 }
                 Ok(())
             }
-            12 => self.structure(depth),
-            _ => Err(format!("unknown Thrift type {t} at byte {}", self.pos)),
+            12 => self.structure(None, depth),
+            _ => Err(format!("unknown Thrift type {code} at byte {}", self.pos)),
         }
     }
 }
@@ -182,31 +282,32 @@ mod tests {
         check_footer(footer_of(&file)).unwrap();
     }
 
+    /// The two footers `fuzz/run.sh` found that made parquet-rs abort.
     #[test]
-    fn a_list_longer_than_the_footer_is_rejected() {
-        let file = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/fuzz/parquet-footer-alloc.parquet"
-        ))
-        .unwrap();
-        let e = check_footer(footer_of(&file)).unwrap_err();
-        assert!(e.contains("elements") || e.contains("runs past the footer"), "{e}");
+    fn the_fuzzed_footers_are_rejected() {
+        for f in ["parquet-footer-alloc.parquet", "parquet-footer-mistyped.parquet"] {
+            let file = std::fs::read(format!("{}/tests/fixtures/fuzz/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            assert!(check_footer(footer_of(&file)).is_err(), "{f}");
+        }
     }
 
     #[test]
     fn hand_made_encodings() {
-        // struct { 1: list<i32> [1, 2] } STOP
-        check_footer(&[0x19, 0x25, 0x02, 0x04, 0x00]).unwrap();
-        // the same list claiming 2^31 elements
-        let e = check_footer(&[0x19, 0xf5, 0x80, 0x80, 0x80, 0x80, 0x08, 0x02, 0x00]).unwrap_err();
+        // FileMetaData { 1: version = 1, 5: key_value_metadata = [] } STOP
+        check_footer(&[0x15, 0x02, 0x49, 0x0c, 0x00]).unwrap();
+        // version declared as a binary: parquet-rs would read it as an i32
+        assert!(check_footer(&[0x18, 0x01, b'a', 0x00]).unwrap_err().contains("type code 8"));
+        // key_value_metadata claiming 2^31 elements
+        let e = check_footer(&[0x59, 0xfc, 0x80, 0x80, 0x80, 0x80, 0x08, 0x00]).unwrap_err();
         assert!(e.contains("2147483648 elements"), "{e}");
-        // truncated binary
-        assert!(check_footer(&[0x18, 0x10, b'a']).is_err());
-        // nesting: struct in struct ... deeper than MAX_DEPTH
-        let mut deep = vec![0x1c; MAX_DEPTH + 2];
-        deep.extend(vec![0; MAX_DEPTH + 3]);
+        // an unknown field (id 99): a list of 2 i32 skipped, then STOP
+        check_footer(&[0x09, 0xc6, 0x01, 0x25, 0x02, 0x04, 0x00]).unwrap();
+        // truncated created_by string
+        assert!(check_footer(&[0x68, 0x10, b'a']).is_err());
+        // nesting: an unknown struct field in a struct ... deeper than MAX_DEPTH
+        let mut deep = vec![0x0c, 0xc6, 0x01];
+        deep.extend(vec![0x1c; MAX_DEPTH + 2]);
+        deep.extend(vec![0; MAX_DEPTH + 4]);
         assert!(check_footer(&deep).unwrap_err().contains("nesting"));
-        // empty map, bool fields
-        check_footer(&[0x1b, 0x00, 0x11, 0x12, 0x00]).unwrap();
     }
 }

@@ -27,6 +27,7 @@
 pub mod chunk;
 pub mod decode;
 pub mod footer;
+mod footer_schema;
 pub mod json;
 pub mod sniff;
 pub mod table;
