@@ -98,6 +98,17 @@ fn retry_config(cfg: &SourceConfig) -> RetryConfig {
 }
 
 impl ObjectSource {
+    /// The file readers' context for object `key`.
+    fn unit_ctx<'a>(&'a self, engine: &'a Engine, key: &'a str, opts: &'a ScanOptions) -> UnitCtx<'a> {
+        UnitCtx {
+            engine,
+            target: &self.target,
+            path: key,
+            opts,
+            cfg: &self.readers,
+        }
+    }
+
     pub fn open(source: &SourceConfig, opts: &RemoteOptions) -> Result<ObjectSource, UnitError> {
         // Findings, errors and the audit name the source without credentials.
         let target = crate::source::target_label(&source.url);
@@ -365,13 +376,7 @@ impl ObjectSource {
             .map_err(io)?
             .into_stream();
         let reader = StreamRead::new(self.rt.handle().clone(), body);
-        let ctx = UnitCtx {
-            engine,
-            target: &self.target,
-            path: key,
-            opts,
-            cfg: &self.readers,
-        };
+        let ctx = self.unit_ctx(engine, key, opts);
         files::scan_line_range(&ctx, Box::new(reader), json_lines, start, end, emit)
     }
 
@@ -479,13 +484,7 @@ impl Source for ObjectSource {
             // encoding and format sniffing, text / JSON lines / CSV / JSON / buffered Parquet.
             let body = self.get_stream(key)?;
             let reader = StreamRead::new(self.rt.handle().clone(), body);
-            let ctx = UnitCtx {
-                engine,
-                target: &self.target,
-                path: key,
-                opts,
-                cfg: &self.readers,
-            };
+            let ctx = self.unit_ctx(engine, key, opts);
             files::scan_reader(&ctx, key, Box::new(reader), emit)
                 .map_err(|e| self.err(key, e.cause()))?
         };
