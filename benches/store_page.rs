@@ -5,7 +5,9 @@
 //!
 //! cargo bench --bench store_page
 
-use childguard::finding::{Category, Finding, Location, Sensitivity};
+mod support;
+
+use childguard::finding::{Category, Finding};
 use childguard::scan::FindingSink;
 use childguard::store::*;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -23,29 +25,8 @@ fn n() -> usize {
 fn findings() -> Vec<Finding> {
     (0..n())
         .map(|i| {
-            let location = Location {
-                path: Some(format!("logs/app-{}.log", i % 500)),
-                line: Some(i as u64 + 1),
-                byte_offset: Some(i as u64 * 80),
-                ..Default::default()
-            };
-            let fp = format!("{:064x}", i as u128 * 2_654_435_761);
-            Finding {
-                finding_id: Finding::compute_id("bench", &location, "cn.resident_id", &fp),
-                target: "bench".into(),
-                location,
-                category: Category::ALL[i % 6],
-                rule: "cn.resident_id".into(),
-                child: [Some(true), Some(false), None][i % 3],
-                confidence: 0.98,
-                masked: "110105********123X".into(),
-                fingerprint: fp,
-                sensitivity: Sensitivity::High,
-                rows_scanned: None,
-                count: None,
-                child_count: None,
-                rows: None,
-            }
+            let path = format!("logs/app-{}.log", i % 500);
+            support::log_finding(path, i, i as u128, "cn.resident_id", Category::ALL[i % 6])
         })
         .collect()
 }

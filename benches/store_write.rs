@@ -16,7 +16,9 @@
 //!
 //! cargo bench --bench store_write
 
-use childguard::finding::{Category, Finding, Location, Sensitivity};
+mod support;
+
+use childguard::finding::{Category, Finding};
 use childguard::scan::FindingSink;
 use childguard::store::*;
 use sqlx::Connection;
@@ -35,30 +37,13 @@ fn env_num(name: &str, default: usize) -> usize {
 fn findings(writer: usize, n: usize) -> Vec<Finding> {
     (0..n)
         .map(|i| {
-            let location = Location {
-                path: Some(format!("logs/w{writer}/app-{:03}.log", i % 500)),
-                line: Some(i as u64 + 1),
-                byte_offset: Some(i as u64 * 80 + 40),
-                ..Default::default()
+            let (rule, cat) = if i % 2 == 0 {
+                ("cn.resident_id", Category::ALL[0])
+            } else {
+                ("cn.mobile", Category::CnMobile)
             };
-            let fp = format!("{:064x}", (writer * n + i) as u128 * 2_654_435_761);
-            let rule = if i % 2 == 0 { "cn.resident_id" } else { "cn.mobile" };
-            Finding {
-                finding_id: Finding::compute_id("bench", &location, rule, &fp),
-                target: "bench".into(),
-                location,
-                category: if i % 2 == 0 { Category::ALL[0] } else { Category::CnMobile },
-                rule: rule.into(),
-                child: [Some(true), Some(false), None][i % 3],
-                confidence: 0.98,
-                masked: "110105********123X".into(),
-                fingerprint: fp,
-                sensitivity: Sensitivity::High,
-                rows_scanned: None,
-                count: None,
-                child_count: None,
-                rows: None,
-            }
+            let path = format!("logs/w{writer}/app-{:03}.log", i % 500);
+            support::log_finding(path, i, (writer * n + i) as u128, rule, cat)
         })
         .collect()
 }
