@@ -382,14 +382,28 @@ pub(crate) fn guard_decoder<T>(
     format: &'static str,
     decode: impl FnOnce() -> Result<T, FileError>,
 ) -> Result<T, FileError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|_| {
-        tracing::warn!(path, format, "decoder panicked on malformed input");
+    catch_decoder_panic(path, format, decode).unwrap_or_else(|| {
         Err(FileError::Corrupt {
             path: path.to_string(),
             format,
             message: "the decoder failed on malformed data".into(),
         })
     })
+}
+
+/// Run `decode`; None (logged, without the panic's text) when it panicked.
+/// [`guard_decoder`] and the object-store Parquet reader build their own
+/// error from that.
+pub(crate) fn catch_decoder_panic<R>(
+    path: &str,
+    format: &'static str,
+    decode: impl FnOnce() -> R,
+) -> Option<R> {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).ok();
+    if r.is_none() {
+        tracing::warn!(path, format, "decoder panicked on malformed input");
+    }
+    r
 }
 
 /// Fails a decompressed stream once it outgrows `ratio` times the compressed

@@ -163,10 +163,8 @@ pub(super) fn scan(
             },
         ))
     }) };
-    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|_| {
-        tracing::warn!(key, "Parquet decoder panicked on malformed input");
-        Err("corrupt Parquet: the decoder failed on malformed data".to_string())
-    });
+    let res = crate::source::files::catch_decoder_panic(key, "Parquet", decode)
+        .unwrap_or_else(|| Err("corrupt Parquet: the decoder failed on malformed data".to_string()));
     match res {
         Ok((findings, stats)) => {
             for f in findings {
