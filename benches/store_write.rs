@@ -60,7 +60,8 @@ fn write_runs(rt: &tokio::runtime::Runtime, store: &Arc<dyn Store>, data: &[Vec<
             .iter()
             .zip(&runs)
             .map(|(d, &run)| {
-                let (mut sink, writer) = rt.block_on(async { StoreSink::spawn(store.clone(), run) });
+                let (mut sink, writer) =
+                    rt.block_on(async { StoreSink::spawn(store.clone(), run) });
                 s.spawn(move || {
                     for f in d {
                         sink.finding(f.clone()).unwrap();
@@ -76,7 +77,8 @@ fn write_runs(rt: &tokio::runtime::Runtime, store: &Arc<dyn Store>, data: &[Vec<
     let expected: usize = data.iter().map(Vec::len).sum();
     assert_eq!(written as usize, expected, "every finding written");
     for run in runs {
-        rt.block_on(store.finish_run(run, &RunStats::default())).unwrap();
+        rt.block_on(store.finish_run(run, &RunStats::default()))
+            .unwrap();
     }
     written as f64 / secs
 }
@@ -131,7 +133,11 @@ fn main() {
         return;
     }
     let db = format!("cg_store_write_{}", std::process::id());
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin).to_string();
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(&admin)
+        .to_string();
     let admin_sql = |sql: String| {
         rt.block_on(async {
             let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
@@ -141,7 +147,10 @@ fn main() {
     let open = |_rep: usize| -> Arc<dyn Store> {
         admin_sql(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
         admin_sql(format!("CREATE DATABASE {db}"));
-        Arc::new(rt.block_on(PgStore::connect(&format!("{base}/{db}"))).unwrap())
+        Arc::new(
+            rt.block_on(PgStore::connect(&format!("{base}/{db}")))
+                .unwrap(),
+        )
     };
     bench(&rt, "postgres", &open, &data);
     admin_sql(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));

@@ -95,7 +95,11 @@ fn main() {
         });
         let wall = t0.elapsed().as_secs_f64();
         let pcpu = cpu_secs(libc::CLOCK_PROCESS_CPUTIME_ID) - p0;
-        assert_eq!(total, counts.values().sum::<u64>(), "hits differ between 1 and {threads} threads");
+        assert_eq!(
+            total,
+            counts.values().sum::<u64>(),
+            "hits differ between 1 and {threads} threads"
+        );
         // On a busy machine the wall-clock speed-up shows the cores we got;
         // CPU time 1 thread / N threads shows the engine's own scaling
         // overhead (1.00 = none: linear when N cores are free).

@@ -93,7 +93,9 @@ impl FromStr for Category {
 }
 
 /// How harmful exposure of the category is; drives violation severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Sensitivity {
     Low,
@@ -216,18 +218,29 @@ mod tests {
     fn category_ids_round_trip() {
         for c in Category::ALL {
             assert_eq!(c.as_str().parse::<Category>().unwrap(), c);
-            assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{}\"", c.as_str()));
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.as_str())
+            );
         }
         assert!("nope".parse::<Category>().is_err());
     }
 
     #[test]
     fn finding_id_is_content_derived() {
-        let loc = Location { path: Some("a.log".into()), line: Some(3), ..Default::default() };
+        let loc = Location {
+            path: Some("a.log".into()),
+            line: Some(3),
+            ..Default::default()
+        };
         let a = Finding::compute_id("t", &loc, "cn.resident_id", "ff");
         assert_eq!(a, Finding::compute_id("t", &loc, "cn.resident_id", "ff"));
         assert_ne!(a, Finding::compute_id("t", &loc, "cn.resident_id", "fe"));
-        let col = Location { table: Some("s.t".into()), column: Some("c".into()), ..Default::default() };
+        let col = Location {
+            table: Some("s.t".into()),
+            column: Some("c".into()),
+            ..Default::default()
+        };
         assert_eq!(
             Finding::compute_id("t", &col, "r", "x"),
             Finding::compute_id("t", &col, "r", "y")

@@ -17,7 +17,10 @@ pub const KEY_FILE: &str = "fingerprint.key";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("fingerprint key file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("fingerprint key file {path} is empty")]
     Empty { path: PathBuf },
 }
@@ -36,7 +39,9 @@ impl std::fmt::Debug for Fingerprinter {
 
 impl Fingerprinter {
     pub fn new(key: &[u8]) -> Self {
-        Fingerprinter { mac: Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key size") }
+        Fingerprinter {
+            mac: Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key size"),
+        }
     }
 
     /// Key from `CHILDGUARD_FINGERPRINT_KEY`, else from `<state_dir>/fingerprint.key`,
@@ -48,7 +53,10 @@ impl Fingerprinter {
             }
         }
         let path = state_dir.join(KEY_FILE);
-        let io = |source| KeyError::Io { path: path.clone(), source };
+        let io = |source| KeyError::Io {
+            path: path.clone(),
+            source,
+        };
         match std::fs::read(&path) {
             Ok(bytes) => {
                 let trimmed: Vec<u8> = bytes.trim_ascii().to_vec();
@@ -75,7 +83,9 @@ impl Fingerprinter {
                         Ok(Self::new(text.as_bytes()))
                     }
                     // Another process created it first: use theirs.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(state_dir),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::load(state_dir)
+                    }
                     Err(e) => Err(io(e)),
                 }
             }
@@ -199,7 +209,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(d.path().join(KEY_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(d.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

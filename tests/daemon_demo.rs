@@ -76,12 +76,41 @@ fn demo_shows_findings_violations_and_a_sweep_plan() {
     let o = http(&addr, "GET", "/api/v1/overview", Some(&viewer), None).json;
     assert!(o["child_findings_open"].as_i64().unwrap() >= 50, "{o}");
     let ds = http(&addr, "GET", "/api/v1/datasets", Some(&viewer), None).json;
-    let und = ds["items"].as_array().unwrap().iter().find(|d| d["name"] == "(undeclared)").expect("undeclared findings");
+    let und = ds["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "(undeclared)")
+        .expect("undeclared findings");
     assert!(!und["found"].as_array().unwrap().is_empty());
-    let und_f = http(&addr, "GET", "/api/v1/findings?dataset=(undeclared)&per_page=500", Some(&viewer), None).json;
-    let places: Vec<String> = und_f["items"].as_array().unwrap().iter().map(|f| format!("{}{}", f["path"].as_str().unwrap_or(""), f["table"].as_str().unwrap_or(""))).collect();
-    assert!(places.iter().any(|p| p.contains("class_roster.csv")), "{places:?}");
-    assert!(places.iter().any(|p| p.contains("marketing_leads")), "{places:?}");
+    let und_f = http(
+        &addr,
+        "GET",
+        "/api/v1/findings?dataset=(undeclared)&per_page=500",
+        Some(&viewer),
+        None,
+    )
+    .json;
+    let places: Vec<String> = und_f["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            format!(
+                "{}{}",
+                f["path"].as_str().unwrap_or(""),
+                f["table"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(
+        places.iter().any(|p| p.contains("class_roster.csv")),
+        "{places:?}"
+    );
+    assert!(
+        places.iter().any(|p| p.contains("marketing_leads")),
+        "{places:?}"
+    );
     let v = http(
         &addr,
         "GET",

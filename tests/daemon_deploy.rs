@@ -161,7 +161,11 @@ fn kubernetes_sharded_cronjob_is_an_indexed_job_of_n_shards_on_one_store() {
     );
     let n = job["completions"].as_u64().unwrap();
     assert!(n >= 2);
-    assert_eq!(job["parallelism"].as_u64(), Some(n), "all shards run at once");
+    assert_eq!(
+        job["parallelism"].as_u64(),
+        Some(n),
+        "all shards run at once"
+    );
     let pod = &job["template"]["spec"];
     assert_eq!(pod["restartPolicy"], "Never");
     let c = &pod["containers"][0];
@@ -181,7 +185,11 @@ fn kubernetes_sharded_cronjob_is_an_indexed_job_of_n_shards_on_one_store() {
         .find(|(k, _)| k == "CHILDGUARD_SHARDS")
         .and_then(|(_, v)| v.clone())
         .expect("CHILDGUARD_SHARDS is set");
-    assert_eq!(shards, n.to_string(), "CHILDGUARD_SHARDS must equal completions");
+    assert_eq!(
+        shards,
+        n.to_string(),
+        "CHILDGUARD_SHARDS must equal completions"
+    );
     assert!(env.iter().any(|(k, _)| k == "PGPASSWORD"));
     let args = strs(&c["args"]);
     assert_eq!(args[0], "scan");

@@ -309,7 +309,9 @@ async fn a_database_that_stays_down_fails_only_the_tables_not_read() {
     // A table being read when the server stopped is tried 1 + max_retries
     // times; the tables after it fail fast.
     assert!(
-        errors.iter().any(|l| l.contains("gave up after 3 attempt(s)")),
+        errors
+            .iter()
+            .any(|l| l.contains("gave up after 3 attempt(s)")),
         "{err}"
     );
     assert!(

@@ -206,10 +206,17 @@ fn gzip(b: &[u8]) -> Vec<u8> {
 /// whole scan down. Now it is this file's `corrupt Parquet` error.
 #[test]
 fn regression_parquet_level_panic_is_a_file_error() {
-    let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fuzz/parquet-level-panic.parquet")).unwrap();
+    let data = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fuzz/parquet-level-panic.parquet"
+    ))
+    .unwrap();
     let (_, err) = read("crash.parquet", data.clone(), &FileSourceConfig::default());
     let err = err.expect("a malformed Parquet file is an error");
-    assert!(err.starts_with("crash.parquet: corrupt or truncated Parquet"), "{err}");
+    assert!(
+        err.starts_with("crash.parquet: corrupt or truncated Parquet"),
+        "{err}"
+    );
     scan_bytes("t.parquet", &data); // the fuzz target's own checks
 
     // Through the CLI, beside a good file: the scan reports the bad file and goes on.
@@ -218,7 +225,15 @@ fn regression_parquet_level_panic_is_a_file_error() {
     std::fs::write(d.path().join("ok.log"), format!("sfzh={ID}\n")).unwrap();
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_childguard"))
         .current_dir(d.path())
-        .args(["scan", ".", "--no-save", "--format", "jsonl", "--as-of", "2025-06-01"])
+        .args([
+            "scan",
+            ".",
+            "--no-save",
+            "--format",
+            "jsonl",
+            "--as-of",
+            "2025-06-01",
+        ])
         .env("CHILDGUARD_STATE_DIR", d.path().join(".state"))
         .env("CHILDGUARD_FINGERPRINT_KEY", "k")
         .env_remove("RUST_BACKTRACE")
@@ -227,7 +242,10 @@ fn regression_parquet_level_panic_is_a_file_error() {
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(out.contains("\"ok.log\""), "stdout: {out}\nstderr: {err}");
-    assert!(err.contains("crash.parquet (in .): corrupt or truncated Parquet"), "{err}");
+    assert!(
+        err.contains("crash.parquet (in .): corrupt or truncated Parquet"),
+        "{err}"
+    );
     // Since the footer check (below) this input stops at its footer, before
     // the page decoder that panicked; decoder panics that pass the footer are
     // still caught (guard_decoder), and their text is never printed.
@@ -241,11 +259,21 @@ fn regression_parquet_level_panic_is_a_file_error() {
 fn regression_parquet_footer_allocation_is_a_file_error() {
     // The second: a known field declared with another type, which parquet-rs
     // reads as a list anyway (218 GB): the check follows parquet-rs's types.
-    for f in ["parquet-footer-alloc.parquet", "parquet-footer-mistyped.parquet"] {
-        let data = std::fs::read(format!("{}/tests/fixtures/fuzz/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    for f in [
+        "parquet-footer-alloc.parquet",
+        "parquet-footer-mistyped.parquet",
+    ] {
+        let data = std::fs::read(format!(
+            "{}/tests/fixtures/fuzz/{f}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
         let (_, err) = read("bomb.parquet", data.clone(), &FileSourceConfig::default());
         let err = err.expect("a malformed Parquet footer is an error");
-        assert!(err.starts_with("bomb.parquet: corrupt or truncated Parquet: malformed footer"), "{f}: {err}");
+        assert!(
+            err.starts_with("bomb.parquet: corrupt or truncated Parquet: malformed footer"),
+            "{f}: {err}"
+        );
         scan_bytes("t.parquet", &data);
     }
 }

@@ -410,16 +410,33 @@ fn a_complete_run_group_is_classified_as_one_scan() {
     let viol_key = |v: &childguard::store::Violation| {
         format!(
             "{}|{:?}|{:?}|{:?}|{:?}",
-            v.kind, v.dataset, v.category, v.target, v.unit_id.as_deref().map(|u| u.split('#').next().unwrap().to_string())
+            v.kind,
+            v.dataset,
+            v.category,
+            v.target,
+            v.unit_id
+                .as_deref()
+                .map(|u| u.split('#').next().unwrap().to_string())
         )
     };
     let rt = dbfix::rt();
-    let store = rt.block_on(childguard::store::PgStore::connect(&e.store_url)).unwrap();
+    let store = rt
+        .block_on(childguard::store::PgStore::connect(&e.store_url))
+        .unwrap();
     use childguard::store::Store;
     for k in 0..SHARDS {
-        let o = scan_cmd(&e, "inv.toml", &["--shard", &format!("{k}/{SHARDS}"), "--run-group", "g-classify"])
-            .output()
-            .unwrap();
+        let o = scan_cmd(
+            &e,
+            "inv.toml",
+            &[
+                "--shard",
+                &format!("{k}/{SHARDS}"),
+                "--run-group",
+                "g-classify",
+            ],
+        )
+        .output()
+        .unwrap();
         ok(&o);
         let runs = rt.block_on(store.group_runs("g-classify")).unwrap();
         let newest = runs.last().unwrap();
@@ -429,10 +446,18 @@ fn a_complete_run_group_is_classified_as_one_scan() {
                 ..Default::default()
             }))
             .unwrap();
-        let not_found = v.iter().any(|v| v.kind == childguard::store::ViolationKind::DeclaredNotFound);
+        let not_found = v
+            .iter()
+            .any(|v| v.kind == childguard::store::ViolationKind::DeclaredNotFound);
         if k + 1 < SHARDS {
-            assert!(!newest.summary.group_complete, "shard {k}: group complete too early");
-            assert!(!not_found, "shard {k} reported a dataset missing from targets it saw only part of");
+            assert!(
+                !newest.summary.group_complete,
+                "shard {k}: group complete too early"
+            );
+            assert!(
+                !not_found,
+                "shard {k} reported a dataset missing from targets it saw only part of"
+            );
         }
     }
     let runs = rt.block_on(store.group_runs("g-classify")).unwrap();
@@ -450,10 +475,17 @@ fn a_complete_run_group_is_classified_as_one_scan() {
     };
     let group_v = violations_of(newest.id);
     assert!(
-        group_v.iter().any(|k| k.starts_with("declared_not_found|Some(\"alumni\")")),
+        group_v
+            .iter()
+            .any(|k| k.starts_with("declared_not_found|Some(\"alumni\")")),
         "{group_v:#?}"
     );
-    assert!(!group_v.iter().any(|k| k.starts_with("declared_not_found|Some(\"roster\")")), "{group_v:#?}");
+    assert!(
+        !group_v
+            .iter()
+            .any(|k| k.starts_with("declared_not_found|Some(\"roster\")")),
+        "{group_v:#?}"
+    );
     // The group's counts are the union's: every finding of every shard.
     let total: u64 = runs
         .iter()
@@ -480,8 +512,16 @@ fn a_complete_run_group_is_classified_as_one_scan() {
     ok(&rep);
     let rep: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
     assert_eq!(rep["run"]["id"], newest.id);
-    let unit_count: u64 = rep["targets"].as_array().unwrap().iter().map(|t| t["units"].as_u64().unwrap()).sum();
-    let want_units: usize = runs.iter().map(|r| rt.block_on(store.units(r.id)).unwrap().len()).sum();
+    let unit_count: u64 = rep["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["units"].as_u64().unwrap())
+        .sum();
+    let want_units: usize = runs
+        .iter()
+        .map(|r| rt.block_on(store.units(r.id)).unwrap().len())
+        .sum();
     assert_eq!(unit_count as usize, want_units);
 
     // The same estate scanned unsharded into the same store: the same violations.

@@ -41,7 +41,10 @@ impl Emulator {
             .unwrap_or_else(|e| panic!("{what} is installed (scripts/test.sh installs it): {e}"));
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "{what} did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Emulator(child)
@@ -101,7 +104,11 @@ fn check(cfg: &SourceConfig) {
         .find("exports/students.csv", "order_no", Category::CnResidentId)
         .is_none());
     let pq = out
-        .find("exports/data/students.parquet", "sfzh", Category::CnResidentId)
+        .find(
+            "exports/data/students.parquet",
+            "sfzh",
+            Category::CnResidentId,
+        )
         .unwrap();
     assert_eq!(
         (pq.rows_scanned, pq.count, pq.child_count),
@@ -203,7 +210,11 @@ fn gcs_bucket_on_the_gcs_emulator() {
     let mut cmd = Command::new("python3");
     cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/emulators/gcs_server.py"))
         .args([&port.to_string(), &bucket]);
-    let _server = Emulator::start(cmd, port, "gcp-storage-emulator (pip install gcp-storage-emulator)");
+    let _server = Emulator::start(
+        cmd,
+        port,
+        "gcp-storage-emulator (pip install gcp-storage-emulator)",
+    );
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("gcs-key.json");
     std::fs::write(

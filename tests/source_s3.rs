@@ -407,7 +407,11 @@ fn object_byte_ranges_cover_every_line_once() {
     let mut log = String::new();
     for i in 0..1500u64 {
         match i % 7 {
-            0 => log.push_str(&format!("signup student id={} guardian {}\n", child_id(i), mobile(i))),
+            0 => log.push_str(&format!(
+                "signup student id={} guardian {}\n",
+                child_id(i),
+                mobile(i)
+            )),
             3 => log.push_str(&format!("staff {}\n", adult_id(i))),
             // A line longer than the smallest span: a range with no line start.
             5 if i % 500 == 5 => log.push_str(&format!("{} {}\n", "x".repeat(1500), mobile(i + 1))),
@@ -415,9 +419,18 @@ fn object_byte_ranges_cover_every_line_once() {
         }
     }
     let jsonl: String = (0..800u64)
-        .map(|i| format!("{{\"student\":{{\"idNo\":\"{}\",\"tel\":\"{}\"}}}}\n", child_id(9000 + i), mobile(i)))
+        .map(|i| {
+            format!(
+                "{{\"student\":{{\"idNo\":\"{}\",\"tel\":\"{}\"}}}}\n",
+                child_id(9000 + i),
+                mobile(i)
+            )
+        })
         .collect();
-    let bodies = [("exports/big.log", log.clone()), ("exports/events.jsonl", jsonl.clone())];
+    let bodies = [
+        ("exports/big.log", log.clone()),
+        ("exports/events.jsonl", jsonl.clone()),
+    ];
     for (k, b) in &bodies {
         put(&f.rt, &f.store, k, b.clone().into_bytes());
     }
@@ -450,7 +463,10 @@ fn object_byte_ranges_cover_every_line_once() {
         )
     };
     let whole = scan(0);
-    assert!(whole.findings.iter().all(|x| x.location.range.is_none() && x.location.line.is_some()));
+    assert!(whole
+        .findings
+        .iter()
+        .all(|x| x.location.range.is_none() && x.location.line.is_some()));
     let mut expected: Vec<_> = whole.findings.iter().map(key).collect();
     expected.sort();
     assert!(expected.len() > 900, "{}", expected.len());
@@ -461,26 +477,56 @@ fn object_byte_ranges_cover_every_line_once() {
         assert!(units.iter().all(|u| u.contains("#bytes=")), "{units:?}");
         // One ranged GET per unit read its lines: together exactly the object's bytes.
         for (k, body) in &bodies {
-            let read: u64 = out.stats.iter().filter(|(u, _)| split_unit_id(u).0 == *k).map(|(_, s)| s.bytes).sum();
+            let read: u64 = out
+                .stats
+                .iter()
+                .filter(|(u, _)| split_unit_id(u).0 == *k)
+                .map(|(_, s)| s.bytes)
+                .sum();
             assert_eq!(read, body.len() as u64, "span {span} {k}");
         }
         let mut got: Vec<_> = out.findings.iter().map(key).collect();
         got.sort();
-        assert_eq!(got, expected, "span {span}: a line was missed or scanned twice");
-        let ids: std::collections::BTreeSet<&str> = out.findings.iter().map(|x| x.finding_id.as_str()).collect();
-        assert_eq!(ids.len(), out.findings.len(), "span {span}: finding ids collide");
+        assert_eq!(
+            got, expected,
+            "span {span}: a line was missed or scanned twice"
+        );
+        let ids: std::collections::BTreeSet<&str> =
+            out.findings.iter().map(|x| x.finding_id.as_str()).collect();
+        assert_eq!(
+            ids.len(),
+            out.findings.len(),
+            "span {span}: finding ids collide"
+        );
         // range_line + the newlines before the range's first line = the object's line.
         for x in &out.findings {
             let loc = &x.location;
             assert_eq!(loc.line, None);
             let range: UnitRange = loc.range.as_deref().unwrap().parse().unwrap();
-            let UnitRange::Bytes { start, .. } = range else { panic!("{range}") };
-            let body = &bodies.iter().find(|(k, _)| Some(*k) == loc.path.as_deref()).unwrap().1;
-            let first = if start == 0 { 0 } else { body[start as usize - 1..].find('\n').unwrap() + start as usize };
+            let UnitRange::Bytes { start, .. } = range else {
+                panic!("{range}")
+            };
+            let body = &bodies
+                .iter()
+                .find(|(k, _)| Some(*k) == loc.path.as_deref())
+                .unwrap()
+                .1;
+            let first = if start == 0 {
+                0
+            } else {
+                body[start as usize - 1..].find('\n').unwrap() + start as usize
+            };
             let before = body[..first].matches('\n').count() as u64;
             let reference = whole.findings.iter().find(|w| key(w) == key(x)).unwrap();
-            assert_eq!(Some(before + loc.range_line.unwrap()), reference.location.line, "span {span}");
-            assert_eq!(x.finding_id, Finding::compute_id(&x.target, loc, &x.rule, &x.fingerprint));
+            assert_eq!(
+                Some(before + loc.range_line.unwrap()),
+                reference.location.line,
+                "span {span}"
+            );
+            assert_eq!(
+                x.finding_id,
+                Finding::compute_id(&x.target, loc, &x.rule, &x.fingerprint)
+            );
         }
     }
 }

@@ -469,7 +469,11 @@ async fn conformance(store: Arc<dyn Store>, exec: Exec) {
     // Assigning again (rows already in place are left alone), moving some and clearing some.
     let mut again = assign.clone();
     for (i, a) in again.iter_mut().enumerate().take(30) {
-        a.1 = if i < 10 { None } else { Some("moved".to_string()) };
+        a.1 = if i < 10 {
+            None
+        } else {
+            Some("moved".to_string())
+        };
     }
     store.set_datasets(&again).await.unwrap();
     let total = |d: &'static str| {
@@ -674,8 +678,14 @@ async fn conformance(store: Arc<dyn Store>, exec: Exec) {
     let targets = vec!["fixtures".to_string()];
     let s0 = store.begin_run(&targets).await.unwrap();
     let s1 = store.begin_run(&targets).await.unwrap();
-    store.set_run_shard(s0, Some("nightly-1"), Some("0/2")).await.unwrap();
-    store.set_run_shard(s1, Some("nightly-1"), Some("1/2")).await.unwrap();
+    store
+        .set_run_shard(s0, Some("nightly-1"), Some("0/2"))
+        .await
+        .unwrap();
+    store
+        .set_run_shard(s1, Some("nightly-1"), Some("1/2"))
+        .await
+        .unwrap();
     let other = store.begin_run(&targets).await.unwrap();
     assert!(matches!(
         store.set_run_shard(999_999, Some("x"), None).await,
@@ -694,7 +704,11 @@ async fn conformance(store: Arc<dyn Store>, exec: Exec) {
     // Many units at once (more than one statement's worth); the last record of a unit wins.
     let mut many_units: Vec<UnitRecord> = (0..1_203)
         .map(|i| {
-            let mut x = unit("fixtures", &format!("logs/{i:05}.log"), (i % 7 == 0).then_some("unreadable"));
+            let mut x = unit(
+                "fixtures",
+                &format!("logs/{i:05}.log"),
+                (i % 7 == 0).then_some("unreadable"),
+            );
             x.bytes = i;
             x.rows = 2 * i;
             x.shard = Some("1/2".into());
@@ -715,14 +729,19 @@ async fn conformance(store: Arc<dyn Store>, exec: Exec) {
     assert_eq!(back, want);
     let stored = store.finding(&f.finding_id).await.unwrap().unwrap();
     assert_eq!(stored.unit_id, "big.log#bytes=0..100");
-    assert_eq!(stored.finding.location.range.as_deref(), Some("bytes=0..100"));
+    assert_eq!(
+        stored.finding.location.range.as_deref(),
+        Some("bytes=0..100")
+    );
     let group = store.group_runs("nightly-1").await.unwrap();
     assert_eq!(group.iter().map(|r| r.id).collect::<Vec<_>>(), vec![s0, s1]);
     assert_eq!(
         group.iter().map(|r| r.shard.clone()).collect::<Vec<_>>(),
         vec![Some("0/2".to_string()), Some("1/2".to_string())]
     );
-    assert!(group.iter().all(|r| r.run_group.as_deref() == Some("nightly-1")));
+    assert!(group
+        .iter()
+        .all(|r| r.run_group.as_deref() == Some("nightly-1")));
     let plain = store.run(other).await.unwrap().unwrap();
     assert_eq!((plain.run_group, plain.shard), (None, None));
     assert!(store.group_runs("nightly-2").await.unwrap().is_empty());

@@ -474,7 +474,17 @@ pub async fn classify_run(
         Some(runs) if runs.last().map(|r| r.id) == Some(run_id) => {
             classify_runs(store, &inv, runs, run_id, as_of, true).await?
         }
-        _ => classify_runs(store, &inv, std::slice::from_ref(&run), run_id, as_of, run.shard.is_none()).await?,
+        _ => {
+            classify_runs(
+                store,
+                &inv,
+                std::slice::from_ref(&run),
+                run_id,
+                as_of,
+                run.shard.is_none(),
+            )
+            .await?
+        }
     };
     if let (Some(runs), Some(g)) = (&group, &run.run_group) {
         let newest = runs.last().expect("a complete group has runs").id;
@@ -508,7 +518,11 @@ pub async fn complete_group(
     let mut by_shard: BTreeMap<u64, crate::store::Run> = BTreeMap::new();
     let mut count = None;
     for r in runs {
-        let Some(shard) = r.shard.as_deref().and_then(|s| s.parse::<crate::source::shard::Shard>().ok()) else {
+        let Some(shard) = r
+            .shard
+            .as_deref()
+            .and_then(|s| s.parse::<crate::source::shard::Shard>().ok())
+        else {
             continue;
         };
         if *count.get_or_insert(shard.count) != shard.count {
@@ -518,7 +532,12 @@ pub async fn complete_group(
         by_shard.insert(shard.index, r);
     }
     let Some(n) = count else { return Ok(None) };
-    let done = |r: &crate::store::Run| matches!(r.status, RunStatus::Completed | RunStatus::CompletedWithErrors);
+    let done = |r: &crate::store::Run| {
+        matches!(
+            r.status,
+            RunStatus::Completed | RunStatus::CompletedWithErrors
+        )
+    };
     if by_shard.len() as u64 != n || !by_shard.values().all(done) {
         return Ok(None);
     }
@@ -606,7 +625,10 @@ async fn classify_runs(
     out.violations
         .sort_by(|a, b| b.severity.cmp(&a.severity).then(a.kind.cmp(&b.kind)));
     store.replace_violations(store_as, &out.violations).await?;
-    let own = store.run(store_as).await?.ok_or(ClassifyError::NoRun(store_as))?;
+    let own = store
+        .run(store_as)
+        .await?
+        .ok_or(ClassifyError::NoRun(store_as))?;
     let child = findings
         .iter()
         .filter(|f| f.finding.child == Some(true) || f.finding.child_count.unwrap_or(0) > 0)

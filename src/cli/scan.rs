@@ -119,7 +119,12 @@ pub struct ScanArgs {
     #[arg(long, value_name = "NAME")]
     pub work_queue: Option<String>,
     /// Lease of a claimed work-queue unit (seconds), renewed while it is scanned.
-    #[arg(long, value_name = "SECS", default_value_t = 60, requires = "work_queue")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 60,
+        requires = "work_queue"
+    )]
     pub lease_secs: u64,
 }
 
@@ -262,7 +267,10 @@ impl Recorder {
                 store.record_unit(run_id, u).await?;
             }
             let result = unit.as_ref().and_then(|u| u.error.clone());
-            anyhow::Ok(co.complete(claim, Some(result.as_deref().unwrap_or("ok"))).await?)
+            anyhow::Ok(
+                co.complete(claim, Some(result.as_deref().unwrap_or("ok")))
+                    .await?,
+            )
         })?;
         Ok(done)
     }
@@ -516,7 +524,9 @@ fn run_work_queue(
             .context("claiming a unit")?
             .pop();
         let Some(claim) = claim else {
-            let c = rt.block_on(co.counts(queue)).context("reading the work queue")?;
+            let c = rt
+                .block_on(co.counts(queue))
+                .context("reading the work queue")?;
             if c.pending + c.claimed + c.expired == 0 {
                 break;
             }
@@ -712,7 +722,12 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
             (Some(_), _) => Some(worker.clone()),
             (None, s) => s.map(|s| s.to_string()),
         };
-        Some(Recorder::open(&cfg, &labels, label.as_deref(), group.as_deref())?)
+        Some(Recorder::open(
+            &cfg,
+            &labels,
+            label.as_deref(),
+            group.as_deref(),
+        )?)
     } else {
         None
     };
@@ -733,7 +748,9 @@ pub fn run(args: ScanArgs) -> anyhow::Result<i32> {
     if let Some(queue) = &args.work_queue {
         let mut cfg = config.clone();
         cfg.state_dir = Some(state_dir.clone());
-        run_work_queue(&mut run, &args, queue, &worker, &cfg, shard, &topts, &engine, &opts)?;
+        run_work_queue(
+            &mut run, &args, queue, &worker, &cfg, shard, &topts, &engine, &opts,
+        )?;
     }
     for target in args.targets.iter().filter(|_| args.work_queue.is_none()) {
         let src = match open_target(target, &topts) {

@@ -103,8 +103,12 @@ impl Period {
     pub fn cutoff(&self, as_of: NaiveDateTime) -> NaiveDateTime {
         match *self {
             Period::Days(d) => as_of - chrono::Duration::days(d as i64),
-            Period::Months(m) => as_of.checked_sub_months(Months::new(m)).unwrap_or(NaiveDateTime::MIN),
-            Period::Years(y) => as_of.checked_sub_months(Months::new(y.saturating_mul(12))).unwrap_or(NaiveDateTime::MIN),
+            Period::Months(m) => as_of
+                .checked_sub_months(Months::new(m))
+                .unwrap_or(NaiveDateTime::MIN),
+            Period::Years(y) => as_of
+                .checked_sub_months(Months::new(y.saturating_mul(12)))
+                .unwrap_or(NaiveDateTime::MIN),
         }
     }
 
@@ -136,24 +140,39 @@ impl FromStr for Retention {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let mut parts = s.split_whitespace();
-        let (Some(p), Some("after"), Some(clock), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(p), Some("after"), Some(clock), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(format!("retention `{s}`: expected `<N>d|w|m|y after <time column>` or `<N>d after object_age`"));
         };
         let (num, unit) = p.split_at(p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len()));
-        let n: u32 = num.parse().map_err(|_| format!("retention `{s}`: `{p}` is not a period like 365d"))?;
+        let n: u32 = num
+            .parse()
+            .map_err(|_| format!("retention `{s}`: `{p}` is not a period like 365d"))?;
         if n == 0 {
-            return Err(format!("retention `{s}`: a period of zero would expire everything at once"));
+            return Err(format!(
+                "retention `{s}`: a period of zero would expire everything at once"
+            ));
         }
         let period = match unit {
             "d" => Period::Days(n),
             "w" => Period::Days(n * 7),
             "m" => Period::Months(n),
             "y" => Period::Years(n),
-            _ => return Err(format!("retention `{s}`: unit `{unit}` is not one of d, w, m, y")),
+            _ => {
+                return Err(format!(
+                    "retention `{s}`: unit `{unit}` is not one of d, w, m, y"
+                ))
+            }
         };
         let clock = match clock {
             "object_age" | "mtime" | "last_modified" => Clock::ObjectAge,
-            c if c.chars().all(|ch| ch.is_alphanumeric() || ch == '_' || ch == '.') => Clock::Column(c.to_string()),
+            c if c
+                .chars()
+                .all(|ch| ch.is_alphanumeric() || ch == '_' || ch == '.') =>
+            {
+                Clock::Column(c.to_string())
+            }
             c => return Err(format!("retention `{s}`: `{c}` is not a column name")),
         };
         Ok(Retention { period, clock })
@@ -194,7 +213,9 @@ impl AnonOp {
         match self {
             AnonOp::Null => None,
             AnonOp::Const(c) => Some(c.clone()),
-            AnonOp::Mask { first, last } => Some(crate::fingerprint::mask_keep(value, *first, *last)),
+            AnonOp::Mask { first, last } => {
+                Some(crate::fingerprint::mask_keep(value, *first, *last))
+            }
             AnonOp::Hash => Some(fp.fingerprint(value)),
             AnonOp::Year => Some(value.get(..4).unwrap_or("").to_string()),
             AnonOp::YearMonth => {
@@ -237,18 +258,25 @@ impl FromStr for AnonOp {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let (name, arg) = s.split_once(':').map_or((s, None), |(a, b)| (a, Some(b)));
-        let bad = || format!("anonymize operator `{s}`: expected null, const:<v>, mask:<first>,<last>, hash, year, year_month or age_band:<width>");
+        let bad = || {
+            format!("anonymize operator `{s}`: expected null, const:<v>, mask:<first>,<last>, hash, year, year_month or age_band:<width>")
+        };
         Ok(match (name, arg) {
             ("null", None) => AnonOp::Null,
             ("const", Some(v)) => AnonOp::Const(v.to_string()),
             ("mask", Some(a)) => {
                 let (x, y) = a.split_once(',').ok_or_else(bad)?;
-                AnonOp::Mask { first: x.trim().parse().map_err(|_| bad())?, last: y.trim().parse().map_err(|_| bad())? }
+                AnonOp::Mask {
+                    first: x.trim().parse().map_err(|_| bad())?,
+                    last: y.trim().parse().map_err(|_| bad())?,
+                }
             }
             ("hash", None) => AnonOp::Hash,
             ("year", None) => AnonOp::Year,
             ("year_month", None) => AnonOp::YearMonth,
-            ("age_band", Some(w)) => AnonOp::AgeBand(w.parse().ok().filter(|w| *w > 0).ok_or_else(bad)?),
+            ("age_band", Some(w)) => {
+                AnonOp::AgeBand(w.parse().ok().filter(|w| *w > 0).ok_or_else(bad)?)
+            }
             _ => return Err(bad()),
         })
     }
@@ -265,18 +293,35 @@ impl Dataset {
     /// True when the dataset is declared to hold children's PI, or declares a
     /// category that only exists for children (`vulnerable_child`).
     pub fn holds_child_data(&self) -> bool {
-        self.child_data || self.categories.values().flatten().any(|c| *c == Category::VulnerableChild)
+        self.child_data
+            || self
+                .categories
+                .values()
+                .flatten()
+                .any(|c| *c == Category::VulnerableChild)
     }
 
     /// Declared categories for a column or field (its own list plus `"*"`).
     pub fn declared_for(&self, column: Option<&str>) -> impl Iterator<Item = Category> + '_ {
-        let own = column.and_then(|c| self.categories.get(c).or_else(|| self.categories.iter().find(|(k, _)| k.eq_ignore_ascii_case(c)).map(|(_, v)| v)));
-        own.into_iter().chain(self.categories.get("*")).flatten().copied()
+        let own = column.and_then(|c| {
+            self.categories.get(c).or_else(|| {
+                self.categories
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(c))
+                    .map(|(_, v)| v)
+            })
+        });
+        own.into_iter()
+            .chain(self.categories.get("*"))
+            .flatten()
+            .copied()
     }
 
     /// True when `column` is declared stored encrypted (Art. 13).
     pub fn is_encrypted(&self, column: &str) -> bool {
-        self.encrypted.iter().any(|c| c.eq_ignore_ascii_case(column))
+        self.encrypted
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(column))
     }
 }
 
@@ -294,8 +339,15 @@ pub struct InventoryIssue {
 /// Compile one `match` pattern: `schema.table` globs, path globs, and key
 /// prefixes (a pattern ending in `/` matches everything below it).
 pub fn compile_match(pattern: &str) -> Result<globset::GlobMatcher, globset::Error> {
-    let p = if pattern.ends_with('/') { format!("{pattern}**") } else { pattern.to_string() };
-    Ok(globset::GlobBuilder::new(&p).literal_separator(false).build()?.compile_matcher())
+    let p = if pattern.ends_with('/') {
+        format!("{pattern}**")
+    } else {
+        pattern.to_string()
+    };
+    Ok(globset::GlobBuilder::new(&p)
+        .literal_separator(false)
+        .build()?
+        .compile_matcher())
 }
 
 /// Validate the inventory: errors (duplicate names, bad globs, anonymize
@@ -310,7 +362,11 @@ pub fn validate(datasets: &[Dataset]) -> Vec<InventoryIssue> {
             out.push(InventoryIssue {
                 index: i,
                 dataset: d.name.clone(),
-                key: if key.is_empty() { format!("datasets[{i}]") } else { format!("datasets[{i}].{key}") },
+                key: if key.is_empty() {
+                    format!("datasets[{i}]")
+                } else {
+                    format!("datasets[{i}].{key}")
+                },
                 level,
                 message,
             })
@@ -318,44 +374,91 @@ pub fn validate(datasets: &[Dataset]) -> Vec<InventoryIssue> {
         if d.name.trim().is_empty() {
             push(Level::Error, "name", "dataset name is empty".into());
         } else if let Some(first) = seen.insert(d.name.as_str(), i) {
-            push(Level::Error, "name", format!("duplicate dataset name `{}` (first declared as datasets[{first}])", d.name));
+            push(
+                Level::Error,
+                "name",
+                format!(
+                    "duplicate dataset name `{}` (first declared as datasets[{first}])",
+                    d.name
+                ),
+            );
         }
         if d.source.trim().is_empty() {
             push(Level::Error, "source", "source is empty".into());
         }
         for (j, m) in d.matches.iter().enumerate() {
             if let Err(e) = compile_match(m) {
-                push(Level::Error, &format!("match[{j}]"), format!("bad glob `{m}`: {}", e.kind()));
+                push(
+                    Level::Error,
+                    &format!("match[{j}]"),
+                    format!("bad glob `{m}`: {}", e.kind()),
+                );
             }
         }
         if d.disposal == Disposal::Anonymize && d.anonymize.is_empty() {
-            push(Level::Error, "disposal", "disposal = \"anonymize\" but no column has an operator".into());
+            push(
+                Level::Error,
+                "disposal",
+                "disposal = \"anonymize\" but no column has an operator".into(),
+            );
         }
         if d.disposal == Disposal::Delete && !d.anonymize.is_empty() {
-            push(Level::Warning, "anonymize", "operators are ignored: disposal is \"delete\"".into());
+            push(
+                Level::Warning,
+                "anonymize",
+                "operators are ignored: disposal is \"delete\"".into(),
+            );
         }
         for col in &d.encrypted {
-            if !d.categories.is_empty() && !d.categories.contains_key(col) && !d.categories.contains_key("*") {
-                push(Level::Warning, "encrypted", format!("encrypted column `{col}` has no declared categories"));
+            if !d.categories.is_empty()
+                && !d.categories.contains_key(col)
+                && !d.categories.contains_key("*")
+            {
+                push(
+                    Level::Warning,
+                    "encrypted",
+                    format!("encrypted column `{col}` has no declared categories"),
+                );
             }
         }
-        if let Some(Retention { clock: Clock::Column(c), .. }) = &d.retention {
+        if let Some(Retention {
+            clock: Clock::Column(c),
+            ..
+        }) = &d.retention
+        {
             if c.is_empty() {
-                push(Level::Error, "retention", "retention clock column is empty".into());
+                push(
+                    Level::Error,
+                    "retention",
+                    "retention clock column is empty".into(),
+                );
             }
         }
         if d.holds_child_data() {
             if d.owner.as_deref().is_none_or(|o| o.trim().is_empty()) {
-                push(Level::Warning, "owner", "gap: holds children's PI but names no owner (CAC Order No. 4 Art. 8)".into());
+                push(
+                    Level::Warning,
+                    "owner",
+                    "gap: holds children's PI but names no owner (CAC Order No. 4 Art. 8)".into(),
+                );
             }
             if d.retention.is_none() {
                 push(Level::Warning, "retention", "gap: holds children's PI but declares no retention period (CAC Order No. 4 Art. 10(2), 12)".into());
             }
-            if d.subject_key.is_none() && d.retention.as_ref().is_none_or(|r| r.clock != Clock::ObjectAge) {
+            if d.subject_key.is_none()
+                && d.retention
+                    .as_ref()
+                    .is_none_or(|r| r.clock != Clock::ObjectAge)
+            {
                 push(Level::Warning, "subject_key", "gap: holds children's PI but has no subject_key for erasure (CAC Order No. 4 Art. 20)".into());
             }
             if d.purpose.is_none() {
-                push(Level::Warning, "purpose", "gap: holds children's PI but states no purpose (CAC Order No. 4 Art. 7, 14)".into());
+                push(
+                    Level::Warning,
+                    "purpose",
+                    "gap: holds children's PI but states no purpose (CAC Order No. 4 Art. 7, 14)"
+                        .into(),
+                );
             }
         }
     }
@@ -372,7 +475,10 @@ mod tests {
         assert_eq!(r.period, Period::Days(365));
         assert_eq!(r.clock, Clock::Column("created_at".into()));
         assert_eq!(r.to_string(), "365d after created_at");
-        assert_eq!("1y after object_age".parse::<Retention>().unwrap().clock, Clock::ObjectAge);
+        assert_eq!(
+            "1y after object_age".parse::<Retention>().unwrap().clock,
+            Clock::ObjectAge
+        );
         assert!("365 days".parse::<Retention>().is_err());
         assert!("0d after x".parse::<Retention>().is_err());
     }
@@ -380,8 +486,14 @@ mod tests {
     #[test]
     fn cutoff_is_exclusive() {
         let as_of = NaiveDate::from_ymd_opt(2025, 3, 31).unwrap();
-        assert_eq!(Period::Days(30).cutoff_date(as_of), NaiveDate::from_ymd_opt(2025, 3, 1).unwrap());
-        assert_eq!(Period::Months(1).cutoff_date(as_of), NaiveDate::from_ymd_opt(2025, 2, 28).unwrap());
+        assert_eq!(
+            Period::Days(30).cutoff_date(as_of),
+            NaiveDate::from_ymd_opt(2025, 3, 1).unwrap()
+        );
+        assert_eq!(
+            Period::Months(1).cutoff_date(as_of),
+            NaiveDate::from_ymd_opt(2025, 2, 28).unwrap()
+        );
     }
 
     #[test]
@@ -389,8 +501,22 @@ mod tests {
         let fp = crate::fingerprint::Fingerprinter::new(b"k");
         let op: AnonOp = "mask:3,4".parse().unwrap();
         assert_eq!(op.apply("13812345678", &fp).as_deref(), Some("138****5678"));
-        assert_eq!("year_month".parse::<AnonOp>().unwrap().apply("2015-03-07", &fp).as_deref(), Some("2015-03"));
-        assert_eq!("age_band:5".parse::<AnonOp>().unwrap().apply("8", &fp).as_deref(), Some("5-9"));
+        assert_eq!(
+            "year_month"
+                .parse::<AnonOp>()
+                .unwrap()
+                .apply("2015-03-07", &fp)
+                .as_deref(),
+            Some("2015-03")
+        );
+        assert_eq!(
+            "age_band:5"
+                .parse::<AnonOp>()
+                .unwrap()
+                .apply("8", &fp)
+                .as_deref(),
+            Some("5-9")
+        );
         assert_eq!("null".parse::<AnonOp>().unwrap().apply("x", &fp), None);
         assert!("hash".parse::<AnonOp>().unwrap().is_pseudonymization());
         assert!("mask:3".parse::<AnonOp>().is_err());

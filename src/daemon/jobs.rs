@@ -310,15 +310,11 @@ pub async fn reclassify(d: &Daemon) -> Result<(), JobError> {
 /// scan are still running, the previous complete scan stays the open view.
 pub async fn latest_classified(d: &Daemon) -> Result<Option<crate::store::Run>, JobError> {
     let active = d.active_runs.lock().unwrap().clone();
-    Ok(d.store
-        .runs(200)
-        .await?
-        .into_iter()
-        .find(|r| {
-            r.summary.classified
-                && !active.contains(&r.id)
-                && (r.shard.is_none() || r.summary.group_complete)
-        }))
+    Ok(d.store.runs(200).await?.into_iter().find(|r| {
+        r.summary.classified
+            && !active.contains(&r.id)
+            && (r.shard.is_none() || r.summary.group_complete)
+    }))
 }
 
 /// Wait until the scan of `run_id` has finished and is classified (for
@@ -684,7 +680,12 @@ pub async fn plan_sweeps(d: &Daemon, names: &[String], by: &str) -> Result<Vec<S
 async fn requested(d: &Daemon, plan_id: &str, by: &str, reason: &str) -> Result<(), JobError> {
     d.sweeper
         .journal
-        .event(Some(plan_id), "requested", Some(by), &json!({"reason": reason}))
+        .event(
+            Some(plan_id),
+            "requested",
+            Some(by),
+            &json!({"reason": reason}),
+        )
         .await?;
     Ok(())
 }

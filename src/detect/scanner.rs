@@ -2472,7 +2472,11 @@ mod cut_tests {
                 let mut buf = *b"a0z9m5q1b2c3d4e5f";
                 buf[p] = v;
                 for start in 0..17 {
-                    assert_eq!(skip_digits_lower(&buf, start), naive(&buf, start), "{v} at {p}");
+                    assert_eq!(
+                        skip_digits_lower(&buf, start),
+                        naive(&buf, start),
+                        "{v} at {p}"
+                    );
                 }
             }
         }

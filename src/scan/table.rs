@@ -37,7 +37,13 @@ pub struct TableScanner<'e> {
 
 impl<'e> TableScanner<'e> {
     /// `base` carries `path` (files, objects) or `table` (databases).
-    pub fn new(engine: &'e Engine, target: &str, base: Location, columns: &[String], want_rows: bool) -> Self {
+    pub fn new(
+        engine: &'e Engine,
+        target: &str,
+        base: Location,
+        columns: &[String],
+        want_rows: bool,
+    ) -> Self {
         TableScanner {
             engine,
             target: target.to_string(),
@@ -72,13 +78,18 @@ impl<'e> TableScanner<'e> {
             self.hits.clear();
             // Hits without fingerprints: only the first hit of a (column,
             // category) keeps its identity, fetched below by a second scan.
-            self.engine.scan_value_counted(v, &self.columns[i], &mut self.hits);
+            self.engine
+                .scan_value_counted(v, &self.columns[i], &mut self.hits);
             self.row_hits.extend(self.hits.drain(..).map(|h| (i, h)));
         }
         if self.row_hits.is_empty() {
             return;
         }
-        let child = self.engine.infer_child(self.row_hits.iter().filter_map(|(_, h)| h.evidence.as_ref()));
+        let child = self.engine.infer_child(
+            self.row_hits
+                .iter()
+                .filter_map(|(_, h)| h.evidence.as_ref()),
+        );
         // One count per (column, category) per row, even if a cell holds several values.
         let mut seen: Vec<(usize, Category)> = Vec::new();
         for (col, h) in &self.row_hits {
@@ -92,8 +103,13 @@ impl<'e> TableScanner<'e> {
                 // The same scan with fingerprints yields the same hits in the same order.
                 let cell = cells[*col].unwrap_or_default();
                 self.hits.clear();
-                self.engine.scan_value(cell, &self.columns[*col], &mut self.hits);
-                let first = self.hits.iter().find(|x| x.category == h.category).unwrap_or(h);
+                self.engine
+                    .scan_value(cell, &self.columns[*col], &mut self.hits);
+                let first = self
+                    .hits
+                    .iter()
+                    .find(|x| x.category == h.category)
+                    .unwrap_or(h);
                 a.rule = first.rule.to_string();
                 a.sensitivity = first.sensitivity;
                 a.masked = first.masked.clone();
@@ -172,22 +188,43 @@ mod tests {
         )
         .unwrap();
         let cols = vec!["id".to_string(), "sfzh".to_string(), "phone".to_string()];
-        let base = Location { table: Some("public.students".into()), ..Default::default() };
+        let base = Location {
+            table: Some("public.students".into()),
+            ..Default::default()
+        };
         let mut t = TableScanner::new(&e, "postgres://db", base, &cols, true);
-        t.add_row(&[Some("1"), Some("110105201503071235"), Some("13812345678")], Some("1"));
+        t.add_row(
+            &[Some("1"), Some("110105201503071235"), Some("13812345678")],
+            Some("1"),
+        );
         t.add_row(&[Some("2"), Some("11010519491231002X"), None], Some("2"));
-        t.add_row(&[Some("3"), Some("110105201503071234"), Some("")], Some("3"));
+        t.add_row(
+            &[Some("3"), Some("110105201503071234"), Some("")],
+            Some("3"),
+        );
         let f = t.finish();
         assert_eq!(f.len(), 2);
-        let id = f.iter().find(|f| f.category == Category::CnResidentId).unwrap();
+        let id = f
+            .iter()
+            .find(|f| f.category == Category::CnResidentId)
+            .unwrap();
         assert_eq!(id.location.column.as_deref(), Some("sfzh"));
-        assert_eq!((id.rows_scanned, id.count, id.child_count), (Some(3), Some(2), Some(1)));
+        assert_eq!(
+            (id.rows_scanned, id.count, id.child_count),
+            (Some(3), Some(2), Some(1))
+        );
         assert_eq!(id.rows.as_deref(), Some(&["1".to_string()][..]));
         // Identity of the first hit of the column, though cells are scanned without fingerprints.
-        assert_eq!(id.fingerprint, e.fingerprinter().fingerprint("110105201503071235"));
+        assert_eq!(
+            id.fingerprint,
+            e.fingerprinter().fingerprint("110105201503071235")
+        );
         assert_eq!(id.masked, "110105********1235");
         let ph = f.iter().find(|f| f.category == Category::CnMobile).unwrap();
-        assert_eq!((ph.count, ph.child_count, ph.child), (Some(1), Some(1), Some(true)));
+        assert_eq!(
+            (ph.count, ph.child_count, ph.child),
+            (Some(1), Some(1), Some(true))
+        );
         assert_eq!(ph.fingerprint, e.fingerprinter().fingerprint("13812345678"));
 
         // Counted scans give the same hits as full scans, less the fingerprint, and leave
@@ -200,7 +237,10 @@ mod tests {
         assert!(full.len() >= 2);
         assert_eq!(full.len(), counted.len());
         for (a, b) in full.iter().zip(&counted) {
-            assert_eq!((a.start, a.end, a.category, &a.rule, &a.masked), (b.start, b.end, b.category, &b.rule, &b.masked));
+            assert_eq!(
+                (a.start, a.end, a.category, &a.rule, &a.masked),
+                (b.start, b.end, b.category, &b.rule, &b.masked)
+            );
             assert!(!a.fingerprint.is_empty() && b.fingerprint.is_empty());
         }
         let mut again = Vec::new();

@@ -45,7 +45,14 @@ pub fn scan_chunk(
         let group = &hits[i..j];
         let child = engine.infer_child(group.iter().filter_map(|h| h.evidence.as_ref()));
         for h in group {
-            out.push(to_finding(origin, h, line, base_offset + h.start as u64, None, child));
+            out.push(to_finding(
+                origin,
+                h,
+                line,
+                base_offset + h.start as u64,
+                None,
+                child,
+            ));
         }
         i = j;
     }
@@ -101,7 +108,10 @@ mod tests {
         .unwrap();
         let text = "a\nid=110105201503071235\n\nphone 13812345678 x\n";
         let mut out = Vec::new();
-        let o = TextOrigin { target: "t", path: "p.log" };
+        let o = TextOrigin {
+            target: "t",
+            path: "p.log",
+        };
         scan_chunk(&e, &o, text, 10, 100, &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].location.line, Some(11));

@@ -134,9 +134,7 @@ pub fn open_target(target: &str, opts: &TargetOptions) -> Result<Box<dyn Source>
 /// credentials (user, password, secret query parameters).
 pub fn target_label(target: &str) -> String {
     match url::Url::parse(target) {
-        Ok(mut u)
-            if u.password().is_some() || !u.username().is_empty() || has_secret_query(&u) =>
-        {
+        Ok(mut u) if u.password().is_some() || !u.username().is_empty() || has_secret_query(&u) => {
             let _ = u.set_password(None);
             let _ = u.set_username("");
             redact_query(&mut u);
@@ -150,9 +148,17 @@ pub fn target_label(target: &str) -> String {
 /// `sslpassword=`, `token=`, `X-Amz-Signature=`, `sig=`, `access_key=`…).
 fn secret_param(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["pass", "secret", "token", "key", "sig", "credential", "auth"]
-        .iter()
-        .any(|s| k.contains(s))
+    [
+        "pass",
+        "secret",
+        "token",
+        "key",
+        "sig",
+        "credential",
+        "auth",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 fn has_secret_query(u: &url::Url) -> bool {

@@ -519,7 +519,12 @@ pub trait Store: Send + Sync {
     async fn finish_run(&self, run_id: i64, stats: &RunStats) -> Result<u64>;
     async fn set_run_summary(&self, run_id: i64, summary: &RunSummary) -> Result<()>;
     /// Mark a run as shard `shard` (`K/N`) of the run group `run_group`.
-    async fn set_run_shard(&self, run_id: i64, run_group: Option<&str>, shard: Option<&str>) -> Result<()>;
+    async fn set_run_shard(
+        &self,
+        run_id: i64,
+        run_group: Option<&str>,
+        shard: Option<&str>,
+    ) -> Result<()>;
     /// The runs of a run group (the shards of one sharded scan), oldest first.
     async fn group_runs(&self, run_group: &str) -> Result<Vec<Run>>;
     /// Record what started a run and who (shown by the daemon's API).

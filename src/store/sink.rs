@@ -62,9 +62,12 @@ fn writer(
     let mut first_err = None;
     let mut wait_one = |pending: &mut Pending| {
         let Some(h) = pending.pop_front() else { return };
-        let (n, r) = rt
-            .block_on(h)
-            .unwrap_or_else(|_| (0, Err(StoreError::Invalid("store writer task failed".into()))));
+        let (n, r) = rt.block_on(h).unwrap_or_else(|_| {
+            (
+                0,
+                Err(StoreError::Invalid("store writer task failed".into())),
+            )
+        });
         match r {
             Ok(k) => written += k,
             Err(e) => {
@@ -73,7 +76,9 @@ fn writer(
             }
         }
     };
-    let flush = |batch: &mut Vec<Finding>, pending: &mut Pending, wait_one: &mut dyn FnMut(&mut Pending)| {
+    let flush = |batch: &mut Vec<Finding>,
+                 pending: &mut Pending,
+                 wait_one: &mut dyn FnMut(&mut Pending)| {
         if batch.is_empty() {
             return;
         }
@@ -81,7 +86,8 @@ fn writer(
         let mut b = std::mem::replace(batch, Vec::with_capacity(BATCH));
         b.sort_by(|x, y| x.finding_id.cmp(&y.finding_id));
         let store = store.clone();
-        pending.push_back(rt.spawn(async move { (b.len(), store.upsert_findings(run_id, &b).await) }));
+        pending
+            .push_back(rt.spawn(async move { (b.len(), store.upsert_findings(run_id, &b).await) }));
         while pending.len() >= max_in_flight {
             wait_one(pending);
         }

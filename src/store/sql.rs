@@ -177,7 +177,8 @@ const UPSERT_CONFLICT: &str = " ON CONFLICT (finding_id) DO UPDATE SET line = ex
 /// Indexes into `findings` of the last finding of each id, in input order:
 /// one statement may not touch a row twice.
 fn last_of_each_id(findings: &[Finding]) -> Vec<usize> {
-    let mut idx: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(findings.len());
+    let mut idx: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(findings.len());
     for (i, f) in findings.iter().enumerate() {
         idx.insert(f.finding_id.as_str(), i);
     }
@@ -851,12 +852,21 @@ impl_store!(
 impl SqliteStore {
     /// One prepared single-row upsert per finding in one transaction: through
     /// sqlx that is ~5x faster on SQLite than wide multi-row statements.
-    async fn write_findings(&self, run_id: i64, findings: &[Finding], order: &[usize]) -> Result<()> {
+    async fn write_findings(
+        &self,
+        run_id: i64,
+        findings: &[Finding],
+        order: &[usize],
+    ) -> Result<()> {
         let sql = format!(
             "INSERT INTO findings ({UPSERT_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$20,$21,$21){UPSERT_CONFLICT}"
         );
         let at = now();
-        let mut tx = self.pool.begin().await.map_err(db("begin findings batch"))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("begin findings batch"))?;
         for &i in order {
             let f = &findings[i];
             let l = &f.location;
@@ -899,7 +909,12 @@ impl PgStore {
     /// server can lose the last batches of a run that is then never finished,
     /// and `finish_run` commits synchronously, which flushes every batch
     /// before it, so a finished run has all its findings.
-    async fn write_findings(&self, run_id: i64, findings: &[Finding], order: &[usize]) -> Result<()> {
+    async fn write_findings(
+        &self,
+        run_id: i64,
+        findings: &[Finding],
+        order: &[usize],
+    ) -> Result<()> {
         let n = order.len();
         let mut finding_id = Vec::with_capacity(n);
         let mut target = Vec::with_capacity(n);
@@ -948,7 +963,11 @@ impl PgStore {
              $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::int8[], $10::text[], \
              $11::text[], $12::bool[], $13::float8[], $14::text[], $15::text[], $16::text[], $17::int8[], $18::int8[], $19::int8[]) AS u{UPSERT_CONFLICT}"
         );
-        let mut tx = self.pool.begin().await.map_err(db("begin findings batch"))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("begin findings batch"))?;
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await

@@ -139,6 +139,14 @@ impl Location {
                 .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
                 .build()
                 .map_err(|e| objerr(source, e))?;
+            // Reads (the object, its ETag) are retried on transport errors
+            // object_store gives up on at once; writes stay conditional.
+            let store = crate::source::objstore::retry::RetryReads::new(
+                Arc::new(store),
+                5,
+                std::time::Duration::from_millis(500),
+                std::time::Duration::from_secs(8),
+            );
             Ok(Location::S3 {
                 store: Arc::new(store),
                 bucket: bucket.into(),

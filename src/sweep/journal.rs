@@ -235,9 +235,11 @@ impl SweepJournal {
 
     pub async fn plan(&self, id: &str) -> Result<PlanRow, SweepError> {
         let q = format!("SELECT {PLAN_COLS} FROM sweep_plans WHERE id = $1");
-        let row: Option<PlanTuple> =
-            on_pool!(self, |p| sqlx::query_as(&q).bind(id).fetch_optional(p).await)
-                .map_err(|e| SweepError::Journal(e.to_string()))?;
+        let row: Option<PlanTuple> = on_pool!(self, |p| sqlx::query_as(&q)
+            .bind(id)
+            .fetch_optional(p)
+            .await)
+        .map_err(|e| SweepError::Journal(e.to_string()))?;
         row.map(PlanRow::from)
             .ok_or_else(|| SweepError::NoSuchPlan(id.to_string()))
     }

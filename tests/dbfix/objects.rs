@@ -61,4 +61,3 @@ pub fn gz(b: &[u8]) -> Vec<u8> {
     e.write_all(b).unwrap();
     e.finish().unwrap()
 }
-

@@ -636,16 +636,21 @@ impl DbSource {
             return Ok(None);
         };
         let tbl = qualified(self.kind, info);
-        let ty = if self.kind == DbKind::MySql { "CHAR" } else { "TEXT" };
+        let ty = if self.kind == DbKind::MySql {
+            "CHAR"
+        } else {
+            "TEXT"
+        };
         let sql = format!("SELECT CAST(MIN({pk}) AS {ty}), CAST(MAX({pk}) AS {ty}) FROM {tbl}");
-        let (lo, hi): (Option<String>, Option<String>) = self.with_timeout(&unit, async {
-            Ok(match &self.pool {
-                Pool::Pg(p) => sqlx::query_as(&sql).fetch_one(p).await?,
-                Pool::My(p) => sqlx::query_as(&sql).fetch_one(p).await?,
-                Pool::Lite(p) => sqlx::query_as(&sql).fetch_one(p).await?,
+        let (lo, hi): (Option<String>, Option<String>) = self
+            .with_timeout(&unit, async {
+                Ok(match &self.pool {
+                    Pool::Pg(p) => sqlx::query_as(&sql).fetch_one(p).await?,
+                    Pool::My(p) => sqlx::query_as(&sql).fetch_one(p).await?,
+                    Pool::Lite(p) => sqlx::query_as(&sql).fetch_one(p).await?,
+                })
             })
-        })
-        .map_err(|f| f.error)?;
+            .map_err(|f| f.error)?;
         let parse = |v: Option<String>| v.and_then(|s| s.trim().parse::<i64>().ok());
         Ok(parse(lo).zip(parse(hi)))
     }

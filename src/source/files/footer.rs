@@ -247,7 +247,10 @@ impl Walker<'_> {
                     return Ok(());
                 }
                 if n > self.left() as u64 {
-                    return Err(format!("a map of {n} entries at byte {} runs past the footer", self.pos));
+                    return Err(format!(
+                        "a map of {n} entries at byte {} runs past the footer",
+                        self.pos
+                    ));
                 }
                 let kv = self.byte()?;
                 for _ in 0..n {
@@ -285,8 +288,15 @@ mod tests {
     /// The two footers `fuzz/run.sh` found that made parquet-rs abort.
     #[test]
     fn the_fuzzed_footers_are_rejected() {
-        for f in ["parquet-footer-alloc.parquet", "parquet-footer-mistyped.parquet"] {
-            let file = std::fs::read(format!("{}/tests/fixtures/fuzz/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        for f in [
+            "parquet-footer-alloc.parquet",
+            "parquet-footer-mistyped.parquet",
+        ] {
+            let file = std::fs::read(format!(
+                "{}/tests/fixtures/fuzz/{f}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
             assert!(check_footer(footer_of(&file)).is_err(), "{f}");
         }
     }
@@ -296,7 +306,9 @@ mod tests {
         // FileMetaData { 1: version = 1, 5: key_value_metadata = [] } STOP
         check_footer(&[0x15, 0x02, 0x49, 0x0c, 0x00]).unwrap();
         // version declared as a binary: parquet-rs would read it as an i32
-        assert!(check_footer(&[0x18, 0x01, b'a', 0x00]).unwrap_err().contains("type code 8"));
+        assert!(check_footer(&[0x18, 0x01, b'a', 0x00])
+            .unwrap_err()
+            .contains("type code 8"));
         // key_value_metadata claiming 2^31 elements
         let e = check_footer(&[0x59, 0xfc, 0x80, 0x80, 0x80, 0x80, 0x08, 0x00]).unwrap_err();
         assert!(e.contains("2147483648 elements"), "{e}");

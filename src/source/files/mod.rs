@@ -281,7 +281,12 @@ fn scan_lines<R: Read + Send>(
     json_lines: bool,
     emit: &mut dyn FnMut(Finding),
 ) -> io::Result<LinesRead> {
-    scan_lines_from(ctx, Chunker::new(reader, ctx.cfg.chunk_bytes), json_lines, emit)
+    scan_lines_from(
+        ctx,
+        Chunker::new(reader, ctx.cfg.chunk_bytes),
+        json_lines,
+        emit,
+    )
 }
 
 fn scan_lines_from<R: Read + Send>(
@@ -601,7 +606,8 @@ pub fn line_splittable(name: &str, head: &[u8]) -> Option<bool> {
         return None;
     }
     let whole = head.len() < sniff::SNIFF_BYTES;
-    if sniff::encoding(head, whole)? != encoding_rs::UTF_8 || head.starts_with(&[0xef, 0xbb, 0xbf]) {
+    if sniff::encoding(head, whole)? != encoding_rs::UTF_8 || head.starts_with(&[0xef, 0xbb, 0xbf])
+    {
         return None;
     }
     let text = String::from_utf8_lossy(&head[..head.len().min(16 * 1024)]);
@@ -660,25 +666,26 @@ pub fn scan_path_range(
     r.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut pos = 0u64;
     let mut newlines = 0u64;
-    let mut line_start_from = |r: &mut BufReader<std::fs::File>, b: u64| -> io::Result<(u64, u64)> {
-        // Count whole buffers up to b - 1, then skip to the end of the line holding b - 1.
-        while b > 0 && pos < b - 1 {
-            let buf = r.fill_buf()?;
-            if buf.is_empty() {
-                break;
+    let mut line_start_from =
+        |r: &mut BufReader<std::fs::File>, b: u64| -> io::Result<(u64, u64)> {
+            // Count whole buffers up to b - 1, then skip to the end of the line holding b - 1.
+            while b > 0 && pos < b - 1 {
+                let buf = r.fill_buf()?;
+                if buf.is_empty() {
+                    break;
+                }
+                let n = buf.len().min((b - 1 - pos) as usize);
+                newlines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+                r.consume(n);
+                pos += n as u64;
             }
-            let n = buf.len().min((b - 1 - pos) as usize);
-            newlines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
-            r.consume(n);
-            pos += n as u64;
-        }
-        if b > 0 {
-            let (n, newline) = skip_line_rest(r)?;
-            pos += n;
-            newlines += newline as u64;
-        }
-        Ok((pos, newlines))
-    };
+            if b > 0 {
+                let (n, newline) = skip_line_rest(r)?;
+                pos += n;
+                newlines += newline as u64;
+            }
+            Ok((pos, newlines))
+        };
     let (s, before) = line_start_from(&mut r, start).map_err(io_err)?;
     let e = if end >= size {
         size

@@ -146,7 +146,9 @@ pub fn scan_parquet<R: ChunkReader + 'static>(
     reader: R,
     emit: &mut dyn FnMut(Finding),
 ) -> Result<UnitStats, FileError> {
-    super::guard_decoder(ctx.path, "Parquet", || scan_parquet_unguarded(ctx, reader, emit))
+    super::guard_decoder(ctx.path, "Parquet", || {
+        scan_parquet_unguarded(ctx, reader, emit)
+    })
 }
 
 fn scan_parquet_unguarded<R: ChunkReader + 'static>(
@@ -155,12 +157,13 @@ fn scan_parquet_unguarded<R: ChunkReader + 'static>(
     emit: &mut dyn FnMut(Finding),
 ) -> Result<UnitStats, FileError> {
     let corrupt = |e: parquet::errors::ParquetError| FileError::corrupt(ctx.path, "Parquet", e);
-    super::footer::check_file_footer(reader.len(), |start, n| reader.get_bytes(start, n))
-        .map_err(|message| FileError::Corrupt {
+    super::footer::check_file_footer(reader.len(), |start, n| reader.get_bytes(start, n)).map_err(
+        |message| FileError::Corrupt {
             path: ctx.path.to_string(),
             format: "Parquet",
             message,
-        })?;
+        },
+    )?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(corrupt)?;
     let schema = builder.schema().clone();
     check_columns(ctx, schema.fields().len(), "Parquet schema")?;

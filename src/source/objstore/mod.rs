@@ -15,6 +15,7 @@
 //! is reported (key and cause) and the others go on.
 
 mod parquet_reader;
+pub mod retry;
 
 use crate::config::sources::SourceConfig;
 use crate::detect::Engine;
@@ -99,7 +100,12 @@ fn retry_config(cfg: &SourceConfig) -> RetryConfig {
 
 impl ObjectSource {
     /// The file readers' context for object `key`.
-    fn unit_ctx<'a>(&'a self, engine: &'a Engine, key: &'a str, opts: &'a ScanOptions) -> UnitCtx<'a> {
+    fn unit_ctx<'a>(
+        &'a self,
+        engine: &'a Engine,
+        key: &'a str,
+        opts: &'a ScanOptions,
+    ) -> UnitCtx<'a> {
         UnitCtx {
             engine,
             target: &self.target,
@@ -173,7 +179,9 @@ impl ObjectSource {
                 }
                 if source.allow_http {
                     b = b.with_config(
-                        object_store::gcp::GoogleConfigKey::Client(object_store::ClientConfigKey::AllowHttp),
+                        object_store::gcp::GoogleConfigKey::Client(
+                            object_store::ClientConfigKey::AllowHttp,
+                        ),
                         "true",
                     );
                 }
@@ -216,6 +224,17 @@ impl ObjectSource {
                 )
             }
             other => return Err(e(format!("unsupported object store scheme `{other}`"))),
+        };
+        let store: Arc<dyn ObjectStore> = if scheme == "file" {
+            store
+        } else {
+            let r = retry_config(source);
+            Arc::new(retry::RetryReads::new(
+                store,
+                r.max_retries,
+                r.backoff.init_backoff,
+                r.backoff.max_backoff,
+            ))
         };
         let prefix_str = if scheme == "file" {
             ""
@@ -318,7 +337,9 @@ impl ObjectSource {
         let head = self
             .rt
             .block_on(self.store.get_range(&ObjPath::from(key), 0..head_len))
-            .map_err(|e| tracing::debug!(key, error = %e, "head of a large object not read: one unit"))
+            .map_err(
+                |e| tracing::debug!(key, error = %e, "head of a large object not read: one unit"),
+            )
             .ok()?;
         files::line_splittable(key, &head)?;
         Some(ranges)
@@ -345,7 +366,10 @@ impl ObjectSource {
         if start >= meta.size {
             return Err(files::FileError::Changed {
                 path: key.to_string(),
-                detail: format!("range starts at byte {start} of a {}-byte object", meta.size),
+                detail: format!(
+                    "range starts at byte {start} of a {}-byte object",
+                    meta.size
+                ),
             });
         }
         let path = ObjPath::from(key);
@@ -354,16 +378,20 @@ impl ObjectSource {
             source: std::io::Error::other(e),
         };
         let head_len = meta.size.min(files::sniff::SNIFF_BYTES as u64);
-        let head = self.rt.block_on(self.store.get_range(&path, 0..head_len)).map_err(io)?;
+        let head = self
+            .rt
+            .block_on(self.store.get_range(&path, 0..head_len))
+            .map_err(io)?;
         let Some(json_lines) = files::line_splittable(key, &head) else {
             return Err(unsupported(
                 "byte ranges apply to uncompressed UTF-8 text and JSON lines only".into(),
             ));
         };
         let from = start.saturating_sub(1);
-        let to = meta
-            .size
-            .min(end.saturating_add(self.readers.max_line_bytes as u64).saturating_add(1));
+        let to = meta.size.min(
+            end.saturating_add(self.readers.max_line_bytes as u64)
+                .saturating_add(1),
+        );
         let get = object_store::GetOptions {
             range: Some(object_store::GetRange::Bounded(from..to)),
             // The listed version only: a replaced object is an error, not a mix of two.
@@ -497,7 +525,9 @@ impl Source for ObjectSource {
                 scanned_at: now_rfc3339(),
                 ..Default::default()
             };
-            store.put(&unit.id, st).map_err(|e| UnitError::new(&unit.id, e))?;
+            store
+                .put(&unit.id, st)
+                .map_err(|e| UnitError::new(&unit.id, e))?;
         }
         Ok(stats)
     }

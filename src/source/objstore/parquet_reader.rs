@@ -48,123 +48,127 @@ pub(super) fn scan(
     // A panic inside parquet-rs on malformed pages (see files::guard_decoder)
     // becomes this object's error; the scan goes on with the rest.
     let decode = || -> Result<(Vec<Finding>, UnitStats), String> {
-    // Two small ranged reads: the footer is checked before parquet-rs trusts
-    // its list lengths (see files::footer).
-    crate::source::files::footer::check_file_footer(size, |start, n| {
-        src.rt.block_on(src.store.get_range(&path, start..start + n as u64))
-    })
-    .map_err(|m| format!("corrupt Parquet: {m}"))?;
-    src.rt.block_on(async {
-        let builder = ParquetRecordBatchStreamBuilder::new(reader)
-            .await
-            .map_err(|e| format!("reading the Parquet footer: {e}"))?;
-        let schema = builder.schema().clone();
-        let max = src.readers.max_columns;
-        if schema.fields().len() > max {
-            return Err(format!(
-                "Parquet schema has {} columns, over the limit of {max} (max_columns)",
-                schema.fields().len()
-            ));
-        }
-        let roots: Vec<usize> = schema
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| projectable(f.data_type()))
-            .map(|(i, _)| i)
-            .collect();
-        if roots.is_empty() {
-            let skipped = Some("no columns that can hold personal information".to_string());
-            return Ok((
-                Vec::new(),
-                UnitStats {
-                    bytes: 0,
-                    rows: 0,
-                    skipped,
-                },
-            ));
-        }
-        let md = builder.metadata().clone();
-        let groups = useful_row_groups(&md, &roots);
-        // Row numbers (1-based, file-wide) for row-level mode: start of each kept row group.
-        let starts: Vec<(u64, u64)> = {
-            let mut acc = 0u64;
-            let mut all = Vec::new();
-            for i in 0..md.num_row_groups() {
-                all.push((acc, md.row_group(i).num_rows() as u64));
-                acc += md.row_group(i).num_rows() as u64;
+        // Two small ranged reads: the footer is checked before parquet-rs trusts
+        // its list lengths (see files::footer).
+        crate::source::files::footer::check_file_footer(size, |start, n| {
+            src.rt
+                .block_on(src.store.get_range(&path, start..start + n as u64))
+        })
+        .map_err(|m| format!("corrupt Parquet: {m}"))?;
+        src.rt.block_on(async {
+            let builder = ParquetRecordBatchStreamBuilder::new(reader)
+                .await
+                .map_err(|e| format!("reading the Parquet footer: {e}"))?;
+            let schema = builder.schema().clone();
+            let max = src.readers.max_columns;
+            if schema.fields().len() > max {
+                return Err(format!(
+                    "Parquet schema has {} columns, over the limit of {max} (max_columns)",
+                    schema.fields().len()
+                ));
             }
-            groups.iter().map(|&g| all[g]).collect()
-        };
-        let names: Vec<String> = roots
-            .iter()
-            .map(|&i| schema.field(i).name().clone())
-            .collect();
-        let mask = ProjectionMask::roots(builder.parquet_schema(), roots.clone());
-        let mut stream = builder
-            .with_projection(mask)
-            .with_row_groups(groups)
-            .with_batch_size(PARQUET_BATCH_ROWS)
-            .build()
-            .map_err(|e| format!("reading Parquet: {e}"))?;
-        let base = Location {
-            path: Some(key.to_string()),
-            ..Default::default()
-        };
-        let mut scanner = TableScanner::new(engine, &src.target, base, &names, opts.rows);
-        // Rendered as text exactly as the local-file reader does (Arrow cast to Utf8).
-        let copts = CastOptions {
-            safe: true,
-            ..Default::default()
-        };
-        let (mut rg, mut rg_left, mut row_no) = (
-            0usize,
-            starts.first().map_or(0, |s| s.1),
-            starts.first().map_or(0, |s| s.0),
-        );
-        let mut bytes = 0u64;
-        while let Some(batch) = stream
-            .try_next()
-            .await
-            .map_err(|e| format!("reading Parquet data: {e}"))?
-        {
-            bytes += batch.get_array_memory_size() as u64;
-            let mut cols = Vec::with_capacity(batch.num_columns());
-            for c in batch.columns() {
-                cols.push(match c.data_type() {
-                    DataType::Utf8 => c.clone(),
-                    _ => cast_with_options(c, &DataType::Utf8, &copts)
-                        .map_err(|e| format!("rendering Parquet values: {e}"))?,
-                });
+            let roots: Vec<usize> = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| projectable(f.data_type()))
+                .map(|(i, _)| i)
+                .collect();
+            if roots.is_empty() {
+                let skipped = Some("no columns that can hold personal information".to_string());
+                return Ok((
+                    Vec::new(),
+                    UnitStats {
+                        bytes: 0,
+                        rows: 0,
+                        skipped,
+                    },
+                ));
             }
-            let strs: Vec<_> = cols.iter().map(|a| a.as_string::<i32>()).collect();
-            let mut cells: Vec<Option<&str>> = Vec::with_capacity(strs.len());
-            for r in 0..batch.num_rows() {
-                while rg_left == 0 && rg + 1 < starts.len() {
-                    rg += 1;
-                    row_no = starts[rg].0;
-                    rg_left = starts[rg].1;
+            let md = builder.metadata().clone();
+            let groups = useful_row_groups(&md, &roots);
+            // Row numbers (1-based, file-wide) for row-level mode: start of each kept row group.
+            let starts: Vec<(u64, u64)> = {
+                let mut acc = 0u64;
+                let mut all = Vec::new();
+                for i in 0..md.num_row_groups() {
+                    all.push((acc, md.row_group(i).num_rows() as u64));
+                    acc += md.row_group(i).num_rows() as u64;
                 }
-                cells.clear();
-                cells.extend(strs.iter().map(|a| (!a.is_null(r)).then(|| a.value(r))));
-                row_no += 1;
-                rg_left = rg_left.saturating_sub(1);
-                let k = opts.rows.then(|| row_no.to_string());
-                scanner.add_row(&cells, k.as_deref());
+                groups.iter().map(|&g| all[g]).collect()
+            };
+            let names: Vec<String> = roots
+                .iter()
+                .map(|&i| schema.field(i).name().clone())
+                .collect();
+            let mask = ProjectionMask::roots(builder.parquet_schema(), roots.clone());
+            let mut stream = builder
+                .with_projection(mask)
+                .with_row_groups(groups)
+                .with_batch_size(PARQUET_BATCH_ROWS)
+                .build()
+                .map_err(|e| format!("reading Parquet: {e}"))?;
+            let base = Location {
+                path: Some(key.to_string()),
+                ..Default::default()
+            };
+            let mut scanner = TableScanner::new(engine, &src.target, base, &names, opts.rows);
+            // Rendered as text exactly as the local-file reader does (Arrow cast to Utf8).
+            let copts = CastOptions {
+                safe: true,
+                ..Default::default()
+            };
+            let (mut rg, mut rg_left, mut row_no) = (
+                0usize,
+                starts.first().map_or(0, |s| s.1),
+                starts.first().map_or(0, |s| s.0),
+            );
+            let mut bytes = 0u64;
+            while let Some(batch) = stream
+                .try_next()
+                .await
+                .map_err(|e| format!("reading Parquet data: {e}"))?
+            {
+                bytes += batch.get_array_memory_size() as u64;
+                let mut cols = Vec::with_capacity(batch.num_columns());
+                for c in batch.columns() {
+                    cols.push(match c.data_type() {
+                        DataType::Utf8 => c.clone(),
+                        _ => cast_with_options(c, &DataType::Utf8, &copts)
+                            .map_err(|e| format!("rendering Parquet values: {e}"))?,
+                    });
+                }
+                let strs: Vec<_> = cols.iter().map(|a| a.as_string::<i32>()).collect();
+                let mut cells: Vec<Option<&str>> = Vec::with_capacity(strs.len());
+                for r in 0..batch.num_rows() {
+                    while rg_left == 0 && rg + 1 < starts.len() {
+                        rg += 1;
+                        row_no = starts[rg].0;
+                        rg_left = starts[rg].1;
+                    }
+                    cells.clear();
+                    cells.extend(strs.iter().map(|a| (!a.is_null(r)).then(|| a.value(r))));
+                    row_no += 1;
+                    rg_left = rg_left.saturating_sub(1);
+                    let k = opts.rows.then(|| row_no.to_string());
+                    scanner.add_row(&cells, k.as_deref());
+                }
             }
-        }
-        let rows = scanner.rows_scanned();
-        Ok((
-            scanner.finish(),
-            UnitStats {
-                bytes,
-                rows,
-                skipped: None,
-            },
-        ))
-    }) };
-    let res = crate::source::files::catch_decoder_panic(key, "Parquet", decode)
-        .unwrap_or_else(|| Err("corrupt Parquet: the decoder failed on malformed data".to_string()));
+            let rows = scanner.rows_scanned();
+            Ok((
+                scanner.finish(),
+                UnitStats {
+                    bytes,
+                    rows,
+                    skipped: None,
+                },
+            ))
+        })
+    };
+    let res =
+        crate::source::files::catch_decoder_panic(key, "Parquet", decode).unwrap_or_else(|| {
+            Err("corrupt Parquet: the decoder failed on malformed data".to_string())
+        });
     match res {
         Ok((findings, stats)) => {
             for f in findings {
