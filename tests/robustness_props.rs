@@ -277,3 +277,154 @@ fn regression_parquet_footer_allocation_is_a_file_error() {
         scan_bytes("t.parquet", &data);
     }
 }
+
+/// Peak resident memory (KiB) and exit code of `childguard scan DIR`, read
+/// with wait4 for this child alone; stdout and stderr as text.
+#[cfg(target_os = "linux")]
+fn scan_measured(dir: &std::path::Path) -> (i64, i32, String, String) {
+    let out = dir.join(".out");
+    let err = dir.join(".err");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_childguard"))
+        .current_dir(dir)
+        .args([
+            "scan",
+            ".",
+            "--no-save",
+            "--format",
+            "jsonl",
+            "--as-of",
+            "2025-06-01",
+        ])
+        .env("CHILDGUARD_STATE_DIR", dir.join(".state"))
+        .env("CHILDGUARD_FINGERPRINT_KEY", "k")
+        .env_remove("RUST_BACKTRACE")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    (
+        usage.ru_maxrss,
+        code,
+        std::fs::read_to_string(out).unwrap(),
+        std::fs::read_to_string(err).unwrap(),
+    )
+}
+
+/// A valid Parquet file (one INT64 column of `n` distinct values, one
+/// dictionary page) whose dictionary page header then claims `claim` values.
+fn inflated_dictionary(n: i64, claim: i32) -> Vec<u8> {
+    use childguard::source::files::pages;
+    use parquet::thrift::TSerializable;
+    use std::sync::Arc;
+    let col: arrow::array::ArrayRef = Arc::new(arrow::array::Int64Array::from_iter_values(0..n));
+    let batch = arrow::record_batch::RecordBatch::try_from_iter([("student_no", col)]).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::UNCOMPRESSED)
+        .set_dictionary_page_size_limit(64 << 20)
+        .set_max_row_group_size(2 << 20)
+        .build();
+    let mut file = Vec::new();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(&mut file, batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let b = bytes::Bytes::from(file.clone());
+    let md = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&b)
+        .unwrap();
+    let chunk = &pages::chunks(&md, file.len() as u64, &[0], |_| true).unwrap()[0];
+    let at = chunk.start as usize;
+    let mut prot = thrift::protocol::TCompactInputProtocol::new(&file[at..]);
+    let mut h = parquet::format::PageHeader::read_from_in_protocol(&mut prot).unwrap();
+    let encode = |h: &parquet::format::PageHeader| {
+        let mut v = Vec::new();
+        h.write_to_out_protocol(&mut thrift::protocol::TCompactOutputProtocol::new(&mut v))
+            .unwrap();
+        v
+    };
+    let before = encode(&h);
+    assert_eq!(
+        h.dictionary_page_header.as_ref().unwrap().num_values as i64,
+        n
+    );
+    h.dictionary_page_header.as_mut().unwrap().num_values = claim;
+    let after = encode(&h);
+    assert_eq!(
+        before.len(),
+        after.len(),
+        "the claim must encode in as many bytes"
+    );
+    assert_eq!(&file[at..at + before.len()], &before[..]);
+    file[at..at + after.len()].copy_from_slice(&after);
+    file
+}
+
+/// Found by `fuzz/run.sh` (reader_parquet): a page header's sizes made
+/// parquet-rs fill gigabytes before decoding one value (the 799-byte input
+/// took the process to 5.2 GB resident). Page headers are now checked first
+/// (files::pages): a dictionary claiming more values than its bytes hold, and
+/// a column chunk past the end of the file, are this file's error; the scan
+/// stays small and goes on.
+#[test]
+#[cfg(target_os = "linux")]
+fn regression_parquet_page_memory_amplification_is_a_file_error() {
+    let fixture = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fuzz/parquet-page-memory.parquet"
+    ))
+    .unwrap();
+    let (_, err) = read(
+        "bomb.parquet",
+        fixture.clone(),
+        &FileSourceConfig::default(),
+    );
+    let err = err.expect("an error");
+    assert!(
+        err.contains("run past the end of the 799-byte file"),
+        "{err}"
+    );
+    scan_bytes("t.parquet", &fixture);
+
+    // 1.1 M values really, 134 M claimed: 1 GB of defaults if trusted.
+    let dict = inflated_dictionary(1_100_000, 134_000_000);
+    let (_, err) = read("dict.parquet", dict.clone(), &FileSourceConfig::default());
+    let err = err.expect("an error");
+    assert!(
+        err.contains("dictionary page declares 134000000 INT64 values in 8800000 bytes"),
+        "{err}"
+    );
+    // The same file with its true count is read.
+    let (_, err) = read(
+        "ok.parquet",
+        inflated_dictionary(1_100_000, 1_100_000),
+        &FileSourceConfig::default(),
+    );
+    assert_eq!(err, None);
+
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("bomb.parquet"), &fixture).unwrap();
+    std::fs::write(d.path().join("dict.parquet"), &dict).unwrap();
+    std::fs::write(d.path().join("ok.log"), format!("sfzh={ID}\n")).unwrap();
+    let (rss_kib, code, out, err) = scan_measured(d.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(out.contains("\"ok.log\""), "stdout: {out}\nstderr: {err}");
+    assert!(
+        err.contains("bomb.parquet (in .): corrupt or truncated Parquet"),
+        "{err}"
+    );
+    assert!(
+        err.contains("dict.parquet (in .): corrupt or truncated Parquet: column `student_no`"),
+        "{err}"
+    );
+    // The two files together asked for 6 GB before the check.
+    assert!(rss_kib < 300 * 1024, "peak RSS {rss_kib} KiB\n{err}");
+}

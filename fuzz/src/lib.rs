@@ -29,6 +29,7 @@ pub fn scan_bytes(name: &str, data: &[u8]) {
         chunk_bytes: 4096,
         max_json_document_bytes: 1 << 20,
         max_buffered_parquet_bytes: 4 << 20,
+        max_parquet_page_bytes: 4 << 20,
         max_line_bytes: 1 << 20,
         ..FileSourceConfig::default()
     };

@@ -64,6 +64,14 @@ pub fn check_footer(meta: &[u8]) -> Result<(), String> {
     w.structure(Some(S::FileMetaData), 0)
 }
 
+/// Check one Thrift struct `s` at the start of `b` (a page header, say);
+/// its encoded length.
+pub fn check_struct(b: &[u8], s: S) -> Result<usize, String> {
+    let mut w = Walker { b, pos: 0 };
+    w.structure(Some(s), 0)?;
+    Ok(w.pos)
+}
+
 /// Check the footer at the end of a Parquet file of `len` bytes, reading
 /// through `get(start, len)`. Files too short to have a footer, and
 /// encrypted footers (`PARE`), are left to parquet-rs.

@@ -29,6 +29,7 @@ pub mod decode;
 pub mod footer;
 mod footer_schema;
 pub mod json;
+pub mod pages;
 pub mod sniff;
 pub mod table;
 
@@ -72,6 +73,10 @@ pub struct FileSourceConfig {
     /// Parquet inside a compressed stream (or an object body) up to this many
     /// bytes is buffered in memory to be read; larger ones are an error.
     pub max_buffered_parquet_bytes: usize,
+    /// Largest uncompressed size a Parquet page may declare; a page over it
+    /// (or one declaring more than its codec can produce, or a dictionary
+    /// larger than its bytes) ends its file with an error before it is decoded.
+    pub max_parquet_page_bytes: usize,
     /// Uncompressed UTF-8 text and JSON-lines files larger than this are listed
     /// as line-aligned byte-range units of this size (`PATH#bytes=A..B`), so
     /// one huge log spreads across shards; 0: never split (`--range-bytes`).
@@ -133,6 +138,7 @@ impl Default for FileSourceConfig {
             chunk_bytes: default_chunk_bytes(),
             max_json_document_bytes: default_max_json_document_bytes(),
             max_buffered_parquet_bytes: default_max_buffered_parquet_bytes(),
+            max_parquet_page_bytes: pages::default_max_page_bytes(),
             range_bytes: crate::source::shard::default_range_bytes(),
             max_decompression_ratio: default_max_decompression_ratio(),
             max_json_depth: default_max_json_depth(),

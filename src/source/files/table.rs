@@ -9,7 +9,7 @@ use crate::source::UnitStats;
 use arrow::array::{Array, AsArray};
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::DataType;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use parquet::file::reader::ChunkReader;
 use std::io::Read;
@@ -164,8 +164,8 @@ fn scan_parquet_unguarded<R: ChunkReader + 'static>(
             message,
         },
     )?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(corrupt)?;
-    let schema = builder.schema().clone();
+    let meta = ArrowReaderMetadata::load(&reader, Default::default()).map_err(corrupt)?;
+    let schema = meta.schema().clone();
     check_columns(ctx, schema.fields().len(), "Parquet schema")?;
     let indices: Vec<usize> = schema
         .fields()
@@ -184,6 +184,27 @@ fn scan_parquet_unguarded<R: ChunkReader + 'static>(
             ..Default::default()
         });
     }
+    // Every page header of the chunks to be read is checked before parquet-rs
+    // trusts its sizes (see files::pages): one small read per page.
+    let md = meta.metadata();
+    let descr = md.file_metadata().schema_descr();
+    let groups: Vec<usize> = (0..md.num_row_groups()).collect();
+    let page_err = |message: String| FileError::Corrupt {
+        path: ctx.path.to_string(),
+        format: "Parquet",
+        message,
+    };
+    for chunk in super::pages::chunks(md, reader.len(), &groups, |leaf| {
+        indices.contains(&descr.get_column_root_idx(leaf))
+    })
+    .map_err(page_err)?
+    {
+        super::pages::check_chunk(&chunk, ctx.cfg.max_parquet_page_bytes, |start, n| {
+            reader.get_bytes(start, n)
+        })
+        .map_err(page_err)?;
+    }
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, meta);
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied());
     let batches = builder
         .with_projection(mask)

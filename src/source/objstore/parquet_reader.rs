@@ -7,16 +7,24 @@ use super::ObjectSource;
 use crate::detect::Engine;
 use crate::finding::{Finding, Location};
 use crate::scan::table::TableScanner;
+use crate::source::files::pages;
 use crate::source::files::table::{projectable, PARQUET_BATCH_ROWS};
 use crate::source::{ScanOptions, UnitError, UnitStats};
 use arrow::array::{Array, AsArray};
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::DataType;
+use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
-use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::async_reader::{
+    AsyncFileReader, ParquetObjectReader, ParquetRecordBatchStreamBuilder,
+};
 use parquet::arrow::ProjectionMask;
 use parquet::file::metadata::ParquetMetaData;
+use std::ops::Range;
+use std::sync::Arc;
 
 /// Row groups in which some projected root column is not entirely null.
 fn useful_row_groups(md: &ParquetMetaData, roots: &[usize]) -> Vec<usize> {
@@ -35,6 +43,67 @@ fn useful_row_groups(md: &ParquetMetaData, roots: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+/// The object reader parquet-rs fetches column chunks through: each fetched
+/// chunk of `chunks` has its page headers checked (files::pages) before the
+/// bytes are handed on, so the check costs no extra request.
+struct CheckedPages {
+    inner: ParquetObjectReader,
+    chunks: Vec<pages::Chunk>,
+    max_page_bytes: usize,
+}
+
+impl CheckedPages {
+    fn check(&self, range: &Range<u64>, bytes: &Bytes) -> parquet::errors::Result<()> {
+        for c in self
+            .chunks
+            .iter()
+            .filter(|c| c.start == range.start && c.len == range.end - range.start)
+        {
+            pages::check_chunk(c, self.max_page_bytes, |start, n| {
+                let at = (start - range.start) as usize;
+                bytes
+                    .get(at..at + n)
+                    .map(|_| bytes.slice(at..at + n))
+                    .ok_or_else(|| format!("short read of {} bytes at {start}", bytes.len()))
+            })
+            .map_err(parquet::errors::ParquetError::General)?;
+        }
+        Ok(())
+    }
+}
+
+impl AsyncFileReader for CheckedPages {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            let b = self.inner.get_bytes(range.clone()).await?;
+            self.check(&range, &b)?;
+            Ok(b)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            let got = self.inner.get_byte_ranges(ranges.clone()).await?;
+            for (r, b) in ranges.iter().zip(&got) {
+                self.check(r, b)?;
+            }
+            Ok(got)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        self.inner.get_metadata(options)
+    }
+}
+
 pub(super) fn scan(
     src: &ObjectSource,
     key: &str,
@@ -44,7 +113,7 @@ pub(super) fn scan(
     emit: &mut dyn FnMut(Finding),
 ) -> Result<UnitStats, UnitError> {
     let path = ObjPath::from(key);
-    let reader = ParquetObjectReader::new(src.store.clone(), path.clone()).with_file_size(size);
+    let mut reader = ParquetObjectReader::new(src.store.clone(), path.clone()).with_file_size(size);
     // A panic inside parquet-rs on malformed pages (see files::guard_decoder)
     // becomes this object's error; the scan goes on with the rest.
     let decode = || -> Result<(Vec<Finding>, UnitStats), String> {
@@ -56,10 +125,10 @@ pub(super) fn scan(
         })
         .map_err(|m| format!("corrupt Parquet: {m}"))?;
         src.rt.block_on(async {
-            let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            let meta = ArrowReaderMetadata::load_async(&mut reader, Default::default())
                 .await
                 .map_err(|e| format!("reading the Parquet footer: {e}"))?;
-            let schema = builder.schema().clone();
+            let schema = meta.schema().clone();
             let max = src.readers.max_columns;
             if schema.fields().len() > max {
                 return Err(format!(
@@ -85,8 +154,19 @@ pub(super) fn scan(
                     },
                 ));
             }
-            let md = builder.metadata().clone();
+            let md = meta.metadata().clone();
             let groups = useful_row_groups(&md, &roots);
+            let descr = md.file_metadata().schema_descr();
+            let chunks = pages::chunks(&md, size, &groups, |leaf| {
+                roots.contains(&descr.get_column_root_idx(leaf))
+            })
+            .map_err(|m| format!("corrupt Parquet: {m}"))?;
+            let checked = CheckedPages {
+                inner: reader,
+                chunks,
+                max_page_bytes: src.readers.max_parquet_page_bytes,
+            };
+            let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(checked, meta);
             // Row numbers (1-based, file-wide) for row-level mode: start of each kept row group.
             let starts: Vec<(u64, u64)> = {
                 let mut acc = 0u64;
