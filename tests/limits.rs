@@ -315,11 +315,27 @@ fn object_store_limits_bomb_size_and_columns() {
     );
     put("good.log", format!("student {ID}\n").into_bytes());
     put("wide.parquet", parquet_with_columns(60));
+    put("narrow.parquet", parquet_with_columns(5));
+    // One column of 2,000 distinct names: its dictionary page holds ~12 KB.
+    let big_pages = {
+        use arrow::array::{ArrayRef, StringArray};
+        let col: ArrayRef = std::sync::Arc::new(StringArray::from_iter_values(
+            (0..2000).map(|i| format!("name{i}")),
+        ));
+        let batch = arrow::record_batch::RecordBatch::try_from_iter([("guardian", col)]).unwrap();
+        let mut buf = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        buf
+    };
+    assert!(big_pages.len() < 30000);
+    put("pages.parquet", big_pages);
     let d = tempfile::tempdir().unwrap();
     std::fs::write(
         d.path().join("cg.toml"),
         format!(
-            "[files]\nmax_columns = 50\n\n[[sources]]\nname = \"b\"\nurl = \"s3://{bucket}/\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+            "[files]\nmax_columns = 50\nmax_parquet_page_bytes = 4000\n\n[[sources]]\nname = \"b\"\nurl = \"s3://{bucket}/\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
              path_style = true\nallow_http = true\naccess_key_id_env = \"CG_LIM_KEY\"\nsecret_access_key_env = \"CG_LIM_SECRET\"\n\
              max_object_bytes = 30000\nmax_retries = 1\n",
             server.endpoint
@@ -365,6 +381,11 @@ fn object_store_limits_bomb_size_and_columns() {
         line("wide.parquet").contains("60 columns, over the limit of 50 (max_columns)"),
         "{e}"
     );
-    assert_eq!(paths_with_findings(&o), vec!["good.log"]);
+    // Page headers are checked on the chunk bytes parquet-rs fetched.
+    assert!(
+        line("pages.parquet").contains("over the limit of 4000 (max_parquet_page_bytes)"),
+        "{e}"
+    );
+    assert_eq!(paths_with_findings(&o), vec!["good.log", "narrow.parquet"]);
     no_raw(&o);
 }
