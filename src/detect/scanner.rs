@@ -10,6 +10,14 @@ const WIN_BEFORE: usize = 48;
 /// Context window after a candidate.
 const WIN_AFTER: usize = 18;
 
+thread_local! {
+    /// Scratch vectors of [`Engine::scan_impl`], kept between calls: table
+    /// cells are short, and two allocations per cell were a visible share of
+    /// a database scan.
+    static SCRATCH_MS: std::cell::Cell<Vec<M>> = const { std::cell::Cell::new(Vec::new()) };
+    static SCRATCH_TOKENS: std::cell::Cell<Vec<(u32, u32)>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// One aho-corasick match.
 #[derive(Debug, Clone, Copy)]
 struct M {
@@ -147,6 +155,9 @@ pub(super) fn is_name_placeholder(v: &str) -> bool {
 /// A romanized name in a name column: two or three capitalized words of
 /// letters (Zhang Xiaoming, ZHANG Wei, Ouyang Mingyue).
 pub(super) fn is_pinyin_name(v: &str) -> bool {
+    if v.len() > 32 || !v.as_bytes().first().is_some_and(u8::is_ascii_uppercase) {
+        return false;
+    }
     let words: Vec<&str> = v.split(' ').filter(|w| !w.is_empty()).collect();
     (2..=3).contains(&words.len())
         && v.len() <= 32
@@ -463,10 +474,12 @@ fn school_name_start(st: &St<'_>, ss: usize) -> usize {
 impl Engine {
     pub(super) fn scan_impl(&self, text: &str, hints: &[Category], out: &mut Vec<Hit>) {
         let b = text.as_bytes();
+        let mut ms = SCRATCH_MS.with(std::cell::Cell::take);
+        ms.clear();
         let mut st = St {
             text,
             b,
-            ms: Vec::new(),
+            ms,
             hints,
             ctx_rules: 0,
         };
@@ -476,13 +489,16 @@ impl Engine {
             // One pass records keyword matches and the alphanumeric runs that
             // can be identifiers; the runs are classified once every context
             // word of the chunk is known.
-            let tokens = self.keywords_and_tokens(&mut st);
+            let mut tokens = SCRATCH_TOKENS.with(std::cell::Cell::take);
+            tokens.clear();
+            self.keywords_and_tokens(&mut st, &mut tokens);
             let mut resume = 0;
             for &(s, e) in &tokens {
                 if (s as usize) >= resume {
                     resume = self.token(&st, s as usize, e as usize, out);
                 }
             }
+            SCRATCH_TOKENS.with(|c| c.set(tokens));
         } else {
             for m in self.ac.find_iter(text) {
                 self.push_match(&mut st, m.start(), m.end(), m.pattern().as_usize());
@@ -565,6 +581,7 @@ impl Engine {
                 }
             }
         }
+        SCRATCH_MS.with(|c| c.set(st.ms));
     }
 
     /// Record one automaton match (ASCII words only at word/camelCase boundaries).
@@ -767,11 +784,10 @@ impl Engine {
     /// characters, anchored automaton where a pattern can start) and the
     /// alphanumeric runs that may be identifiers (starting with a digit, or
     /// an uppercase letter and at least 9 long).
-    fn keywords_and_tokens(&self, st: &mut St<'_>) -> Vec<(u32, u32)> {
+    fn keywords_and_tokens(&self, st: &mut St<'_>, tokens: &mut Vec<(u32, u32)>) {
         let b = st.b;
         let n = b.len();
         let text = st.text;
-        let mut tokens = Vec::new();
         let mut kw_end = 0usize;
         let mut i = 0;
         let anchored = |i: usize| {
@@ -873,7 +889,6 @@ impl Engine {
                 i += if c >= 0xF0 { 4 } else { 1 };
             }
         }
-        tokens
     }
 
     /// A run of digits at `s..e` (possibly 17 digits + X), followed by more
@@ -1204,12 +1219,16 @@ impl Engine {
     fn emit_cand(&self, st: &St<'_>, c: Cand, s: usize, e: usize, buf: &[u8], out: &mut Vec<Hit>) {
         let b = st.b;
         let d = buf;
-        // digits (and X): ASCII, uppercase only when needed
-        let as_str = |x: &[u8]| {
-            let mut v = x.to_vec();
-            v.make_ascii_uppercase();
-            String::from_utf8(v).unwrap_or_default()
-        };
+        // digits (and X): ASCII, copied only to uppercase an `x`
+        fn as_str(x: &[u8]) -> std::borrow::Cow<'_, str> {
+            if x.iter().any(u8::is_ascii_lowercase) {
+                let mut v = x.to_vec();
+                v.make_ascii_uppercase();
+                std::borrow::Cow::Owned(String::from_utf8(v).unwrap_or_default())
+            } else {
+                std::borrow::Cow::Borrowed(std::str::from_utf8(x).unwrap_or_default())
+            }
+        }
         match c {
             Cand::Id18 {
                 birth,
@@ -1567,9 +1586,20 @@ impl Engine {
                     (memchr::memmem::Finder::new("小".as_bytes()), true),
                 ]
             });
+        // Short values (table cells): a memchr on the lead byte beats a
+        // substring searcher's setup.
+        let short = b.len() < 256;
         for (finder, pupil) in SUFFIXES.iter() {
             let pupil = *pupil;
-            for ss in finder.find_iter(b) {
+            let needle = finder.needle();
+            let by_lead = short
+                .then(|| {
+                    memchr::memchr_iter(needle[0], b).filter(move |&p| b[p..].starts_with(needle))
+                })
+                .into_iter()
+                .flatten();
+            let by_finder = (!short).then(|| finder.find_iter(b)).into_iter().flatten();
+            for ss in by_lead.chain(by_finder) {
                 let se = ss + 3;
                 // Chinese numerals right before the suffix (1–4 of them).
                 let mut ns = ss;

@@ -215,9 +215,25 @@ pub const COMPOUND_SURNAMES: [&str; 10] = [
     "欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐",
 ];
 
-/// Whether `c` is a listed single-character surname.
+/// Whether `c` is a listed single-character surname (a bit per CJK unified
+/// ideograph; the list is searched once, to build it).
 pub fn is_surname(c: char) -> bool {
-    SURNAMES.contains(c)
+    const LO: u32 = 0x4E00;
+    const HI: u32 = 0xA000;
+    static BITS: std::sync::LazyLock<Vec<u64>> = std::sync::LazyLock::new(|| {
+        let mut bits = vec![0u64; ((HI - LO) / 64) as usize];
+        for s in SURNAMES.chars() {
+            let i = s as u32 - LO;
+            bits[(i / 64) as usize] |= 1 << (i % 64);
+        }
+        bits
+    });
+    let c = c as u32;
+    if !(LO..HI).contains(&c) {
+        return false;
+    }
+    let i = c - LO;
+    BITS[(i / 64) as usize] & (1 << (i % 64)) != 0
 }
 
 #[cfg(test)]
@@ -231,6 +247,17 @@ mod tests {
         // python-stdnum test_cn_ric / doctest numbers
         assert!(resident_id_18("360426199101010071").is_some());
         assert!(resident_id_18("110105201502301235").is_none());
+    }
+
+    #[test]
+    fn surname_bitmap_is_the_list() {
+        for c in SURNAMES.chars() {
+            assert!(is_surname(c), "{c}");
+        }
+        let listed: std::collections::HashSet<char> = SURNAMES.chars().collect();
+        for c in ('\u{4E00}'..='\u{9FFF}').chain("abc学生的中".chars()) {
+            assert_eq!(is_surname(c), listed.contains(&c), "{c}");
+        }
     }
 
     #[test]

@@ -774,7 +774,13 @@ impl DbSource {
                     }};
                 }
                 match &self.pool {
-                    Pool::Pg(p) => run!(p, postgres::read),
+                    // The connection moves to the COPY reader task, which closes it on failure.
+                    Pool::Pg(p) => {
+                        let conn = self.acquire(p).await?;
+                        tokio::time::timeout(guard, postgres::read(conn, info, plan, f))
+                            .await
+                            .unwrap_or(Err(ReadError::Timeout(secs)))
+                    }
                     Pool::My(p) => run!(p, mysql::read),
                     Pool::Lite(p) => run!(p, sqlite::read),
                 }

@@ -4,7 +4,9 @@
 
 use super::{qualified, quote_literal, DbKind, ReadError, ReadMode, ReadPlan, RowFn, TableInfo};
 use futures::TryStreamExt;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::Postgres;
 use sqlx::Row;
 use std::borrow::Cow;
 use std::time::Duration;
@@ -147,8 +149,19 @@ pub(super) async fn sample_mode(
     Ok(ReadMode::TableSample(method, pct, n))
 }
 
+/// Read the rows of `plan` through `COPY … TO STDOUT`, feeding them to `f`.
+///
+/// The socket is read on a task of its own (on the runtime's workers) that
+/// gathers the server's one-message-per-row stream into batches of whole
+/// kilobytes and hands them over a small bounded channel, while this future
+/// decodes and scans the previous batch: the server streams while the rows
+/// are scanned, instead of waiting for each batch to be scanned. The channel
+/// bounds memory (a few batches). If this future is dropped (timeout) or
+/// fails, the reader sees the channel close and the connection is closed, not
+/// returned to the pool mid-COPY; a read error reaches the caller as is (so a
+/// lost connection is still retried by the caller).
 pub(super) async fn read(
-    conn: &mut PgConnection,
+    conn: PoolConnection<Postgres>,
     info: &TableInfo,
     plan: &ReadPlan,
     f: &mut RowFn<'_>,
@@ -156,23 +169,84 @@ pub(super) async fn read(
     let sql = copy_sql(info, plan)?;
     let ncols = plan.columns.len();
     let want_key = plan.key.is_some();
-    let mut stream = conn.copy_out_raw(&sql).await?;
-    // The server sends one message per row: gather them and decode a batch
-    // of whole lines at a time (bounded: one batch plus one row).
-    let mut buf: Vec<u8> = Vec::with_capacity(BATCH + 4096);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, sqlx::Error>>(IN_FLIGHT);
+    let reader = tokio::spawn(copy_batches(conn, sql, tx));
+    // Whole lines are decoded; a line cut at a batch end waits for the next.
+    let mut buf: Vec<u8> = Vec::new();
     let mut rows = 0u64;
-    while let Some(chunk) = stream.try_next().await? {
-        buf.extend_from_slice(&chunk);
-        if buf.len() >= BATCH {
-            let used = lines(&buf, ncols, want_key, f, &mut rows);
-            buf.drain(..used);
+    while let Some(batch) = rx.recv().await {
+        let batch = batch?;
+        if buf.is_empty() {
+            buf = batch;
+        } else {
+            buf.extend_from_slice(&batch);
         }
+        let used = lines(&buf, ncols, want_key, f, &mut rows);
+        buf.drain(..used);
+    }
+    // The channel closed: the reader ended; did it reach the end of the data?
+    let complete = reader
+        .await
+        .map_err(|e| ReadError::Other(format!("the COPY reader failed: {e}")))?;
+    if !complete {
+        return Err(ReadError::Other("the COPY stream ended early".into()));
     }
     if !buf.is_empty() && buf.last() != Some(&b'\n') {
         buf.push(b'\n');
     }
     lines(&buf, ncols, want_key, f, &mut rows);
     Ok(rows)
+}
+
+/// Batches of COPY data in flight between the socket reader and the scanner.
+const IN_FLIGHT: usize = 4;
+
+/// The socket side of [`read`]: run `sql` and send its data in batches of at
+/// least [`BATCH`] bytes. True when the data ended normally.
+async fn copy_batches(
+    mut conn: PoolConnection<Postgres>,
+    sql: String,
+    tx: tokio::sync::mpsc::Sender<Result<Vec<u8>, sqlx::Error>>,
+) -> bool {
+    let res: Result<bool, sqlx::Error> = async {
+        let mut stream = conn.copy_out_raw(&sql).await?;
+        let mut buf: Vec<u8> = Vec::with_capacity(BATCH + 4096);
+        loop {
+            tokio::select! {
+                // The scanner gave up (timeout, error): stop reading.
+                _ = tx.closed() => return Ok(false),
+                next = stream.try_next() => match next? {
+                    Some(chunk) => {
+                        buf.extend_from_slice(&chunk);
+                        if buf.len() >= BATCH {
+                            let full = std::mem::replace(&mut buf, Vec::with_capacity(BATCH + 4096));
+                            if tx.send(Ok(full)).await.is_err() {
+                                return Ok(false);
+                            }
+                        }
+                    }
+                    None => break,
+                },
+            }
+        }
+        if !buf.is_empty() && tx.send(Ok(buf)).await.is_err() {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+    .await;
+    match res {
+        Ok(true) => true, // the connection goes back to the pool, COPY finished
+        Ok(false) => {
+            conn.close_on_drop();
+            false
+        }
+        Err(e) => {
+            conn.close_on_drop();
+            let _ = tx.send(Err(e)).await;
+            false
+        }
+    }
 }
 
 /// Bytes of COPY text decoded at once.
@@ -222,29 +296,55 @@ fn copy_sql(info: &TableInfo, plan: &ReadPlan) -> Result<String, ReadError> {
 /// Feed every complete line of `buf` to `f`; returns the bytes consumed.
 fn lines(buf: &[u8], ncols: usize, want_key: bool, f: &mut RowFn<'_>, rows: &mut u64) -> usize {
     let mut start = 0;
-    for nl in memchr::memchr_iter(b'\n', buf) {
-        let line = &buf[start..nl];
+    // Whole lines valid UTF-8 at once (one fast pass, not one per field): the
+    // fields, cut at ASCII tabs and newlines, are then valid too.
+    let whole = memchr::memrchr(b'\n', buf).map_or(0, |p| p + 1);
+    let text = std::str::from_utf8(&buf[..whole]).ok();
+    // The field at `a..b` as text when the batch is (slicing at ASCII bytes
+    // is always on a character boundary).
+    let field = |a: usize, b: usize| decode_field(&buf[a..b], text.map(|t| &t[a..b]));
+    // Two vectors for all the rows of the batch, not two per row.
+    let mut fields: Vec<Option<Cow<'_, str>>> = Vec::new();
+    let mut spare: Vec<Option<&'static str>> = Vec::new();
+    for nl in memchr::memchr_iter(b'\n', &buf[..whole]) {
+        fields.clear();
+        let mut from = start;
+        for tab in memchr::memchr_iter(b'\t', &buf[start..nl]) {
+            fields.push(field(from, start + tab));
+            from = start + tab + 1;
+        }
+        fields.push(field(from, nl));
         start = nl + 1;
-        let fields: Vec<Option<Cow<'_, str>>> =
-            line.split(|&b| b == b'\t').map(decode_field).collect();
-        let cells: Vec<Option<&str>> = fields.iter().take(ncols).map(|c| c.as_deref()).collect();
+        let mut cells = recycle(std::mem::take(&mut spare));
+        cells.extend(fields.iter().take(ncols).map(|c| c.as_deref()));
         let key = if want_key {
             fields.get(ncols).and_then(|k| k.as_deref())
         } else {
             None
         };
         f(&cells, key);
+        spare = recycle(cells);
         *rows += 1;
     }
     start
 }
 
+/// An empty vector with `v`'s allocation, for borrows of another lifetime.
+fn recycle<'b>(mut v: Vec<Option<&str>>) -> Vec<Option<&'b str>> {
+    v.clear();
+    v.into_iter().map(|_| None).collect()
+}
+
 /// Decode one field of COPY text format: `\N` is NULL; backslash escapes.
-fn decode_field(b: &[u8]) -> Option<Cow<'_, str>> {
+/// `text`: the same bytes as `&str` when the caller already checked them.
+fn decode_field<'a>(b: &'a [u8], text: Option<&'a str>) -> Option<Cow<'a, str>> {
     if b == b"\\N" {
         return None;
     }
     if memchr::memchr(b'\\', b).is_none() {
+        if let Some(t) = text {
+            return Some(Cow::Borrowed(t));
+        }
         // Valid UTF-8 (the common case) is checked much faster than decoded lossily.
         return Some(match std::str::from_utf8(b) {
             Ok(v) => Cow::Borrowed(v),
@@ -300,15 +400,15 @@ mod tests {
 
     #[test]
     fn decodes_copy_text_fields() {
-        assert_eq!(decode_field(b"\\N"), None);
-        assert_eq!(decode_field(b"plain").as_deref(), Some("plain"));
+        assert_eq!(decode_field(b"\\N", None), None);
+        assert_eq!(decode_field(b"plain", None).as_deref(), Some("plain"));
         assert_eq!(
-            decode_field(b"a\\tb\\nc\\\\d").as_deref(),
+            decode_field(b"a\\tb\\nc\\\\d", None).as_deref(),
             Some("a\tb\nc\\d")
         );
-        assert_eq!(decode_field(b"\\101\\x42").as_deref(), Some("AB"));
+        assert_eq!(decode_field(b"\\101\\x42", None).as_deref(), Some("AB"));
         assert_eq!(
-            decode_field("学生\\t1".as_bytes()).as_deref(),
+            decode_field("学生\\t1".as_bytes(), None).as_deref(),
             Some("学生\t1")
         );
     }
