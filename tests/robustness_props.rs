@@ -201,6 +201,25 @@ fn gzip(b: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// `childguard scan .` in `dir`, JSON lines, no store, panic text withheld.
+fn scan_cmd(dir: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_childguard"));
+    c.current_dir(dir)
+        .args([
+            "scan",
+            ".",
+            "--no-save",
+            "--format",
+            "jsonl",
+            "--as-of",
+            "2025-06-01",
+        ])
+        .env("CHILDGUARD_STATE_DIR", dir.join(".state"))
+        .env("CHILDGUARD_FINGERPRINT_KEY", "k")
+        .env_remove("RUST_BACKTRACE");
+    c
+}
+
 /// Found by `fuzz/run.sh` (reader_parquet): a page whose level data runs past
 /// its buffer made parquet-rs panic inside `parse_v1_level`, which took the
 /// whole scan down. Now it is this file's `corrupt Parquet` error.
@@ -223,22 +242,7 @@ fn regression_parquet_level_panic_is_a_file_error() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("crash.parquet"), &data).unwrap();
     std::fs::write(d.path().join("ok.log"), format!("sfzh={ID}\n")).unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_childguard"))
-        .current_dir(d.path())
-        .args([
-            "scan",
-            ".",
-            "--no-save",
-            "--format",
-            "jsonl",
-            "--as-of",
-            "2025-06-01",
-        ])
-        .env("CHILDGUARD_STATE_DIR", d.path().join(".state"))
-        .env("CHILDGUARD_FINGERPRINT_KEY", "k")
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap();
+    let o = scan_cmd(d.path()).output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(out.contains("\"ok.log\""), "stdout: {out}\nstderr: {err}");
@@ -284,20 +288,7 @@ fn regression_parquet_footer_allocation_is_a_file_error() {
 fn scan_measured(dir: &std::path::Path) -> (i64, i32, String, String) {
     let out = dir.join(".out");
     let err = dir.join(".err");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_childguard"))
-        .current_dir(dir)
-        .args([
-            "scan",
-            ".",
-            "--no-save",
-            "--format",
-            "jsonl",
-            "--as-of",
-            "2025-06-01",
-        ])
-        .env("CHILDGUARD_STATE_DIR", dir.join(".state"))
-        .env("CHILDGUARD_FINGERPRINT_KEY", "k")
-        .env_remove("RUST_BACKTRACE")
+    let child = scan_cmd(dir)
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap())
         .spawn()

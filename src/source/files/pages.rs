@@ -260,29 +260,39 @@ mod tests {
         })
     }
 
+    /// Check a chunk of one dictionary page (`n` values, sizes `u`/`c`)
+    /// followed by `data` bytes of page data.
+    fn dict_chunk(
+        n: i32,
+        u: i32,
+        c: i32,
+        data: usize,
+        physical: PhysicalType,
+        codec: Compression,
+    ) -> Result<(), String> {
+        let mut file = encode(&dict_page(n, u, c));
+        file.extend(vec![0u8; data]);
+        check(&file, &chunk(file.len() as u64, physical, codec))
+    }
+
     #[test]
     fn a_plausible_dictionary_page_passes_and_an_inflated_one_fails() {
-        let mut file = encode(&dict_page(10, 80, 80));
-        file.extend([0u8; 80]);
-        check(
-            &file,
-            &chunk(
-                file.len() as u64,
-                PhysicalType::INT64,
-                Compression::UNCOMPRESSED,
-            ),
+        dict_chunk(
+            10,
+            80,
+            80,
+            80,
+            PhysicalType::INT64,
+            Compression::UNCOMPRESSED,
         )
         .unwrap();
-
-        let mut file = encode(&dict_page(335_544_319, 80, 80));
-        file.extend([0u8; 80]);
-        let e = check(
-            &file,
-            &chunk(
-                file.len() as u64,
-                PhysicalType::INT64,
-                Compression::UNCOMPRESSED,
-            ),
+        let e = dict_chunk(
+            335_544_319,
+            80,
+            80,
+            80,
+            PhysicalType::INT64,
+            Compression::UNCOMPRESSED,
         )
         .unwrap_err();
         assert!(
@@ -293,44 +303,25 @@ mod tests {
 
     #[test]
     fn sizes_are_bounded() {
-        let mut file = encode(&dict_page(1, 1 << 30, 10));
-        file.extend([0u8; 10]);
-        let e = check(
-            &file,
-            &chunk(
-                file.len() as u64,
-                PhysicalType::INT32,
-                Compression::ZSTD(Default::default()),
-            ),
-        )
-        .unwrap_err();
+        let zstd = Compression::ZSTD(Default::default());
+        let e = dict_chunk(1, 1 << 30, 10, 10, PhysicalType::INT32, zstd).unwrap_err();
         assert!(
             e.contains("over the limit of 268435456 (max_parquet_page_bytes)"),
             "{e}"
         );
-
-        let mut file = encode(&dict_page(1, 100_000, 10));
-        file.extend([0u8; 10]);
-        let e = check(
-            &file,
-            &chunk(file.len() as u64, PhysicalType::INT32, Compression::SNAPPY),
-        )
-        .unwrap_err();
+        let e =
+            dict_chunk(1, 100_000, 10, 10, PhysicalType::INT32, Compression::SNAPPY).unwrap_err();
         assert!(e.contains("more than the codec can produce"), "{e}");
-
-        let mut file = encode(&dict_page(1, 8, 100));
-        file.extend([0u8; 10]);
-        let e = check(
-            &file,
-            &chunk(
-                file.len() as u64,
-                PhysicalType::INT32,
-                Compression::UNCOMPRESSED,
-            ),
+        let e = dict_chunk(
+            1,
+            8,
+            100,
+            10,
+            PhysicalType::INT32,
+            Compression::UNCOMPRESSED,
         )
         .unwrap_err();
         assert!(e.contains("run past the end of the column chunk"), "{e}");
-
         let e = check(
             &[0x15, 0xff],
             &chunk(2, PhysicalType::INT32, Compression::UNCOMPRESSED),

@@ -111,6 +111,17 @@ pub fn scan_delimited(
 }
 
 /// Whether a Parquet/Arrow column type is read (cast to text) when scanning tables.
+/// Indices of the root columns of `schema` that are read ([`projectable`]).
+pub fn projectable_roots(schema: &arrow::datatypes::Schema) -> Vec<usize> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| projectable(f.data_type()))
+        .map(|(i, _)| i)
+        .collect()
+}
+
 pub fn projectable(t: &DataType) -> bool {
     use DataType::*;
     match t {
@@ -167,13 +178,7 @@ fn scan_parquet_unguarded<R: ChunkReader + 'static>(
     let meta = ArrowReaderMetadata::load(&reader, Default::default()).map_err(corrupt)?;
     let schema = meta.schema().clone();
     check_columns(ctx, schema.fields().len(), "Parquet schema")?;
-    let indices: Vec<usize> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| projectable(f.data_type()))
-        .map(|(i, _)| i)
-        .collect();
+    let indices = projectable_roots(&schema);
     let names: Vec<String> = indices
         .iter()
         .map(|&i| schema.field(i).name().clone())

@@ -8,7 +8,7 @@ use crate::detect::Engine;
 use crate::finding::{Finding, Location};
 use crate::scan::table::TableScanner;
 use crate::source::files::pages;
-use crate::source::files::table::{projectable, PARQUET_BATCH_ROWS};
+use crate::source::files::table::{projectable_roots, PARQUET_BATCH_ROWS};
 use crate::source::{ScanOptions, UnitError, UnitStats};
 use arrow::array::{Array, AsArray};
 use arrow::compute::{cast_with_options, CastOptions};
@@ -136,13 +136,7 @@ pub(super) fn scan(
                     schema.fields().len()
                 ));
             }
-            let roots: Vec<usize> = schema
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| projectable(f.data_type()))
-                .map(|(i, _)| i)
-                .collect();
+            let roots = projectable_roots(&schema);
             if roots.is_empty() {
                 let skipped = Some("no columns that can hold personal information".to_string());
                 return Ok((
