@@ -22,6 +22,27 @@ struct Acc {
     rows: Vec<String>,
 }
 
+/// Values at most this long are remembered per column (see [`Memo`]).
+const MEMO_VALUE_BYTES: usize = 64;
+/// Distinct values remembered per column.
+const MEMO_ENTRIES: usize = 4096;
+/// Lookups after which a column whose values rarely repeat stops being memoized.
+const MEMO_PROBE: u32 = 4096;
+
+/// The hits of a column's repeated values: database and CSV columns often
+/// hold few distinct values (grades, schools, districts, status words), and
+/// a value's hits depend only on the value and its column, so each distinct
+/// value is scanned once. A column whose values mostly differ (ids, phone
+/// numbers) turns the memo off after [`MEMO_PROBE`] lookups. Held in memory
+/// for the table's scan only, like the rows themselves; nothing is written.
+#[derive(Debug, Default)]
+struct Memo {
+    map: std::collections::HashMap<Box<str>, Vec<Hit>>,
+    lookups: u32,
+    found: u32,
+    off: bool,
+}
+
 /// Accumulates findings for one table (or one file read as a table).
 pub struct TableScanner<'e> {
     engine: &'e Engine,
@@ -35,6 +56,8 @@ pub struct TableScanner<'e> {
     row_hits: Vec<(usize, Hit)>,
     /// (column, category) pairs already counted in the current row.
     seen: Vec<(usize, Category)>,
+    /// Per column: hits of values seen before.
+    memos: Vec<Memo>,
 }
 
 impl<'e> TableScanner<'e> {
@@ -57,6 +80,7 @@ impl<'e> TableScanner<'e> {
             hits: Vec::new(),
             row_hits: Vec::new(),
             seen: Vec::new(),
+            memos: columns.iter().map(|_| Memo::default()).collect(),
         }
     }
 
@@ -78,11 +102,29 @@ impl<'e> TableScanner<'e> {
             if v.is_empty() {
                 continue;
             }
+            let memo = &mut self.memos[i];
+            let remember = !memo.off && v.len() <= MEMO_VALUE_BYTES;
+            if remember {
+                memo.lookups += 1;
+                if let Some(hits) = memo.map.get(*v) {
+                    memo.found += 1;
+                    self.row_hits.extend(hits.iter().map(|h| (i, h.clone())));
+                    continue;
+                }
+            }
             self.hits.clear();
             // Hits without fingerprints: only the first hit of a (column,
             // category) keeps its identity, fetched below by a second scan.
             self.engine
                 .scan_value_counted(v, &self.columns[i], &mut self.hits);
+            if remember {
+                if memo.lookups >= MEMO_PROBE && memo.found < memo.lookups / 2 {
+                    memo.off = true;
+                    memo.map = Default::default();
+                } else if memo.map.len() < MEMO_ENTRIES {
+                    memo.map.insert((*v).into(), self.hits.clone());
+                }
+            }
             self.row_hits.extend(self.hits.drain(..).map(|h| (i, h)));
         }
         if self.row_hits.is_empty() {
@@ -182,6 +224,52 @@ mod tests {
     use super::*;
     use crate::detect::EngineOptions;
     use crate::fingerprint::Fingerprinter;
+
+    #[test]
+    fn memoized_repeated_values_count_like_fresh_scans() {
+        let e = Engine::new(
+            EngineOptions::new(chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()),
+            Fingerprinter::new(b"k"),
+        )
+        .unwrap();
+        let cols = ["sfzh".to_string(), "phone".to_string()];
+        let mut ts = TableScanner::new(&e, "t", Location::default(), &cols, true);
+        // Column 0 repeats three values (child ID, adult ID, none): memoized.
+        // Column 1 never repeats: its memo turns off after MEMO_PROBE lookups.
+        let vals = ["110105201503071235", "11010519491231002X", "无"];
+        let n = 3 * MEMO_PROBE as usize + 7;
+        let phones: Vec<String> = (0..n).map(|r| format!("139{:08}", r)).collect();
+        let keys: Vec<String> = (0..n).map(|r| r.to_string()).collect();
+        for r in 0..n {
+            ts.add_row(&[Some(vals[r % 3]), Some(&phones[r])], Some(&keys[r]));
+        }
+        assert!(ts.memos[0].found as usize > n - 10 && !ts.memos[0].off);
+        assert!(ts.memos[1].off && ts.memos[1].map.is_empty());
+        let fs = ts.finish();
+        let id = fs
+            .iter()
+            .find(|f| f.category == Category::CnResidentId)
+            .unwrap();
+        let ids = (n + 2) / 3 + (n + 1) / 3;
+        assert_eq!(
+            (id.count, id.child_count),
+            (Some(ids as u64), Some(n.div_ceil(3) as u64))
+        );
+        assert_eq!(id.masked, "110105********1235");
+        assert_eq!(
+            id.fingerprint,
+            e.fingerprinter().fingerprint("110105201503071235")
+        );
+        let ph = fs
+            .iter()
+            .find(|f| f.category == Category::CnMobile)
+            .unwrap();
+        // A phone on a child's row is a child's: the memo keeps the ID's age evidence.
+        assert_eq!(
+            (ph.count, ph.child_count),
+            (Some(n as u64), Some(n.div_ceil(3) as u64))
+        );
+    }
 
     #[test]
     fn counts_per_column_with_child_rows() {
