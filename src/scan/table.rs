@@ -19,7 +19,10 @@ struct Acc {
     conf_sum: f64,
     masked: String,
     fingerprint: String,
-    rows: Vec<String>,
+    /// Ordinal of the row the identity (rule, mask, fingerprint) comes from.
+    first: u64,
+    /// Keys of child rows, with their ordinals (for [`TableScanner::merge`]).
+    rows: Vec<(u64, String)>,
 }
 
 /// Values at most this long are remembered per column (see [`Memo`]).
@@ -58,6 +61,8 @@ pub struct TableScanner<'e> {
     seen: Vec<(usize, Category)>,
     /// Per column: hits of values seen before.
     memos: Vec<Memo>,
+    /// Ordinal of the next row (its position in the table's read order).
+    ordinal: u64,
 }
 
 impl<'e> TableScanner<'e> {
@@ -81,7 +86,46 @@ impl<'e> TableScanner<'e> {
             row_hits: Vec::new(),
             seen: Vec::new(),
             memos: columns.iter().map(|_| Memo::default()).collect(),
+            ordinal: 0,
         }
+    }
+
+    /// Set the ordinal of the next row (rows after it count up from it).
+    /// Scanners that each see part of a table's rows number them by their
+    /// place in the whole read, so [`TableScanner::merge`] keeps the identity
+    /// of the first hit and the first row keys as one scanner would.
+    pub fn set_ordinal(&mut self, ordinal: u64) {
+        self.ordinal = ordinal;
+    }
+
+    /// Fold `other` (the same table's other rows, same columns) into `self`.
+    pub fn merge(mut self, other: TableScanner<'e>) -> TableScanner<'e> {
+        self.rows += other.rows;
+        for (k, b) in other.acc {
+            match self.acc.entry(k) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(b);
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    let a = o.get_mut();
+                    if b.first < a.first {
+                        a.first = b.first;
+                        a.rule = b.rule;
+                        a.sensitivity = b.sensitivity;
+                        a.masked = b.masked;
+                        a.fingerprint = b.fingerprint;
+                    }
+                    a.count += b.count;
+                    a.child_count += b.child_count;
+                    a.adult_count += b.adult_count;
+                    a.conf_sum += b.conf_sum;
+                    a.rows.extend(b.rows);
+                    a.rows.sort_by_key(|r| r.0);
+                    a.rows.truncate(MAX_ROW_KEYS);
+                }
+            }
+        }
+        self
     }
 
     pub fn columns(&self) -> &[ColumnCtx] {
@@ -96,6 +140,8 @@ impl<'e> TableScanner<'e> {
     /// `row_key` is the primary key (or row number) for row-level mode.
     pub fn add_row(&mut self, cells: &[Option<&str>], row_key: Option<&str>) {
         self.rows += 1;
+        let ordinal = self.ordinal;
+        self.ordinal += 1;
         self.row_hits.clear();
         for (i, cell) in cells.iter().enumerate().take(self.columns.len()) {
             let Some(v) = cell else { continue };
@@ -159,6 +205,7 @@ impl<'e> TableScanner<'e> {
                 a.sensitivity = first.sensitivity;
                 a.masked = first.masked.clone();
                 a.fingerprint = first.fingerprint.clone();
+                a.first = ordinal;
             }
             a.count += 1;
             a.conf_sum += h.confidence;
@@ -167,7 +214,7 @@ impl<'e> TableScanner<'e> {
                     a.child_count += 1;
                     if self.want_rows && a.rows.len() < MAX_ROW_KEYS {
                         if let Some(k) = row_key {
-                            a.rows.push(k.to_string());
+                            a.rows.push((ordinal, k.to_string()));
                         }
                     }
                 }
@@ -212,7 +259,9 @@ impl<'e> TableScanner<'e> {
                 rows_scanned: Some(self.rows),
                 count: Some(a.count),
                 child_count: Some(a.child_count),
-                rows: self.want_rows.then_some(a.rows),
+                rows: self
+                    .want_rows
+                    .then(|| a.rows.into_iter().map(|(_, k)| k).collect()),
             });
         }
         out
@@ -224,6 +273,53 @@ mod tests {
     use super::*;
     use crate::detect::EngineOptions;
     use crate::fingerprint::Fingerprinter;
+
+    #[test]
+    fn merged_scanners_give_the_findings_of_one() {
+        let e = Engine::new(
+            EngineOptions::new(chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()),
+            Fingerprinter::new(b"k"),
+        )
+        .unwrap();
+        let cols = ["sfzh".to_string(), "note".to_string()];
+        let ids = [
+            "110105201503071235",
+            "11010519491231002X",
+            "110105201001010019",
+        ];
+        let rows: Vec<[String; 3]> = (0..500)
+            .map(|r| {
+                let id = if r % 7 == 3 {
+                    ids[(r / 10) % 3].to_string()
+                } else {
+                    "无".into()
+                };
+                [id, format!("phone 139{:08}", r * 13), format!("k{r}")]
+            })
+            .collect();
+        let one = {
+            let mut ts = TableScanner::new(&e, "t", Location::default(), &cols, true);
+            for r in &rows {
+                ts.add_row(&[Some(&r[0]), Some(&r[1])], Some(&r[2]));
+            }
+            ts.finish()
+        };
+        // Batches of 40 rows dealt alternately to two scanners, numbered by batch.
+        let mut two: Vec<TableScanner> = (0..2)
+            .map(|_| TableScanner::new(&e, "t", Location::default(), &cols, true))
+            .collect();
+        for (b, batch) in rows.chunks(40).enumerate() {
+            let ts = &mut two[(b * 7 + 1) % 2];
+            ts.set_ordinal((b as u64) << 32);
+            for r in batch {
+                ts.add_row(&[Some(&r[0]), Some(&r[1])], Some(&r[2]));
+            }
+        }
+        let b = two.pop().unwrap();
+        let merged = two.pop().unwrap().merge(b).finish();
+        assert!(one.len() >= 2);
+        assert_eq!(format!("{one:?}"), format!("{merged:?}"));
+    }
 
     #[test]
     fn memoized_repeated_values_count_like_fresh_scans() {

@@ -269,6 +269,18 @@ pub(crate) fn key_ranges(min: i64, max: i64, k: u64) -> Vec<(i64, i64)> {
 
 /// Rows per scan callback: examined cells in order, then the row key.
 pub(crate) type RowFn<'a> = dyn FnMut(&[Option<&str>], Option<&str>) + 'a;
+/// A row with its ordinal in the read (see [`TableScanner::set_ordinal`]),
+/// for scanning threads that each see part of a table.
+pub(crate) type OrderedRowFn<'a> = dyn FnMut(u64, &[Option<&str>], Option<&str>) + Send + 'a;
+
+/// Scanning threads for one PostgreSQL table read in full: the COPY stream is
+/// read on its own task and its batches are scanned by this many threads
+/// (the machine's cores, at most 4), merged as one scanner.
+fn table_scanners() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
+}
 
 /// Database errors are rendered without values (sqlx messages carry the
 /// server's message only, not the statement or the bound values).
@@ -744,6 +756,31 @@ impl DbSource {
         })
     }
 
+    /// [`DbSource::read`] of a PostgreSQL table by several scanning threads
+    /// (see [`postgres::read_parallel`]).
+    fn read_parallel(
+        &self,
+        unit: &str,
+        info: &TableInfo,
+        plan: &ReadPlan,
+        workers: &mut [&mut OrderedRowFn<'_>],
+    ) -> Result<u64, Failed> {
+        let Pool::Pg(pool) = &self.pool else {
+            return Err(self.failed(
+                unit,
+                ReadError::Other("parallel reads are PostgreSQL's".into()),
+            ));
+        };
+        let secs = self.cfg.statement_timeout_secs.max(1);
+        let guard = Duration::from_secs(secs) + Duration::from_secs(5);
+        let conn = self
+            .rt
+            .block_on(self.acquire(pool))
+            .map_err(|e| self.failed(unit, e))?;
+        postgres::read_parallel(self.rt.handle(), conn, info, plan, workers, guard, secs)
+            .map_err(|e| self.failed(unit, e))
+    }
+
     fn read(
         &self,
         unit: &str,
@@ -932,9 +969,40 @@ impl DbSource {
         };
         let mut plan = self.plan(&info, opts, since, range)?;
         let mut scanner = TableScanner::new(engine, &self.target, base.clone(), &names, opts.rows);
-        let mut rows = self.read(&unit.id, &info, &plan, &mut |cells, key| {
-            scanner.add_row(cells, key)
-        })?;
+        let threads = table_scanners();
+        let mut rows = if self.kind == DbKind::Postgres
+            && plan.mode == ReadMode::Full
+            && threads > 1
+        {
+            // Scanners that each see some batches, merged in row order.
+            let mut parts: Vec<TableScanner> = (0..threads)
+                .map(|_| TableScanner::new(engine, &self.target, base.clone(), &names, opts.rows))
+                .collect();
+            let mut fns: Vec<Box<OrderedRowFn<'_>>> = parts
+                .iter_mut()
+                .map(|ts| {
+                    Box::new(
+                        move |ordinal: u64, cells: &[Option<&str>], key: Option<&str>| {
+                            ts.set_ordinal(ordinal);
+                            ts.add_row(cells, key)
+                        },
+                    ) as Box<OrderedRowFn<'_>>
+                })
+                .collect();
+            let mut refs: Vec<&mut OrderedRowFn<'_>> = fns.iter_mut().map(|f| &mut **f).collect();
+            let n = self.read_parallel(&unit.id, &info, &plan, &mut refs)?;
+            drop(refs);
+            drop(fns);
+            scanner = parts
+                .into_iter()
+                .reduce(TableScanner::merge)
+                .expect("at least one scanner");
+            n
+        } else {
+            self.read(&unit.id, &info, &plan, &mut |cells, key| {
+                scanner.add_row(cells, key)
+            })?
+        };
         // Stale statistics can make TABLESAMPLE return far fewer rows than asked: read again plainly.
         if let ReadMode::TableSample(_, _, n) = plan.mode {
             if rows < n / 4 {

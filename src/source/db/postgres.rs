@@ -2,13 +2,16 @@
 //! STDOUT` (text format, streamed and decoded chunk by chunk, so memory stays
 //! bounded whatever the table size), sampling with `TABLESAMPLE`.
 
-use super::{qualified, quote_literal, DbKind, ReadError, ReadMode, ReadPlan, RowFn, TableInfo};
+use super::{
+    qualified, quote_literal, DbKind, OrderedRowFn, ReadError, ReadMode, ReadPlan, RowFn, TableInfo,
+};
 use futures::TryStreamExt;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::Postgres;
 use sqlx::Row;
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(super) fn connect_options(
@@ -170,7 +173,7 @@ pub(super) async fn read(
     let ncols = plan.columns.len();
     let want_key = plan.key.is_some();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, sqlx::Error>>(IN_FLIGHT);
-    let reader = tokio::spawn(copy_batches(conn, sql, tx));
+    let reader = tokio::spawn(copy_batches(conn, sql, tx, Default::default()));
     // Whole lines are decoded; a line cut at a batch end waits for the next.
     let mut buf: Vec<u8> = Vec::new();
     let mut rows = 0u64;
@@ -198,6 +201,112 @@ pub(super) async fn read(
     Ok(rows)
 }
 
+/// [`read`] with one scanning thread per function of `workers`: batches of
+/// whole lines go to whichever thread is free, each row with its ordinal
+/// (batch number << 32 | row in batch) so that scanners that each saw part of
+/// the rows can be merged as if one had seen them all. Called outside the
+/// runtime (the threads block on the channel); past `guard`, the reader is
+/// told to stop and the connection is closed.
+pub(super) fn read_parallel(
+    rt: &tokio::runtime::Handle,
+    conn: PoolConnection<Postgres>,
+    info: &TableInfo,
+    plan: &ReadPlan,
+    workers: &mut [&mut OrderedRowFn<'_>],
+    guard: Duration,
+    timeout_secs: u64,
+) -> Result<u64, ReadError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::mpsc::RecvTimeoutError;
+    let sql = copy_sql(info, plan)?;
+    let ncols = plan.columns.len();
+    let want_key = plan.key.is_some();
+    let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT * workers.len().max(1));
+    let cancel = Arc::new(tokio::sync::Notify::new());
+    let reader = rt.spawn(copy_batches(conn, sql, tx, cancel.clone()));
+    // The receiver and the next batch number, taken together.
+    let next = std::sync::Mutex::new((rx, 0u64));
+    let rows = AtomicU64::new(0);
+    let failed: std::sync::Mutex<Option<sqlx::Error>> = Default::default();
+    let deadline = std::time::Instant::now() + guard;
+    let timed_out = std::thread::scope(|s| {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        for f in workers.iter_mut() {
+            let (next, rows, failed, done_tx) = (&next, &rows, &failed, done_tx.clone());
+            s.spawn(move || {
+                loop {
+                    let (batch, seq) = {
+                        let mut g = next.lock().unwrap_or_else(|p| p.into_inner());
+                        match g.0.blocking_recv() {
+                            Some(b) => {
+                                g.1 += 1;
+                                (b, g.1 - 1)
+                            }
+                            None => break,
+                        }
+                    };
+                    match batch {
+                        Ok(buf) => {
+                            let mut ordinal = seq << 32;
+                            let mut n = 0;
+                            lines(
+                                &buf,
+                                ncols,
+                                want_key,
+                                &mut |cells, key| {
+                                    f(ordinal, cells, key);
+                                    ordinal += 1;
+                                },
+                                &mut n,
+                            );
+                            rows.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                            break;
+                        }
+                    }
+                }
+                let _ = done_tx.send(());
+            });
+        }
+        drop(done_tx);
+        let mut timed_out = false;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match done_rx.recv_timeout(left) {
+                Ok(()) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) if !timed_out => {
+                    // The reader stops and closes the connection; the channel
+                    // then closes and the threads end.
+                    timed_out = true;
+                    cancel.notify_one();
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = done_rx.recv();
+                }
+            }
+        }
+        timed_out
+    });
+    // No receiver: a reader still sending ends (and closes its connection).
+    drop(next);
+    let complete = rt
+        .block_on(reader)
+        .map_err(|e| ReadError::Other(format!("the COPY reader failed: {e}")))?;
+    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e.into());
+    }
+    if timed_out {
+        return Err(ReadError::Timeout(timeout_secs));
+    }
+    if !complete {
+        return Err(ReadError::Other("the COPY stream ended early".into()));
+    }
+    Ok(rows.into_inner())
+}
+
 /// Batches of COPY data in flight between the socket reader and the scanner.
 const IN_FLIGHT: usize = 4;
 
@@ -207,21 +316,34 @@ async fn copy_batches(
     mut conn: PoolConnection<Postgres>,
     sql: String,
     tx: tokio::sync::mpsc::Sender<Result<Vec<u8>, sqlx::Error>>,
+    cancel: Arc<tokio::sync::Notify>,
 ) -> bool {
     let res: Result<bool, sqlx::Error> = async {
-        let mut stream = conn.copy_out_raw(&sql).await?;
+        // The server may wait (a lock) before it starts sending.
+        let mut stream = tokio::select! {
+            s = conn.copy_out_raw(&sql) => s?,
+            _ = tx.closed() => return Ok(false),
+            _ = cancel.notified() => return Ok(false),
+        };
         let mut buf: Vec<u8> = Vec::with_capacity(BATCH + 4096);
         loop {
             tokio::select! {
                 // The scanner gave up (timeout, error): stop reading.
                 _ = tx.closed() => return Ok(false),
+                _ = cancel.notified() => return Ok(false),
                 next = stream.try_next() => match next? {
                     Some(chunk) => {
                         buf.extend_from_slice(&chunk);
+                        // Whole lines only, so batches can be scanned apart.
                         if buf.len() >= BATCH {
-                            let full = std::mem::replace(&mut buf, Vec::with_capacity(BATCH + 4096));
-                            if tx.send(Ok(full)).await.is_err() {
-                                return Ok(false);
+                            if let Some(nl) = memchr::memrchr(b'\n', &buf) {
+                                let mut next = Vec::with_capacity(BATCH + 4096);
+                                next.extend_from_slice(&buf[nl + 1..]);
+                                buf.truncate(nl + 1);
+                                let full = std::mem::replace(&mut buf, next);
+                                if tx.send(Ok(full)).await.is_err() {
+                                    return Ok(false);
+                                }
                             }
                         }
                     }
@@ -229,8 +351,13 @@ async fn copy_batches(
                 },
             }
         }
-        if !buf.is_empty() && tx.send(Ok(buf)).await.is_err() {
-            return Ok(false);
+        if !buf.is_empty() {
+            if buf.last() != Some(&b'\n') {
+                buf.push(b'\n');
+            }
+            if tx.send(Ok(buf)).await.is_err() {
+                return Ok(false);
+            }
         }
         Ok(true)
     }
