@@ -274,13 +274,18 @@ mod tests {
     use crate::detect::EngineOptions;
     use crate::fingerprint::Fingerprinter;
 
-    #[test]
-    fn merged_scanners_give_the_findings_of_one() {
-        let e = Engine::new(
+    /// The engine the tests scan with (as of 2025-06-01, key `k`).
+    fn engine() -> Engine {
+        Engine::new(
             EngineOptions::new(chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()),
             Fingerprinter::new(b"k"),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn merged_scanners_give_the_findings_of_one() {
+        let e = engine();
         let cols = ["sfzh".to_string(), "note".to_string()];
         let ids = [
             "110105201503071235",
@@ -323,11 +328,7 @@ mod tests {
 
     #[test]
     fn memoized_repeated_values_count_like_fresh_scans() {
-        let e = Engine::new(
-            EngineOptions::new(chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()),
-            Fingerprinter::new(b"k"),
-        )
-        .unwrap();
+        let e = engine();
         let cols = ["sfzh".to_string(), "phone".to_string()];
         let mut ts = TableScanner::new(&e, "t", Location::default(), &cols, true);
         // Column 0 repeats three values (child ID, adult ID, none): memoized.
@@ -369,11 +370,7 @@ mod tests {
 
     #[test]
     fn counts_per_column_with_child_rows() {
-        let e = Engine::new(
-            EngineOptions::new(chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()),
-            Fingerprinter::new(b"k"),
-        )
-        .unwrap();
+        let e = engine();
         let cols = vec!["id".to_string(), "sfzh".to_string(), "phone".to_string()];
         let base = Location {
             table: Some("public.students".into()),
