@@ -281,6 +281,28 @@ fn sampling_spreads_across_the_table_and_rows_mode_lists_keys() {
     // serial ids start at 1 for i = 0.
     let want: Vec<u64> = (0..300u64).filter(|i| i % 3 == 0).map(|i| i + 1).collect();
     assert_eq!(keys, want);
+
+    // A table of many COPY batches, scanned by several threads and merged: the
+    // counts, the first hit's identity and the child keys in read order are
+    // those of one scanner.
+    let out = scan_all(&open(&url2), &opts);
+    let t = out
+        .find("public.t", "sfzh", Category::CnResidentId)
+        .unwrap();
+    assert_eq!(
+        (t.rows_scanned, t.count, t.child_count),
+        (Some(20_000), Some(20_000), Some(5_000))
+    );
+    let keys: Vec<u64> = t
+        .rows
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|k| k.parse().unwrap())
+        .collect();
+    assert_eq!(keys, (15_001..=20_000u64).collect::<Vec<_>>());
+    let first = adult_id(1);
+    assert_eq!(t.masked, format!("{}********{}", &first[..6], &first[14..]));
 }
 
 #[test]
