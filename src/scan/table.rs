@@ -29,6 +29,9 @@ struct Acc {
 const MEMO_VALUE_BYTES: usize = 64;
 /// Distinct values remembered per column.
 const MEMO_ENTRIES: usize = 4096;
+/// Distinct values remembered over all columns of a scanner (a wide table
+/// must not hold thousands of memos: ~8 MB at most).
+const MEMO_TOTAL: usize = 65_536;
 /// Lookups after which a column whose values rarely repeat stops being memoized.
 const MEMO_PROBE: u32 = 4096;
 
@@ -61,6 +64,8 @@ pub struct TableScanner<'e> {
     seen: Vec<(usize, Category)>,
     /// Per column: hits of values seen before.
     memos: Vec<Memo>,
+    /// Entries in all `memos` (at most [`MEMO_TOTAL`]).
+    memo_total: usize,
     /// Ordinal of the next row (its position in the table's read order).
     ordinal: u64,
 }
@@ -86,6 +91,7 @@ impl<'e> TableScanner<'e> {
             row_hits: Vec::new(),
             seen: Vec::new(),
             memos: columns.iter().map(|_| Memo::default()).collect(),
+            memo_total: 0,
             ordinal: 0,
         }
     }
@@ -166,9 +172,11 @@ impl<'e> TableScanner<'e> {
             if remember {
                 if memo.lookups >= MEMO_PROBE && memo.found < memo.lookups / 2 {
                     memo.off = true;
+                    self.memo_total -= memo.map.len();
                     memo.map = Default::default();
-                } else if memo.map.len() < MEMO_ENTRIES {
+                } else if memo.map.len() < MEMO_ENTRIES && self.memo_total < MEMO_TOTAL {
                     memo.map.insert((*v).into(), self.hits.clone());
+                    self.memo_total += 1;
                 }
             }
             self.row_hits.extend(self.hits.drain(..).map(|h| (i, h)));
@@ -342,6 +350,7 @@ mod tests {
         }
         assert!(ts.memos[0].found as usize > n - 10 && !ts.memos[0].off);
         assert!(ts.memos[1].off && ts.memos[1].map.is_empty());
+        assert_eq!(ts.memo_total, 3, "the budget counts the entries held");
         let fs = ts.finish();
         let id = fs
             .iter()
