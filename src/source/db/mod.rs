@@ -271,7 +271,8 @@ pub(crate) fn key_ranges(min: i64, max: i64, k: u64) -> Vec<(i64, i64)> {
 pub(crate) type RowFn<'a> = dyn FnMut(&[Option<&str>], Option<&str>) + 'a;
 /// A row with its ordinal in the read (see [`TableScanner::set_ordinal`]),
 /// for scanning threads that each see part of a table.
-pub(crate) type OrderedRowFn<'a> = dyn FnMut(u64, &[Option<&str>], Option<&str>) + Send + 'a;
+pub(crate) trait OrderedRowFn: FnMut(u64, &[Option<&str>], Option<&str>) + Send {}
+impl<F: FnMut(u64, &[Option<&str>], Option<&str>) + Send> OrderedRowFn for F {}
 
 /// Scanning threads for one PostgreSQL table read in full: the COPY stream is
 /// read on its own task and its batches are scanned by this many threads
@@ -763,7 +764,7 @@ impl DbSource {
         unit: &str,
         info: &TableInfo,
         plan: &ReadPlan,
-        workers: &mut [&mut OrderedRowFn<'_>],
+        workers: &mut [impl OrderedRowFn],
     ) -> Result<u64, Failed> {
         let Pool::Pg(pool) = &self.pool else {
             return Err(self.failed(
@@ -978,20 +979,16 @@ impl DbSource {
             let mut parts: Vec<TableScanner> = (0..threads)
                 .map(|_| TableScanner::new(engine, &self.target, base.clone(), &names, opts.rows))
                 .collect();
-            let mut fns: Vec<Box<OrderedRowFn<'_>>> = parts
+            let mut fns: Vec<_> = parts
                 .iter_mut()
                 .map(|ts| {
-                    Box::new(
-                        move |ordinal: u64, cells: &[Option<&str>], key: Option<&str>| {
-                            ts.set_ordinal(ordinal);
-                            ts.add_row(cells, key)
-                        },
-                    ) as Box<OrderedRowFn<'_>>
+                    move |ordinal: u64, cells: &[Option<&str>], key: Option<&str>| {
+                        ts.set_ordinal(ordinal);
+                        ts.add_row(cells, key)
+                    }
                 })
                 .collect();
-            let mut refs: Vec<&mut OrderedRowFn<'_>> = fns.iter_mut().map(|f| &mut **f).collect();
-            let n = self.read_parallel(&unit.id, &info, &plan, &mut refs)?;
-            drop(refs);
+            let n = self.read_parallel(&unit.id, &info, &plan, &mut fns)?;
             drop(fns);
             scanner = parts
                 .into_iter()

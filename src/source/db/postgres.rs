@@ -174,18 +174,12 @@ pub(super) async fn read(
     let want_key = plan.key.is_some();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, sqlx::Error>>(IN_FLIGHT);
     let reader = tokio::spawn(copy_batches(conn, sql, tx, Default::default()));
-    // Whole lines are decoded; a line cut at a batch end waits for the next.
-    let mut buf: Vec<u8> = Vec::new();
     let mut rows = 0u64;
     while let Some(batch) = rx.recv().await {
+        // Batches are whole lines (copy_batches), the last one included.
         let batch = batch?;
-        if buf.is_empty() {
-            buf = batch;
-        } else {
-            buf.extend_from_slice(&batch);
-        }
-        let used = lines(&buf, ncols, want_key, f, &mut rows);
-        buf.drain(..used);
+        let used = lines(&batch, ncols, want_key, f, &mut rows);
+        debug_assert_eq!(used, batch.len());
     }
     // The channel closed: the reader ended; did it reach the end of the data?
     let complete = reader
@@ -194,10 +188,6 @@ pub(super) async fn read(
     if !complete {
         return Err(ReadError::Other("the COPY stream ended early".into()));
     }
-    if !buf.is_empty() && buf.last() != Some(&b'\n') {
-        buf.push(b'\n');
-    }
-    lines(&buf, ncols, want_key, f, &mut rows);
     Ok(rows)
 }
 
@@ -212,7 +202,7 @@ pub(super) fn read_parallel(
     conn: PoolConnection<Postgres>,
     info: &TableInfo,
     plan: &ReadPlan,
-    workers: &mut [&mut OrderedRowFn<'_>],
+    workers: &mut [impl OrderedRowFn],
     guard: Duration,
     timeout_secs: u64,
 ) -> Result<u64, ReadError> {
