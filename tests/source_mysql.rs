@@ -188,13 +188,7 @@ fn classifies_counts_children_samples_and_stays_read_only() {
         },
     );
     let id = out.find(&st, "sfzh", Category::CnResidentId).unwrap();
-    let mut keys: Vec<u64> = id
-        .rows
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|k| k.parse().unwrap())
-        .collect();
+    let mut keys = int_row_keys(id);
     keys.sort();
     assert_eq!(
         keys,

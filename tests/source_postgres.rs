@@ -270,13 +270,7 @@ fn sampling_spreads_across_the_table_and_rows_mode_lists_keys() {
     let id = out
         .find("public.students", "sfzh", Category::CnResidentId)
         .unwrap();
-    let mut keys: Vec<u64> = id
-        .rows
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|k| k.parse().unwrap())
-        .collect();
+    let mut keys = int_row_keys(id);
     keys.sort();
     // serial ids start at 1 for i = 0.
     let want: Vec<u64> = (0..300u64).filter(|i| i % 3 == 0).map(|i| i + 1).collect();
@@ -293,14 +287,7 @@ fn sampling_spreads_across_the_table_and_rows_mode_lists_keys() {
         (t.rows_scanned, t.count, t.child_count),
         (Some(20_000), Some(20_000), Some(5_000))
     );
-    let keys: Vec<u64> = t
-        .rows
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|k| k.parse().unwrap())
-        .collect();
-    assert_eq!(keys, (15_001..=20_000u64).collect::<Vec<_>>());
+    assert_eq!(int_row_keys(t), (15_001..=20_000u64).collect::<Vec<_>>());
     let first = adult_id(1);
     assert_eq!(t.masked, format!("{}********{}", &first[..6], &first[14..]));
 }

@@ -131,6 +131,16 @@ pub fn scan_all(src: &dyn Source, opts: &ScanOptions) -> Outcome {
     out
 }
 
+/// The `--rows` keys of a finding as integers, in the order it lists them.
+pub fn int_row_keys(f: &Finding) -> Vec<u64> {
+    f.rows
+        .as_ref()
+        .expect("a --rows finding lists its rows")
+        .iter()
+        .map(|k| k.parse().expect("an integer key"))
+        .collect()
+}
+
 pub fn sample(n: u64) -> ScanOptions {
     ScanOptions {
         full: false,
