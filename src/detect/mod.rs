@@ -30,7 +30,6 @@ use regex::{Regex, RegexSet};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 thread_local! {
     /// False while [`Engine::scan_value_counted`] runs on this thread: hits
@@ -94,12 +93,29 @@ pub struct Hit {
     pub start: usize,
     pub end: usize,
     pub category: Category,
-    pub rule: Arc<str>,
+    /// The rule's id (interned: a hit copies a pointer, not a reference count).
+    pub rule: &'static str,
     pub sensitivity: Sensitivity,
     pub confidence: f64,
     pub masked: String,
     pub fingerprint: String,
     pub evidence: Option<AgeEvidence>,
+}
+
+/// The one `&'static str` of a rule id. Hits are made by the million and
+/// copied between threads; a shared reference count (`Arc<str>`) made every
+/// copy and drop an atomic write to one cache line that all scanning threads
+/// contend for. Ids are few and short, and each distinct id is kept once for
+/// the life of the process, however often packs are reloaded.
+pub fn intern_rule_id(id: &str) -> &'static str {
+    static IDS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut ids = IDS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&s) = ids.iter().find(|&&s| s == id) {
+        return s;
+    }
+    let s: &'static str = Box::leak(id.to_owned().into_boxed_str());
+    ids.push(s);
+    s
 }
 
 /// What the engine knows about a column or JSON field from its name.
@@ -164,7 +180,7 @@ impl Scanner {
 /// A compiled rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    pub id: Arc<str>,
+    pub id: &'static str,
     pub name: String,
     pub category: Category,
     pub sensitivity: Sensitivity,
@@ -288,7 +304,7 @@ impl Engine {
         let mut rules: Vec<Rule> = Vec::new();
         for p in &packs {
             for spec in &p.file.rule {
-                if rules.iter().any(|r| &*r.id == spec.id.as_str()) {
+                if rules.iter().any(|r| r.id == spec.id.as_str()) {
                     return Err(DetectError::Rule {
                         rule: spec.id.clone(),
                         message: "duplicate rule id".into(),
@@ -327,7 +343,7 @@ impl Engine {
                     return Err(rerr("confidence must be within 0..1".into()));
                 }
                 rules.push(Rule {
-                    id: Arc::from(spec.id.as_str()),
+                    id: intern_rule_id(&spec.id),
                     name: spec.name.clone(),
                     category: spec.category,
                     sensitivity: spec.sensitivity,
@@ -696,7 +712,7 @@ impl Engine {
             start,
             end,
             category: r.category,
-            rule: r.id.clone(),
+            rule: r.id,
             sensitivity: r.sensitivity,
             confidence: confidence.clamp(0.0, 1.0),
             masked,

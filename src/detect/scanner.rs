@@ -2356,7 +2356,7 @@ impl Engine {
                 start: s,
                 end: e,
                 category: r.category,
-                rule: r.id.clone(),
+                rule: r.id,
                 sensitivity: r.sensitivity,
                 confidence: conf,
                 masked,
