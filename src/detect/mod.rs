@@ -259,6 +259,8 @@ pub struct Engine {
     /// First rule of each built-in scanner, indexed by `Scanner as usize`.
     scanner_rule: [Option<u16>; 18],
     ac: AhoCorasick,
+    /// The keywords of `ac`, anchored searches only (see `scanner::anchored_at`).
+    kw_dfa: aho_corasick::dfa::DFA,
     /// Roles per pattern id.
     roles: Vec<Vec<Role>>,
     /// Whether the pattern is ASCII-alphabetic at its start/end (needs word boundaries).
@@ -494,6 +496,19 @@ impl Engine {
                 message: format!("keyword automaton: {e}"),
             })?;
 
+        // The same keywords as a bare anchored DFA: the single pass tries it
+        // at the few positions where a keyword may start, and walking its
+        // table directly costs a fraction of a generic `find` call's setup.
+        let kw_dfa = aho_corasick::dfa::Builder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .ascii_case_insensitive(true)
+            .start_kind(aho_corasick::StartKind::Anchored)
+            .build(&pats)
+            .map_err(|e| DetectError::Pack {
+                path: "rule packs".into(),
+                message: format!("keyword automaton: {e}"),
+            })?;
+
         let mut hint_pats = Vec::new();
         let mut hint_cat = Vec::new();
         for r in &rules {
@@ -516,6 +531,7 @@ impl Engine {
             rules,
             scanner_rule,
             ac,
+            kw_dfa,
             roles,
             ascii_word,
             is_context,
@@ -852,18 +868,19 @@ impl Engine {
                     // placeholder or an ordinary word. Aligned tables space
                     // two-character names (张　伟).
                     let spaced = |c: char| matches!(c, ' ' | '\u{3000}');
-                    let compact: String = if v.contains(spaced) {
-                        v.chars().filter(|c| !spaced(*c)).collect()
+                    let compact: std::borrow::Cow<str> = if v.contains(spaced) {
+                        v.chars().filter(|c| !spaced(*c)).collect::<String>().into()
                     } else {
-                        v.to_string()
+                        v.into()
                     };
-                    let pinyin = !scanner::is_name_value(&compact) && scanner::is_pinyin_name(v);
-                    let compact = if pinyin { v.to_string() } else { compact };
+                    let name_shape = scanner::is_name_value(&compact);
+                    let pinyin = !name_shape && scanner::is_pinyin_name(v);
+                    let compact = if pinyin { v.into() } else { compact };
                     let conf = if pinyin {
                         Some(0.7)
                     } else if scanner::is_name_placeholder(&compact) {
                         None
-                    } else if scanner::is_name_value(&compact) {
+                    } else if name_shape {
                         if scanner::starts_with_surname(&compact) || compact.contains('·') {
                             Some(0.9)
                         } else {
@@ -996,12 +1013,27 @@ fn fullwidth_ascii(b1: u8, b2: u8) -> Option<u8> {
     (a.is_ascii_alphanumeric() || matches!(a, b'-' | b'/' | b'.' | b'+' | b'=' | b'@')).then_some(a)
 }
 
+/// Texts shorter than this (table cells, JSON fields) take the short paths:
+/// byte loops without memchr's per-call setup.
+pub(crate) const SHORT: usize = 256;
+
+/// Whether `b` holds byte `x`; for short slices (no early exit, so the
+/// compiler vectorizes it; memchr's setup costs more than the loop).
+#[inline]
+pub(crate) fn has_byte(b: &[u8], x: u8) -> bool {
+    b.iter().fold(false, |a, &c| a | (c == x))
+}
+
 /// Fold full-width digits and letters to ASCII. `None` when the text has
 /// none (the common case: one memchr pass). Otherwise the folded text and
 /// the folded offsets of the folded characters, in order: each one is 2
 /// bytes shorter than the original (3-byte UTF-8 → ASCII), see [`unfold`].
 pub(crate) fn fold_fullwidth(text: &str) -> Option<(String, Vec<u32>)> {
     let b = text.as_bytes();
+    // Table cells are short: a branch-free pass beats memchr's setup.
+    if b.len() < SHORT && !has_byte(b, 0xEF) {
+        return None;
+    }
     let first = memchr::memchr_iter(0xEF, b)
         .find(|&p| p + 2 < b.len() && fullwidth_ascii(b[p + 1], b[p + 2]).is_some())?;
     let mut out = String::with_capacity(b.len());

@@ -104,12 +104,50 @@ pub(super) fn starts_with_surname(v: &str) -> bool {
     COMPOUND_SURNAMES.iter().any(|s| v.starts_with(s)) || v.chars().next().is_some_and(is_surname)
 }
 
+/// The leftmost-longest keyword starting exactly at `at`: (start, end,
+/// pattern). The walk of [`aho_corasick`]'s own anchored search, on the DFA's
+/// table directly (a generic `find` call cost ~600 instructions of setup and
+/// dispatch per position tried, several times the walk itself).
+#[inline]
+fn anchored_at(dfa: &aho_corasick::dfa::DFA, b: &[u8], at: usize) -> Option<(usize, usize, usize)> {
+    use aho_corasick::automaton::Automaton;
+    use aho_corasick::Anchored;
+    let mut sid = dfa.start_state(Anchored::Yes).ok()?;
+    let mut mat = None;
+    for (i, &c) in b.iter().enumerate().skip(at) {
+        sid = dfa.next_state(Anchored::Yes, sid, c);
+        if dfa.is_special(sid) {
+            if dfa.is_dead(sid) {
+                break;
+            }
+            if dfa.is_match(sid) {
+                let pid = dfa.match_pattern(sid, 0);
+                let start = i + 1 - dfa.pattern_len(pid);
+                // Match states also carry matches reached through failure
+                // transitions, which start later: not anchored at `at`.
+                if start == at {
+                    mat = Some((start, i + 1, pid.as_usize()));
+                }
+            }
+        }
+    }
+    mat
+}
+
 /// A whole value that looks like a Chinese name (2–4 CJK chars, or a
 /// minority name with a middle dot).
 pub(super) fn is_name_value(v: &str) -> bool {
-    let n = v.chars().count();
-    let cjk = v.chars().all(|c| is_cjk(c) || c == '·' || c == '•');
-    cjk && (2..=4).contains(&n) || cjk && v.contains('·') && (3..=12).contains(&n)
+    // One pass; most values of a name column that are not names fail at once.
+    let (mut n, mut dot) = (0, false);
+    for c in v.chars() {
+        if c == '·' {
+            dot = true;
+        } else if !(is_cjk(c) || c == '•') {
+            return false;
+        }
+        n += 1;
+    }
+    (2..=4).contains(&n) || dot && (3..=12).contains(&n)
 }
 
 /// Values of a name column that are not names: placeholders (未知, 不详,
@@ -554,7 +592,9 @@ impl Engine {
             self.school_abbr(&st, out);
         }
         // Pass 4: e-mail.
-        if self.rule_for(Scanner::Email).is_some() {
+        if self.rule_for(Scanner::Email).is_some()
+            && (b.len() >= super::SHORT || super::has_byte(b, b'@'))
+        {
             for at in memchr::memchr_iter(b'@', b) {
                 self.email(&st, at, out);
             }
@@ -790,13 +830,7 @@ impl Engine {
         let text = st.text;
         let mut kw_end = 0usize;
         let mut i = 0;
-        let anchored = |i: usize| {
-            self.ac.find(
-                aho_corasick::Input::new(text)
-                    .span(i..n)
-                    .anchored(aho_corasick::Anchored::Yes),
-            )
-        };
+        let anchored = |i: usize| anchored_at(&self.kw_dfa, b, i);
         // Whether a pattern may start at `i` whose first character is `c1`
         // (`len1` bytes): a single-character pattern, or the first two
         // characters in the pair bitmap. A necessary condition only.
@@ -837,9 +871,9 @@ impl Engine {
                     && self.first_ascii[c as usize]
                     && may_start(i, c.to_ascii_lowercase() as u32, 1)
                 {
-                    if let Some(m) = anchored(i) {
-                        if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
-                            kw_end = m.end();
+                    if let Some((ms, me, pid)) = anchored(i) {
+                        if self.push_match(st, ms, me, pid) {
+                            kw_end = me;
                         }
                     }
                 }
@@ -857,9 +891,9 @@ impl Engine {
                         && self.first_ascii[d as usize]
                         && may_start(i, d.to_ascii_lowercase() as u32, 1)
                     {
-                        if let Some(m) = anchored(i) {
-                            if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
-                                kw_end = m.end();
+                        if let Some((ms, me, pid)) = anchored(i) {
+                            if self.push_match(st, ms, me, pid) {
+                                kw_end = me;
                             }
                         }
                     }
@@ -875,10 +909,10 @@ impl Engine {
                         | (b[i + 2] & 0x3F) as usize;
                     if self.first_cjk[cp / 64] & (1 << (cp % 64)) != 0 && may_start(i, cp as u32, 3)
                     {
-                        if let Some(m) = anchored(i) {
-                            if self.push_match(st, m.start(), m.end(), m.pattern().as_usize()) {
-                                kw_end = m.end();
-                                i = m.end();
+                        if let Some((ms, me, pid)) = anchored(i) {
+                            if self.push_match(st, ms, me, pid) {
+                                kw_end = me;
+                                i = me;
                                 continue;
                             }
                         }
@@ -950,6 +984,13 @@ impl Engine {
         }
         // Decimal fractions and version numbers are not identifiers.
         if s >= 2 && b[s - 1] == b'.' && b[s - 2].is_ascii_digit() {
+            return e;
+        }
+        // A lone run of a length no identifier has (4-7, 9, 14, 20+ digits)
+        // with no group joined after it: nothing to classify.
+        if !matches!(e - s, 1..=3 | 8 | 10..=13 | 15..=19)
+            && !(e + 1 < n && matches!(b[e], b' ' | b'-' | b'.') && b[e + 1].is_ascii_digit())
+        {
             return e;
         }
         let mut groups: [(usize, usize); 6] = [(0, 0); 6];
@@ -1219,9 +1260,14 @@ impl Engine {
     fn emit_cand(&self, st: &St<'_>, c: Cand, s: usize, e: usize, buf: &[u8], out: &mut Vec<Hit>) {
         let b = st.b;
         let d = buf;
-        // digits (and X): ASCII, copied only to uppercase an `x`
-        fn as_str(x: &[u8]) -> std::borrow::Cow<'_, str> {
-            if x.iter().any(u8::is_ascii_lowercase) {
+        // digits (and X): ASCII, copied only to uppercase an `x`; not
+        // needed at all when hits carry no mask or fingerprint (counting).
+        let identity = super::FINGERPRINTS.with(std::cell::Cell::get);
+        let as_str = |x| as_str(x, identity);
+        fn as_str(x: &[u8], identity: bool) -> std::borrow::Cow<'_, str> {
+            if !identity {
+                std::borrow::Cow::Borrowed("")
+            } else if x.iter().any(u8::is_ascii_lowercase) {
                 let mut v = x.to_vec();
                 v.make_ascii_uppercase();
                 std::borrow::Cow::Owned(String::from_utf8(v).unwrap_or_default())
@@ -1586,20 +1632,32 @@ impl Engine {
                     (memchr::memmem::Finder::new("小".as_bytes()), true),
                 ]
             });
-        // Short values (table cells): a memchr on the lead byte beats a
-        // substring searcher's setup.
-        let short = b.len() < 256;
-        for (finder, pupil) in SUFFIXES.iter() {
-            let pupil = *pupil;
-            let needle = finder.needle();
-            let by_lead = short
-                .then(|| {
-                    memchr::memchr_iter(needle[0], b).filter(move |&p| b[p..].starts_with(needle))
-                })
-                .into_iter()
-                .flatten();
-            let by_finder = (!short).then(|| finder.find_iter(b)).into_iter().flatten();
-            for ss in by_lead.chain(by_finder) {
+        // Short values (table cells): one byte loop finds both suffixes
+        // (memchr or a substring searcher costs more to set up than that).
+        const ZHONG: &[u8] = "中".as_bytes();
+        const XIAO: &[u8] = "小".as_bytes();
+        let short = b.len() < super::SHORT;
+        let mut at_short = [(0usize, false); 8];
+        let mut n_short = 0;
+        if short {
+            let mut i = 0;
+            while i + 3 <= b.len() && n_short < at_short.len() {
+                if b[i] == ZHONG[0] && b[i + 1] == ZHONG[1] && b[i + 2] == ZHONG[2] {
+                    at_short[n_short] = (i, false);
+                    n_short += 1;
+                } else if b[i] == XIAO[0] && b[i + 1] == XIAO[1] && b[i + 2] == XIAO[2] {
+                    at_short[n_short] = (i, true);
+                    n_short += 1;
+                }
+                i += 1;
+            }
+        }
+        let by_finders = SUFFIXES
+            .iter()
+            .filter(|_| !short)
+            .flat_map(|(finder, pupil)| finder.find_iter(b).map(move |p| (p, *pupil)));
+        for (ss, pupil) in at_short[..n_short].iter().copied().chain(by_finders) {
+            {
                 let se = ss + 3;
                 // Chinese numerals right before the suffix (1–4 of them).
                 let mut ns = ss;

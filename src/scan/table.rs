@@ -43,7 +43,10 @@ const MEMO_PROBE: u32 = 4096;
 /// for the table's scan only, like the rows themselves; nothing is written.
 #[derive(Debug, Default)]
 struct Memo {
-    map: std::collections::HashMap<Box<str>, Vec<Hit>>,
+    /// foldhash, not SipHash: the keys are cell values of a table being
+    /// scanned, hashed once per cell; no adversary chooses them to collide
+    /// that could not as well make the table large.
+    map: std::collections::HashMap<Box<str>, Vec<Hit>, foldhash::fast::RandomState>,
     lookups: u32,
     found: u32,
     off: bool,
