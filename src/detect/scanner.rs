@@ -109,7 +109,11 @@ pub(super) fn starts_with_surname(v: &str) -> bool {
 /// table directly (a generic `find` call cost ~600 instructions of setup and
 /// dispatch per position tried, several times the walk itself).
 #[inline]
-fn anchored_at(dfa: &aho_corasick::dfa::DFA, b: &[u8], at: usize) -> Option<(usize, usize, usize)> {
+pub(super) fn anchored_at(
+    dfa: &aho_corasick::dfa::DFA,
+    b: &[u8],
+    at: usize,
+) -> Option<(usize, usize, usize)> {
     use aho_corasick::automaton::Automaton;
     use aho_corasick::Anchored;
     let mut sid = dfa.start_state(Anchored::Yes).ok()?;

@@ -433,3 +433,66 @@ fn iso_date_matches_chrono_format() {
         assert_eq!(iso_date(date), date.format("%Y-%m-%d").to_string());
     }
 }
+
+/// Short texts (cells, under [`SHORT`] bytes) take byte-loop paths for
+/// full-width forms, `@`, and school abbreviations; long ones use memchr
+/// and substring searchers. The same line must give the same hits either
+/// way (offsets shifted by the padding).
+#[test]
+fn short_and_long_paths_give_the_same_hits() {
+    let e = engine();
+    let lines = [
+        "他在北京四中读初二，实验二小三年级",
+        "孩子就读于实验二小，家长 ｚｈａｎｇ＠ｅｘａｍｐｌｅ.com",
+        "学生 １１０１０５２０１５０３０７１２３５ 电话13812345678",
+        "mail a.b@example.cn 人大附中 北京市第十二中学 十一中",
+        "他读八中 三中全会 一小时 电话13812345678",
+    ];
+    let pad = " ".repeat(SHORT);
+    for line in lines {
+        assert!(line.len() < SHORT);
+        let key = |h: &Hit, off: usize| {
+            (
+                h.start - off,
+                h.end - off,
+                h.category,
+                h.masked.clone(),
+                h.fingerprint.clone(),
+            )
+        };
+        let mut short = Vec::new();
+        e.scan_text(line, &mut short);
+        let long_text = format!("{pad}{line}");
+        let mut long = Vec::new();
+        e.scan_text(&long_text, &mut long);
+        assert!(!short.is_empty(), "{line}");
+        assert_eq!(
+            short.iter().map(|h| key(h, 0)).collect::<Vec<_>>(),
+            long.iter().map(|h| key(h, pad.len())).collect::<Vec<_>>(),
+            "{line}"
+        );
+    }
+}
+
+/// The hand-written anchored walk of the keyword DFA finds, at every
+/// position, exactly what aho-corasick's own anchored search finds.
+#[test]
+fn anchored_walk_matches_aho_corasick() {
+    let e = engine();
+    let text = "学生姓名：张小明，家长电话13812345678，监护人 李四 name=Wang studentName 出生日期 2015-03-07 \
+                留守儿童 就读于北京市第十二中学 年龄：9岁 Mobile MOBILE mobilephone xm= 幼儿园";
+    let b = text.as_bytes();
+    let mut checked = 0;
+    for i in 0..b.len() {
+        let theirs =
+            e.ac.find(
+                aho_corasick::Input::new(b)
+                    .span(i..b.len())
+                    .anchored(aho_corasick::Anchored::Yes),
+            )
+            .map(|m| (m.start(), m.end(), m.pattern().as_usize()));
+        assert_eq!(scanner::anchored_at(&e.kw_dfa, b, i), theirs, "at {i}");
+        checked += theirs.is_some() as usize;
+    }
+    assert!(checked >= 10, "only {checked} keyword positions");
+}
