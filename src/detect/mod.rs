@@ -24,7 +24,7 @@
 
 use crate::finding::{Category, Sensitivity};
 use crate::fingerprint::{mask_keep, Fingerprinter};
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::MatchKind;
 use chrono::{Datelike, NaiveDate};
 use regex::{Regex, RegexSet};
 use std::cell::Cell;
@@ -258,8 +258,8 @@ pub struct Engine {
     rules: Vec<Rule>,
     /// First rule of each built-in scanner, indexed by `Scanner as usize`.
     scanner_rule: [Option<u16>; 18],
-    ac: AhoCorasick,
-    /// The keywords of `ac`, anchored searches only (see `scanner::anchored_at`).
+    /// Every keyword, context word and trigger literal (leftmost-longest,
+    /// ASCII case-insensitive; anchored walks: `scanner::anchored_at`).
     kw_dfa: aho_corasick::dfa::DFA,
     /// Roles per pattern id.
     roles: Vec<Vec<Role>>,
@@ -485,24 +485,14 @@ impl Engine {
                 last_byte[l.to_ascii_uppercase() as usize] = true;
             }
         }
-        let ac = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .ascii_case_insensitive(true)
-            .kind(Some(AhoCorasickKind::DFA))
-            .start_kind(aho_corasick::StartKind::Both)
-            .build(&pats)
-            .map_err(|e| DetectError::Pack {
-                path: "rule packs".into(),
-                message: format!("keyword automaton: {e}"),
-            })?;
-
-        // The same keywords as a bare anchored DFA: the single pass tries it
-        // at the few positions where a keyword may start, and walking its
-        // table directly costs a fraction of a generic `find` call's setup.
+        // One DFA for every keyword: the single pass tries it anchored at
+        // the few positions where a keyword may start, walking its table
+        // directly (a generic `find` call's setup cost several times the
+        // walk); packs whose keywords defeat that pass search it unanchored.
         let kw_dfa = aho_corasick::dfa::Builder::new()
             .match_kind(MatchKind::LeftmostLongest)
             .ascii_case_insensitive(true)
-            .start_kind(aho_corasick::StartKind::Anchored)
+            .start_kind(aho_corasick::StartKind::Both)
             .build(&pats)
             .map_err(|e| DetectError::Pack {
                 path: "rule packs".into(),
@@ -530,7 +520,6 @@ impl Engine {
             fp,
             rules,
             scanner_rule,
-            ac,
             kw_dfa,
             roles,
             ascii_word,

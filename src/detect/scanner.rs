@@ -542,7 +542,13 @@ impl Engine {
             }
             SCRATCH_TOKENS.with(|c| c.set(tokens));
         } else {
-            for m in self.ac.find_iter(text) {
+            use aho_corasick::automaton::Automaton;
+            // Unanchored searches of a DFA built with both start kinds never fail.
+            let matches = self
+                .kw_dfa
+                .try_find_iter(aho_corasick::Input::new(text))
+                .expect("keyword DFA has an unanchored start state");
+            for m in matches {
                 self.push_match(&mut st, m.start(), m.end(), m.pattern().as_usize());
             }
             // Pass 2: ASCII alphanumeric runs.
