@@ -1629,7 +1629,6 @@ impl Engine {
         let Some(rule) = self.rule_for(Scanner::SchoolName) else {
             return;
         };
-        let t = st.text;
         let b = st.b;
         if b.is_ascii() {
             return;
@@ -1644,117 +1643,112 @@ impl Engine {
             });
         // Short values (table cells): one byte loop finds both suffixes
         // (memchr or a substring searcher costs more to set up than that).
-        const ZHONG: &[u8] = "中".as_bytes();
-        const XIAO: &[u8] = "小".as_bytes();
-        let short = b.len() < super::SHORT;
-        let mut at_short = [(0usize, false); 8];
-        let mut n_short = 0;
-        if short {
-            let mut i = 0;
-            while i + 3 <= b.len() && n_short < at_short.len() {
-                if b[i] == ZHONG[0] && b[i + 1] == ZHONG[1] && b[i + 2] == ZHONG[2] {
-                    at_short[n_short] = (i, false);
-                    n_short += 1;
-                } else if b[i] == XIAO[0] && b[i + 1] == XIAO[1] && b[i + 2] == XIAO[2] {
-                    at_short[n_short] = (i, true);
-                    n_short += 1;
+        if b.len() < super::SHORT {
+            const ZHONG: &[u8] = "中".as_bytes();
+            const XIAO: &[u8] = "小".as_bytes();
+            for i in 0..b.len().saturating_sub(2) {
+                let w = &b[i..i + 3];
+                if w == ZHONG || w == XIAO {
+                    self.school_abbr_at(st, rule, i, w == XIAO, out);
                 }
-                i += 1;
+            }
+        } else {
+            for (finder, pupil) in SUFFIXES.iter() {
+                for ss in finder.find_iter(b) {
+                    self.school_abbr_at(st, rule, ss, *pupil, out);
+                }
             }
         }
-        let by_finders = SUFFIXES
-            .iter()
-            .filter(|_| !short)
-            .flat_map(|(finder, pupil)| finder.find_iter(b).map(move |p| (p, *pupil)));
-        for (ss, pupil) in at_short[..n_short].iter().copied().chain(by_finders) {
+    }
+
+    /// A school abbreviation ending in the suffix 中 (or 小: `pupil`) at `ss`.
+    fn school_abbr_at(&self, st: &St<'_>, rule: u16, ss: usize, pupil: bool, out: &mut Vec<Hit>) {
+        let t = st.text;
+        let se = ss + 3;
+        // Chinese numerals right before the suffix (1–4 of them).
+        let mut ns = ss;
+        let mut k = 0;
+        while let Some(c) = char_before(t, ns) {
+            if k < 4
+                && matches!(
+                    c,
+                    '〇' | '零'
+                        | '一'
+                        | '二'
+                        | '三'
+                        | '四'
+                        | '五'
+                        | '六'
+                        | '七'
+                        | '八'
+                        | '九'
+                        | '十'
+                )
             {
-                let se = ss + 3;
-                // Chinese numerals right before the suffix (1–4 of them).
-                let mut ns = ss;
-                let mut k = 0;
-                while let Some(c) = char_before(t, ns) {
-                    if k < 4
-                        && matches!(
-                            c,
-                            '〇' | '零'
-                                | '一'
-                                | '二'
-                                | '三'
-                                | '四'
-                                | '五'
-                                | '六'
-                                | '七'
-                                | '八'
-                                | '九'
-                                | '十'
-                        )
-                    {
-                        ns -= 3;
-                        k += 1;
-                    } else {
-                        break;
-                    }
-                }
-                if k == 0 || char_before(t, ns) == Some('第') {
-                    continue;
-                }
-                // The abbreviation ends the word.
-                let follow_ok = match char_at(t, se) {
-                    None => true,
-                    Some(c) if !is_cjk(c) => true,
-                    Some(c) if is_cn_numeral(c) => {
-                        let r = t[se..].trim_start_matches(is_cn_numeral);
-                        r.starts_with("年级") || r.starts_with('班')
-                    }
-                    Some(c) => {
-                        "的读就是和与及在初高校分毕同老班届学生".contains(c)
-                            && !t[se..].starts_with("学")
-                            && !t[se..].starts_with("生活")
-                            && !t[se..].starts_with("生产")
-                    }
-                };
-                if !follow_ok {
-                    continue;
-                }
-                let start = school_name_start(st, ns);
-                let prefix = &t[start..ns];
-                let pchars = prefix.chars().count();
-                if !(2..=8).contains(&pchars)
-                    || prefix.chars().any(|c| {
-                        is_cn_numeral(c)
-                            || "的了是与及在就读说被有去来到从把对向也还又才要会能将请您你我他她们这那个位名号班级先老师父母爸妈未无或但其每各某第届期次集高初"
-                                .contains(c)
-                    })
-                {
-                    continue;
-                }
-                let (pos, neg) = self.context(st, rule, start, se);
-                if neg {
-                    continue;
-                }
-                let admin = prefix.chars().any(|c| "省市区县镇乡州".contains(c));
-                let mut conf = self.rules[rule as usize].confidence - 0.1;
-                if pos {
-                    conf += 0.08;
-                }
-                if admin {
-                    conf += 0.05;
-                }
-                let evidence = (pupil && !adult_school_context(t, start, se))
-                    .then_some(AgeEvidence::ChildGrade);
-                let name = &t[start..se];
-                self.emit(
-                    out,
-                    rule,
-                    start,
-                    se,
-                    conf,
-                    name,
-                    self.mask(Category::SchoolName, name),
-                    evidence,
-                );
+                ns -= 3;
+                k += 1;
+            } else {
+                break;
             }
         }
+        if k == 0 || char_before(t, ns) == Some('第') {
+            return;
+        }
+        // The abbreviation ends the word.
+        let follow_ok = match char_at(t, se) {
+            None => true,
+            Some(c) if !is_cjk(c) => true,
+            Some(c) if is_cn_numeral(c) => {
+                let r = t[se..].trim_start_matches(is_cn_numeral);
+                r.starts_with("年级") || r.starts_with('班')
+            }
+            Some(c) => {
+                "的读就是和与及在初高校分毕同老班届学生".contains(c)
+                    && !t[se..].starts_with("学")
+                    && !t[se..].starts_with("生活")
+                    && !t[se..].starts_with("生产")
+            }
+        };
+        if !follow_ok {
+            return;
+        }
+        let start = school_name_start(st, ns);
+        let prefix = &t[start..ns];
+        let pchars = prefix.chars().count();
+        if !(2..=8).contains(&pchars)
+            || prefix.chars().any(|c| {
+                is_cn_numeral(c)
+                    || "的了是与及在就读说被有去来到从把对向也还又才要会能将请您你我他她们这那个位名号班级先老师父母爸妈未无或但其每各某第届期次集高初"
+                        .contains(c)
+            })
+        {
+            return;
+        }
+        let (pos, neg) = self.context(st, rule, start, se);
+        if neg {
+            return;
+        }
+        let admin = prefix.chars().any(|c| "省市区县镇乡州".contains(c));
+        let mut conf = self.rules[rule as usize].confidence - 0.1;
+        if pos {
+            conf += 0.08;
+        }
+        if admin {
+            conf += 0.05;
+        }
+        let evidence =
+            (pupil && !adult_school_context(t, start, se)).then_some(AgeEvidence::ChildGrade);
+        let name = &t[start..se];
+        self.emit(
+            out,
+            rule,
+            start,
+            se,
+            conf,
+            name,
+            self.mask(Category::SchoolName, name),
+            evidence,
+        );
     }
 
     /// 岁/周岁 after digits or Chinese numerals.

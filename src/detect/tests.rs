@@ -447,6 +447,8 @@ fn short_and_long_paths_give_the_same_hits() {
         "学生 １１０１０５２０１５０３０７１２３５ 电话13812345678",
         "mail a.b@example.cn 人大附中 北京市第十二中学 十一中",
         "他读八中 三中全会 一小时 电话13812345678",
+        // More than eight 中/小 before the abbreviation: each is tried.
+        "中国 中心 中间 中午 中等 中文 中医 小吃 小说 他在北京四中读初二",
     ];
     let pad = " ".repeat(SHORT);
     for line in lines {
@@ -466,6 +468,15 @@ fn short_and_long_paths_give_the_same_hits() {
         let mut long = Vec::new();
         e.scan_text(&long_text, &mut long);
         assert!(!short.is_empty(), "{line}");
+        if line.contains("北京四中") {
+            let at = line.find("北京四中").unwrap();
+            assert!(
+                short
+                    .iter()
+                    .any(|h| h.category == Category::SchoolName && h.start == at),
+                "{line}"
+            );
+        }
         assert_eq!(
             short.iter().map(|h| key(h, 0)).collect::<Vec<_>>(),
             long.iter().map(|h| key(h, pad.len())).collect::<Vec<_>>(),
