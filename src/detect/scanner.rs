@@ -104,6 +104,13 @@ pub(super) fn starts_with_surname(v: &str) -> bool {
     COMPOUND_SURNAMES.iter().any(|s| v.starts_with(s)) || v.chars().next().is_some_and(is_surname)
 }
 
+/// The digit counts [`Engine::classify`] can make an identifier, date or
+/// age of (4-7, 9, 14 and 20+ never are); `digit_run` skips lone runs of
+/// other lengths without setting up the classification.
+const fn id_length(n: usize) -> bool {
+    matches!(n, 1..=3 | 8 | 10..=13 | 15..=19)
+}
+
 /// The leftmost-longest keyword starting exactly at `at`: (start, end,
 /// pattern). The walk of [`aho_corasick`]'s own anchored search, on the DFA's
 /// table directly (a generic `find` call cost ~600 instructions of setup and
@@ -996,10 +1003,10 @@ impl Engine {
         if s >= 2 && b[s - 1] == b'.' && b[s - 2].is_ascii_digit() {
             return e;
         }
-        // A lone run of a length no identifier has (4-7, 9, 14, 20+ digits)
-        // with no group joined after it: nothing to classify.
-        if !matches!(e - s, 1..=3 | 8 | 10..=13 | 15..=19)
-            && !(e + 1 < n && matches!(b[e], b' ' | b'-' | b'.') && b[e + 1].is_ascii_digit())
+        // A lone run of a length no identifier has, with no group joined
+        // after it (below: a space or hyphen, then a digit): nothing to classify.
+        if !id_length(e - s)
+            && !(e + 1 < n && matches!(b[e], b' ' | b'-') && b[e + 1].is_ascii_digit())
         {
             return e;
         }
@@ -1083,6 +1090,9 @@ impl Engine {
     ) -> Option<Cand> {
         let b = st.b;
         let n = d.len();
+        if !id_length(n) {
+            return None;
+        }
         let single = ng == 1;
         let hy = |k: usize| b[groups[k].0 - 1] == b'-';
         match n {
@@ -1273,8 +1283,8 @@ impl Engine {
         // digits (and X): ASCII, copied only to uppercase an `x`; not
         // needed at all when hits carry no mask or fingerprint (counting).
         let identity = super::FINGERPRINTS.with(std::cell::Cell::get);
-        let as_str = |x| as_str(x, identity);
-        fn as_str(x: &[u8], identity: bool) -> std::borrow::Cow<'_, str> {
+        let as_str = |x| digits_str(x, identity);
+        fn digits_str(x: &[u8], identity: bool) -> std::borrow::Cow<'_, str> {
             if !identity {
                 std::borrow::Cow::Borrowed("")
             } else if x.iter().any(u8::is_ascii_lowercase) {
