@@ -57,7 +57,7 @@ pub fn run(args: DetectorsArgs) -> anyhow::Result<i32> {
             for r in e.rules() {
                 if json {
                     let v = serde_json::json!({
-                        "id": &*r.id, "name": r.name, "category": r.category, "sensitivity": r.sensitivity,
+                        "id": r.id, "name": r.name, "category": r.category, "sensitivity": r.sensitivity,
                         "scanner": r.spec.scanner, "regex": r.spec.regex, "pack": r.source,
                         "references": r.spec.references,
                     });
@@ -65,7 +65,7 @@ pub fn run(args: DetectorsArgs) -> anyhow::Result<i32> {
                 } else {
                     println!(
                         "{:<22} {:<16} {:<7} {:<16} {}",
-                        &*r.id,
+                        r.id,
                         r.category.as_str(),
                         format!("{:?}", r.sensitivity).to_lowercase(),
                         r.spec.scanner.as_deref().unwrap_or("regex"),

@@ -565,13 +565,16 @@ impl Engine {
     pub fn scan_text(&self, text: &str, out: &mut Vec<Hit>) {
         let base = out.len();
         match fold_fullwidth(text) {
-            None => self.scan_impl(text, &[], out),
+            None => {
+                self.scan_impl(text, &[], out);
+                finish(out, base);
+            }
             Some((folded, at)) => {
                 self.scan_impl(&folded, &[], out);
+                finish(out, base);
                 remap(out, base, &at);
             }
         }
-        finish(out, base);
     }
 
     /// Find hits in one table cell or JSON value, using the column's hints.
@@ -583,10 +586,10 @@ impl Engine {
         if !column.hints.is_empty() {
             self.scan_hinted_value(v, column, base, out);
         }
+        finish(out, base);
         if let Some((_, map)) = &folded {
             remap(out, base, map);
         }
-        finish(out, base);
     }
 
     /// [`Engine::scan_value`] for callers that count hits and take the
@@ -1016,7 +1019,7 @@ pub(crate) fn has_byte(b: &[u8], x: u8) -> bool {
 /// Fold full-width digits and letters to ASCII. `None` when the text has
 /// none (the common case: one memchr pass). Otherwise the folded text and
 /// the folded offsets of the folded characters, in order: each one is 2
-/// bytes shorter than the original (3-byte UTF-8 → ASCII), see [`unfold`].
+/// bytes shorter than the original (3-byte UTF-8 → ASCII), see [`remap`].
 pub(crate) fn fold_fullwidth(text: &str) -> Option<(String, Vec<u32>)> {
     let b = text.as_bytes();
     // Table cells are short: a branch-free pass beats memchr's setup.
@@ -1046,18 +1049,19 @@ pub(crate) fn fold_fullwidth(text: &str) -> Option<(String, Vec<u32>)> {
     Some((out, at))
 }
 
-/// Offset in the original text of folded offset `x`, given the folded
-/// offsets `at` of the folded characters.
-#[inline]
-fn unfold(at: &[u32], x: usize) -> usize {
-    x + 2 * at.partition_point(|&f| (f as usize) < x)
-}
-
-/// Map the offsets of the hits appended since `base` from folded text back to the original.
+/// Map the offsets of the hits appended since `base` from folded text back
+/// to the original. The hits are sorted by start ([`finish`]) and the map is
+/// strictly increasing, so one forward walk of `at` serves every start; an
+/// end is searched only in the part of `at` after its start.
 fn remap(out: &mut [Hit], base: usize, at: &[u32]) {
+    let mut k = 0; // folded characters before the current start
     for h in &mut out[base..] {
-        h.start = unfold(at, h.start);
-        h.end = unfold(at, h.end);
+        while k < at.len() && (at[k] as usize) < h.start {
+            k += 1;
+        }
+        let ke = k + at[k..].partition_point(|&f| (f as usize) < h.end);
+        h.start += 2 * k;
+        h.end += 2 * ke;
     }
 }
 
@@ -1068,15 +1072,22 @@ pub(crate) fn pair_hash(c1: u32, c2: u32) -> usize {
     (c1.wrapping_mul(0x9E37_79B1) ^ c2.wrapping_mul(0x85EB_CA6B)) as usize >> 16 & 0xFFFF
 }
 
-/// Sort the hits appended since `base` and drop exact duplicates.
+/// Sort the hits appended since `base` by (start, end, category), stably,
+/// and drop exact duplicates (the first of equal keys stays). The passes
+/// append in a few sorted runs (tokens, then triggers, ...); a hit is ~120
+/// bytes, so the keys are sorted with their indexes and each hit is moved
+/// once, instead of moving hits at every merge.
 fn finish(out: &mut Vec<Hit>, base: usize) {
     let key = |h: &Hit| (h.start, h.end, h.category);
-    if out.len() - base > 1 {
-        let tail = &mut out[base..];
-        if !tail.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
-            tail.sort_by_key(key);
+    let n = out.len() - base;
+    if n < 2 {
+        return;
+    }
+    let tail = &out[base..];
+    if tail.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
+        if tail.windows(2).all(|w| key(&w[0]) != key(&w[1])) {
+            return;
         }
-        // drop exact duplicates in place
         let mut w = base + 1;
         for r in base + 1..out.len() {
             if key(&out[r]) != key(&out[w - 1]) {
@@ -1085,6 +1096,25 @@ fn finish(out: &mut Vec<Hit>, base: usize) {
             }
         }
         out.truncate(w);
+        return;
+    }
+    // The index is part of the key: unstable sort, stable order.
+    let mut order: Vec<(usize, usize, Category, u32)> = tail
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.start, h.end, h.category, i as u32))
+        .collect();
+    order.sort_unstable();
+    let mut slots: Vec<Option<Hit>> = out.drain(base..).map(Some).collect();
+    let mut last = None;
+    for (s, e, c, i) in order {
+        if last == Some((s, e, c)) {
+            continue;
+        }
+        last = Some((s, e, c));
+        if let Some(h) = slots[i as usize].take() {
+            out.push(h);
+        }
     }
 }
 

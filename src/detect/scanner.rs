@@ -60,16 +60,10 @@ fn skip_digits_lower(b: &[u8], mut i: usize) -> usize {
         (L * (127 + hi) - x7) & !x & (x7 + L * (127 - lo)) & H
     };
     while i + 8 <= b.len() {
-        let w = u64::from_le_bytes([
-            b[i],
-            b[i + 1],
-            b[i + 2],
-            b[i + 3],
-            b[i + 4],
-            b[i + 5],
-            b[i + 6],
-            b[i + 7],
-        ]);
+        // One unaligned load (indexing byte by byte made eight bounds-checked loads).
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&b[i..i + 8]);
+        let w = u64::from_le_bytes(word);
         let ok = between(w, b'0' as u64 - 1, b'9' as u64 + 1)
             | between(w, b'a' as u64 - 1, b'z' as u64 + 1);
         let bad = !ok & H;
@@ -755,7 +749,16 @@ impl Engine {
 
     /// Whether a context word of `rule` ends at `p` after skipping separators backwards.
     fn ctx_adjacent_before(&self, st: &St<'_>, rule: u16, p: usize) -> bool {
-        if !st.has_ctx(rule) {
+        if !st.has_ctx(rule) || p == 0 {
+            return false;
+        }
+        // Fast reject (most numbers): an ASCII byte before that is neither
+        // a separator nor the end of any keyword.
+        let c = st.b[p - 1];
+        if c < 0x80
+            && !self.last_byte[c as usize]
+            && !matches!(c, b' ' | b'\t' | b':' | b'=' | b'"' | b'\'' | b',')
+        {
             return false;
         }
         let t = st.text;
@@ -1003,12 +1006,21 @@ impl Engine {
         if s >= 2 && b[s - 1] == b'.' && b[s - 2].is_ascii_digit() {
             return e;
         }
-        // A lone run of a length no identifier has, with no group joined
-        // after it (below: a space or hyphen, then a digit): nothing to classify.
-        if !id_length(e - s)
-            && !(e + 1 < n && matches!(b[e], b' ' | b'-') && b[e + 1].is_ascii_digit())
-        {
-            return e;
+        // A lone run (no group joined after it, below: a space or hyphen,
+        // then a digit) of a length no identifier has: nothing to classify;
+        // of 1-3 digits (clock fields, counts, JSON numbers: most runs of a
+        // log): an age or nothing, without setting up the group joining.
+        let joined = e + 1 < n && matches!(b[e], b' ' | b'-') && b[e + 1].is_ascii_digit();
+        if !joined {
+            if !id_length(e - s) {
+                return e;
+            }
+            if e - s <= 3 {
+                if let Some(c) = self.age_digits(st, &b[s..e], s, e) {
+                    self.emit_cand(st, c, s, e, &b[s..e], out);
+                }
+                return e;
+            }
         }
         let mut groups: [(usize, usize); 6] = [(0, 0); 6];
         let mut ng = 1;
@@ -1237,12 +1249,24 @@ impl Engine {
     fn age_digits(&self, st: &St<'_>, d: &[u8], s: usize, e: usize) -> Option<Cand> {
         let b = st.b;
         let rule = self.rule_for(Scanner::Age)?;
+        let after = &b[e..];
+        let after_trim = after.strip_prefix(b" ").unwrap_or(after);
+        // What makes it an age first (most short numbers have neither).
+        let years_old = matches!(after_trim.first(), Some(b'y' | b'Y' | b'-')) && {
+            let a = &after_trim[..after_trim.len().min(10)];
+            let starts = |p: &[u8]| a.len() >= p.len() && a[..p.len()].eq_ignore_ascii_case(p);
+            starts(b"years old")
+                || starts(b"year old")
+                || starts(b"yrs old")
+                || starts(b"-year-old")
+        };
+        if !years_old && !self.ctx_adjacent_before(st, rule, s) {
+            return None;
+        }
         let v = validate::parse_u32(d)?;
         if v > 120 {
             return None;
         }
-        let after = &b[e..];
-        let after_trim = after.strip_prefix(b" ").unwrap_or(after);
         if after_trim.starts_with("岁".as_bytes()) || after_trim.starts_with("周岁".as_bytes()) {
             return None;
         }
@@ -1260,21 +1284,8 @@ impl Engine {
         {
             return None;
         }
-        let years_old = matches!(after_trim.first(), Some(b'y' | b'Y' | b'-')) && {
-            let a = &after_trim[..after_trim.len().min(10)];
-            let starts = |p: &[u8]| a.len() >= p.len() && a[..p.len()].eq_ignore_ascii_case(p);
-            starts(b"years old")
-                || starts(b"year old")
-                || starts(b"yrs old")
-                || starts(b"-year-old")
-        };
-        if years_old || self.ctx_adjacent_before(st, rule, s) {
-            let (_, neg) = self.context(st, rule, s, e);
-            if !neg {
-                return Some(Cand::Age(v));
-            }
-        }
-        None
+        let (_, neg) = self.context(st, rule, s, e);
+        (!neg).then_some(Cand::Age(v))
     }
 
     fn emit_cand(&self, st: &St<'_>, c: Cand, s: usize, e: usize, buf: &[u8], out: &mut Vec<Hit>) {
