@@ -165,10 +165,9 @@ impl Fingerprinter {
 /// char iterator: ~4% of the engine's time at one fingerprint per hit).
 pub fn hex_lower(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut v = Vec::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        v.push(DIGITS[(b >> 4) as usize]);
-        v.push(DIGITS[(b & 15) as usize]);
+    let mut v = vec![0u8; bytes.len() * 2];
+    for (pair, &b) in v.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&[DIGITS[(b >> 4) as usize], DIGITS[(b & 15) as usize]]);
     }
     // Every byte written is an ASCII hex digit: valid UTF-8.
     String::from_utf8(v).unwrap_or_default()

@@ -16,6 +16,7 @@ thread_local! {
     /// a database scan.
     static SCRATCH_MS: std::cell::Cell<Vec<M>> = const { std::cell::Cell::new(Vec::new()) };
     static SCRATCH_TOKENS: std::cell::Cell<Vec<(u32, u32)>> = const { std::cell::Cell::new(Vec::new()) };
+    static SCRATCH_ENDS: std::cell::Cell<Vec<u64>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// One aho-corasick match.
@@ -33,6 +34,11 @@ struct St<'a> {
     hints: &'a [Category],
     /// Bit r set when a context word of rule r (r < 128) occurs in the text.
     ctx_rules: u128,
+    /// Bit p set when a context word (of any rule) ends at byte p: the
+    /// "is a label right before this number" tests answer most candidates
+    /// (clock fields, counts) with one bit instead of a binary search of
+    /// `ms`, which in a 4 MiB chunk is ~17 cache-missing steps.
+    ctx_ends: Vec<u64>,
 }
 
 impl St<'_> {
@@ -40,6 +46,12 @@ impl St<'_> {
     #[inline]
     fn has_ctx(&self, rule: u16) -> bool {
         rule >= 127 || self.ctx_rules & (1u128 << rule) != 0
+    }
+
+    /// Whether a context word of some rule ends at byte `p`.
+    #[inline]
+    fn ctx_ends_at(&self, p: usize) -> bool {
+        self.ctx_ends[p / 64] & (1 << (p % 64)) != 0
     }
 }
 
@@ -246,9 +258,16 @@ fn adult_school_context(t: &str, start: usize, end: usize) -> bool {
     }
     let after = &t[end..hi];
     let after = after.split('\n').next().unwrap_or(after);
-    STAFF
-        .iter()
-        .any(|w| before.contains(w) || after.contains(w))
+    // One automaton over each window (14 substring searches of both
+    // windows per school name were ~4% of the engine on PI-dense text).
+    static STAFF_AC: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+        std::sync::LazyLock::new(|| {
+            aho_corasick::AhoCorasick::builder()
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(STAFF)
+                .expect("staff words compile")
+        });
+    STAFF_AC.is_match(before) || STAFF_AC.is_match(after)
 }
 
 /// A keyword answered "no" (`是否留守儿童：否`, `孤儿=N`) or negated (`非孤儿`, `不是留守儿童`).
@@ -519,12 +538,16 @@ impl Engine {
         let b = text.as_bytes();
         let mut ms = SCRATCH_MS.with(std::cell::Cell::take);
         ms.clear();
+        let mut ctx_ends = SCRATCH_ENDS.with(std::cell::Cell::take);
+        ctx_ends.clear();
+        ctx_ends.resize(b.len() / 64 + 1, 0);
         let mut st = St {
             text,
             b,
             ms,
             hints,
             ctx_rules: 0,
+            ctx_ends,
         };
         // Pass 1: every keyword, context word and trigger literal.
         let base = out.len();
@@ -633,6 +656,7 @@ impl Engine {
             }
         }
         SCRATCH_MS.with(|c| c.set(st.ms));
+        SCRATCH_ENDS.with(|c| c.set(st.ctx_ends));
     }
 
     /// Record one automaton match (ASCII words only at word/camelCase boundaries).
@@ -654,6 +678,9 @@ impl Engine {
             if let Role::Ctx(i) | Role::Neg(i) = r {
                 st.ctx_rules |= 1u128 << (*i as u32).min(127);
             }
+        }
+        if self.is_context[pid] {
+            st.ctx_ends[e / 64] |= 1 << (e % 64);
         }
         st.ms.push(M {
             start: s as u32,
@@ -719,7 +746,7 @@ impl Engine {
         let lo = s.saturating_sub(24);
         // Fast reject (most dates are timestamps at the start of a line): a
         // qualifying word ends at some q in lo..=s with no digit or newline
-        // in b[q..s], and the byte before q ends some keyword.
+        // in b[q..s], and a context word ends at q.
         let b = st.b;
         let mut q = s;
         loop {
@@ -727,7 +754,7 @@ impl Engine {
                 return false;
             }
             let c = b[q - 1];
-            if self.last_byte[c as usize] {
+            if st.ctx_ends_at(q) {
                 break;
             }
             if c.is_ascii_digit() || c == b'\n' {
@@ -777,8 +804,8 @@ impl Engine {
                 break;
             }
         }
-        // Fast reject: the byte before must end some keyword.
-        if q == 0 || !self.last_byte[st.b[q - 1] as usize] {
+        // Fast reject: some context word must end right there.
+        if q == 0 || !st.ctx_ends_at(q) {
             return false;
         }
         let i = st.ms.partition_point(|m| (m.end as usize) < q);
