@@ -193,7 +193,20 @@ impl Finding {
             }
         }
         if loc.column.is_none() {
-            part(&loc.line.map(|l| l.to_string()).unwrap_or_default());
+            // the line's decimal digits, without a String per finding
+            let mut digits = [0u8; 20];
+            let mut k = digits.len();
+            if let Some(mut l) = loc.line {
+                loop {
+                    k -= 1;
+                    digits[k] = b'0' + (l % 10) as u8;
+                    l /= 10;
+                    if l == 0 {
+                        break;
+                    }
+                }
+            }
+            part(std::str::from_utf8(&digits[k..]).unwrap_or_default());
             part(fingerprint);
             // An object byte range's line: the range and the line within it.
             if let (None, Some(r), Some(l)) = (loc.line, &loc.range, loc.range_line) {

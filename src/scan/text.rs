@@ -33,35 +33,25 @@ pub fn scan_chunk(
     let bytes = chunk.as_bytes();
     let mut line = first_line;
     let mut pos = 0usize; // bytes before `pos` have been counted into `line`
-    let mut i = 0;
-    while i < hits.len() {
-        line += memchr::memchr_iter(b'\n', &bytes[pos..hits[i].start]).count() as u64;
-        pos = hits[i].start;
+                          // Each line's hits are taken off the front (moved into findings, not copied).
+    let mut hits = std::collections::VecDeque::from(hits);
+    while let Some(first) = hits.front() {
+        line += memchr::memchr_iter(b'\n', &bytes[pos..first.start]).count() as u64;
+        pos = first.start;
         let line_end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |e| pos + e);
-        let mut j = i;
-        while j < hits.len() && hits[j].start < line_end {
-            j += 1;
+        let j = hits.partition_point(|h| h.start < line_end);
+        let child = engine.infer_child(hits.range(..j).filter_map(|h| h.evidence.as_ref()));
+        for h in hits.drain(..j) {
+            let off = base_offset + h.start as u64;
+            out.push(to_finding(origin, h, line, off, None, child));
         }
-        let group = &hits[i..j];
-        let child = engine.infer_child(group.iter().filter_map(|h| h.evidence.as_ref()));
-        for h in group {
-            out.push(to_finding(
-                origin,
-                h,
-                line,
-                base_offset + h.start as u64,
-                None,
-                child,
-            ));
-        }
-        i = j;
     }
 }
 
-/// Build a text finding from a hit.
+/// Build a text finding from a hit (its mask and fingerprint move into it).
 pub fn to_finding(
     origin: &TextOrigin<'_>,
-    h: &Hit,
+    h: Hit,
     line: u64,
     byte_offset: u64,
     field: Option<String>,
@@ -83,8 +73,8 @@ pub fn to_finding(
         rule: h.rule.to_string(),
         child,
         confidence: Finding::round_confidence(h.confidence),
-        masked: h.masked.clone(),
-        fingerprint: h.fingerprint.clone(),
+        masked: h.masked,
+        fingerprint: h.fingerprint,
         sensitivity: h.sensitivity,
         rows_scanned: None,
         count: None,

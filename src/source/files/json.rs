@@ -171,7 +171,7 @@ pub fn scan_jsonl_chunk(ctx: &UnitCtx<'_>, c: &Chunk, out: &mut Vec<Finding>) ->
                             let off = c.base_offset + (pos + lh.offset.unwrap_or(0)) as u64;
                             (
                                 off,
-                                to_finding(&origin, &lh.hit, line, off, Some(lh.field), child),
+                                to_finding(&origin, lh.hit, line, off, Some(lh.field), child),
                             )
                         })
                         .collect();
@@ -259,7 +259,7 @@ pub fn scan_document(ctx: &UnitCtx<'_>, text: &str, out: &mut Vec<Finding>) -> b
         let child = groups.get(&lh.group).copied().flatten();
         out.push(to_finding(
             &origin,
-            &lh.hit,
+            lh.hit,
             line,
             off as u64,
             Some(lh.field),
