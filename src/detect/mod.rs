@@ -281,8 +281,20 @@ pub struct Engine {
     /// pattern (ASCII lowercased): the automaton runs only where one of them
     /// may start. Patterns of a single character are in `single`.
     pair: Vec<u64>,
+    /// The same over the patterns of exactly two characters: where one may
+    /// start, the automaton runs without looking at a third character.
+    pair_only: Vec<u64>,
+    /// Bitmap over [`triple_hash`] of the first three characters of the
+    /// longer patterns: in logs most word starts share their first two
+    /// letters with some keyword (`st`atus/`st`udent, `pa`th/`pa`rent) and
+    /// the automaton walk this saves costs ~120 instructions.
+    triple: Vec<u64>,
     /// Bitmap over the low 16 bits of single-character patterns (岁, 号).
     single: Vec<u64>,
+    /// The keyword patterns (lowercased), by pattern id: the prefilter test
+    /// embeds every one in text and checks that the pass finds it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    kw_pats: Vec<String>,
     regions: validate::Regions,
     regex_rules: Vec<u16>,
 }
@@ -463,6 +475,8 @@ impl Engine {
             }
         }
         let mut pair = vec![0u64; 65536 / 64];
+        let mut pair_only = vec![0u64; 65536 / 64];
+        let mut triple = vec![0u64; 65536 / 64];
         let mut single = vec![0u64; 65536 / 64];
         for p in &pats {
             let mut cs = p.chars().map(|c| c.to_ascii_lowercase());
@@ -471,6 +485,13 @@ impl Engine {
                 Some(c2) => {
                     let h = pair_hash(c1, c2 as u32);
                     pair[h / 64] |= 1 << (h % 64);
+                    match cs.next() {
+                        Some(c3) => {
+                            let h = triple_hash(c1, c2 as u32, c3 as u32);
+                            triple[h / 64] |= 1 << (h % 64);
+                        }
+                        None => pair_only[h / 64] |= 1 << (h % 64),
+                    }
                 }
                 None => {
                     let h = (c1 & 0xFFFF) as usize;
@@ -531,7 +552,10 @@ impl Engine {
             anchored_ok,
             last_byte,
             pair,
+            pair_only,
+            triple,
             single,
+            kw_pats: pats,
             regions,
             regex_rules,
         })
@@ -1070,6 +1094,15 @@ fn remap(out: &mut [Hit], base: usize, at: &[u32]) {
 #[inline]
 pub(crate) fn pair_hash(c1: u32, c2: u32) -> usize {
     (c1.wrapping_mul(0x9E37_79B1) ^ c2.wrapping_mul(0x85EB_CA6B)) as usize >> 16 & 0xFFFF
+}
+
+/// Bucket of the first three characters of a keyword (ASCII lowercased).
+#[inline]
+pub(crate) fn triple_hash(c1: u32, c2: u32, c3: u32) -> usize {
+    (c1.wrapping_mul(0x9E37_79B1) ^ c2.wrapping_mul(0x85EB_CA6B) ^ c3.wrapping_mul(0xC2B2_AE35))
+        .wrapping_mul(0x2768_4E2D) as usize
+        >> 16
+        & 0xFFFF
 }
 
 /// Sort the hits appended since `base` by (start, end, category), stably,

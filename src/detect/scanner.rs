@@ -117,6 +117,25 @@ const fn id_length(n: usize) -> bool {
     matches!(n, 1..=3 | 8 | 10..=13 | 15..=19)
 }
 
+/// The character at byte `j` of `text` (ASCII lowercased) and its length;
+/// `None` at the end or off a character boundary.
+#[inline(always)]
+fn lower_char_at(b: &[u8], text: &str, j: usize) -> Option<(u32, usize)> {
+    let d = *b.get(j)?;
+    if d < 0x80 {
+        Some((d.to_ascii_lowercase() as u32, 1))
+    } else if (0xE0..0xF0).contains(&d) && j + 2 < b.len() {
+        let c =
+            ((d & 0x0F) as u32) << 12 | ((b[j + 1] & 0x3F) as u32) << 6 | (b[j + 2] & 0x3F) as u32;
+        Some((c, 3))
+    } else {
+        text.get(j..)?
+            .chars()
+            .next()
+            .map(|c| (c as u32, c.len_utf8()))
+    }
+}
+
 /// The leftmost-longest keyword starting exactly at `at`: (start, end,
 /// pattern). The walk of [`aho_corasick`]'s own anchored search, on the DFA's
 /// table directly (a generic `find` call cost ~600 instructions of setup and
@@ -879,32 +898,30 @@ impl Engine {
         let mut i = 0;
         let anchored = |i: usize| anchored_at(&self.kw_dfa, b, i);
         // Whether a pattern may start at `i` whose first character is `c1`
-        // (`len1` bytes): a single-character pattern, or the first two
-        // characters in the pair bitmap. A necessary condition only.
+        // (`len1` bytes): a single-character pattern, the first two
+        // characters of a two-character pattern, or the first three of a
+        // longer one. A necessary condition only (hashed bitmaps).
         let may_start = |i: usize, c1: u32, len1: usize| {
             let h1 = (c1 & 0xFFFF) as usize;
             if self.single[h1 / 64] & (1 << (h1 % 64)) != 0 {
                 return true;
             }
             let j = i + len1;
-            if j >= n {
+            let Some((c2, len2)) = lower_char_at(b, text, j) else {
                 return false;
-            }
-            let d = b[j];
-            let c2 = if d < 0x80 {
-                d.to_ascii_lowercase() as u32
-            } else if d >= 0xE0 && d < 0xF0 && j + 2 < n {
-                ((d & 0x0F) as u32) << 12
-                    | ((b[j + 1] & 0x3F) as u32) << 6
-                    | (b[j + 2] & 0x3F) as u32
-            } else {
-                match text[j..].chars().next() {
-                    Some(c) => c as u32,
-                    None => return false,
-                }
             };
             let h = super::pair_hash(c1, c2);
-            self.pair[h / 64] & (1 << (h % 64)) != 0
+            if self.pair[h / 64] & (1 << (h % 64)) == 0 {
+                return false;
+            }
+            if self.pair_only[h / 64] & (1 << (h % 64)) != 0 {
+                return true;
+            }
+            let Some((c3, _)) = lower_char_at(b, text, j + len2) else {
+                return false;
+            };
+            let h = super::triple_hash(c1, c2, c3);
+            self.triple[h / 64] & (1 << (h % 64)) != 0
         };
         while i < n {
             let c = b[i];
@@ -2622,6 +2639,43 @@ mod cut_tests {
         }
         let mixed = "abc123Def 学生 xyz".as_bytes();
         assert_eq!(skip_digits_lower(mixed, 0), 6);
+    }
+
+    /// The bitmaps that decide where the automaton runs (first character,
+    /// first two, first three) never hide a keyword: every pattern of the
+    /// shipped packs, alone between separators, is found by the pass.
+    #[test]
+    fn prefilter_never_hides_a_keyword() {
+        let e = Engine::new(
+            crate::detect::EngineOptions::new(chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()),
+            crate::fingerprint::Fingerprinter::new(b"t"),
+        )
+        .unwrap();
+        assert!(
+            e.anchored_ok && e.kw_pats.len() > 100,
+            "{}",
+            e.kw_pats.len()
+        );
+        for (pid, p) in e.kw_pats.iter().enumerate() {
+            for text in [format!("，{p}："), format!(" {p} "), p.clone()] {
+                let mut st = St {
+                    text: &text,
+                    b: text.as_bytes(),
+                    ms: Vec::new(),
+                    hints: &[],
+                    ctx_rules: 0,
+                    ctx_ends: vec![0; text.len() / 64 + 1],
+                };
+                e.keywords_and_tokens(&mut st, &mut Vec::new());
+                let s = text.find(p.as_str()).unwrap();
+                assert!(
+                    st.ms.iter().any(|m| m.start as usize == s
+                        && m.end as usize == s + p.len()
+                        && e.kw_pats[m.pid as usize] == *p),
+                    "pattern {pid} `{p}` not found in `{text}`"
+                );
+            }
+        }
     }
 
     #[test]
