@@ -174,6 +174,14 @@ impl Finding {
     /// survives. Table findings are identified by rule + table/path + column
     /// (values in a column change between scans; the column is the finding).
     pub fn compute_id(target: &str, loc: &Location, rule: &str, fingerprint: &str) -> String {
+        Self::finish_id(Self::id_prefix(target, loc, rule), loc, fingerprint)
+    }
+
+    /// The id's hash state after the parts every finding of one rule in
+    /// one place shares (rule, target, path, table, column, field): a
+    /// caller making many findings there hashes them once and finishes
+    /// each id with [`Finding::finish_id`] (same ids as `compute_id`).
+    pub fn id_prefix(target: &str, loc: &Location, rule: &str) -> Sha256 {
         let mut h = Sha256::new();
         let mut part = |s: &str| {
             h.update((s.len() as u64).to_le_bytes());
@@ -185,6 +193,16 @@ impl Finding {
         part(loc.table.as_deref().unwrap_or(""));
         part(loc.column.as_deref().unwrap_or(""));
         part(loc.field.as_deref().unwrap_or(""));
+        h
+    }
+
+    /// The id from an [`Finding::id_prefix`] state of the same target,
+    /// rule and place (path, table, column, field) as `loc`.
+    pub fn finish_id(mut h: Sha256, loc: &Location, fingerprint: &str) -> String {
+        let mut part = |s: &str| {
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        };
         // A table finding of a key range counts that range only: its own finding.
         // A text match is the same finding whichever byte range found it.
         if loc.column.is_some() {

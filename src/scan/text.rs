@@ -30,6 +30,15 @@ pub fn scan_chunk(
         return;
     }
     hits.sort_by_key(|h| (h.start, h.end));
+    out.reserve(hits.len());
+    // Id hash states after the parts shared by a rule's findings in this
+    // file (a text finding's place is its path: rule, target and path are
+    // most of the bytes an id hashes).
+    let mut prefixes: Vec<(&'static str, sha2::Sha256)> = Vec::new();
+    let place = Location {
+        path: Some(origin.path.to_string()),
+        ..Default::default()
+    };
     let bytes = chunk.as_bytes();
     let mut line = first_line;
     let mut pos = 0usize; // bytes before `pos` have been counted into `line`
@@ -43,7 +52,15 @@ pub fn scan_chunk(
         let child = engine.infer_child(hits.range(..j).filter_map(|h| h.evidence.as_ref()));
         for h in hits.drain(..j) {
             let off = base_offset + h.start as u64;
-            out.push(to_finding(origin, h, line, off, None, child));
+            let prefix = match prefixes.iter().find(|(r, _)| std::ptr::eq(*r, h.rule)) {
+                Some((_, p)) => p.clone(),
+                None => {
+                    let p = Finding::id_prefix(origin.target, &place, h.rule);
+                    prefixes.push((h.rule, p.clone()));
+                    p
+                }
+            };
+            out.push(make_finding(origin, h, line, off, None, child, prefix));
         }
     }
 }
@@ -57,6 +74,27 @@ pub fn to_finding(
     field: Option<String>,
     child: Option<bool>,
 ) -> Finding {
+    let place = Location {
+        path: Some(origin.path.to_string()),
+        field,
+        ..Default::default()
+    };
+    let prefix = Finding::id_prefix(origin.target, &place, h.rule);
+    let field = place.field;
+    make_finding(origin, h, line, byte_offset, field, child, prefix)
+}
+
+/// [`to_finding`] given the id's [`Finding::id_prefix`] state for the
+/// hit's rule at this path and field.
+fn make_finding(
+    origin: &TextOrigin<'_>,
+    h: Hit,
+    line: u64,
+    byte_offset: u64,
+    field: Option<String>,
+    child: Option<bool>,
+    id_prefix: sha2::Sha256,
+) -> Finding {
     let location = Location {
         path: Some(origin.path.to_string()),
         line: Some(line),
@@ -64,7 +102,7 @@ pub fn to_finding(
         field,
         ..Default::default()
     };
-    let finding_id = Finding::compute_id(origin.target, &location, &h.rule, &h.fingerprint);
+    let finding_id = Finding::finish_id(id_prefix, &location, &h.fingerprint);
     Finding {
         finding_id,
         target: origin.target.to_string(),
