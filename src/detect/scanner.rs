@@ -53,6 +53,21 @@ impl St<'_> {
     fn ctx_ends_at(&self, p: usize) -> bool {
         self.ctx_ends[p / 64] & (1 << (p % 64)) != 0
     }
+
+    /// Whether a context word of some rule ends at a byte in `lo..=hi`.
+    #[inline]
+    fn ctx_ends_in(&self, lo: usize, hi: usize) -> bool {
+        let (wl, wh) = (lo / 64, hi / 64);
+        let low = u64::MAX << (lo % 64);
+        let high = u64::MAX >> (63 - hi % 64);
+        if wl == wh {
+            self.ctx_ends[wl] & low & high != 0
+        } else {
+            self.ctx_ends[wl] & low != 0
+                || self.ctx_ends[wl + 1..wh].iter().any(|&w| w != 0)
+                || self.ctx_ends[wh] & high != 0
+        }
+    }
 }
 
 #[inline]
@@ -796,6 +811,11 @@ impl Engine {
     /// Whether a context word of `rule` ends at `p` after skipping separators backwards.
     fn ctx_adjacent_before(&self, st: &St<'_>, rule: u16, p: usize) -> bool {
         if !st.has_ctx(rule) || p == 0 {
+            return false;
+        }
+        // Fast reject (most numbers): no context word ends within the 12
+        // bytes before `p` (the most that 4 separators skipped below span).
+        if !st.ctx_ends_in(p.saturating_sub(12), p) {
             return false;
         }
         // Fast reject (most numbers): an ASCII byte before that is neither
@@ -2674,6 +2694,31 @@ mod cut_tests {
                         && e.kw_pats[m.pid as usize] == *p),
                     "pattern {pid} `{p}` not found in `{text}`"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn ctx_ends_in_is_exact() {
+        let mut st = St {
+            text: "",
+            b: &[],
+            ms: Vec::new(),
+            hints: &[],
+            ctx_rules: 0,
+            ctx_ends: vec![0; 4],
+        };
+        for set in [0usize, 5, 63, 64, 100, 127, 128, 200, 255] {
+            st.ctx_ends.iter_mut().for_each(|w| *w = 0);
+            st.ctx_ends[set / 64] |= 1 << (set % 64);
+            for lo in 0..256 {
+                for hi in lo..256 {
+                    assert_eq!(
+                        st.ctx_ends_in(lo, hi),
+                        (lo..=hi).contains(&set),
+                        "{set} {lo} {hi}"
+                    );
+                }
             }
         }
     }
