@@ -8,7 +8,8 @@
 #                                       1.0 = every line a labelled case, the densest mix)
 #
 # MB/s is reported on CPU time (user+sys) for both tools, so a busy machine
-# does not distort the ratio; wall-clock figures are printed too.
+# does not distort the ratio; REPEAT=N (default 3) alternates N runs of each
+# and compares the medians.
 #
 # Then multi-core scaling: the engine on the same chunks with 2 threads
 # (engine_throughput --threads 2: wall speed-up and CPU efficiency, i.e. CPU
@@ -53,18 +54,27 @@ MOB='1[3-9][0-9]{9}'
 SCHOOL='[\p{Han}]{2,12}(?:小学|中学|幼儿园|学校)'
 AGE='[0-9]{1,3}岁|年龄[：: ]*[0-9]{1,3}'
 
-RG_T=$( { /usr/bin/time -f "%U %S %e" taskset -c 0 rg -o -e "$ID" -e "$MOB" -e "$SCHOOL" -e "$AGE" -j1 "$LOG" | wc -l > "$WORK/rg.count"; } 2>&1 )
-RG_CPU=$(echo "$RG_T" | awk '{print $1+$2}')
-RG_WALL=$(echo "$RG_T" | awk '{print $3}')
+# REPEAT alternating runs of each (default 3); the medians are compared, so
+# one run slowed by a neighbour on a shared machine does not set the ratio.
+REPEAT="${REPEAT:-3}"
+median() { sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+RG_CPUS=""; CG_CPUS=""
+for _ in $(seq "$REPEAT"); do
+  RG_T=$( { /usr/bin/time -f "%U %S %e" taskset -c 0 rg -o -e "$ID" -e "$MOB" -e "$SCHOOL" -e "$AGE" -j1 "$LOG" | wc -l > "$WORK/rg.count"; } 2>&1 )
+  RG_CPUS="$RG_CPUS $(echo "$RG_T" | awk '{print $1+$2}')"
+  CG_OUT=$(taskset -c 0 "$EX" "$LOG" --as-of "$AS_OF" 2>"$WORK/cg.counts")
+  echo "$CG_OUT"
+  CG_CPUS="$CG_CPUS $(echo "$CG_OUT" | sed -E 's/.*cpu ([0-9.]+) s = .*/\1/')"
+done
+RG_CPU=$(echo "$RG_CPUS" | tr ' ' '\n' | grep . | median)
+CG_CPU=$(echo "$CG_CPUS" | tr ' ' '\n' | grep . | median)
 RG_MBS=$(awk -v m="$MB" -v s="$RG_CPU" 'BEGIN{printf "%.1f", m/s}')
-echo "rg -o (4 regexes, 1 thread): $(cat "$WORK/rg.count") matches; cpu ${RG_CPU}s = $RG_MBS MB/s (wall ${RG_WALL}s)"
-
-CG_OUT=$(taskset -c 0 "$EX" "$LOG" --as-of "$AS_OF" 2>"$WORK/cg.counts")
-echo "$CG_OUT"
+CG_MBS=$(awk -v m="$MB" -v s="$CG_CPU" 'BEGIN{printf "%.1f", m/s}')
 cat "$WORK/cg.counts"
-CG_MBS=$(echo "$CG_OUT" | sed -E 's/.*cpu [0-9.]+ s = ([0-9.]+) MB\/s.*/\1/')
+echo "rg -o (4 regexes, 1 thread): $(cat "$WORK/rg.count") matches; median cpu of $REPEAT: ${RG_CPU}s = $RG_MBS MB/s (runs:$RG_CPUS)"
+echo "childguard engine (17 categories, 1 thread): median cpu of $REPEAT: ${CG_CPU}s = $CG_MBS MB/s (runs:$CG_CPUS)"
 RATIO=$(awk -v a="$CG_MBS" -v b="$RG_MBS" 'BEGIN{printf "%.2f", a/b}')
-echo "ratio childguard/rg (cpu MB/s, 17 categories vs 4 regexes): ${RATIO}x"
+echo "ratio childguard/rg (median cpu MB/s, 17 categories vs 4 regexes): ${RATIO}x"
 
 if [ "${SCALING:-1}" != 0 ] && [ "$(nproc)" -ge 2 ]; then
   taskset -c 0,1 "$EX" "$LOG" --as-of "$AS_OF" --threads 2 2>/dev/null | tail -1
