@@ -1131,13 +1131,14 @@ fn finish(out: &mut Vec<Hit>, base: usize) {
         out.truncate(w);
         return;
     }
-    // The index is part of the key: unstable sort, stable order.
+    // The index is part of the key (a stable order); the stable sort finds
+    // the passes' sorted runs and merges them.
     let mut order: Vec<(usize, usize, Category, u32)> = tail
         .iter()
         .enumerate()
         .map(|(i, h)| (h.start, h.end, h.category, i as u32))
         .collect();
-    order.sort_unstable();
+    order.sort();
     let mut slots: Vec<Option<Hit>> = out.drain(base..).map(Some).collect();
     let mut last = None;
     for (s, e, c, i) in order {

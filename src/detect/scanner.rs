@@ -17,7 +17,11 @@ thread_local! {
     static SCRATCH_MS: std::cell::Cell<Vec<M>> = const { std::cell::Cell::new(Vec::new()) };
     static SCRATCH_TOKENS: std::cell::Cell<Vec<(u32, u32)>> = const { std::cell::Cell::new(Vec::new()) };
     static SCRATCH_ENDS: std::cell::Cell<Vec<u64>> = const { std::cell::Cell::new(Vec::new()) };
+    static SCRATCH_BLOCKS: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
 }
+
+/// Bytes of text per entry of [`St::ms_block`] (longer than any keyword).
+const MS_BLOCK: usize = 1024;
 
 /// One aho-corasick match.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +43,11 @@ struct St<'a> {
     /// (clock fields, counts) with one bit instead of a binary search of
     /// `ms`, which in a 4 MiB chunk is ~17 cache-missing steps.
     ctx_ends: Vec<u64>,
+    /// `ms_block[k]`: the index of the first match starting at or after
+    /// byte `k * MS_BLOCK` (long texts only; empty for short ones): the
+    /// searches of `ms` by position look at one or two blocks, not at
+    /// every match of a 4 MiB chunk.
+    ms_block: Vec<u32>,
 }
 
 impl St<'_> {
@@ -46,6 +55,25 @@ impl St<'_> {
     #[inline]
     fn has_ctx(&self, rule: u16) -> bool {
         rule >= 127 || self.ctx_rules & (1u128 << rule) != 0
+    }
+
+    /// First index of `ms` whose match satisfies `!before(m)`, where
+    /// `before` holds for exactly the matches that end before byte `p`
+    /// or start before it (matches do not overlap, so both orders agree).
+    #[inline]
+    fn ms_partition(&self, p: usize, before: impl Fn(&M) -> bool) -> usize {
+        if self.ms_block.is_empty() {
+            return self.ms.partition_point(before);
+        }
+        let k = p / MS_BLOCK;
+        let last = self.ms_block.len() - 1;
+        let lo = self.ms_block[k.saturating_sub(1).min(last)] as usize;
+        let hi = if k + 1 <= last {
+            self.ms_block[k + 1] as usize
+        } else {
+            self.ms.len()
+        };
+        lo + self.ms[lo..hi].partition_point(before)
     }
 
     /// Whether a context word of some rule ends at byte `p`.
@@ -582,7 +610,9 @@ impl Engine {
             hints,
             ctx_rules: 0,
             ctx_ends,
+            ms_block: SCRATCH_BLOCKS.with(std::cell::Cell::take),
         };
+        st.ms_block.clear();
         // Pass 1: every keyword, context word and trigger literal.
         let base = out.len();
         if self.anchored_ok {
@@ -613,6 +643,15 @@ impl Engine {
             self.scan_tokens(&st, out);
         }
         let tokens_end = out.len();
+        if b.len() >= 4 * MS_BLOCK {
+            let mut i = 0;
+            for k in 0..=b.len() / MS_BLOCK {
+                while i < st.ms.len() && (st.ms[i].start as usize) < k * MS_BLOCK {
+                    i += 1;
+                }
+                st.ms_block.push(i as u32);
+            }
+        }
         // Pass 3: triggers.
         for k in 0..st.ms.len() {
             let m = st.ms[k];
@@ -691,6 +730,7 @@ impl Engine {
         }
         SCRATCH_MS.with(|c| c.set(st.ms));
         SCRATCH_ENDS.with(|c| c.set(st.ctx_ends));
+        SCRATCH_BLOCKS.with(|c| c.set(st.ms_block));
     }
 
     /// Record one automaton match (ASCII words only at word/camelCase boundaries).
@@ -739,7 +779,7 @@ impl Engine {
         let line_start = memchr::memrchr(b'\n', &b[lo..start]).map_or(lo, |p| lo + p + 1);
         let hi = (end + WIN_AFTER).min(b.len());
         let line_end = memchr::memchr(b'\n', &b[end..hi]).map_or(hi, |p| end + p);
-        let i0 = st.ms.partition_point(|m| (m.start as usize) < line_start);
+        let i0 = st.ms_partition(line_start, |m| (m.start as usize) < line_start);
         let mut nearest: Option<(u32, usize)> = None;
         for m in &st.ms[i0..] {
             let (ms, me) = (m.start as usize, m.end as usize);
@@ -796,7 +836,7 @@ impl Engine {
             }
             q -= 1;
         }
-        let i0 = st.ms.partition_point(|m| (m.end as usize) < lo);
+        let i0 = st.ms_partition(lo, |m| (m.end as usize) < lo);
         st.ms[i0..]
             .iter()
             .take_while(|m| (m.end as usize) <= s)
@@ -847,7 +887,7 @@ impl Engine {
         if q == 0 || !st.ctx_ends_at(q) {
             return false;
         }
-        let i = st.ms.partition_point(|m| (m.end as usize) < q);
+        let i = st.ms_partition(q, |m| (m.end as usize) < q);
         st.ms.get(i).is_some_and(|m| {
             m.end as usize == q && self.roles[m.pid as usize].contains(&Role::Ctx(rule))
         })
@@ -2685,6 +2725,7 @@ mod cut_tests {
                     hints: &[],
                     ctx_rules: 0,
                     ctx_ends: vec![0; text.len() / 64 + 1],
+                    ms_block: Vec::new(),
                 };
                 e.keywords_and_tokens(&mut st, &mut Vec::new());
                 let s = text.find(p.as_str()).unwrap();
@@ -2707,6 +2748,7 @@ mod cut_tests {
             hints: &[],
             ctx_rules: 0,
             ctx_ends: vec![0; 4],
+            ms_block: Vec::new(),
         };
         for set in [0usize, 5, 63, 64, 100, 127, 128, 200, 255] {
             st.ctx_ends.iter_mut().for_each(|w| *w = 0);
