@@ -98,9 +98,21 @@ impl St<'_> {
     }
 }
 
+/// ASCII letters and digits, by byte: one load instead of three range tests
+/// (the byte loop asks this of every ASCII byte of the text).
+static ALNUM: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_alphanumeric();
+        c += 1;
+    }
+    t
+};
+
 #[inline]
 fn is_alnum(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
+    ALNUM[c as usize]
 }
 
 /// First index `>= i` whose byte is not an ASCII digit or lowercase letter
@@ -946,6 +958,34 @@ impl Engine {
         e
     }
 
+    /// Whether a keyword may start at byte `i` of `text`, whose first
+    /// character is `c1` (`len1` bytes): a single-character keyword, the
+    /// first two characters of a two-character keyword, or the first three
+    /// of a longer one. A necessary condition only (hashed bitmaps).
+    #[inline(always)]
+    fn may_start(&self, b: &[u8], text: &str, i: usize, c1: u32, len1: usize) -> bool {
+        let h1 = (c1 & 0xFFFF) as usize;
+        if self.single[h1 / 64] & (1 << (h1 % 64)) != 0 {
+            return true;
+        }
+        let j = i + len1;
+        let Some((c2, len2)) = lower_char_at(b, text, j) else {
+            return false;
+        };
+        let h = super::pair_hash(c1, c2);
+        if self.pair[h / 64] & (1 << (h % 64)) == 0 {
+            return false;
+        }
+        if self.pair_only[h / 64] & (1 << (h % 64)) != 0 {
+            return true;
+        }
+        let Some((c3, _)) = lower_char_at(b, text, j + len2) else {
+            return false;
+        };
+        let h = super::triple_hash(c1, c2, c3);
+        self.triple[h / 64] & (1 << (h % 64)) != 0
+    }
+
     /// The single pass over the text: keyword matches (bitmap of first
     /// characters, anchored automaton where a pattern can start) and the
     /// alphanumeric runs that may be identifiers (starting with a digit, or
@@ -957,32 +997,7 @@ impl Engine {
         let mut kw_end = 0usize;
         let mut i = 0;
         let anchored = |i: usize| anchored_at(&self.kw_dfa, b, i);
-        // Whether a pattern may start at `i` whose first character is `c1`
-        // (`len1` bytes): a single-character pattern, the first two
-        // characters of a two-character pattern, or the first three of a
-        // longer one. A necessary condition only (hashed bitmaps).
-        let may_start = |i: usize, c1: u32, len1: usize| {
-            let h1 = (c1 & 0xFFFF) as usize;
-            if self.single[h1 / 64] & (1 << (h1 % 64)) != 0 {
-                return true;
-            }
-            let j = i + len1;
-            let Some((c2, len2)) = lower_char_at(b, text, j) else {
-                return false;
-            };
-            let h = super::pair_hash(c1, c2);
-            if self.pair[h / 64] & (1 << (h % 64)) == 0 {
-                return false;
-            }
-            if self.pair_only[h / 64] & (1 << (h % 64)) != 0 {
-                return true;
-            }
-            let Some((c3, _)) = lower_char_at(b, text, j + len2) else {
-                return false;
-            };
-            let h = super::triple_hash(c1, c2, c3);
-            self.triple[h / 64] & (1 << (h % 64)) != 0
-        };
+        let may_start = |i: usize, c1: u32, len1: usize| self.may_start(b, text, i, c1, len1);
         while i < n {
             let c = b[i];
             if c < 0x80 {
