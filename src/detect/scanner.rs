@@ -622,7 +622,12 @@ impl Engine {
             hints,
             ctx_rules: 0,
             ctx_ends,
-            ms_block: SCRATCH_BLOCKS.with(std::cell::Cell::take),
+            // Short texts (cells) search `ms` whole and leave the scratch alone.
+            ms_block: if b.len() >= 4 * MS_BLOCK {
+                SCRATCH_BLOCKS.with(std::cell::Cell::take)
+            } else {
+                Vec::new()
+            },
         };
         st.ms_block.clear();
         // Pass 1: every keyword, context word and trigger literal.
@@ -742,7 +747,9 @@ impl Engine {
         }
         SCRATCH_MS.with(|c| c.set(st.ms));
         SCRATCH_ENDS.with(|c| c.set(st.ctx_ends));
-        SCRATCH_BLOCKS.with(|c| c.set(st.ms_block));
+        if st.ms_block.capacity() > 0 {
+            SCRATCH_BLOCKS.with(|c| c.set(st.ms_block));
+        }
     }
 
     /// Record one automaton match (ASCII words only at word/camelCase boundaries).
