@@ -146,18 +146,15 @@ impl Fingerprinter {
             return hex_lower(&m.finalize().into_bytes());
         }
         // inner = H((K ^ ipad) || v), outer = H((K ^ opad) || inner)
-        let mut st = self.inner;
-        compress_last(&mut st, v, 64 + v.len());
-        let mut digest = [0u8; 32];
-        for (o, w) in digest.chunks_exact_mut(4).zip(st) {
-            o.copy_from_slice(&w.to_be_bytes());
-        }
-        let mut st = self.outer;
-        compress_last(&mut st, &digest, 64 + 32);
-        for (o, w) in digest.chunks_exact_mut(4).zip(st) {
-            o.copy_from_slice(&w.to_be_bytes());
-        }
-        hex_lower(&digest)
+        let digest = |mut st: [u32; 8], tail: &[u8]| {
+            compress_last(&mut st, tail, 64 + tail.len());
+            let mut d = [0u8; 32];
+            for (o, w) in d.chunks_exact_mut(4).zip(st) {
+                o.copy_from_slice(&w.to_be_bytes());
+            }
+            d
+        };
+        hex_lower(&digest(self.outer, &digest(self.inner, v)))
     }
 }
 

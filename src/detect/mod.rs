@@ -275,8 +275,6 @@ pub struct Engine {
     first_ascii: [bool; 256],
     /// Whether every pattern starts with a character the bitmaps cover.
     anchored_ok: bool,
-    /// Last bytes of patterns (both cases): cheap test for "a keyword ends here".
-    last_byte: [bool; 256],
     /// Bitmap over [`pair_hash`] of the first two characters of every
     /// pattern (ASCII lowercased): the automaton runs only where one of them
     /// may start. Patterns of a single character are in `single`.
@@ -499,13 +497,6 @@ impl Engine {
                 }
             }
         }
-        let mut last_byte = [false; 256];
-        for p in &pats {
-            if let Some(&l) = p.as_bytes().last() {
-                last_byte[l.to_ascii_lowercase() as usize] = true;
-                last_byte[l.to_ascii_uppercase() as usize] = true;
-            }
-        }
         // One DFA for every keyword: the single pass tries it anchored at
         // the few positions where a keyword may start, walking its table
         // directly (a generic `find` call's setup cost several times the
@@ -550,7 +541,6 @@ impl Engine {
             first_cjk,
             first_ascii,
             anchored_ok,
-            last_byte,
             pair,
             pair_only,
             triple,
@@ -1118,13 +1108,13 @@ fn finish(out: &mut Vec<Hit>, base: usize) {
     }
     let tail = &out[base..];
     if tail.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
-        if tail.windows(2).all(|w| key(&w[0]) != key(&w[1])) {
-            return;
-        }
         let mut w = base + 1;
         for r in base + 1..out.len() {
             if key(&out[r]) != key(&out[w - 1]) {
-                out.swap(w, r);
+                // (no copy while no duplicate has been dropped)
+                if w != r {
+                    out.swap(w, r);
+                }
                 w += 1;
             }
         }

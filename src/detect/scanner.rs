@@ -76,6 +76,29 @@ impl St<'_> {
         lo + self.ms[lo..hi].partition_point(before)
     }
 
+    /// Build `ms_block` once every keyword match is in `ms`, before any
+    /// candidate is classified. Short texts (cells) search `ms` whole and
+    /// leave the scratch alone.
+    #[inline]
+    fn index_blocks(&mut self) {
+        if self.b.len() >= 4 * MS_BLOCK {
+            self.build_blocks();
+        }
+    }
+
+    fn build_blocks(&mut self) {
+        let mut blocks = SCRATCH_BLOCKS.with(std::cell::Cell::take);
+        blocks.clear();
+        let mut i = 0;
+        for k in 0..=self.b.len() / MS_BLOCK {
+            while i < self.ms.len() && (self.ms[i].start as usize) < k * MS_BLOCK {
+                i += 1;
+            }
+            blocks.push(i as u32);
+        }
+        self.ms_block = blocks;
+    }
+
     /// Whether a context word of some rule ends at byte `p`.
     #[inline]
     fn ctx_ends_at(&self, p: usize) -> bool {
@@ -622,14 +645,8 @@ impl Engine {
             hints,
             ctx_rules: 0,
             ctx_ends,
-            // Short texts (cells) search `ms` whole and leave the scratch alone.
-            ms_block: if b.len() >= 4 * MS_BLOCK {
-                SCRATCH_BLOCKS.with(std::cell::Cell::take)
-            } else {
-                Vec::new()
-            },
+            ms_block: Vec::new(),
         };
-        st.ms_block.clear();
         // Pass 1: every keyword, context word and trigger literal.
         let base = out.len();
         if self.anchored_ok {
@@ -639,6 +656,7 @@ impl Engine {
             let mut tokens = SCRATCH_TOKENS.with(std::cell::Cell::take);
             tokens.clear();
             self.keywords_and_tokens(&mut st, &mut tokens);
+            st.index_blocks();
             let mut resume = 0;
             for &(s, e) in &tokens {
                 if (s as usize) >= resume {
@@ -656,19 +674,11 @@ impl Engine {
             for m in matches {
                 self.push_match(&mut st, m.start(), m.end(), m.pattern().as_usize());
             }
+            st.index_blocks();
             // Pass 2: ASCII alphanumeric runs.
             self.scan_tokens(&st, out);
         }
         let tokens_end = out.len();
-        if b.len() >= 4 * MS_BLOCK {
-            let mut i = 0;
-            for k in 0..=b.len() / MS_BLOCK {
-                while i < st.ms.len() && (st.ms[i].start as usize) < k * MS_BLOCK {
-                    i += 1;
-                }
-                st.ms_block.push(i as u32);
-            }
-        }
         // Pass 3: triggers.
         for k in 0..st.ms.len() {
             let m = st.ms[k];
@@ -875,15 +885,6 @@ impl Engine {
         // Fast reject (most numbers): no context word ends within the 12
         // bytes before `p` (the most that 4 separators skipped below span).
         if !st.ctx_ends_in(p.saturating_sub(12), p) {
-            return false;
-        }
-        // Fast reject (most numbers): an ASCII byte before that is neither
-        // a separator nor the end of any keyword.
-        let c = st.b[p - 1];
-        if c < 0x80
-            && !self.last_byte[c as usize]
-            && !matches!(c, b' ' | b'\t' | b':' | b'=' | b'"' | b'\'' | b',')
-        {
             return false;
         }
         let t = st.text;
@@ -1735,7 +1736,6 @@ impl Engine {
         if neg {
             return;
         }
-        let name = &t[start..se];
         let admin = prefix.chars().any(|c| "省市区县镇乡州".contains(c))
             || prefix.contains('第')
             || prefix.contains("附属");
@@ -1754,8 +1754,26 @@ impl Engine {
             suffix,
             "幼儿园" | "小学" | "附属小学" | "附小" | "托儿所" | "初级中学"
         );
-        let evidence = (pupil_school && !adult_school_context(t, start, se))
-            .then_some(AgeEvidence::ChildGrade);
+        self.emit_school(t, rule, start, se, conf, pupil_school, out);
+    }
+
+    /// Emit the school name `t[start..se]`; a pupil's school (kindergarten,
+    /// primary, lower secondary) is child evidence unless the line speaks
+    /// of staff or of an adult's education history.
+    #[allow(clippy::too_many_arguments)]
+    fn emit_school(
+        &self,
+        t: &str,
+        rule: u16,
+        start: usize,
+        se: usize,
+        conf: f64,
+        pupil: bool,
+        out: &mut Vec<Hit>,
+    ) {
+        let evidence =
+            (pupil && !adult_school_context(t, start, se)).then_some(AgeEvidence::ChildGrade);
+        let name = &t[start..se];
         self.emit(
             out,
             rule,
@@ -1883,19 +1901,7 @@ impl Engine {
         if admin {
             conf += 0.05;
         }
-        let evidence =
-            (pupil && !adult_school_context(t, start, se)).then_some(AgeEvidence::ChildGrade);
-        let name = &t[start..se];
-        self.emit(
-            out,
-            rule,
-            start,
-            se,
-            conf,
-            name,
-            self.mask(Category::SchoolName, name),
-            evidence,
-        );
+        self.emit_school(t, rule, start, se, conf, pupil, out);
     }
 
     /// 岁/周岁 after digits or Chinese numerals.
