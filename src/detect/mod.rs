@@ -275,6 +275,11 @@ pub struct Engine {
     first_ascii: [bool; 256],
     /// Whether every pattern starts with a character the bitmaps cover.
     anchored_ok: bool,
+    /// Whether the block-mask pass may replace the byte loop: no pattern
+    /// that starts with a CJK character holds an ASCII letter or digit (a
+    /// match of one would end inside an alphanumeric run, where the byte
+    /// loop resumes and starts a run of its own).
+    mask_loop_ok: bool,
     /// Bitmap over [`pair_hash`] of the first two characters of every
     /// pattern (ASCII lowercased): the automaton runs only where one of them
     /// may start. Patterns of a single character are in `single`.
@@ -472,6 +477,11 @@ impl Engine {
                 anchored_ok = false;
             }
         }
+        let mask_loop_ok = anchored_ok
+            && pats.iter().all(|p| {
+                p.starts_with(|c: char| c.is_ascii_alphabetic())
+                    || !p.bytes().any(|c| c.is_ascii_alphanumeric())
+            });
         let mut pair = vec![0u64; 65536 / 64];
         let mut pair_only = vec![0u64; 65536 / 64];
         let mut triple = vec![0u64; 65536 / 64];
@@ -541,6 +551,7 @@ impl Engine {
             first_cjk,
             first_ascii,
             anchored_ok,
+            mask_loop_ok,
             pair,
             pair_only,
             triple,

@@ -168,6 +168,88 @@ fn skip_digits_lower(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Classes of the 64 bytes of a block, bit k for byte k.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Masks {
+    /// ASCII letters and digits.
+    an: u64,
+    /// ASCII uppercase letters.
+    up: u64,
+    /// ASCII lowercase letters.
+    lo: u64,
+    /// Lead bytes of 3-byte UTF-8 characters (0xE0..=0xEF: CJK and more).
+    l3: u64,
+}
+
+/// [`Masks`] of a block: SSE2 (every x86-64 has it), 16 bytes per compare.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn block_masks(blk: &[u8; 64]) -> Masks {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of the x86-64 baseline; the loads are unaligned
+    // loads of 16 bytes within the 64-byte array.
+    unsafe {
+        let range = |x: __m128i, lo: u8, hi: u8| {
+            // Signed compares: bytes >= 0x80 are negative and never in an ASCII range.
+            _mm_and_si128(
+                _mm_cmpgt_epi8(x, _mm_set1_epi8(lo as i8 - 1)),
+                _mm_cmplt_epi8(x, _mm_set1_epi8(hi as i8 + 1)),
+            )
+        };
+        let (mut dg, mut up, mut lo, mut l3) = (0u64, 0u64, 0u64, 0u64);
+        for q in 0..4 {
+            let x = _mm_loadu_si128(blk.as_ptr().add(16 * q) as *const __m128i);
+            let sh = 16 * q;
+            dg |= (_mm_movemask_epi8(range(x, b'0', b'9')) as u16 as u64) << sh;
+            up |= (_mm_movemask_epi8(range(x, b'A', b'Z')) as u16 as u64) << sh;
+            lo |= (_mm_movemask_epi8(range(x, b'a', b'z')) as u16 as u64) << sh;
+            let hi4 = _mm_and_si128(x, _mm_set1_epi8(0xF0u8 as i8));
+            l3 |= (_mm_movemask_epi8(_mm_cmpeq_epi8(hi4, _mm_set1_epi8(0xE0u8 as i8))) as u16
+                as u64)
+                << sh;
+        }
+        Masks {
+            an: dg | up | lo,
+            up,
+            lo,
+            l3,
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn block_masks(blk: &[u8; 64]) -> Masks {
+    block_masks_bytes(blk)
+}
+
+/// [`block_masks`] a byte at a time (other targets; the SIMD version's reference).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn block_masks_bytes(blk: &[u8; 64]) -> Masks {
+    let mut m = Masks {
+        an: 0,
+        up: 0,
+        lo: 0,
+        l3: 0,
+    };
+    for (k, &c) in blk.iter().enumerate() {
+        let bit = 1u64 << k;
+        if c.is_ascii_alphanumeric() {
+            m.an |= bit;
+        }
+        if c.is_ascii_uppercase() {
+            m.up |= bit;
+        }
+        if c.is_ascii_lowercase() {
+            m.lo |= bit;
+        }
+        if c & 0xF0 == 0xE0 {
+            m.l3 |= bit;
+        }
+    }
+    m
+}
+
 /// CJK unified ideograph.
 pub(super) fn is_cjk(c: char) -> bool {
     ('\u{4e00}'..='\u{9fff}').contains(&c) || ('\u{3400}'..='\u{4dbf}').contains(&c)
@@ -491,6 +573,40 @@ pub(super) fn parse_date(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
     }
     let d = NaiveDate::from_ymd_opt(y, m, num(ds, day_end)?)?;
     Some((de, d))
+}
+
+/// The end of a clock time `[ T]H[H]:MM[:SS[.f…]]` right after a date
+/// ending at `p` (a timestamp); `p` when none follows. A clock that runs
+/// on into more digits or letters is not skipped.
+fn skip_clock(b: &[u8], p: usize) -> usize {
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    if !matches!(b.get(p), Some(b' ' | b'T')) || !digit(p + 1) {
+        return p;
+    }
+    let mut i = p + 2;
+    if digit(i) {
+        i += 1;
+    }
+    // :MM, then optionally :SS
+    for field in 0..2 {
+        if b.get(i) == Some(&b':') && digit(i + 1) && digit(i + 2) {
+            i += 3;
+        } else if field == 0 {
+            return p;
+        } else {
+            break;
+        }
+    }
+    if b.get(i) == Some(&b'.') && digit(i + 1) {
+        i += 1;
+        while digit(i) {
+            i += 1;
+        }
+    }
+    if b.get(i).is_some_and(|&c| is_alnum(c) && c != b'Z') {
+        return p;
+    }
+    i
 }
 
 /// Parse a day-first date D/M/YYYY or D.M.YYYY at `p` (never followed by a
@@ -998,7 +1114,129 @@ impl Engine {
     /// characters, anchored automaton where a pattern can start) and the
     /// alphanumeric runs that may be identifiers (starting with a digit, or
     /// an uppercase letter and at least 9 long).
+    ///
+    /// 64 bytes at a time: [`block_masks`] classifies the block (SIMD on
+    /// x86-64) and only the positions that can matter are visited — where
+    /// an alphanumeric run starts or ends, a camelCase uppercase letter, the
+    /// lead byte of a 3-byte character. Spaces, punctuation, the inside of
+    /// runs and continuation bytes cost nothing per byte. Same results as
+    /// the byte loop ([`Self::keywords_and_tokens_bytes`], kept for packs
+    /// the masks cannot serve and as the reference of the equality test).
     fn keywords_and_tokens(&self, st: &mut St<'_>, tokens: &mut Vec<(u32, u32)>) {
+        if !self.mask_loop_ok {
+            return self.keywords_and_tokens_bytes(st, tokens);
+        }
+        let b = st.b;
+        let n = b.len();
+        let text = st.text;
+        let mut kw_end = 0usize;
+        // Positions below `next` were covered by a CJK keyword match.
+        let mut next = 0usize;
+        // Start of the open token run: one that starts with a digit or an
+        // uppercase letter (usize::MAX: none).
+        let mut run = usize::MAX;
+        let (mut carry_an, mut carry_lo, mut carry_run) = (0u64, 0u64, 0u64);
+        let mut base = 0;
+        while base < n {
+            let m = if base + 64 <= n {
+                block_masks(b[base..base + 64].try_into().expect("64 bytes"))
+            } else {
+                let mut pad = [0u8; 64];
+                pad[..n - base].copy_from_slice(&b[base..]);
+                block_masks(&pad)
+            };
+            let valid = if n - base < 64 {
+                (1u64 << (n - base)) - 1
+            } else {
+                u64::MAX
+            };
+            let starts = m.an & !(m.an << 1 | carry_an);
+            carry_an = m.an >> 63;
+            // Tokens: runs that start with a digit or an uppercase letter.
+            // Adding a run's start bit to the run carries to the byte after
+            // it, so `sum & !an` marks the end of exactly those runs (the
+            // carry out of the block continues a run into the next one).
+            // Keyword matches never start or end inside a run (`mask_loop_ok`),
+            // so tokens do not depend on them.
+            let ts = starts & !m.lo;
+            let (sum, c1) = m.an.overflowing_add(ts);
+            let (sum, c2) = sum.overflowing_add(carry_run);
+            carry_run = (c1 | c2) as u64;
+            let te = sum & !m.an & valid;
+            let mut tok = (ts | te) & valid;
+            while tok != 0 {
+                let k = tok.trailing_zeros() as usize;
+                tok &= tok - 1;
+                let i = base + k;
+                if te >> k & 1 != 0 {
+                    let c = b[run];
+                    if c.is_ascii_digit() || i - run >= 9 {
+                        tokens.push((run as u32, i as u32));
+                    }
+                    run = usize::MAX;
+                }
+                if ts >> k & 1 != 0 {
+                    run = i;
+                }
+            }
+            // Keywords: ASCII words (and camelCase humps), 3-byte characters.
+            let camel = m.up & (m.lo << 1 | carry_lo);
+            carry_lo = m.lo >> 63;
+            let mut cand = (starts | camel | m.l3) & valid;
+            if next > base {
+                cand = if next - base >= 64 {
+                    0
+                } else {
+                    cand & u64::MAX << (next - base)
+                };
+            }
+            while cand != 0 {
+                let k = cand.trailing_zeros() as usize;
+                cand &= cand - 1;
+                let i = base + k;
+                if i < next || i < kw_end {
+                    continue;
+                }
+                let c = b[i];
+                if c < 0x80 {
+                    if self.first_ascii[c as usize]
+                        && self.may_start(b, text, i, c.to_ascii_lowercase() as u32, 1)
+                    {
+                        if let Some((ms, me, pid)) = anchored_at(&self.kw_dfa, b, i) {
+                            if self.push_match(st, ms, me, pid) {
+                                kw_end = me;
+                            }
+                        }
+                    }
+                } else if i + 2 < n {
+                    let cp = ((c & 0x0F) as usize) << 12
+                        | ((b[i + 1] & 0x3F) as usize) << 6
+                        | (b[i + 2] & 0x3F) as usize;
+                    if self.first_cjk[cp / 64] & (1 << (cp % 64)) != 0
+                        && self.may_start(b, text, i, cp as u32, 3)
+                    {
+                        if let Some((ms, me, pid)) = anchored_at(&self.kw_dfa, b, i) {
+                            if self.push_match(st, ms, me, pid) {
+                                kw_end = me;
+                                next = me;
+                            }
+                        }
+                    }
+                }
+            }
+            base += 64;
+        }
+        if run != usize::MAX {
+            // A token run reaching the end of the text.
+            let c = b[run];
+            if c.is_ascii_digit() || n - run >= 9 {
+                tokens.push((run as u32, n as u32));
+            }
+        }
+    }
+
+    /// [`Self::keywords_and_tokens`] a byte at a time.
+    fn keywords_and_tokens_bytes(&self, st: &mut St<'_>, tokens: &mut Vec<(u32, u32)>) {
         let b = st.b;
         let n = b.len();
         let text = st.text;
@@ -1082,7 +1320,8 @@ impl Engine {
             if let Some((de, d)) = parse_date(b, s) {
                 if de >= n || !b[de].is_ascii_digit() {
                     self.birth_date(st, s, de, d, out);
-                    return de;
+                    // The clock of a timestamp (its fields are never ages or IDs).
+                    return skip_clock(b, de);
                 }
             }
         }
@@ -2702,6 +2941,109 @@ fn labels_value(gap: &[u8]) -> bool {
 #[cfg(test)]
 mod cut_tests {
     use super::*;
+
+    #[test]
+    fn block_masks_match_the_byte_classes() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for round in 0..2000 {
+            let mut blk = [0u8; 64];
+            for (k, c) in blk.iter_mut().enumerate() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // every byte value, and runs of the class boundaries
+                *c = if round % 2 == 0 {
+                    x as u8
+                } else {
+                    b"/09:@AZ[`az{\x7f\x80\xbf\xc0\xdf\xe0\xef\xf0\xff"[(x as usize + k) % 21]
+                };
+            }
+            assert_eq!(block_masks(&blk), block_masks_bytes(&blk), "{blk:?}");
+        }
+    }
+
+    #[test]
+    fn mask_pass_equals_byte_loop() {
+        let e = Engine::new(
+            crate::detect::EngineOptions::new(chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()),
+            crate::fingerprint::Fingerprinter::new(b"t"),
+        )
+        .unwrap();
+        assert!(e.mask_loop_ok);
+        // Pieces: keywords in both cases, digits, letters, camelCase, CJK,
+        // 2- and 4-byte characters, separators.
+        let mut pieces: Vec<String> = e.kw_pats.clone();
+        pieces.extend(e.kw_pats.iter().map(|p| p.to_ascii_uppercase()));
+        for p in [
+            " ", "\n", "=", ":", "：", "，", "-", ".", "/", "\"", "0", "13800138000", "2015",
+            "110105201503071234", "abc", "userName", "AB", "G12345678901", "x", "é", "😀", "学",
+            "的", "岁", "小学", "年级", "(", ")", "@", "_", "ABCDEFGHIJ", "fooBarBaz",
+        ] {
+            pieces.push(p.to_string());
+        }
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let run = |text: &str| {
+            let st0 = || St {
+                text,
+                b: text.as_bytes(),
+                ms: Vec::new(),
+                hints: &[],
+                ctx_rules: 0,
+                ctx_ends: vec![0; text.len() / 64 + 1],
+                ms_block: Vec::new(),
+            };
+            let (mut a, mut b) = (st0(), st0());
+            let (mut ta, mut tb) = (Vec::new(), Vec::new());
+            e.keywords_and_tokens(&mut a, &mut ta);
+            e.keywords_and_tokens_bytes(&mut b, &mut tb);
+            let key = |st: &St<'_>| {
+                st.ms
+                    .iter()
+                    .map(|m| (m.start, m.end, m.pid))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(key(&a), key(&b), "keyword matches differ in {text:?}");
+            assert_eq!(ta, tb, "tokens differ in {text:?}");
+            assert_eq!(a.ctx_ends, b.ctx_ends, "{text:?}");
+            assert_eq!(a.ctx_rules, b.ctx_rules, "{text:?}");
+        };
+        for _ in 0..3000 {
+            let mut text = String::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 300) as usize;
+            while text.len() < len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                text.push_str(&pieces[(x % pieces.len() as u64) as usize]);
+            }
+            run(&text);
+            // every cut of the start, so runs and characters straddle block edges
+            for cut in 1..text.len().min(70) {
+                if text.is_char_boundary(cut) {
+                    run(&text[cut..]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn skip_clock_takes_only_a_clock() {
+        let end = |t: &str| super::skip_clock(t.as_bytes(), 0);
+        assert_eq!(end(" 04:25:10.770] x"), 13);
+        assert_eq!(end("T04:25:10Z"), 9);
+        assert_eq!(end(" 9:05 8岁"), 5);
+        assert_eq!(end(" 10:30:15"), 9);
+        // not clocks: left to the token pass
+        assert_eq!(end(" 8岁"), 0);
+        assert_eq!(end(" 12 岁"), 0);
+        assert_eq!(end(" 10:3"), 0);
+        assert_eq!(end(" 10:30:151"), 0);
+        assert_eq!(end(" 10:30ab"), 0);
+        assert_eq!(end(" 123:30"), 0);
+    }
 
     #[test]
     fn skip_digits_lower_is_exact() {
