@@ -139,11 +139,16 @@ impl Fingerprinter {
 
     /// Lowercase hex of HMAC-SHA256(key, `normalized`).
     pub fn fingerprint(&self, normalized: &str) -> String {
+        hex_lower(&self.digest(normalized))
+    }
+
+    /// HMAC-SHA256(key, `normalized`): the bytes [`Self::fingerprint`] writes in hex.
+    pub fn digest(&self, normalized: &str) -> [u8; 32] {
         let v = normalized.as_bytes();
         if v.len() > ONE_BLOCK {
             let mut m = self.mac.clone();
             m.update(v);
-            return hex_lower(&m.finalize().into_bytes());
+            return m.finalize().into_bytes().into();
         }
         // inner = H((K ^ ipad) || v), outer = H((K ^ opad) || inner)
         let digest = |mut st: [u32; 8], tail: &[u8]| {
@@ -154,7 +159,47 @@ impl Fingerprinter {
             }
             d
         };
-        hex_lower(&digest(self.outer, &digest(self.inner, v)))
+        digest(self.outer, &digest(self.inner, v))
+    }
+}
+
+/// A keyed fingerprint as the engine's hits carry it: the 32 digest bytes
+/// inline (a hit is made per match, by the hundred thousand per chunk; a
+/// hex `String` was an allocation each), or none when the scan counts
+/// without fingerprints. [`Fp::hex`] and `Display` give the contract's
+/// lowercase hex (64 digits; empty for none).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Fp(Option<[u8; 32]>);
+
+impl Fp {
+    /// No fingerprint (hits of a counting scan).
+    pub const NONE: Fp = Fp(None);
+
+    /// The fingerprint of digest bytes from [`Fingerprinter::digest`].
+    pub const fn new(digest: [u8; 32]) -> Fp {
+        Fp(Some(digest))
+    }
+
+    /// Lowercase hex, as findings store it; empty for none.
+    pub fn hex(&self) -> String {
+        self.0.map_or_else(String::new, |d| hex_lower(&d))
+    }
+
+    /// Whether there is no fingerprint.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl std::fmt::Display for Fp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+impl std::fmt::Debug for Fp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fp({})", self.hex())
     }
 }
 

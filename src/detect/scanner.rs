@@ -504,6 +504,22 @@ fn generic_use(after: &str) -> bool {
 /// Parse a date at `p`: YYYY-MM-DD, YYYY/M/D, YYYY.MM.DD, YYYY年M月D日,
 /// YYYYMMDD. Returns the end and the date.
 pub(super) fn parse_date(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
+    // The common form first (timestamps): YYYY-MM-DD, YYYY/MM/DD or
+    // YYYY.MM.DD with two-digit fields, read without the loops below.
+    if let Some(w) = b.get(p..p + 10) {
+        let d = |i: usize| w[i].wrapping_sub(b'0');
+        let sep = w[4];
+        if matches!(sep, b'-' | b'/' | b'.')
+            && w[7] == sep
+            && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| d(i) < 10)
+            && !b.get(p + 10).is_some_and(u8::is_ascii_digit)
+        {
+            let y = d(0) as i32 * 1000 + d(1) as i32 * 100 + d(2) as i32 * 10 + d(3) as i32;
+            let m = (d(5) * 10 + d(6)) as u32;
+            let day = (d(8) * 10 + d(9)) as u32;
+            return NaiveDate::from_ymd_opt(y, m, day).map(|dt| (p + 10, dt));
+        }
+    }
     let digits = |mut i: usize, max: usize| {
         let s = i;
         while i < b.len() && i - s < max && b[i].is_ascii_digit() {
@@ -3027,6 +3043,23 @@ mod cut_tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn parse_date_reads_each_form() {
+        let d = |t: &str| parse_date(t.as_bytes(), 0).map(|(e, d)| (e, d.to_string()));
+        let ok = |e: usize, s: &str| Some((e, s.to_string()));
+        assert_eq!(d("2015-03-07 10:00"), ok(10, "2015-03-07"));
+        assert_eq!(d("2015/03/07"), ok(10, "2015-03-07"));
+        assert_eq!(d("2015.03.07,"), ok(10, "2015-03-07"));
+        assert_eq!(d("2015-3-7"), ok(8, "2015-03-07"));
+        assert_eq!(d("2015年3月7日"), ok(15, "2015-03-07"));
+        assert_eq!(d("20150307"), ok(8, "2015-03-07"));
+        assert_eq!(d("2015-02-30"), None);
+        assert_eq!(d("2015-13-01"), None);
+        assert_eq!(d("2015-03-071"), None);
+        assert_eq!(d("2015-03/07"), None);
+        assert_eq!(d("2015-0a-07"), None);
     }
 
     #[test]

@@ -511,3 +511,24 @@ fn anchored_walk_matches_aho_corasick() {
     }
     assert!(checked >= 10, "only {checked} keyword positions");
 }
+
+#[test]
+fn first_fullwidth_finds_the_first_folded_form() {
+    let reference = |b: &[u8]| {
+        memchr::memchr_iter(0xEF, b)
+            .find(|&p| p + 2 < b.len() && fullwidth_ascii(b[p + 1], b[p + 2]).is_some())
+    };
+    // Chinese punctuation (EF-led, not folded) around one folded form, at
+    // every offset across the 16-byte steps, and at the very end.
+    for pre in 0..40 {
+        for form in ["１", "Ａ", "ｚ", "－", "＠", ""] {
+            let mut t = "，：（）".repeat(pre / 4 + 1);
+            t.push_str(&"x".repeat(pre % 4));
+            t.push_str(form);
+            t.push_str("）");
+            let b = t.as_bytes();
+            assert_eq!(first_fullwidth(b), reference(b), "{t}");
+            assert_eq!(first_fullwidth(&b[..b.len() - 2]), reference(&b[..b.len() - 2]), "{t}");
+        }
+    }
+}

@@ -18,7 +18,7 @@ struct Acc {
     adult_count: u64,
     conf_sum: f64,
     masked: String,
-    fingerprint: String,
+    fingerprint: crate::fingerprint::Fp,
     /// Ordinal of the row the identity (rule, mask, fingerprint) comes from.
     first: u64,
     /// Keys of child rows, with their ordinals (for [`TableScanner::merge`]).
@@ -215,7 +215,7 @@ impl<'e> TableScanner<'e> {
                 a.rule = first.rule.to_string();
                 a.sensitivity = first.sensitivity;
                 a.masked = first.masked.clone();
-                a.fingerprint = first.fingerprint.clone();
+                a.fingerprint = first.fingerprint;
                 a.first = ordinal;
             }
             a.count += 1;
@@ -255,7 +255,8 @@ impl<'e> TableScanner<'e> {
             } else {
                 None
             };
-            let finding_id = Finding::compute_id(&self.target, &location, &a.rule, &a.fingerprint);
+            let fingerprint = a.fingerprint.hex();
+            let finding_id = Finding::compute_id(&self.target, &location, &a.rule, &fingerprint);
             out.push(Finding {
                 finding_id,
                 target: self.target.clone(),
@@ -265,7 +266,7 @@ impl<'e> TableScanner<'e> {
                 child,
                 confidence: Finding::round_confidence(conf),
                 masked: a.masked,
-                fingerprint: a.fingerprint,
+                fingerprint,
                 sensitivity: a.sensitivity,
                 rows_scanned: Some(self.rows),
                 count: Some(a.count),

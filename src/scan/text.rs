@@ -102,7 +102,8 @@ fn make_finding(
         field,
         ..Default::default()
     };
-    let finding_id = Finding::finish_id(id_prefix, &location, &h.fingerprint);
+    let fingerprint = h.fingerprint.hex();
+    let finding_id = Finding::finish_id(id_prefix, &location, &fingerprint);
     Finding {
         finding_id,
         target: origin.target.to_string(),
@@ -112,7 +113,7 @@ fn make_finding(
         child,
         confidence: Finding::round_confidence(h.confidence),
         masked: h.masked,
-        fingerprint: h.fingerprint,
+        fingerprint,
         sensitivity: h.sensitivity,
         rows_scanned: None,
         count: None,
