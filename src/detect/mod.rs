@@ -980,7 +980,7 @@ impl Engine {
                         continue;
                     };
                     let n = v.chars().count();
-                    if n >= 6 && v.chars().any(|c| "省市区县镇乡村路街道巷号弄".contains(c))
+                    if n >= 6 && v.chars().any(|c| scanner::one_of("省市区县镇乡村路街道巷号弄", c))
                     {
                         self.emit_value(out, rule, cat, off, v, 0.75, None);
                     }
@@ -1052,38 +1052,35 @@ pub(crate) fn fold_fullwidth(text: &str) -> Option<(String, Vec<u32>)> {
     if b.len() < SHORT && !has_byte(b, 0xEF) {
         return None;
     }
-    let first = first_fullwidth(b)?;
+    let mut p = first_fullwidth(b, 0)?;
     let mut out = String::with_capacity(b.len());
     let mut at: Vec<u32> = Vec::new();
-    out.push_str(&text[..first]);
-    let mut i = first;
-    while i < b.len() {
-        if b[i] == 0xEF && i + 2 < b.len() {
-            if let Some(a) = fullwidth_ascii(b[i + 1], b[i + 2]) {
-                at.push(out.len() as u32);
-                out.push(a as char);
-                i += 3;
-                continue;
-            }
+    let mut copied = 0;
+    loop {
+        // A folded form at p (both ends of every copy are char boundaries).
+        out.push_str(&text[copied..p]);
+        at.push(out.len() as u32);
+        out.push(fullwidth_ascii(b[p + 1], b[p + 2]).unwrap_or(b'?') as char);
+        copied = p + 3;
+        match first_fullwidth(b, copied) {
+            Some(q) => p = q,
+            None => break,
         }
-        // Up to the next possible full-width form; both ends are char boundaries.
-        let next = memchr::memchr(0xEF, &b[i + 1..]).map_or(b.len(), |p| i + 1 + p);
-        out.push_str(&text[i..next]);
-        i = next;
     }
+    out.push_str(&text[copied..]);
     Some((out, at))
 }
 
-/// The first full-width form [`fold_fullwidth`] folds. Chinese text is
+/// The first full-width form [`fold_fullwidth`] folds at or after `from`. Chinese text is
 /// full of `EF`-led punctuation (：，（）) that is not folded: the lead
 /// bytes are found 16 at a time (SSE2) and checked in place, without a
 /// memchr call per punctuation mark.
-fn first_fullwidth(b: &[u8]) -> Option<usize> {
+fn first_fullwidth(b: &[u8], from: usize) -> Option<usize> {
     let folds = |p: usize| p + 2 < b.len() && fullwidth_ascii(b[p + 1], b[p + 2]).is_some();
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
-        let mut i = 0;
+        let mut i = from;
         while i + 16 <= b.len() {
             // SAFETY: SSE2 is part of the x86-64 baseline; 16 bytes in bounds.
             let mut m = unsafe {
@@ -1103,7 +1100,7 @@ fn first_fullwidth(b: &[u8]) -> Option<usize> {
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        memchr::memchr_iter(0xEF, b).find(|&p| folds(p))
+        memchr::memchr_iter(0xEF, &b[from..]).map(|p| from + p).find(|&p| folds(p))
     }
 }
 

@@ -266,6 +266,24 @@ fn char_before(t: &str, p: usize) -> Option<char> {
 /// Characters that end a person name / cannot be a given-name character.
 const NAME_STOP: &str = "的了在是和与及同已今年岁男女性电手联出生住就读现等说于被有去来到从把对向也都还又才要会能将请您你我他她们这那个位名号班级校先老师父母爸妈已未无和或但";
 
+/// Whether `c` is one of the characters of `set` (a short literal): a
+/// loop over its characters; `str::contains` ran a substring search per call.
+#[inline]
+pub(super) fn one_of(set: &str, c: char) -> bool {
+    set.chars().any(|x| x == c)
+}
+
+/// Whether `c` is in [`NAME_STOP`] (binary search of its sorted characters).
+fn name_stop(c: char) -> bool {
+    static SORTED: std::sync::LazyLock<Vec<char>> = std::sync::LazyLock::new(|| {
+        let mut v: Vec<char> = NAME_STOP.chars().collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    });
+    SORTED.binary_search(&c).is_ok()
+}
+
 pub(super) fn starts_with_surname(v: &str) -> bool {
     COMPOUND_SURNAMES.iter().any(|s| v.starts_with(s)) || v.chars().next().is_some_and(is_surname)
 }
@@ -1975,7 +1993,7 @@ impl Engine {
         // The prefix must not be a numeral-only phrase (三所小学).
         if prefix
             .chars()
-            .all(|c| is_cn_numeral(c) || "所个名些几多".contains(c))
+            .all(|c| is_cn_numeral(c) || one_of("所个名些几多", c))
         {
             return;
         }
@@ -1991,7 +2009,7 @@ impl Engine {
         if neg {
             return;
         }
-        let admin = prefix.chars().any(|c| "省市区县镇乡州".contains(c))
+        let admin = prefix.chars().any(|c| one_of("省市区县镇乡州", c))
             || prefix.contains('第')
             || prefix.contains("附属");
         let mut conf = self.rules[rule as usize].confidence;
@@ -2123,7 +2141,7 @@ impl Engine {
                 r.starts_with("年级") || r.starts_with('班')
             }
             Some(c) => {
-                "的读就是和与及在初高校分毕同老班届学生".contains(c)
+                one_of("的读就是和与及在初高校分毕同老班届学生", c)
                     && !t[se..].starts_with("学")
                     && !t[se..].starts_with("生活")
                     && !t[se..].starts_with("生产")
@@ -2148,7 +2166,7 @@ impl Engine {
         if neg {
             return;
         }
-        let admin = prefix.chars().any(|c| "省市区县镇乡州".contains(c));
+        let admin = prefix.chars().any(|c| one_of("省市区县镇乡州", c));
         let mut conf = self.rules[rule as usize].confidence - 0.1;
         if pos {
             conf += 0.08;
@@ -2421,13 +2439,13 @@ impl Engine {
                 // 初一..高三: only as a standalone grade
                 let prev_ok = match char_before(t, ks) {
                     None => true,
-                    Some(c) => !is_cjk(c) || "读上在是升为级念学校园".contains(c),
+                    Some(c) => !is_cjk(c) || one_of("读上在是升为级念学校园", c),
                 };
                 let next_ok = match char_at(t, ke) {
                     None => true,
                     Some(c) => {
                         !is_cjk(c)
-                            || "班学年下上（".contains(c)
+                            || one_of("班学年下上（", c)
                             || is_cn_numeral(c) && t[ke + 3..].chars().take(3).any(|x| x == '班')
                     }
                 };
@@ -2565,10 +2583,10 @@ impl Engine {
         let span = &t[start..hs];
         let road = span
             .char_indices()
-            .find(|(_, c)| "路街道巷弄里村胡同".contains(*c))
+            .find(|(_, c)| one_of("路街道巷弄里村胡同", *c))
             .map(|(i, _)| i);
         let Some(road) = road else { return };
-        if road == 0 || !span[..road].chars().any(|c| "省市区县镇乡州旗".contains(c)) {
+        if road == 0 || !span[..road].chars().any(|c| one_of("省市区县镇乡州旗", c)) {
             return;
         }
         // forward: 号 then 3栋2单元501室
@@ -2626,10 +2644,10 @@ impl Engine {
             }
         }
         let span = &t[p..e];
-        if chars < 6 || !span.chars().take(8).any(|c| "省市区县州旗".contains(c)) {
+        if chars < 6 || !span.chars().take(8).any(|c| one_of("省市区县州旗", c)) {
             return;
         }
-        if !span.chars().any(|c| "路街道巷弄村组号室镇乡".contains(c)) {
+        if !span.chars().any(|c| one_of("路街道巷弄村组号室镇乡", c)) {
             return;
         }
         if out[base..]
@@ -2670,7 +2688,7 @@ impl Engine {
         let mut given = 0;
         while given < 2 {
             match char_at(t, q) {
-                Some(c) if is_cjk(c) && !NAME_STOP.contains(c) => {
+                Some(c) if is_cjk(c) && !name_stop(c) => {
                     q += c.len_utf8();
                     given += 1;
                 }
@@ -2682,7 +2700,7 @@ impl Engine {
         }
         let closed = match char_at(t, q) {
             None => true,
-            Some(c) => !is_cjk(c) || NAME_STOP.contains(c),
+            Some(c) => !is_cjk(c) || name_stop(c),
         };
         Some((q, closed))
     }

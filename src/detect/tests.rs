@@ -527,8 +527,13 @@ fn first_fullwidth_finds_the_first_folded_form() {
             t.push_str(form);
             t.push_str("）");
             let b = t.as_bytes();
-            assert_eq!(first_fullwidth(b), reference(b), "{t}");
-            assert_eq!(first_fullwidth(&b[..b.len() - 2]), reference(&b[..b.len() - 2]), "{t}");
+            assert_eq!(first_fullwidth(b, 0), reference(b), "{t}");
+            let cut = &b[..b.len() - 2];
+            assert_eq!(first_fullwidth(cut, 0), reference(cut), "{t}");
+            for from in 0..b.len() {
+                let r = reference(&b[from..]).map(|p| from + p);
+                assert_eq!(first_fullwidth(b, from), r, "{t} from {from}");
+            }
         }
     }
 }
