@@ -181,6 +181,18 @@ struct Masks {
     l3: u64,
 }
 
+/// The code point (low 16 bits) of the 3-byte character whose lead byte is
+/// at `i`; 0 when the text ends before its last byte.
+#[inline(always)]
+fn cp3(b: &[u8], i: usize) -> usize {
+    match (b.get(i + 1), b.get(i + 2)) {
+        (Some(&c2), Some(&c3)) => {
+            ((b[i] & 0x0F) as usize) << 12 | ((c2 & 0x3F) as usize) << 6 | (c3 & 0x3F) as usize
+        }
+        _ => 0,
+    }
+}
+
 /// [`Masks`] of a block: SSE2 (every x86-64 has it), 16 bytes per compare.
 #[cfg(target_arch = "x86_64")]
 #[inline]
@@ -829,6 +841,8 @@ impl Engine {
             self.scan_tokens(&st, out);
         }
         let tokens_end = out.len();
+        // Where the guardian test resumes its walk of the token hits.
+        let mut guard_at = base;
         // Pass 3: triggers.
         for k in 0..st.ms.len() {
             let m = st.ms[k];
@@ -859,7 +873,9 @@ impl Engine {
                             );
                         }
                     }
-                    Role::Guard(rule) => self.guardian(&st, m, rule, base, tokens_end, out),
+                    Role::Guard(rule) => {
+                        self.guardian(&st, m, rule, (base, tokens_end, &mut guard_at), out)
+                    }
                     Role::Ctx(rule) => match self.rules[rule as usize].scanner {
                         Scanner::PersonName => self.name_after(&st, m, rule, out),
                         Scanner::Address => self.address_after(&st, m, rule, base, out),
@@ -1164,8 +1180,6 @@ impl Engine {
         let n = b.len();
         let text = st.text;
         let mut kw_end = 0usize;
-        // Positions below `next` were covered by a CJK keyword match.
-        let mut next = 0usize;
         // Start of the open token run: one that starts with a digit or an
         // uppercase letter (usize::MAX: none).
         let mut run = usize::MAX;
@@ -1214,46 +1228,51 @@ impl Engine {
                 }
             }
             // Keywords: ASCII words (and camelCase humps), 3-byte characters.
+            // First the first-character tests of every candidate, without
+            // branches (ASCII and CJK candidates interleave in Chinese logs,
+            // and a branch on which one it is mispredicted), then the rare
+            // ones that pass, in order.
             let camel = m.up & (m.lo << 1 | carry_lo);
             carry_lo = m.lo >> 63;
-            let mut cand = (starts | camel | m.l3) & valid;
-            if next > base {
-                cand = if next - base >= 64 {
+            let mut pass = 0u64;
+            let mut a = (starts | camel) & valid;
+            while a != 0 {
+                let k = a.trailing_zeros() as usize;
+                a &= a - 1;
+                pass |= (self.first_ascii[b[base + k] as usize] as u64) << k;
+            }
+            let mut c3 = m.l3 & valid;
+            while c3 != 0 {
+                let k = c3.trailing_zeros() as usize;
+                c3 &= c3 - 1;
+                let cp = cp3(b, base + k);
+                pass |= (self.first_cjk[cp / 64] >> (cp % 64) & 1) << k;
+            }
+            // Matches do not overlap: nothing starts inside the last one.
+            if kw_end > base {
+                pass = if kw_end - base >= 64 {
                     0
                 } else {
-                    cand & u64::MAX << (next - base)
+                    pass & u64::MAX << (kw_end - base)
                 };
             }
-            while cand != 0 {
-                let k = cand.trailing_zeros() as usize;
-                cand &= cand - 1;
+            while pass != 0 {
+                let k = pass.trailing_zeros() as usize;
+                pass &= pass - 1;
                 let i = base + k;
-                if i < next || i < kw_end {
+                if i < kw_end {
                     continue;
                 }
                 let c = b[i];
-                if c < 0x80 {
-                    if self.first_ascii[c as usize]
-                        && self.may_start(b, text, i, c.to_ascii_lowercase() as u32, 1)
-                    {
-                        if let Some((ms, me, pid)) = anchored_at(&self.kw_dfa, b, i) {
-                            if self.push_match(st, ms, me, pid) {
-                                kw_end = me;
-                            }
-                        }
-                    }
-                } else if i + 2 < n {
-                    let cp = ((c & 0x0F) as usize) << 12
-                        | ((b[i + 1] & 0x3F) as usize) << 6
-                        | (b[i + 2] & 0x3F) as usize;
-                    if self.first_cjk[cp / 64] & (1 << (cp % 64)) != 0
-                        && self.may_start(b, text, i, cp as u32, 3)
-                    {
-                        if let Some((ms, me, pid)) = anchored_at(&self.kw_dfa, b, i) {
-                            if self.push_match(st, ms, me, pid) {
-                                kw_end = me;
-                                next = me;
-                            }
+                let (c1, len1) = if c < 0x80 {
+                    (c.to_ascii_lowercase() as u32, 1)
+                } else {
+                    (cp3(b, i) as u32, 3)
+                };
+                if self.may_start(b, text, i, c1, len1) {
+                    if let Some((ms, me, pid)) = anchored_at(&self.kw_dfa, b, i) {
+                        if self.push_match(st, ms, me, pid) {
+                            kw_end = me;
                         }
                     }
                 }
@@ -2819,8 +2838,7 @@ impl Engine {
         st: &St<'_>,
         m: M,
         rule: u16,
-        base: usize,
-        tokens_end: usize,
+        (base, tokens_end, at): (usize, usize, &mut usize),
         out: &mut Vec<Hit>,
     ) {
         let t = st.text;
@@ -2828,10 +2846,21 @@ impl Engine {
         if p - m.end as usize > 16 {
             return;
         }
-        // A phone found by the token pass starting right there.
-        // token hits are in text order: binary search
+        // A phone found by the token pass starting right there. Token hits
+        // are in text order and guardian words come in text order: the walk
+        // resumes where the last one stopped (`at`); a binary search over
+        // ~100k hits of 100+ bytes per guardian word missed the cache at
+        // every step. Should a label skip have run past a later word, search.
         let tok = &out[base..tokens_end];
-        let i = tok.partition_point(|h| h.start < p);
+        let mut i = *at - base;
+        if i > 0 && tok[i - 1].start >= p {
+            i = tok.partition_point(|h| h.start < p);
+        } else {
+            while i < tok.len() && tok[i].start < p {
+                i += 1;
+            }
+        }
+        *at = base + i;
         let phone = tok[i..]
             .iter()
             .take_while(|h| h.start <= p + 1)
