@@ -2865,7 +2865,7 @@ impl Engine {
             .iter()
             .take_while(|h| h.start <= p + 1)
             .find(|h| h.category == Category::CnMobile)
-            .map(|h| (h.start, h.end, h.fingerprint.clone(), h.masked.clone()));
+            .map(|h| (h.start, h.end, h.fingerprint, h.masked.clone()));
         let conf = self.rules[rule as usize].confidence;
         if let Some((s, e, fp, masked)) = phone {
             let r = &self.rules[rule as usize];

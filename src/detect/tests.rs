@@ -459,7 +459,7 @@ fn short_and_long_paths_give_the_same_hits() {
                 h.end - off,
                 h.category,
                 h.masked.clone(),
-                h.fingerprint.clone(),
+                h.fingerprint,
             )
         };
         let mut short = Vec::new();
@@ -525,7 +525,7 @@ fn first_fullwidth_finds_the_first_folded_form() {
             let mut t = "，：（）".repeat(pre / 4 + 1);
             t.push_str(&"x".repeat(pre % 4));
             t.push_str(form);
-            t.push_str("）");
+            t.push('）');
             let b = t.as_bytes();
             assert_eq!(first_fullwidth(b, 0), reference(b), "{t}");
             let cut = &b[..b.len() - 2];
