@@ -3014,6 +3014,28 @@ fn labels_value(gap: &[u8]) -> bool {
 mod cut_tests {
     use super::*;
 
+    /// The engine of the shipped packs.
+    fn shipped_engine() -> Engine {
+        Engine::new(
+            crate::detect::EngineOptions::new(chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()),
+            crate::fingerprint::Fingerprinter::new(b"t"),
+        )
+        .unwrap()
+    }
+
+    /// A fresh scan state over `text` (no hints).
+    fn state(text: &str) -> St<'_> {
+        St {
+            text,
+            b: text.as_bytes(),
+            ms: Vec::new(),
+            hints: &[],
+            ctx_rules: 0,
+            ctx_ends: vec![0; text.len() / 64 + 1],
+            ms_block: Vec::new(),
+        }
+    }
+
     #[test]
     fn block_masks_match_the_byte_classes() {
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
@@ -3036,11 +3058,7 @@ mod cut_tests {
 
     #[test]
     fn mask_pass_equals_byte_loop() {
-        let e = Engine::new(
-            crate::detect::EngineOptions::new(chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()),
-            crate::fingerprint::Fingerprinter::new(b"t"),
-        )
-        .unwrap();
+        let e = shipped_engine();
         assert!(e.mask_loop_ok);
         // Pieces: keywords in both cases, digits, letters, camelCase, CJK,
         // 2- and 4-byte characters, separators.
@@ -3055,16 +3073,7 @@ mod cut_tests {
         }
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         let run = |text: &str| {
-            let st0 = || St {
-                text,
-                b: text.as_bytes(),
-                ms: Vec::new(),
-                hints: &[],
-                ctx_rules: 0,
-                ctx_ends: vec![0; text.len() / 64 + 1],
-                ms_block: Vec::new(),
-            };
-            let (mut a, mut b) = (st0(), st0());
+            let (mut a, mut b) = (state(text), state(text));
             let (mut ta, mut tb) = (Vec::new(), Vec::new());
             e.keywords_and_tokens_masks(&mut a, &mut ta);
             e.keywords_and_tokens_bytes(&mut b, &mut tb);
@@ -3165,11 +3174,7 @@ mod cut_tests {
     /// shipped packs, alone between separators, is found by the pass.
     #[test]
     fn prefilter_never_hides_a_keyword() {
-        let e = Engine::new(
-            crate::detect::EngineOptions::new(chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()),
-            crate::fingerprint::Fingerprinter::new(b"t"),
-        )
-        .unwrap();
+        let e = shipped_engine();
         assert!(
             e.anchored_ok && e.kw_pats.len() > 100,
             "{}",
@@ -3177,15 +3182,7 @@ mod cut_tests {
         );
         for (pid, p) in e.kw_pats.iter().enumerate() {
             for text in [format!("，{p}："), format!(" {p} "), p.clone()] {
-                let mut st = St {
-                    text: &text,
-                    b: text.as_bytes(),
-                    ms: Vec::new(),
-                    hints: &[],
-                    ctx_rules: 0,
-                    ctx_ends: vec![0; text.len() / 64 + 1],
-                    ms_block: Vec::new(),
-                };
+                let mut st = state(&text);
                 // Both passes (cells take the byte loop, chunks the masks).
                 for masks in [false, true] {
                     st.ms.clear();
@@ -3208,15 +3205,8 @@ mod cut_tests {
 
     #[test]
     fn ctx_ends_in_is_exact() {
-        let mut st = St {
-            text: "",
-            b: &[],
-            ms: Vec::new(),
-            hints: &[],
-            ctx_rules: 0,
-            ctx_ends: vec![0; 4],
-            ms_block: Vec::new(),
-        };
+        let mut st = state("");
+        st.ctx_ends = vec![0; 4];
         for set in [0usize, 5, 63, 64, 100, 127, 128, 200, 255] {
             st.ctx_ends.iter_mut().for_each(|w| *w = 0);
             st.ctx_ends[set / 64] |= 1 << (set % 64);
