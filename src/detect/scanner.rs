@@ -643,9 +643,11 @@ fn skip_clock(b: &[u8], p: usize) -> usize {
             break;
         }
     }
+    // A fraction of a second (up to nanoseconds; a longer run is something else).
     if b.get(i) == Some(&b'.') && digit(i + 1) {
-        i += 1;
-        while digit(i) {
+        let f = i + 1;
+        i = f;
+        while digit(i) && i - f < 9 {
             i += 1;
         }
     }
@@ -1213,8 +1215,9 @@ impl Engine {
             // Adding a run's start bit to the run carries to the byte after
             // it, so `sum & !an` marks the end of exactly those runs (the
             // carry out of the block continues a run into the next one).
-            // Keyword matches never start or end inside a run (`mask_loop_ok`),
-            // so tokens do not depend on them.
+            // Tokens do not depend on keyword matches: the byte loop skips
+            // over CJK matches only, and those never start or end inside a
+            // run (`mask_loop_ok`); ASCII matches leave its run walk alone.
             let ts = starts & !m.lo;
             let (sum, c1) = m.an.overflowing_add(ts);
             let (sum, c2) = sum.overflowing_add(carry_run);
@@ -3141,6 +3144,9 @@ mod cut_tests {
         assert_eq!(end(" 10:30:151"), 0);
         assert_eq!(end(" 10:30ab"), 0);
         assert_eq!(end(" 123:30"), 0);
+        assert_eq!(end(" 10:30:15.123456789"), 19);
+        // more than nanoseconds: not a clock's fraction (a phone, an ID)
+        assert_eq!(end(" 10:30:15.13800138000"), 0);
     }
 
     #[test]
