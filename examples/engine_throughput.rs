@@ -62,7 +62,7 @@ fn main() {
         eprintln!("  {c:<18} {n}");
     }
     println!(
-        "childguard engine (17 categories, 1 thread): {:.1} MB, wall {:.2} s = {:.1} MB/s, cpu {:.2} s = {:.1} MB/s",
+        "childguard engine (17 categories, 1 thread): {:.1} MB, wall {:.3} s = {:.1} MB/s, cpu {:.3} s = {:.1} MB/s",
         mb,
         secs,
         mb / secs,
