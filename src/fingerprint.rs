@@ -166,7 +166,7 @@ impl Fingerprinter {
 /// A keyed fingerprint as the engine's hits carry it: the 32 digest bytes
 /// inline (a hit is made per match, by the hundred thousand per chunk; a
 /// hex `String` was an allocation each), or none when the scan counts
-/// without fingerprints. [`Fp::hex`] and `Display` give the contract's
+/// without fingerprints. [`Fp::hex`] gives the contract's
 /// lowercase hex (64 digits; empty for none).
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Fp(Option<[u8; 32]>);
@@ -188,12 +188,6 @@ impl Fp {
     /// Whether there is no fingerprint.
     pub fn is_empty(&self) -> bool {
         self.0.is_none()
-    }
-}
-
-impl std::fmt::Display for Fp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.hex())
     }
 }
 
@@ -300,13 +294,6 @@ mod tests {
 
     #[test]
     fn hex_lower_matches_hex_crate() {
-        let all: Vec<u8> = (0..=255).collect();
-        assert_eq!(hex_lower(&all), hex::encode(&all));
-        assert_eq!(hex_lower(&[]), "");
-    }
-
-    #[test]
-    fn hex_lower_is_hex() {
         let all: Vec<u8> = (0..=255).collect();
         assert_eq!(hex_lower(&all), hex::encode(&all));
         assert_eq!(hex_lower(&all[..32]), hex::encode(&all[..32]));

@@ -1052,31 +1052,35 @@ pub(crate) fn fold_fullwidth(text: &str) -> Option<(String, Vec<u32>)> {
     if b.len() < SHORT && !has_byte(b, 0xEF) {
         return None;
     }
-    let mut p = first_fullwidth(b, 0)?;
+    let mut next = Some(first_fullwidth(b, 0)?);
     let mut out = String::with_capacity(b.len());
     let mut at: Vec<u32> = Vec::new();
     let mut copied = 0;
-    loop {
+    while let Some((p, a)) = next {
         // A folded form at p (both ends of every copy are char boundaries).
         out.push_str(&text[copied..p]);
         at.push(out.len() as u32);
-        out.push(fullwidth_ascii(b[p + 1], b[p + 2]).unwrap_or(b'?') as char);
+        out.push(a as char);
         copied = p + 3;
-        match first_fullwidth(b, copied) {
-            Some(q) => p = q,
-            None => break,
-        }
+        next = first_fullwidth(b, copied);
     }
     out.push_str(&text[copied..]);
     Some((out, at))
 }
 
-/// The first full-width form [`fold_fullwidth`] folds at or after `from`. Chinese text is
+/// The first full-width form [`fold_fullwidth`] folds at or after `from`,
+/// with the ASCII character it stands for. Chinese text is
 /// full of `EF`-led punctuation (：，（）) that is not folded: the lead
 /// bytes are found 16 at a time (SSE2) and checked in place, without a
 /// memchr call per punctuation mark.
-fn first_fullwidth(b: &[u8], from: usize) -> Option<usize> {
-    let folds = |p: usize| p + 2 < b.len() && fullwidth_ascii(b[p + 1], b[p + 2]).is_some();
+fn first_fullwidth(b: &[u8], from: usize) -> Option<(usize, u8)> {
+    let folds = |p: usize| {
+        if p + 2 < b.len() {
+            fullwidth_ascii(b[p + 1], b[p + 2]).map(|a| (p, a))
+        } else {
+            None
+        }
+    };
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -1088,19 +1092,18 @@ fn first_fullwidth(b: &[u8], from: usize) -> Option<usize> {
                 _mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(0xEFu8 as i8))) as u32
             };
             while m != 0 {
-                let p = i + m.trailing_zeros() as usize;
-                if folds(p) {
-                    return Some(p);
+                if let Some(f) = folds(i + m.trailing_zeros() as usize) {
+                    return Some(f);
                 }
                 m &= m - 1;
             }
             i += 16;
         }
-        (i..b.len()).find(|&p| b[p] == 0xEF && folds(p))
+        (i..b.len()).filter(|&p| b[p] == 0xEF).find_map(folds)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        memchr::memchr_iter(0xEF, &b[from..]).map(|p| from + p).find(|&p| folds(p))
+        memchr::memchr_iter(0xEF, &b[from..]).find_map(|p| folds(from + p))
     }
 }
 

@@ -1260,18 +1260,11 @@ impl Engine {
                 let cp = cp3(b, base + k);
                 pass |= (self.first_cjk[cp / 64] >> (cp % 64) & 1) << k;
             }
-            // Matches do not overlap: nothing starts inside the last one.
-            if kw_end > base {
-                pass = if kw_end - base >= 64 {
-                    0
-                } else {
-                    pass & u64::MAX << (kw_end - base)
-                };
-            }
             while pass != 0 {
                 let k = pass.trailing_zeros() as usize;
                 pass &= pass - 1;
                 let i = base + k;
+                // Matches do not overlap: nothing starts inside the last one.
                 if i < kw_end {
                     continue;
                 }

@@ -527,12 +527,16 @@ fn first_fullwidth_finds_the_first_folded_form() {
             t.push_str(form);
             t.push('）');
             let b = t.as_bytes();
-            assert_eq!(first_fullwidth(b, 0), reference(b), "{t}");
+            let at = |b: &[u8], from: usize| first_fullwidth(b, from).map(|(p, _)| p);
+            assert_eq!(at(b, 0), reference(b), "{t}");
             let cut = &b[..b.len() - 2];
-            assert_eq!(first_fullwidth(cut, 0), reference(cut), "{t}");
+            assert_eq!(at(cut, 0), reference(cut), "{t}");
             for from in 0..b.len() {
                 let r = reference(&b[from..]).map(|p| from + p);
-                assert_eq!(first_fullwidth(b, from), r, "{t} from {from}");
+                assert_eq!(at(b, from), r, "{t} from {from}");
+            }
+            if let Some((p, a)) = first_fullwidth(b, 0) {
+                assert_eq!(Some(a), fullwidth_ascii(b[p + 1], b[p + 2]), "{t}");
             }
         }
     }

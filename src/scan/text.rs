@@ -60,7 +60,8 @@ pub fn scan_chunk(
                     p
                 }
             };
-            out.push(make_finding(origin, h, line, off, None, child, prefix));
+            let location = text_location(origin, line, off, None);
+            out.push(make_finding(origin, h, location, child, prefix));
         }
     }
 }
@@ -74,34 +75,37 @@ pub fn to_finding(
     field: Option<String>,
     child: Option<bool>,
 ) -> Finding {
-    let place = Location {
-        path: Some(origin.path.to_string()),
-        field,
-        ..Default::default()
-    };
-    let prefix = Finding::id_prefix(origin.target, &place, h.rule);
-    let field = place.field;
-    make_finding(origin, h, line, byte_offset, field, child, prefix)
+    let location = text_location(origin, line, byte_offset, field);
+    // The id prefix hashes the place (path, field), not the line or offset.
+    let prefix = Finding::id_prefix(origin.target, &location, h.rule);
+    make_finding(origin, h, location, child, prefix)
 }
 
-/// [`to_finding`] given the id's [`Finding::id_prefix`] state for the
-/// hit's rule at this path and field.
-fn make_finding(
+/// Where a text finding is: path, 1-based line, byte offset, JSON field.
+fn text_location(
     origin: &TextOrigin<'_>,
-    h: Hit,
     line: u64,
     byte_offset: u64,
     field: Option<String>,
-    child: Option<bool>,
-    id_prefix: sha2::Sha256,
-) -> Finding {
-    let location = Location {
+) -> Location {
+    Location {
         path: Some(origin.path.to_string()),
         line: Some(line),
         byte_offset: Some(byte_offset),
         field,
         ..Default::default()
-    };
+    }
+}
+
+/// [`to_finding`] at `location`, given the id's [`Finding::id_prefix`]
+/// state for the hit's rule at its path and field.
+fn make_finding(
+    origin: &TextOrigin<'_>,
+    h: Hit,
+    location: Location,
+    child: Option<bool>,
+    id_prefix: sha2::Sha256,
+) -> Finding {
     let fingerprint = h.fingerprint.hex();
     let finding_id = Finding::finish_id(id_prefix, &location, &fingerprint);
     Finding {
