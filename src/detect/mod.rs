@@ -103,6 +103,10 @@ pub struct Hit {
     pub evidence: Option<AgeEvidence>,
 }
 
+/// The oldest age of a primary or secondary school student (a stated age
+/// up to this one may be the age of the student a grade names).
+const SCHOOL_AGE_MAX: i32 = 19;
+
 /// The one `&'static str` of a rule id. Hits are made by the million and
 /// copied between threads; a shared reference count (`Arc<str>`) made every
 /// copy and drop an atomic write to one cache line that all scanning threads
@@ -215,6 +219,8 @@ pub(crate) enum Trig {
     School,
     NotSchool,
     Sui,
+    /// `个月` / `月龄`: an infant's age in months.
+    Months,
     Grade,
     Hao,
 }
@@ -438,6 +444,8 @@ impl Engine {
                 Scanner::Age => {
                     add("岁", Role::Trig(Trig::Sui));
                     add("周岁", Role::Trig(Trig::Sui));
+                    add("个月", Role::Trig(Trig::Months));
+                    add("月龄", Role::Trig(Trig::Months));
                 }
                 Scanner::GradeClass => {
                     for s in GRADE_TRIGGERS {
@@ -674,19 +682,43 @@ impl Engine {
     /// Child inference over the evidence of one line or row: a child signal
     /// wins (the data then holds a child's PI); else an adult signal gives
     /// `Some(false)`; else unknown.
+    ///
+    /// A school grade is the weakest signal: it gives way when the same
+    /// line or row states an age of a school student that is not a child's
+    /// (`初三学生，14岁`: the grade's student is that age). An adult's age
+    /// no student has (a parent's 45岁) leaves the grade's child standing.
     pub fn infer_child<'a>(
         &self,
         evidence: impl IntoIterator<Item = &'a AgeEvidence>,
     ) -> Option<bool> {
-        let mut adult = false;
+        let (mut adult, mut grade, mut student_age) = (false, false, false);
         for e in evidence {
+            if matches!(e, AgeEvidence::ChildGrade) {
+                grade = true;
+                continue;
+            }
             match self.is_child(e) {
                 Some(true) => return Some(true),
-                Some(false) => adult = true,
+                Some(false) => {
+                    adult = true;
+                    student_age |= self.age_of(e).is_some_and(|a| a <= SCHOOL_AGE_MAX);
+                }
                 None => {}
             }
         }
+        if grade && !student_age {
+            return Some(true);
+        }
         adult.then_some(false)
+    }
+
+    /// Age in whole years at `as_of` that a piece of evidence states.
+    fn age_of(&self, e: &AgeEvidence) -> Option<i32> {
+        match *e {
+            AgeEvidence::BirthDate(b) => age_at(b, self.opts.as_of),
+            AgeEvidence::Years(y) => Some(y as i32),
+            AgeEvidence::ChildGrade | AgeEvidence::ChildMarker => None,
+        }
     }
 
     /// Whether one piece of evidence shows a child at `as_of`.
@@ -980,7 +1012,9 @@ impl Engine {
                         continue;
                     };
                     let n = v.chars().count();
-                    if n >= 6 && v.chars().any(|c| scanner::one_of("省市区县镇乡村路街道巷号弄", c))
+                    if n >= 6
+                        && v.chars()
+                            .any(|c| scanner::one_of("省市区县镇乡村路街道巷号弄", c))
                     {
                         self.emit_value(out, rule, cat, off, v, 0.75, None);
                     }

@@ -621,6 +621,85 @@ pub(super) fn parse_date(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
     Some((de, d))
 }
 
+/// A number of 1-3 ASCII digits or Chinese numerals ending at `p` (not
+/// part of a longer digit run or an ASCII word): (its start, its value).
+fn number_before(t: &str, p: usize) -> Option<(usize, u32)> {
+    let b = t.as_bytes();
+    let mut s = p;
+    if s > 0 && b[s - 1].is_ascii_digit() {
+        while s > 0 && b[s - 1].is_ascii_digit() {
+            s -= 1;
+        }
+        if p - s > 3 || s > 0 && (b[s - 1].is_ascii_alphanumeric() || b[s - 1] == b'.') {
+            return None;
+        }
+        return validate::parse_u32(&b[s..p]).map(|n| (s, n));
+    }
+    let mut k = 0;
+    while k < 3 {
+        match char_before(t, s) {
+            Some(c) if is_cn_numeral(c) => {
+                s -= c.len_utf8();
+                k += 1;
+            }
+            _ => break,
+        }
+    }
+    if s == p {
+        return None;
+    }
+    chinese_numeral(&t[s..p]).map(|n| (s, n))
+}
+
+/// A number of 1-3 ASCII digits or Chinese numerals starting at `p`: (its
+/// end, its value).
+fn number_after(t: &str, p: usize) -> Option<(usize, u32)> {
+    let b = t.as_bytes();
+    let mut e = p;
+    while e < b.len() && b[e].is_ascii_digit() {
+        e += 1;
+    }
+    if e > p {
+        if e - p > 3 || e < b.len() && (b[e].is_ascii_alphanumeric() || b[e] == b'.') {
+            return None;
+        }
+        return validate::parse_u32(&b[p..e]).map(|n| (e, n));
+    }
+    let mut k = 0;
+    while k < 3 {
+        match char_at(t, e) {
+            Some(c) if is_cn_numeral(c) => {
+                e += c.len_utf8();
+                k += 1;
+            }
+            _ => break,
+        }
+    }
+    if e == p {
+        return None;
+    }
+    chinese_numeral(&t[p..e]).map(|n| (e, n))
+}
+
+/// A birth word right after a date ending at `e` (one space allowed):
+/// `2012年3月15日出生`, `2015-03-07 生`, `2012年3月15日生的`, `…生人`.
+/// A bare `生` counts only before punctuation, a space, a digit, the end or
+/// `的`/`人`: 生产, 生效, 生成 (production and validity dates) do not.
+fn born_after(t: &str, e: usize) -> bool {
+    let rest = t.get(e..).unwrap_or("");
+    let rest = rest.strip_prefix(' ').unwrap_or(rest);
+    if rest.starts_with("出生") || rest.starts_with("出世") {
+        return true;
+    }
+    let Some(after) = rest.strip_prefix('生') else {
+        return false;
+    };
+    match after.chars().next() {
+        None => true,
+        Some(c) => !is_cjk(c) || c == '的' || c == '人',
+    }
+}
+
 /// The end of a clock time `[ T]H[H]:MM[:SS[.f…]]` right after a date
 /// ending at `p` (a timestamp); `p` when none follows. A clock that runs
 /// on into more digits or letters is not skipped.
@@ -852,6 +931,7 @@ impl Engine {
                 match *role {
                     Role::Trig(Trig::School) => self.school(&st, m, out),
                     Role::Trig(Trig::Sui) => self.age_sui(&st, m, out),
+                    Role::Trig(Trig::Months) => self.age_months(&st, m, out),
                     Role::Trig(Trig::Grade) => self.grade(&st, m, out),
                     Role::Trig(Trig::Hao) => self.address(&st, m, out),
                     Role::Trig(Trig::NotSchool) => {}
@@ -1890,7 +1970,7 @@ impl Engine {
         if d > self.opts.as_of || d.year() < 1900 {
             return;
         }
-        if !self.birth_context(st, rule, s) {
+        if !self.birth_context(st, rule, s) && !born_after(st.text, e) {
             return;
         }
         let norm = super::iso_date(d);
@@ -2287,6 +2367,107 @@ impl Engine {
             &years.to_string(),
             self.mask(Category::Age, span),
             Some(AgeEvidence::Years(years)),
+        );
+    }
+
+    /// An infant's age in months: `3个月大`, `八个月的宝宝`, `18个月婴儿`,
+    /// `6月龄`, `月龄：10`. A bare `N个月` is a duration (保修12个月, 工作3个月),
+    /// so `个月` counts only before `大` or a baby word; at most 72 months.
+    fn age_months(&self, st: &St<'_>, m: M, out: &mut Vec<Hit>) {
+        let Some(rule) = self.rule_for(Scanner::Age) else {
+            return;
+        };
+        let t = st.text;
+        let (ks, ke) = (m.start as usize, m.end as usize);
+        let rest = &t[ke..];
+        let (s, e, months) = if t[ks..ke].starts_with('月') {
+            // 月龄: a number right before (6月龄) or after (月龄：6, 月龄 10个月)
+            if let Some((p, n)) = number_before(t, ks) {
+                (p, ke, n)
+            } else {
+                let after = rest.trim_start_matches([':', '：', ' ', '=']);
+                let q = ke + (rest.len() - after.len());
+                let Some((qe, n)) = number_after(t, q) else {
+                    return;
+                };
+                let qe = if t[qe..].starts_with("个月") {
+                    qe + "个月".len()
+                } else {
+                    qe
+                };
+                (ks, qe, n)
+            }
+        } else {
+            const BABY: [&str; 10] = [
+                "大",
+                "的宝宝",
+                "的婴儿",
+                "的孩子",
+                "的小孩",
+                "的女婴",
+                "的男婴",
+                "宝宝",
+                "婴儿",
+                "的宝贝",
+            ];
+            // 大促, 大额, 大幅: sales and amounts, not an age
+            const NOT_AGE: [&str; 5] = ["大促", "大额", "大幅", "大单", "大型"];
+            // a baby word right before: 宝宝八个月, 女儿已经10个月
+            const BABY_BEFORE: [&str; 10] = [
+                "宝宝", "婴儿", "孩子", "宝贝", "女儿", "儿子", "患儿", "女婴", "男婴", "小孩",
+            ];
+            const ADVERBS: [&str; 6] = ["已经", "今年", "现在", "刚满", "刚", "才"];
+            let Some((p, n)) = number_before(t, ks) else {
+                return;
+            };
+            let w = BABY.iter().find(|w| rest.starts_with(**w));
+            if w.is_none() {
+                let before = t[..p].trim_end_matches([' ', '已', '满']);
+                let before = ADVERBS
+                    .iter()
+                    .find_map(|a| before.strip_suffix(a))
+                    .unwrap_or(before);
+                if !BABY_BEFORE.iter().any(|b| before.ends_with(b)) {
+                    return;
+                }
+            }
+            if NOT_AGE.iter().any(|w| rest.starts_with(w)) {
+                return;
+            }
+            (
+                p,
+                if w == Some(&"大") {
+                    ke + "大".len()
+                } else {
+                    ke
+                },
+                n,
+            )
+        };
+        if !(1..=72).contains(&months) {
+            return;
+        }
+        // ranges (3-6个月大) as for years
+        if let Some(c) = char_before(t, s) {
+            if matches!(c, '-' | '~' | '～' | '至' | '到' | '—' | '－' | '、') {
+                return;
+            }
+        }
+        let (_, neg) = self.context(st, rule, s, e);
+        if neg {
+            return;
+        }
+        let conf = self.rules[rule as usize].confidence + 0.05;
+        let norm = format!("{months}个月");
+        self.emit(
+            out,
+            rule,
+            s,
+            e,
+            conf,
+            &norm,
+            self.mask(Category::Age, &t[s..e]),
+            Some(AgeEvidence::Years(months / 12)),
         );
     }
 
@@ -3061,9 +3242,38 @@ mod cut_tests {
         let mut pieces: Vec<String> = e.kw_pats.clone();
         pieces.extend(e.kw_pats.iter().map(|p| p.to_ascii_uppercase()));
         for p in [
-            " ", "\n", "=", ":", "：", "，", "-", ".", "/", "\"", "0", "13800138000", "2015",
-            "110105201503071234", "abc", "userName", "AB", "G12345678901", "x", "é", "😀", "学",
-            "的", "岁", "小学", "年级", "(", ")", "@", "_", "ABCDEFGHIJ", "fooBarBaz",
+            " ",
+            "\n",
+            "=",
+            ":",
+            "：",
+            "，",
+            "-",
+            ".",
+            "/",
+            "\"",
+            "0",
+            "13800138000",
+            "2015",
+            "110105201503071234",
+            "abc",
+            "userName",
+            "AB",
+            "G12345678901",
+            "x",
+            "é",
+            "😀",
+            "学",
+            "的",
+            "岁",
+            "小学",
+            "年级",
+            "(",
+            ")",
+            "@",
+            "_",
+            "ABCDEFGHIJ",
+            "fooBarBaz",
         ] {
             pieces.push(p.to_string());
         }

@@ -541,3 +541,65 @@ fn first_fullwidth_finds_the_first_folded_form() {
         }
     }
 }
+
+#[test]
+fn a_stated_student_age_outweighs_the_grade() {
+    let e = engine();
+    let child = |t: &str| {
+        let mut out = Vec::new();
+        e.scan_text(t, &mut out);
+        e.infer_child(out.iter().filter_map(|h| h.evidence.as_ref()))
+    };
+    // the grade's student is 14: not a child (CAC Order No. 4 Art. 2)
+    assert_eq!(child("初三学生，14岁"), Some(false));
+    assert_eq!(child("初二学生，13岁"), Some(true));
+    // a parent's age leaves the grade's child standing
+    assert_eq!(child("三年级学生，家长45岁"), Some(true));
+    assert_eq!(child("初一(3)班"), Some(true));
+}
+
+#[test]
+fn infant_ages_in_months_and_births_told_after_the_date() {
+    let e = engine();
+    let ages = |t: &str| {
+        let mut out = Vec::new();
+        e.scan_text(t, &mut out);
+        out.iter()
+            .filter(|h| h.category == Category::Age)
+            .map(|h| (t[h.start..h.end].to_string(), h.evidence.clone()))
+            .collect::<Vec<_>>()
+    };
+    let years = |n| Some(AgeEvidence::Years(n));
+    assert_eq!(ages("宝宝3个月大"), vec![("3个月大".into(), years(0))]);
+    assert_eq!(
+        ages("18个月婴儿 体重10kg"),
+        vec![("18个月".into(), years(1))]
+    );
+    assert_eq!(ages("月龄：10 个月"), vec![("月龄：10".into(), years(0))]);
+    assert_eq!(
+        ages("宝宝八个月的时候开始发烧"),
+        vec![("八个月".into(), years(0))]
+    );
+    for t in [
+        "保修12个月",
+        "工作3个月了",
+        "3个月大促",
+        "3-6个月大的宝宝",
+        "宝宝100个月大",
+    ] {
+        assert_eq!(ages(t), vec![], "{t}");
+    }
+    let births = |t: &str| {
+        let mut out = Vec::new();
+        e.scan_text(t, &mut out);
+        out.iter()
+            .filter(|h| h.category == Category::BirthDate)
+            .map(|h| t[h.start..h.end].to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(births("2012年3月15日出生的李明同学"), vec!["2012年3月15日"]);
+    assert_eq!(births("2015-03-07 生，男"), vec!["2015-03-07"]);
+    for t in ["2020年3月5日生产", "2015-03-07生效", "2015-03-07 生成报告"] {
+        assert_eq!(births(t), Vec::<String>::new(), "{t}");
+    }
+}
