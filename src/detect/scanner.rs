@@ -574,15 +574,28 @@ pub(super) fn parse_date(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
         return None;
     }
     let y = num(ys, ye)? as i32;
+    // 年/月/日 with at most one space on each side (OCR: `2015 年 7 月 3 日`);
+    // the position after the word and its trailing space.
+    let word = |i: usize, w: &str| {
+        let i = if b.get(i) == Some(&b' ') { i + 1 } else { i };
+        b[i.min(b.len())..].starts_with(w.as_bytes()).then(|| {
+            let j = i + w.len();
+            if b.get(j) == Some(&b' ') && b.get(j + 1).is_some_and(u8::is_ascii_digit) {
+                j + 1
+            } else {
+                j
+            }
+        })
+    };
     let rest = &b[ye..];
-    let (sep_len, cn) = if rest.starts_with("年".as_bytes()) {
-        (3, true)
+    let (after_sep, cn) = if let Some(j) = word(ye, "年") {
+        (j, true)
     } else if matches!(rest.first(), Some(b'-' | b'/' | b'.')) {
-        (1, false)
+        (ye + 1, false)
     } else {
         return None;
     };
-    let (ms, me) = digits(ye + sep_len, 2);
+    let (ms, me) = digits(after_sep, 2);
     if me == ms {
         return None;
     }
@@ -590,10 +603,10 @@ pub(super) fn parse_date(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
     let (ds, mut de);
     let day_end;
     if cn {
-        if !b[me..].starts_with("月".as_bytes()) {
+        let Some(after_m) = word(me, "月") else {
             return None;
-        }
-        (ds, de) = digits(me + 3, 2);
+        };
+        (ds, de) = digits(after_m, 2);
         if de == ds {
             // YYYY年M月 (出生年月): the last day of the month, the youngest
             // the person can be, so a child is never missed at the boundary.
@@ -601,11 +614,13 @@ pub(super) fn parse_date(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
             let last = first
                 .checked_add_months(chrono::Months::new(1))?
                 .pred_opt()?;
-            return Some((me + 3, last));
+            let end = if b[me] == b' ' { me + 4 } else { me + 3 };
+            return Some((end, last));
         }
         day_end = de;
-        if b[de..].starts_with("日".as_bytes()) || b[de..].starts_with("号".as_bytes()) {
-            de += 3;
+        if let Some(j) = word(de, "日").or_else(|| word(de, "号")) {
+            // (the trailing space after 日 is not part of the date)
+            de = if b[j - 1] == b' ' { j - 1 } else { j };
         }
     } else {
         if me >= b.len() || b[me] != b[ye] {
@@ -929,7 +944,10 @@ impl Engine {
             let m = st.ms[k];
             for role in &self.roles[m.pid as usize] {
                 match *role {
-                    Role::Trig(Trig::School) => self.school(&st, m, out),
+                    Role::Trig(Trig::School) => {
+                        self.school(&st, m, out);
+                        self.kindergarten_class(&st, m, out);
+                    }
                     Role::Trig(Trig::Sui) => self.age_sui(&st, m, out),
                     Role::Trig(Trig::Months) => self.age_months(&st, m, out),
                     Role::Trig(Trig::Grade) => self.grade(&st, m, out),
@@ -1454,7 +1472,11 @@ impl Engine {
         let b = st.b;
         let n = b.len();
         // A date (YYYY-MM-DD, YYYY年M月D日, ...) first: timestamps are never IDs.
-        if e - s == 4 && e < n && matches!(b[e], b'-' | b'/' | b'.' | 0xE5) {
+        if e - s == 4
+            && e < n
+            && (matches!(b[e], b'-' | b'/' | b'.' | 0xE5)
+                || b[e] == b' ' && b[e + 1..].starts_with("年".as_bytes()))
+        {
             if let Some((de, d)) = parse_date(b, s) {
                 if de >= n || !b[de].is_ascii_digit() {
                     self.birth_date(st, s, de, d, out);
@@ -2734,6 +2756,48 @@ impl Engine {
         );
     }
 
+    /// A kindergarten class right after `幼儿园` (`幼儿园大班`, `阳光幼儿园 中二班`,
+    /// `幼儿园小（3）班`): a grade whose pupils are 2 to 6 years old. Without
+    /// the 幼儿园 before it, 中班/大班 are also work shifts and casino words.
+    fn kindergarten_class(&self, st: &St<'_>, m: M, out: &mut Vec<Hit>) {
+        let Some(rule) = self.rule_for(Scanner::GradeClass) else {
+            return;
+        };
+        let t = st.text;
+        let ke = m.end as usize;
+        if &t[m.start as usize..ke] != "幼儿园" {
+            return;
+        }
+        let s = ke + usize::from(t[ke..].starts_with(' '));
+        let mut cs = t[s..].char_indices();
+        let Some((_, level)) = cs.next() else { return };
+        if !one_of("托小中大", level) {
+            return;
+        }
+        // 大班, 大二班, 大(2)班, 大（2）班
+        let rest = &t[s + level.len_utf8()..];
+        let inner = rest
+            .trim_start_matches(['(', '（'])
+            .trim_start_matches(|c: char| c.is_ascii_digit() || is_cn_numeral(c))
+            .trim_start_matches([')', '）']);
+        if !inner.starts_with('班') || rest.len() - inner.len() > 8 {
+            return;
+        }
+        let e = t.len() - inner.len() + '班'.len_utf8();
+        let span = &t[s..e];
+        let conf = self.rules[rule as usize].confidence + 0.1;
+        self.emit(
+            out,
+            rule,
+            s,
+            e,
+            conf,
+            span,
+            self.mask(Category::GradeClass, span),
+            Some(AgeEvidence::ChildGrade),
+        );
+    }
+
     /// Address: …省/市/区 … 路/街 … N号 (… 栋 单元 室).
     fn address(&self, st: &St<'_>, m: M, out: &mut Vec<Hit>) {
         let Some(rule) = self.rule_for(Scanner::Address) else {
@@ -2911,7 +2975,7 @@ impl Engine {
     }
 
     fn skip_labels(t: &str, mut p: usize) -> usize {
-        const LABELS: [&str; 18] = [
+        const LABELS: [&str; 20] = [
             "姓名",
             "名字",
             "电话",
@@ -2920,6 +2984,8 @@ impl Engine {
             "联系电话",
             "联系方式",
             "是",
+            "名叫",
+            "叫",
             "\"name\"",
             "name",
             "\"phone\"",
@@ -3325,6 +3391,13 @@ mod cut_tests {
         assert_eq!(d("2015.03.07,"), ok(10, "2015-03-07"));
         assert_eq!(d("2015-3-7"), ok(8, "2015-03-07"));
         assert_eq!(d("2015年3月7日"), ok(15, "2015-03-07"));
+        // OCR spacing: one space on each side of 年/月/日, not kept after 日
+        let t = "2015 年 3 月 7 日 公民";
+        assert_eq!(d(t), ok(t.find(" 公").unwrap(), "2015-03-07"));
+        let t = "2016 年 9 月";
+        assert_eq!(d(t), ok(t.len(), "2016-09-30"));
+        assert_eq!(d("2015 年度"), None);
+        assert_eq!(d("2015  年3月"), None);
         assert_eq!(d("20150307"), ok(8, "2015-03-07"));
         assert_eq!(d("2015-02-30"), None);
         assert_eq!(d("2015-13-01"), None);
