@@ -613,17 +613,44 @@ impl Generator {
                         .s("，");
                 }
             }
-            let (bef, v, aft) = self.age_text(p.age);
-            b.s("孩子").s(&bef).v(&v, Age).s(&aft).s("，");
+            if p.age <= 2 && self.rng.gen_bool(0.5) {
+                // an infant's age in months
+                let a = self.as_of;
+                let months = (a.year() - p.birth.year()) * 12 + a.month() as i32
+                    - p.birth.month() as i32
+                    - i32::from(a.day() < p.birth.day());
+                b.s("宝宝").v(&format!("{months}个月大"), Age).s("，");
+            } else {
+                let (bef, v, aft) = self.age_text(p.age);
+                b.s("孩子").s(&bef).v(&v, Age).s(&aft).s("，");
+            }
             if self.rng.gen_bool(0.7) {
                 let s = self.school();
                 b.s(self.pick(&["就读于", "在", "现就读", "学校："]))
                     .v(&s, SchoolName);
-                if p.age >= 6 && self.rng.gen_bool(0.6) {
+                if s.ends_with("幼儿园") && (2..=6).contains(&p.age) && self.rng.gen_bool(0.6) {
+                    let class = match p.age {
+                        2 => "托班",
+                        3 => "小班",
+                        4 => "中班",
+                        _ => "大班",
+                    };
+                    b.v(class, GradeClass);
+                } else if p.age >= 6 && self.rng.gen_bool(0.6) {
                     let (gr, _) = self.grade(p.age);
                     b.v(&gr, GradeClass);
                 }
                 b.s("，");
+            }
+            if self.rng.gen_bool(0.2) {
+                // a birth told after the date, without a birth word before it
+                let d = p.birth;
+                b.s("于")
+                    .v(
+                        &format!("{}年{}月{}日", d.year(), d.month(), d.day()),
+                        BirthDate,
+                    )
+                    .s("出生，");
             }
             if self.rng.gen_bool(0.5) {
                 b.s("身份证号").v(&p.id, CnResidentId).s("，");
@@ -664,7 +691,13 @@ impl Generator {
         let mut b = B::new();
         b.s("| 姓 名 ").s(self.pick(&[":", "：", " "])).s(" ");
         b.v(&p.name, PersonName).s("  性别 男 | ");
-        let (_, v) = self.birth_text(p.birth);
+        let v = if self.rng.gen_bool(0.3) {
+            // OCR spacing around 年/月/日
+            let d = p.birth;
+            format!("{} 年 {} 月 {} 日", d.year(), d.month(), d.day())
+        } else {
+            self.birth_text(p.birth).1
+        };
         b.s("出生日期 ").v(&v, BirthDate).s(" |");
         let spaced = format!("{} {} {}", &p.id[..6], &p.id[6..14], &p.id[14..]);
         b.s(" 公民身份号码 ").v(&spaced, CnResidentId).s(" ");

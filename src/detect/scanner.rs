@@ -2267,7 +2267,7 @@ impl Engine {
                 r.starts_with("年级") || r.starts_with('班')
             }
             Some(c) => {
-                one_of("的读就是和与及在初高校分毕同老班届学生", c)
+                one_of("的读就是和与及在初高校分毕同老班届学生负任教工", c)
                     && !t[se..].starts_with("学")
                     && !t[se..].starts_with("生活")
                     && !t[se..].starts_with("生产")
@@ -2286,6 +2286,12 @@ impl Engine {
                         .contains(c)
             })
         {
+            return;
+        }
+        // a person's name after a person word (监护人黄一小), not a school
+        const PERSON_WORDS: [&str; 7] =
+            ["监护人", "家长", "联系人", "父亲", "母亲", "姓名", "老师"];
+        if PERSON_WORDS.iter().any(|w| prefix.contains(w)) {
             return;
         }
         let (pos, neg) = self.context(st, rule, start, se);
