@@ -154,10 +154,12 @@ fn classifies_counts_children_samples_and_stays_read_only() {
     );
     let ph = out.find(&st, "guardian_phone", Category::CnMobile).unwrap();
     assert_eq!((ph.count, ph.child_count), (Some(150), Some(50)));
+    let g = out.find(&st, "guardian_phone", Category::Guardian).unwrap();
+    assert_eq!((g.count, g.child_count), (Some(150), Some(50)));
     // A date column named like a birth date is examined and classified.
     let bd = out.find(&st, "birth_date", Category::BirthDate).unwrap();
     assert_eq!((bd.count, bd.child_count), (Some(200), Some(100)));
-    assert_eq!(out.in_table(&st).len(), 3);
+    assert_eq!(out.in_table(&st).len(), 4);
     assert!(out.find(&st, "order_no", Category::CnResidentId).is_none());
     assert!(out.find(&st, "order_ref", Category::CnResidentId).is_none());
     let big = out

@@ -158,6 +158,14 @@ fn classifies_counts_children_and_stays_read_only() {
         .find("public.students", "guardian_phone", Category::CnMobile)
         .expect("phone finding");
     assert_eq!((ph.count, ph.child_count), (Some(150), Some(50)));
+    // A guardian's column: the same phones are the guardians' too.
+    let g = out
+        .find("public.students", "guardian_phone", Category::Guardian)
+        .expect("guardian finding");
+    assert_eq!(
+        (g.count, g.child_count, &g.masked),
+        (Some(150), Some(50), &ph.masked)
+    );
     // Decoys: bad-checksum order numbers, in a bigint and in a text column, are not IDs.
     assert!(out
         .find("public.students", "order_no", Category::CnResidentId)
@@ -165,7 +173,7 @@ fn classifies_counts_children_and_stays_read_only() {
     assert!(out
         .find("public.students", "order_ref", Category::CnResidentId)
         .is_none());
-    assert_eq!(out.in_table("public.students").len(), 2);
+    assert_eq!(out.in_table("public.students").len(), 3);
     let staff = out
         .find("hr.staff", "idno", Category::CnResidentId)
         .unwrap();

@@ -912,6 +912,31 @@ impl Engine {
                     let Some(rule) = self.rule_for(scanner_kind) else {
                         continue;
                     };
+                    // A guardian column of phone numbers (jhrdh, parent_phone):
+                    // the phone found in the value is the guardian's.
+                    if cat == Category::Guardian {
+                        let phone = out[base..]
+                            .iter()
+                            .find(|h| {
+                                matches!(h.category, Category::CnMobile | Category::CnLandline)
+                            })
+                            .map(|h| (h.start, h.end, h.fingerprint, h.masked.clone()));
+                        if let Some((start, end, fingerprint, masked)) = phone {
+                            let r = &self.rules[rule as usize];
+                            out.push(Hit {
+                                start,
+                                end,
+                                category: Category::Guardian,
+                                rule: r.id,
+                                sensitivity: r.sensitivity,
+                                confidence: (r.confidence + 0.1).min(1.0),
+                                masked,
+                                fingerprint,
+                                evidence: None,
+                            });
+                            continue;
+                        }
+                    }
                     // The column says it holds names: no context word is
                     // needed. A name on the surname list is near-certain; a
                     // rarer surname still counts unless the value is a

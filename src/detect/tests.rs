@@ -603,3 +603,20 @@ fn infant_ages_in_months_and_births_told_after_the_date() {
         assert_eq!(births(t), Vec::<String>::new(), "{t}");
     }
 }
+
+#[test]
+fn a_guardian_column_of_phones_holds_guardians() {
+    let e = engine();
+    for col in ["jhrdh", "guardian_phone", "家长电话"] {
+        let mut out = Vec::new();
+        e.scan_value("13912345678", &e.column_ctx(col), &mut out);
+        let cs: Vec<_> = out.iter().map(|h| h.category).collect();
+        assert_eq!(cs, vec![Category::CnMobile, Category::Guardian], "{col}");
+        assert_eq!(out[0].fingerprint, out[1].fingerprint, "{col}");
+        assert_eq!(out[1].masked, "139****5678");
+    }
+    // a phone column that is not a guardian's
+    let mut out = Vec::new();
+    e.scan_value("13912345678", &e.column_ctx("lxdh"), &mut out);
+    assert_eq!(cats_of(&out), vec![Category::CnMobile]);
+}
