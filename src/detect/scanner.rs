@@ -2321,30 +2321,7 @@ impl Engine {
         if p > 0 && b[p - 1] == b' ' {
             p -= 1;
         }
-        let num_end = p;
-        let years;
-        if p > 0 && b[p - 1].is_ascii_digit() {
-            while p > 0 && b[p - 1].is_ascii_digit() {
-                p -= 1;
-            }
-            if p > 0 && (b[p - 1].is_ascii_alphabetic() || b[p - 1] == b'.') {
-                return;
-            }
-            years = validate::parse_u32(&b[p..num_end]);
-        } else {
-            let mut k = 0;
-            while k < 3 {
-                match char_before(t, p) {
-                    Some(c) if is_cn_numeral(c) => {
-                        p -= c.len_utf8();
-                        k += 1;
-                    }
-                    _ => break,
-                }
-            }
-            years = chinese_numeral(&t[p..num_end]);
-        }
-        let Some(years) = years.filter(|y| *y <= 120) else {
+        let Some((p, years)) = number_before(t, p).filter(|&(_, y)| y <= 120) else {
             return;
         };
         // Ranges (3-6岁, 3~6岁, 3至6岁) and product text (3岁以下, 3岁+).

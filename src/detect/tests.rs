@@ -8,6 +8,12 @@ fn engine() -> Engine {
     .unwrap()
 }
 
+fn scan(e: &Engine, text: &str) -> Vec<Hit> {
+    let mut out = Vec::new();
+    e.scan_text(text, &mut out);
+    out
+}
+
 fn cats(e: &Engine, text: &str) -> Vec<Category> {
     let mut out = Vec::new();
     e.scan_text(text, &mut out);
@@ -223,11 +229,7 @@ fn engine_is_shared_across_threads() {
 #[test]
 fn primary_school_pupils_are_children_but_not_staff() {
     let e = engine();
-    let child = |t: &str| {
-        let mut out = Vec::new();
-        e.scan_text(t, &mut out);
-        e.infer_child(out.iter().filter_map(|h| h.evidence.as_ref()))
-    };
+    let child = |t: &str| e.infer_child(scan(&e, t).iter().filter_map(|h| h.evidence.as_ref()));
     assert_eq!(
         child("学生姓名：王小明，手机13812345678，就读于杭州市西湖区文一街小学"),
         Some(true)
@@ -244,6 +246,13 @@ fn primary_school_pupils_are_children_but_not_staff() {
         child("班主任张丽老师，手机13812345678，在杭州市西湖区文一街小学负责三年级二班的教学工作"),
         None
     );
+    // A stated age a student can have outweighs the grade: the grade's
+    // student is 14, not a child (CAC Order No. 4 Art. 2); a parent's age
+    // leaves the grade's child standing.
+    assert_eq!(child("初三学生，14岁"), Some(false));
+    assert_eq!(child("初二学生，13岁"), Some(true));
+    assert_eq!(child("三年级学生，家长45岁"), Some(true));
+    assert_eq!(child("初一(3)班"), Some(true));
 }
 
 /// Full-width form of an ASCII string (０-９, Ａ-Ｚ, －).
@@ -543,28 +552,11 @@ fn first_fullwidth_finds_the_first_folded_form() {
 }
 
 #[test]
-fn a_stated_student_age_outweighs_the_grade() {
-    let e = engine();
-    let child = |t: &str| {
-        let mut out = Vec::new();
-        e.scan_text(t, &mut out);
-        e.infer_child(out.iter().filter_map(|h| h.evidence.as_ref()))
-    };
-    // the grade's student is 14: not a child (CAC Order No. 4 Art. 2)
-    assert_eq!(child("初三学生，14岁"), Some(false));
-    assert_eq!(child("初二学生，13岁"), Some(true));
-    // a parent's age leaves the grade's child standing
-    assert_eq!(child("三年级学生，家长45岁"), Some(true));
-    assert_eq!(child("初一(3)班"), Some(true));
-}
-
-#[test]
 fn infant_ages_in_months_and_births_told_after_the_date() {
     let e = engine();
     let ages = |t: &str| {
-        let mut out = Vec::new();
-        e.scan_text(t, &mut out);
-        out.iter()
+        scan(&e, t)
+            .iter()
             .filter(|h| h.category == Category::Age)
             .map(|h| (t[h.start..h.end].to_string(), h.evidence.clone()))
             .collect::<Vec<_>>()
@@ -590,9 +582,8 @@ fn infant_ages_in_months_and_births_told_after_the_date() {
         assert_eq!(ages(t), vec![], "{t}");
     }
     let births = |t: &str| {
-        let mut out = Vec::new();
-        e.scan_text(t, &mut out);
-        out.iter()
+        scan(&e, t)
+            .iter()
             .filter(|h| h.category == Category::BirthDate)
             .map(|h| t[h.start..h.end].to_string())
             .collect::<Vec<_>>()
