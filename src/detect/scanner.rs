@@ -603,9 +603,7 @@ pub(super) fn parse_date(b: &[u8], p: usize) -> Option<(usize, NaiveDate)> {
     let (ds, mut de);
     let day_end;
     if cn {
-        let Some(after_m) = word(me, "月") else {
-            return None;
-        };
+        let after_m = word(me, "月")?;
         (ds, de) = digits(after_m, 2);
         if de == ds {
             // YYYY年M月 (出生年月): the last day of the month, the youngest

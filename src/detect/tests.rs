@@ -558,7 +558,7 @@ fn infant_ages_in_months_and_births_told_after_the_date() {
         scan(&e, t)
             .iter()
             .filter(|h| h.category == Category::Age)
-            .map(|h| (t[h.start..h.end].to_string(), h.evidence.clone()))
+            .map(|h| (t[h.start..h.end].to_string(), h.evidence))
             .collect::<Vec<_>>()
     };
     let years = |n| Some(AgeEvidence::Years(n));
