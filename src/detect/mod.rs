@@ -225,8 +225,11 @@ pub(crate) enum Trig {
     Hao,
 }
 
-const SCHOOL_SUFFIXES: [&str; 19] = [
+const SCHOOL_SUFFIXES: [&str; 21] = [
     "幼儿园",
+    "中心校",
+    // (only with a school word nearby: see `scanner::Engine::school`)
+    "学校",
     "小学",
     "中学",
     "初级中学",
@@ -246,7 +249,14 @@ const SCHOOL_SUFFIXES: [&str; 19] = [
     "附小",
     "托儿所",
 ];
-const NOT_SCHOOL: [&str; 4] = ["小学生", "中学生", "幼儿园里", "小学校"];
+const NOT_SCHOOL: [&str; 6] = [
+    "小学生",
+    "中学生",
+    "幼儿园里",
+    "小学校",
+    "中心校区",
+    "学校里",
+];
 const GRADE_TRIGGERS: [&str; 8] = [
     "年级",
     "初一",

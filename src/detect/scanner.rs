@@ -2133,6 +2133,17 @@ impl Engine {
         if neg {
             return;
         }
+        // A bare 学校 (北京市十一学校, 成都七中育才学校) only after a school
+        // word (学校：, 就读, school=), and not a school for adults.
+        if &t[ss..se] == "学校" {
+            const ADULT: [&str; 15] = [
+                "驾驶", "驾", "党", "干部", "职业", "技工", "技术", "卫生", "护士", "警官", "警察",
+                "军事", "行政", "财经", "管理",
+            ];
+            if !pos || prefix.starts_with('某') || ADULT.iter().any(|w| prefix.ends_with(w)) {
+                return;
+            }
+        }
         let admin = prefix.chars().any(|c| one_of("省市区县镇乡州", c))
             || prefix.contains('第')
             || prefix.contains("附属");
