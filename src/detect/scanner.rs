@@ -1482,6 +1482,23 @@ impl Engine {
                     return skip_clock(b, de);
                 }
             }
+            // A birth year told by a birth word after it (2015年出生, 2015年生):
+            // the last day of the year, the youngest the person can be, so
+            // a child is never missed at the boundary (as for 2015年3月).
+            let ye = e + "年".len();
+            if b[e..].starts_with("年".as_bytes()) && born_after(st.text, ye) {
+                let year = validate::parse_u32(&b[s..e]).unwrap_or(0) as i32;
+                if let Some(d) = NaiveDate::from_ymd_opt(year, 12, 31) {
+                    // (born this year: at most today)
+                    let d = if year == self.opts.as_of.year() {
+                        self.opts.as_of
+                    } else {
+                        d
+                    };
+                    self.birth_date(st, s, ye, d, out);
+                    return ye;
+                }
+            }
         }
         // Day-first D/M/YYYY or D.M.YYYY: a birth date only with a birth context.
         if (1..=2).contains(&(e - s)) && e < n && matches!(b[e], b'/' | b'.') {

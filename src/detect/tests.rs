@@ -590,6 +590,22 @@ fn infant_ages_in_months_and_births_told_after_the_date() {
     };
     assert_eq!(births("2012年3月15日出生的李明同学"), vec!["2012年3月15日"]);
     assert_eq!(births("2015-03-07 生，男"), vec!["2015-03-07"]);
+    // a birth year: the youngest the person can be (the year's last day, or today)
+    let born = |t: &str| {
+        scan(&e, t)
+            .iter()
+            .find(|h| h.category == Category::BirthDate)
+            .and_then(|h| h.evidence)
+    };
+    let day = |y, m, d| {
+        Some(AgeEvidence::BirthDate(
+            NaiveDate::from_ymd_opt(y, m, d).unwrap(),
+        ))
+    };
+    assert_eq!(born("该生2015年出生"), day(2015, 12, 31));
+    assert_eq!(born("2025年出生的宝宝"), day(2025, 6, 1));
+    assert_eq!(born("2015年生产的设备"), None);
+    assert_eq!(born("成立于2015年"), None);
     for t in ["2020年3月5日生产", "2015-03-07生效", "2015-03-07 生成报告"] {
         assert_eq!(births(t), Vec::<String>::new(), "{t}");
     }
