@@ -825,6 +825,31 @@ const CUTS: [&str; 41] = [
 /// First characters of [`CUTS`]: most characters of a prefix start none.
 const CUT_FIRST: &str = "就毕在来转考进位学名所孩儿女姓家地住他她我你于是的到去从读和与及或为";
 
+/// Words after a grade that make it a subject, a book or a school notice
+/// (三年级数学, 一年级新生入学指南, 初二年级家长会通知), not a pupil's grade.
+const GRADE_NOT_PUPIL: [&str; 20] = [
+    "数学",
+    "语文",
+    "英语",
+    "上册",
+    "下册",
+    "教材",
+    "练习",
+    "试卷",
+    "课本",
+    "作文",
+    "同步",
+    "教案",
+    "新生入学",
+    "家长会",
+    "期末",
+    "期中",
+    "考试",
+    "招生",
+    "课程",
+    "教学",
+];
+
 /// Where the proper name of a school whose suffix starts at `ss` begins:
 /// back over CJK characters, 第 + digits, digits right before the suffix and
 /// brackets, then cut after the last boundary word (就读于, 在, 的, ...).
@@ -2641,6 +2666,10 @@ impl Engine {
                 if !(1..=12).contains(&g) {
                     return;
                 }
+                // 初二年级 / 高一年级: the 初二 / 高一 trigger reports it whole
+                if char_before(t, start - c.len_utf8()).is_some_and(|p| p == '初' || p == '高') {
+                    return;
+                }
                 start -= c.len_utf8();
                 let level = ["小学", "初中", "高中"]
                     .iter()
@@ -2656,12 +2685,7 @@ impl Engine {
                     _ => g <= 9,
                 };
                 // teaching material, not a pupil
-                let rest = &t[ke..];
-                const MATERIAL: [&str; 12] = [
-                    "数学", "语文", "英语", "上册", "下册", "教材", "练习", "试卷", "课本", "作文",
-                    "同步", "教案",
-                ];
-                if MATERIAL.iter().any(|w| rest.starts_with(w)) {
+                if GRADE_NOT_PUPIL.iter().any(|w| t[ke..].starts_with(w)) {
                     return;
                 }
                 if let Some(pc) = char_before(t, start) {
@@ -2699,6 +2723,15 @@ impl Engine {
                 }
                 child = kw.starts_with('初');
             }
+        }
+        // 初二年级: one grade, reported whole
+        let ke = if kw != "年级" && t[ke..].starts_with("年级") {
+            ke + "年级".len()
+        } else {
+            ke
+        };
+        if kw != "年级" && GRADE_NOT_PUPIL.iter().any(|w| t[ke..].starts_with(w)) {
+            return;
         }
         // class: (3)班, 3班, 三班
         let mut e = ke;
