@@ -3112,6 +3112,19 @@ impl Engine {
         if NOT_NAMES.iter().any(|w| name.starts_with(w)) {
             return;
         }
+        // a surname and a title (张经理, 李老师, 王女士): not a name
+        const TITLES: [&str; 12] = [
+            "经理", "老师", "先生", "女士", "小姐", "师傅", "主任", "医生", "阿姨", "叔叔", "总",
+            "工",
+        ];
+        // (a surname of one or two characters before a two-character title; one before 总/工)
+        let n = name.chars().count();
+        if TITLES
+            .iter()
+            .any(|w| name.ends_with(w) && n <= 2 * w.chars().count())
+        {
+            return;
+        }
         let conf = self.rules[rule as usize].confidence + if strong { 0.15 } else { 0.0 }
             - if closed { 0.0 } else { 0.1 };
         self.emit(
