@@ -801,6 +801,26 @@ impl Engine {
         });
     }
 
+    /// Report the value of hit `of` again as a hit of `rule`: its span, mask
+    /// and fingerprint (a guardian's phone is that phone's hit under the
+    /// guardian rule).
+    fn emit_same_value(&self, out: &mut Vec<Hit>, of: usize, rule: u16, confidence: f64) {
+        let r = &self.rules[rule as usize];
+        let h = &out[of];
+        let hit = Hit {
+            start: h.start,
+            end: h.end,
+            category: r.category,
+            rule: r.id,
+            sensitivity: r.sensitivity,
+            confidence: confidence.clamp(0.0, 1.0),
+            masked: h.masked.clone(),
+            fingerprint: h.fingerprint,
+            evidence: None,
+        };
+        out.push(hit);
+    }
+
     /// Mask for a value of a category (never the raw value).
     fn mask(&self, cat: Category, norm: &str) -> String {
         if !FINGERPRINTS.with(Cell::get) {
@@ -925,25 +945,12 @@ impl Engine {
                     // A guardian column of phone numbers (jhrdh, parent_phone):
                     // the phone found in the value is the guardian's.
                     if cat == Category::Guardian {
-                        let phone = out[base..]
-                            .iter()
-                            .find(|h| {
-                                matches!(h.category, Category::CnMobile | Category::CnLandline)
-                            })
-                            .map(|h| (h.start, h.end, h.fingerprint, h.masked.clone()));
-                        if let Some((start, end, fingerprint, masked)) = phone {
-                            let r = &self.rules[rule as usize];
-                            out.push(Hit {
-                                start,
-                                end,
-                                category: Category::Guardian,
-                                rule: r.id,
-                                sensitivity: r.sensitivity,
-                                confidence: (r.confidence + 0.1).min(1.0),
-                                masked,
-                                fingerprint,
-                                evidence: None,
-                            });
+                        let phone = out[base..].iter().position(|h| {
+                            matches!(h.category, Category::CnMobile | Category::CnLandline)
+                        });
+                        if let Some(j) = phone {
+                            let conf = self.rules[rule as usize].confidence + 0.1;
+                            self.emit_same_value(out, base + j, rule, conf);
                             continue;
                         }
                     }

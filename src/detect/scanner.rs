@@ -2684,10 +2684,6 @@ impl Engine {
                     3 => false,
                     _ => g <= 9,
                 };
-                // teaching material, not a pupil
-                if GRADE_NOT_PUPIL.iter().any(|w| t[ke..].starts_with(w)) {
-                    return;
-                }
                 if let Some(pc) = char_before(t, start) {
                     if matches!(pc, '适' | '合') {
                         return;
@@ -2730,7 +2726,8 @@ impl Engine {
         } else {
             ke
         };
-        if kw != "年级" && GRADE_NOT_PUPIL.iter().any(|w| t[ke..].starts_with(w)) {
+        // a subject, a book or a school notice, not a pupil's grade
+        if kw != "学前班" && GRADE_NOT_PUPIL.iter().any(|w| t[ke..].starts_with(w)) {
             return;
         }
         // class: (3)班, 3班, 三班
@@ -3171,22 +3168,10 @@ impl Engine {
         let phone = tok[i..]
             .iter()
             .take_while(|h| h.start <= p + 1)
-            .find(|h| h.category == Category::CnMobile)
-            .map(|h| (h.start, h.end, h.fingerprint, h.masked.clone()));
+            .position(|h| h.category == Category::CnMobile);
         let conf = self.rules[rule as usize].confidence;
-        if let Some((s, e, fp, masked)) = phone {
-            let r = &self.rules[rule as usize];
-            out.push(Hit {
-                start: s,
-                end: e,
-                category: r.category,
-                rule: r.id,
-                sensitivity: r.sensitivity,
-                confidence: conf,
-                masked,
-                fingerprint: fp,
-                evidence: None,
-            });
+        if let Some(j) = phone {
+            self.emit_same_value(out, base + i + j, rule, conf);
             return;
         }
         if let Some((e, closed)) = Self::parse_name(t, p) {
